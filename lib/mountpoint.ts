@@ -5,11 +5,11 @@
 // empty kdbus/. The tmpfs stays after kdbusfs exits, so later mounts reuse it.
 import { execFileSync } from 'node:child_process';
 import {
-  existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmdirSync,
-  statSync, symlinkSync, writeFileSync,
+  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync,
+  rmdirSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { log, logError } from './log.js';
 
 export const DEFAULT_MOUNTPOINT = '/sys/fs/kdbus';
@@ -111,4 +111,27 @@ function cleanup(step: () => void): void {
   } catch (e) {
     logError('mountpoint', (e as Error).message);
   }
+}
+
+/** mountinfo escapes space, tab, newline and backslash as \ooo. */
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * The filesystem type of the topmost mount at path ("fuse.kdbusfs"...), or null
+ * if nothing is mounted there. Reads only /proc, never the path itself (which
+ * may be a dead FUSE mount).
+ */
+export function mountedType(path: string): string | null {
+  const full = resolve(path);
+  const abs = full === '/' ? full : join(realpathSync(dirname(full)), basename(full));
+  let type: string | null = null;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source super
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    if (unescapeMountinfo(left.split(' ')[4] ?? '') === abs) type = right.split(' ')[0] ?? null;
+  }
+  return type; // later lines are mounted on top of earlier ones
 }
