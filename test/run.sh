@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one setup+test command: installs what a fresh Debian machine lacks,
+# builds kdbusfs (npm ci: node-gyp + tsc), runs every test/*.test.ts with tap,
+# and prints as its very last line "N passed, M failed, K skipped".
+# Exits non-zero if anything failed, setup included.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+setup_failed() {
+  echo "SETUP FAILED: $1" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+}
+
+# Debian packages needed: a C/C++ toolchain and python3 (node-gyp), libcap-dev
+# (the kdbus selftests include sys/capability.h), util-linux (mount, unshare),
+# coreutils (stdbuf).
+missing=()
+for pair in gcc:gcc g++:g++ make:make python3:python3 unshare:util-linux stdbuf:coreutils; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null </dev/null \
+    || setup_failed "apt-get install ${missing[*]}"
+fi
+
+# npm ci runs the package's install (node-gyp rebuild) and prepare (tsc) scripts.
+if [[ -f package-lock.json ]]; then
+  npm ci --no-audit --no-fund </dev/null >&2 || setup_failed "npm ci"
+else
+  npm install --no-audit --no-fund </dev/null >&2 || setup_failed "npm install"
+fi
+
+tap_out=$(mktemp)
+trap 'rm -f "$tap_out"' EXIT
+# Raw TAP, so that every test point can be counted (test/tap-count.mjs).
+npx tap --reporter=tap </dev/null | tee "$tap_out"
+tap_exit=${PIPESTATUS[0]}
+node test/tap-count.mjs "$tap_out" "$tap_exit"
