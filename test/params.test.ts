@@ -5,8 +5,8 @@ import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { moduleParams, DEFAULT_ATTACH_FLAGS_MASK } from '../dist/lib/core/module.js';
-import { ParamsSession, parseUllong } from '../dist/lib/params.js';
+import { moduleParams, DEFAULT_ATTACH_FLAGS_MASK } from '../lib/core/module.js';
+import { ParamsSession, parseUllong } from '../lib/params.js';
 
 const sh = promisify(execFile);
 
