@@ -97,7 +97,6 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   const server = KdbusServer.start({
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
-    log: (line) => log('server', line),
   });
   log('mount', `serving kdbus on ${dir} (${server.passthrough ? 'passthrough' : 'page-cache'} pools); SIGINT or SIGTERM to unmount`);
 

@@ -141,7 +141,7 @@ export async function runSelftests(opts: SelftestOptions): Promise<number> {
   let server: KdbusServer | undefined;
   let params: ParamsSession | undefined;
   try {
-    server = KdbusServer.start({ mountpoint: root, passthrough: opts.passthrough, log: (l) => log('server', l) });
+    server = KdbusServer.start({ mountpoint: root, passthrough: opts.passthrough });
     params = ParamsSession.start();
     log('selftest', `kdbusfs on ${root} (${server.passthrough ? 'passthrough' : 'page-cache'} pools); running ${binary}`);
     return await runInNamespace(binary, root, params.file, opts);

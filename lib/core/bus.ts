@@ -1,0 +1,334 @@
+// A bus (ipc/kdbus/bus.c): its connections, names, bloom parameters and
+// attach-flag requirements, message routing (unicast, broadcast, monitors)
+// and kernel notifications (notify.c), which are queued while an operation
+// runs and delivered when it ends, as kdbus_notify_flush does.
+import { randomBytes } from 'node:crypto';
+import { ATTACH, INFO, ITEM, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_EXPECT_REPLY,
+  MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SIZEOF_NOTIFY_ID_CHANGE,
+  SIZEOF_NOTIFY_NAME_CHANGE, ITEM_HEADER_SIZE, align8 } from '../abi/kdbus.js';
+import { errno, fail, KdbusError } from './errors.js';
+import { Kmsg, stagePayload, type FdAccess, type QueueEntry } from './message.js';
+import { NameRegistry } from './names.js';
+import { ProcMeta, exportMeta, timestampNow } from './metadata.js';
+import { replyFind, replyLink, replyNew, replyUnlink, type Reply } from './reply.js';
+import type { Connection } from './connection.js';
+import type { Domain } from './domain.js';
+import type { Endpoint } from './endpoint.js';
+import type { User } from './user.js';
+import type { Pool } from './pool.js';
+import { log } from '../log.js';
+
+export interface BloomParameter { size: bigint; nHash: bigint }
+
+export class Bus {
+  readonly id128 = randomBytes(16);
+  readonly connections = new Map<bigint, Connection>();
+  readonly monitors = new Set<Connection>();
+  readonly endpoints = new Map<string, Endpoint>();
+  readonly names: NameRegistry;
+  private connSeq = 0n;
+  private readonly pendingNotifications: Kmsg[] = [];
+  active = true;
+  /** the directory node in the tree */
+  ino = 0;
+
+  constructor(readonly domain: Domain, readonly name: string, readonly id: bigint,
+              readonly flags: bigint, readonly bloom: BloomParameter,
+              /** ATTACH_FLAGS_RECV of BUS_MAKE: what every sender must attach */
+              readonly attachFlagsReq: bigint,
+              /** ATTACH_FLAGS_SEND of BUS_MAKE: what the creator shares in BUS_CREATOR_INFO */
+              readonly attachFlagsOwner: bigint,
+              readonly uid: number, readonly gid: number, readonly creator: User,
+              readonly creatorMeta: ProcMeta, readonly fds: FdAccess) {
+    this.names = new NameRegistry({
+      nameChanged: (type, oldId, oldFlags, newId, newFlags, name) =>
+        this.notifyNameChange(type, oldId, oldFlags, newId, newFlags, name),
+      // the registry only ever holds this bus's connections
+      moveMessages: (from, to, nameId) => this.moveMessages(from as Connection, to as Connection, nameId),
+      canOwn: () => true,
+      canSee: () => true,
+    });
+  }
+
+  get bloomWords(): number {
+    return Number(this.bloom.size) / 8;
+  }
+
+  nextConnId(): bigint {
+    return ++this.connSeq;
+  }
+
+  /** The connection with a wire id, if any. */
+  connection(id: bigint): Connection | undefined {
+    return this.connections.get(id);
+  }
+
+  /** Links a new connection in and announces it (kdbus_conn_connect). */
+  connect(conn: Connection): void {
+    this.connections.set(conn.id, conn);
+    if (conn.isMonitor) this.monitors.add(conn);
+    else this.notifyIdChange(ITEM.ID_ADD, conn.id, conn.flags);
+  }
+
+  /**
+   * kdbus_conn_disconnect: unlink, drop names, tell waiters their replies are
+   * dead, free the queue, announce ID_REMOVE. The caller flushes notifications.
+   */
+  disconnect(conn: Connection): void {
+    conn.state = 'dead';
+    this.connections.delete(conn.id);
+    this.monitors.delete(conn);
+    conn.ep.connections.delete(conn);
+    this.names.releaseAll(conn);
+    for (const e of [...conn.queue.entries()]) {
+      if (e.reply && e.reply.waiter.replies.has(e.reply)) {
+        replyUnlink(e.reply);
+        this.notifyReply(ITEM.REPLY_DEAD, e.kmsg.srcId, e.kmsg.cookie);
+      }
+      conn.dequeue(e, true);
+      e.kmsg.dispose(this.fds);
+    }
+    for (const r of [...conn.replies]) replyUnlink(r);
+    for (const c of this.connections.values()) {
+      for (const r of [...c.replies]) {
+        if (r.replier !== conn) continue;
+        replyUnlink(r);
+        this.notifyReply(ITEM.REPLY_DEAD, c.id, r.cookie);
+      }
+    }
+    if (!conn.isMonitor) this.notifyIdChange(ITEM.ID_REMOVE, conn.id, conn.flags);
+    conn.wake();
+  }
+
+  private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool, this.fds);
+
+  /** kdbus_cmd_msg_send for asynchronous sends. */
+  send(src: Connection, m: Kmsg): void {
+    m.seq = this.domain.nextMsgSeq();
+    if (m.dstId === KDBUS_DST_ID_BROADCAST) {
+      this.broadcast(src, m);
+      return;
+    }
+    let dst: Connection;
+    if (m.dstName !== null) {
+      const entry = this.names.lookup(m.dstName);
+      if (!entry) fail(errno.ESRCH, `no owner for ${m.dstName}`);
+      if (m.dstId !== KDBUS_DST_ID_NAME && m.dstId !== entry.owner.id) {
+        fail(errno.EREMCHG, `${m.dstName} is not owned by ${m.dstId}`);
+      }
+      dst = entry.owner as Connection;
+      m.dstNameId = entry.nameId;
+      if ((m.flags & MSG_NO_AUTO_START) && dst.isActivator) fail(errno.EADDRNOTAVAIL, 'no auto-start');
+    } else {
+      const found = this.connection(m.dstId);
+      if (!found || !found.isOrdinary) fail(errno.ENXIO, `no connection ${m.dstId}`);
+      dst = found;
+    }
+
+    this.collectMeta(src, dst, m);
+    let replyWait: Reply | null = null;
+    if (m.flags & MSG_EXPECT_REPLY) {
+      this.checkTalk(src, dst);
+      replyWait = replyNew(dst, src, m.cookie, m.timeoutOrReply, m.dstNameId);
+    } else if (m.flags & MSG_SIGNAL) {
+      if (!dst.matches.matches(this.userSubject(src, m), this.bloomWords)) fail(errno.EPERM, 'receiver has no match for this signal');
+      this.checkTalk(dst, src);
+    } else if (m.timeoutOrReply > 0n) {
+      // a reply: only to a connection that waits for it from us
+      const r = replyFind(src, dst, m.timeoutOrReply);
+      if (!r) fail(errno.EPERM, `no pending reply with cookie ${m.timeoutOrReply}`);
+      replyUnlink(r);
+    } else {
+      this.checkTalk(src, dst);
+    }
+
+    this.eavesdrop(src, m);
+    dst.enqueue(m, src, replyWait, this.stage);
+    if (replyWait) replyLink(replyWait, (r) => this.replyTimedOut(r));
+  }
+
+  /** kdbus_bus_broadcast: every ordinary connection whose matches accept it. */
+  private broadcast(src: Connection | null, m: Kmsg): void {
+    this.eavesdrop(src, m);
+    const subject = src ? this.userSubject(src, m) : this.notifySubject(m);
+    for (const dst of this.connections.values()) {
+      if (dst.id === m.srcId || !dst.isOrdinary) continue;
+      if (!dst.matches.matches(subject, this.bloomWords)) continue;
+      if (src) {
+        if (!this.mayTalk(dst, src)) continue;
+        this.collectMeta(src, dst, m);
+      }
+      this.deliverOrCountLost(dst, m, src);
+    }
+  }
+
+  /** Monitors see every message (kdbus_bus_eavesdrop). */
+  private eavesdrop(src: Connection | null, m: Kmsg): void {
+    for (const mon of this.monitors) {
+      if (src) this.collectMeta(src, mon, m);
+      this.deliverOrCountLost(mon, m, src);
+    }
+  }
+
+  private deliverOrCountLost(dst: Connection, m: Kmsg, src: Connection | null): void {
+    try {
+      dst.enqueue(m, src, null, this.stage);
+    } catch (e) {
+      if (!(e instanceof KdbusError)) throw e;
+      dst.lostCount++;
+    }
+  }
+
+  /** Sender metadata for this receiver: proc metadata read now, names and timestamp at send. */
+  private collectMeta(src: Connection, dst: Connection, m: Kmsg): void {
+    const flags = src.attachFlagsSend & dst.attachFlagsRecv;
+    const procFlags = flags & ~(ATTACH.TIMESTAMP | ATTACH.NAMES | ATTACH.CONN_DESCRIPTION);
+    if (!src.fakedMeta && procFlags) {
+      if (!m.procMeta) m.procMeta = ProcMeta.collect(m.senderTid, procFlags);
+      else m.procMeta.collectMore(m.senderTid, procFlags);
+    } else if (src.fakedMeta) {
+      m.procMeta = src.meta;
+    }
+    const want = flags & (ATTACH.TIMESTAMP | ATTACH.NAMES | ATTACH.CONN_DESCRIPTION);
+    const have = m.connMeta ? (m.connMeta.timestamp ? ATTACH.TIMESTAMP : 0n) |
+      (m.connMeta.names ? ATTACH.NAMES : 0n) | (m.connMeta.description !== undefined ? ATTACH.CONN_DESCRIPTION : 0n) : 0n;
+    if (want & ~have) m.connMeta = { ...m.connMeta, ...src.connMeta(m.seq, want & ~have) };
+  }
+
+  private userSubject(src: Connection, m: Kmsg) {
+    return { kind: 'user' as const, srcId: src.id, bloomGeneration: m.bloomGeneration, bloom: m.bloom,
+      srcHasName: (name: string) => this.names.ownedNames(src).some((n) => n.name === name) };
+  }
+
+  private notifySubject(m: Kmsg) {
+    return { kind: 'notify' as const, ...m.notify! };
+  }
+
+  /** kdbus_conn_policy_talk without a policy database: privileged or same user. Policy is issue #3. */
+  private mayTalk(src: Connection, dst: Connection): boolean {
+    return src.privileged || src.euid === dst.euid;
+  }
+
+  private checkTalk(src: Connection, dst: Connection): void {
+    if (!this.mayTalk(src, dst)) fail(errno.EPERM, `${src.id} may not talk to ${dst.id}`);
+  }
+
+  private replyTimedOut(r: Reply): void {
+    this.notifyReply(ITEM.REPLY_TIMEOUT, r.waiter.id, r.cookie);
+    this.flushNotifications();
+  }
+
+  /** kdbus_conn_move_messages: an activator's queued messages (for one name entry, or all) go to the new owner. */
+  private moveMessages(from: Connection, to: Connection, nameId: bigint): void {
+    for (const e of [...from.queue.entries()]) {
+      if (nameId > 0n && e.kmsg.dstNameId !== nameId) continue;
+      from.dequeue(e, true);
+      try {
+        to.enqueue(e.kmsg, null, e.reply, this.stage);
+      } catch (err) {
+        if (!(err instanceof KdbusError)) throw err;
+        to.lostCount++;
+        e.kmsg.dispose(this.fds);
+      }
+    }
+    for (const c of this.connections.values()) {
+      if (c === from || c === to) continue;
+      for (const r of c.replies) if (r.replier === from && (nameId === 0n || r.nameId === nameId)) r.replier = to;
+    }
+  }
+
+  // --- kernel notifications (notify.c) ---
+
+  private kernelMsg(dstId: bigint, itemType: number, payload: Buffer): Kmsg {
+    const m = new Kmsg();
+    m.dstId = dstId;
+    m.srcId = 0n;
+    m.payloadType = PAYLOAD_KERNEL;
+    const item = Buffer.alloc(align8(ITEM_HEADER_SIZE + payload.length));
+    item.writeBigUInt64LE(BigInt(item.length), 0);
+    item.writeBigUInt64LE(BigInt(itemType), 8);
+    payload.copy(item, ITEM_HEADER_SIZE);
+    m.notifyItems = item;
+    return m;
+  }
+
+  notifyIdChange(type: number, id: bigint, flags: bigint): void {
+    const p = Buffer.alloc(SIZEOF_NOTIFY_ID_CHANGE);
+    p.writeBigUInt64LE(id, 0);
+    p.writeBigUInt64LE(flags, 8);
+    const m = this.kernelMsg(KDBUS_DST_ID_BROADCAST, type, p);
+    m.notify = { type, oldId: type === ITEM.ID_REMOVE ? id : 0n, newId: type === ITEM.ID_ADD ? id : 0n, name: null };
+    this.pendingNotifications.push(m);
+  }
+
+  notifyNameChange(type: number, oldId: bigint, oldFlags: bigint, newId: bigint, newFlags: bigint, name: string): void {
+    const nameBytes = Buffer.from(name + '\0');
+    const p = Buffer.alloc(SIZEOF_NOTIFY_NAME_CHANGE + nameBytes.length);
+    p.writeBigUInt64LE(oldId, 0);
+    p.writeBigUInt64LE(oldFlags, 8);
+    p.writeBigUInt64LE(newId, 16);
+    p.writeBigUInt64LE(newFlags, 24);
+    nameBytes.copy(p, SIZEOF_NOTIFY_NAME_CHANGE);
+    const m = this.kernelMsg(KDBUS_DST_ID_BROADCAST, type, p);
+    m.notify = { type, oldId, newId, name };
+    this.pendingNotifications.push(m);
+  }
+
+  notifyReply(type: number, dstId: bigint, cookie: bigint): void {
+    const m = this.kernelMsg(dstId, type, Buffer.alloc(0));
+    m.timeoutOrReply = cookie;
+    m.notify = { type, oldId: 0n, newId: 0n, name: null };
+    this.pendingNotifications.push(m);
+  }
+
+  /** kdbus_notify_flush: deliver what the last operation announced, in order. */
+  flushNotifications(): void {
+    while (this.pendingNotifications.length) {
+      const m = this.pendingNotifications.shift()!;
+      m.seq = this.domain.nextMsgSeq();
+      m.connMeta = { timestamp: timestampNow(m.seq) };
+      if (m.dstId !== KDBUS_DST_ID_BROADCAST) {
+        const dst = this.connection(m.dstId);
+        if (dst) {
+          this.eavesdrop(null, m);
+          this.deliverOrCountLost(dst, m, null);
+        }
+      } else {
+        this.broadcast(null, m);
+      }
+    }
+  }
+
+  /** Tears the bus down when its creator's control handle closes. */
+  deactivate(): void {
+    if (!this.active) return;
+    this.active = false;
+    for (const ep of [...this.endpoints.values()]) ep.deactivate();
+    this.flushNotifications();
+    log('bus', `bus ${this.name} removed`);
+  }
+
+  /**
+   * kdbus_cmd_bus_creator_info: the bus id and flags, its name, and the
+   * creator's metadata as far as the creator agreed to share it.
+   */
+  creatorInfo(requested: bigint): Buffer {
+    const nameBytes = Buffer.byteLength(this.name) + 1;
+    const nameItem = Buffer.alloc(align8(ITEM_HEADER_SIZE + nameBytes));
+    nameItem.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), 0);
+    nameItem.writeBigUInt64LE(BigInt(ITEM.MAKE_NAME), 8);
+    nameItem.write(this.name, ITEM_HEADER_SIZE);
+    const meta = exportMeta(this.creatorMeta, null, requested & this.attachFlagsOwner, null);
+    const head = Buffer.alloc(INFO.items);
+    head.writeBigUInt64LE(BigInt(INFO.items + nameItem.length + meta.length), INFO.size);
+    head.writeBigUInt64LE(this.id, INFO.id);
+    head.writeBigUInt64LE(this.flags, INFO.flags);
+    return Buffer.concat([head, nameItem, meta]);
+  }
+
+  /** A receiver dropped a message unread (RECV with DROP): its sender learns the reply is dead. */
+  replyDeadFor(e: QueueEntry): void {
+    this.notifyReply(ITEM.REPLY_DEAD, e.kmsg.srcId, e.kmsg.cookie);
+  }
+}
+

@@ -1,0 +1,204 @@
+// A connection to a bus (ipc/kdbus/connection.c): made by HELLO on an
+// endpoint handle, it owns a pool, a queue, a match database and pending
+// replies, and is torn down by BYEBYE or the handle's release.
+import { ATTACH, ATTACH_ALL, ATTACH_ANY, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
+  HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, LIMITS, RECV_DROP, RECV_PEEK,
+  RECV_USE_PRIORITY, align8 } from '../abi/kdbus.js';
+import { errno, fail } from './errors.js';
+import { Pool } from './pool.js';
+import { Queue } from './queue.js';
+import { MatchDb } from './match.js';
+import { msgHeader, payloadItems, type Kmsg, type QueueEntry, type FdAccess } from './message.js';
+import { exportMeta, timestampNow, type ProcMeta, type ConnMeta } from './metadata.js';
+import { replyUnlink, type Reply, type ReplyPeer } from './reply.js';
+import type { Bus } from './bus.js';
+import type { Endpoint } from './endpoint.js';
+import type { User } from './user.js';
+import type { NameClient } from './names.js';
+
+/** kdbus_sanitize_attach_flags: ANY means ALL; unknown bits are EINVAL. */
+export function sanitizeAttachFlags(flags: bigint): bigint {
+  if (flags === ATTACH_ANY) return ATTACH_ALL;
+  if (flags & ~ATTACH_ALL) fail(errno.EINVAL, `unknown attach flags 0x${flags.toString(16)}`);
+  return flags;
+}
+
+/** Wakes the connection's poller (FUSE_NOTIFY_POLL). */
+export type Waker = () => void;
+
+export class Connection implements ReplyPeer, NameClient {
+  state: 'active' | 'dead' = 'active';
+  readonly queue = new Queue();
+  readonly matches = new MatchDb();
+  readonly replies = new Set<Reply>();
+  /** messages lost because they could not be queued (reported as dropped_msgs) */
+  lostCount = 0;
+  /** per sending user: messages queued here beyond the unaccounted share */
+  readonly msgUsers = new Map<User, number>();
+  attachFlagsSend: bigint;
+  attachFlagsRecv: bigint;
+  wake: Waker = () => {};
+
+  constructor(readonly bus: Bus, readonly ep: Endpoint, readonly id: bigint, readonly flags: bigint,
+              attachSend: bigint, attachRecv: bigint, readonly pool: Pool, readonly user: User,
+              readonly privileged: boolean, readonly description: string | null,
+              readonly meta: ProcMeta, readonly fakedMeta: boolean,
+              /** the caller's thread at HELLO */ readonly tid: number,
+              /** effective uid at HELLO (conn->cred), for policy */ readonly euid: number,
+              readonly fds: FdAccess) {
+    this.attachFlagsSend = attachSend;
+    this.attachFlagsRecv = attachRecv;
+  }
+
+  get isActivator(): boolean { return (this.flags & HELLO_ACTIVATOR) !== 0n; }
+  get isPolicyHolder(): boolean { return (this.flags & HELLO_POLICY_HOLDER) !== 0n; }
+  get isMonitor(): boolean { return (this.flags & HELLO_MONITOR) !== 0n; }
+  get isOrdinary(): boolean { return !this.isActivator && !this.isPolicyHolder && !this.isMonitor; }
+  get acceptsFds(): boolean { return (this.flags & HELLO_ACCEPT_FD) !== 0n; }
+  get active(): boolean { return this.state === 'active'; }
+
+  /** Active-reference check of every connected ioctl (kdbus_conn_acquire). */
+  acquire(): void {
+    if (!this.active) fail(errno.ECONNRESET, 'connection is shut down');
+  }
+
+  /**
+   * kdbus_conn_entry_insert: queue a message (its payload is copied into our
+   * pool here), charging the sending user beyond the unaccounted share.
+   */
+  enqueue(m: Kmsg, sender: Connection | null, reply: Reply | null,
+          stage: (m: Kmsg, pool: Pool) => number): void {
+    if (this.queue.count >= LIMITS.CONN_MAX_MSGS) fail(errno.ENOBUFS, `queue of ${this.id} full`);
+    if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
+    const payloadOff = stage(m, this.pool);
+    let user: User | null = null;
+    if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED) {
+      const n = this.msgUsers.get(sender.user) ?? 0;
+      if (n >= LIMITS.CONN_MAX_MSGS_PER_USER) {
+        if (payloadOff >= 0) this.pool.release(payloadOff);
+        fail(errno.ENOBUFS, `uid ${sender.user.uid} has too many messages queued at ${this.id}`);
+      }
+      this.msgUsers.set(sender.user, n + 1);
+      user = sender.user;
+    }
+    this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user });
+    this.wake();
+  }
+
+  /** kdbus_queue_entry_remove: unlink, uncharge, and drop the payload slice unless it moved on. */
+  dequeue(e: QueueEntry, releasePayload: boolean): void {
+    this.queue.remove(e);
+    if (e.user) {
+      const n = (this.msgUsers.get(e.user) ?? 1) - 1;
+      if (n > 0) this.msgUsers.set(e.user, n);
+      else this.msgUsers.delete(e.user);
+    }
+    if (releasePayload && e.payloadOff >= 0) this.pool.release(e.payloadOff);
+  }
+
+  /**
+   * kdbus_queue_entry_install: writes the message into our pool as the
+   * receiver sees it (header, notification or payload items, metadata) and
+   * returns its slice offset and size; the payload slice becomes its child.
+   */
+  install(e: QueueEntry, ownsPayload: boolean): { off: number; size: number } {
+    const m = e.kmsg;
+    const parts: Buffer[] = [];
+    if (m.notifyItems) parts.push(m.notifyItems);
+    if (m.parts.length || m.dstName !== null) parts.push(payloadItems(e));
+    if (m.procMeta || m.connMeta) {
+      const meta = exportMeta(m.procMeta, m.connMeta, this.attachFlagsRecv, { tid: this.tid });
+      if (meta.length) parts.push(meta);
+    }
+    let size = 64;
+    for (const p of parts) size += p.length;
+    const off = this.pool.alloc(size);
+    const buf = Buffer.concat([msgHeader(m, size), ...parts], size);
+    this.pool.backing.write(off, buf);
+    this.pool.backing.flush(off, size);
+    if (ownsPayload && e.payloadOff >= 0) this.pool.setChild(off, e.payloadOff);
+    return { off, size };
+  }
+
+  /** KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv. */
+  recv(flags: bigint, priority: bigint, notifyReplyDead: (r: Reply, e: QueueEntry) => void):
+      { ret: number; dropped: bigint; off: bigint; size: bigint } {
+    const peeked = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
+    if (peeked === 'EAGAIN') fail(errno.EAGAIN, 'queue empty');
+    if (peeked === 'ENOMSG') fail(errno.ENOMSG, 'nothing at that priority');
+    const e = peeked;
+    if (flags & RECV_DROP) {
+      this.dequeue(e, true);
+      if (e.reply && e.reply.waiter.replies.has(e.reply)) {
+        replyUnlink(e.reply);
+        notifyReplyDead(e.reply, e);
+      }
+      e.kmsg.dispose(this.fds);
+      return { ret: 0, dropped: 0n, off: 0n, size: 0n };
+    }
+    if (this.lostCount) {
+      const dropped = BigInt(this.lostCount);
+      this.lostCount = 0;
+      return { ret: -errno.EOVERFLOW, dropped, off: 0n, size: 0n };
+    }
+    const peek = (flags & RECV_PEEK) !== 0n;
+    // a peeked entry stays queued and keeps its payload; a received one hands it to the message slice
+    const { off, size } = this.install(e, !peek);
+    this.pool.publish(off);
+    if (peek) {
+      this.pool.release(off);
+    } else {
+      this.dequeue(e, false);
+      this.pool.release(off);
+      e.kmsg.dispose(this.fds);
+    }
+    return { ret: 0, dropped: 0n, off: BigInt(off), size: BigInt(size) };
+  }
+
+  /** KDBUS_CMD_CONN_UPDATE attach flags part (policy is the bus's). */
+  updateAttachFlags(send: bigint | null, recv: bigint | null): void {
+    if (send !== null) {
+      if (this.bus.attachFlagsReq & ~send) fail(errno.EINVAL, 'cannot drop attach flags the bus requires');
+      this.attachFlagsSend = send;
+    }
+    if (recv !== null) this.attachFlagsRecv = recv;
+  }
+
+  /** Connection metadata of this sender at send time (kdbus_meta_conn_collect). */
+  connMeta(seq: bigint, flags: bigint): ConnMeta {
+    const c: ConnMeta = {};
+    if (flags & ATTACH.TIMESTAMP) c.timestamp = timestampNow(seq);
+    if (flags & ATTACH.NAMES) c.names = this.bus.names.ownedNames(this);
+    if ((flags & ATTACH.CONN_DESCRIPTION) && this.description !== null) c.description = this.description;
+    return c;
+  }
+
+  /** struct kdbus_info for CONN_INFO: id, flags and the metadata cached at HELLO. */
+  info(requested: bigint): Buffer {
+    const flags = requested & this.attachFlagsSend;
+    const conn = this.connMeta(0n, flags & ~ATTACH.TIMESTAMP);
+    const meta = exportMeta(this.meta, conn, flags & ~ATTACH.TIMESTAMP, null);
+    const head = Buffer.alloc(INFO.items);
+    head.writeBigUInt64LE(BigInt(INFO.items + meta.length), INFO.size);
+    head.writeBigUInt64LE(this.id, INFO.id);
+    head.writeBigUInt64LE(this.flags, INFO.flags);
+    return Buffer.concat([head, meta]);
+  }
+
+  pollMask(): number {
+    const POLLIN = 0x1, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
+    if (!this.active) return POLLERR | POLLHUP;
+    return POLLOUT | POLLWRNORM | (this.queue.count ? POLLIN | POLLRDNORM : 0);
+  }
+}
+
+/** A HELLO's returned item list: just the bus's BLOOM_PARAMETER. */
+export function helloItems(bloomSize: bigint, bloomHashes: bigint): Buffer {
+  const b = Buffer.alloc(8 + align8(ITEM_HEADER_SIZE + 16));
+  b.writeBigUInt64LE(BigInt(b.length), 0);
+  b.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + 16), 8);
+  b.writeBigUInt64LE(BigInt(ITEM.BLOOM_PARAMETER), 16);
+  b.writeBigUInt64LE(bloomSize, 24);
+  b.writeBigUInt64LE(bloomHashes, 32);
+  return b;
+}

@@ -1,0 +1,598 @@
+// The ioctl edge (ipc/kdbus/handle.c): one handle per open file. Reads and
+// validates each command exactly as the kernel does, calls the core, turns
+// KdbusError into the errno, and writes the results back into the caller's
+// command the way kdbus_member_set_user would.
+import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_MATCH, CMD_NAME,
+  CMD_NAME_LIST, CMD_RECV, CMD_SEND, CMD_UPDATE, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
+  HELLO_POLICY_HOLDER, ITEM, ITEM_HEADER_SIZE, KDBUS_FLAG_KERNEL, LIMITS, MAKE_ACCESS_GROUP,
+  MAKE_ACCESS_WORLD, MATCH_REPLACE, NAME_ALLOW_REPLACEMENT, NAME_LIST_ACTIVATORS, NAME_LIST_NAMES,
+  NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
+  RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
+import { commandBuffer, items, itemString, negotiateFlags, u64, validateItems } from '../abi/items.js';
+import { errno, fail, KdbusError } from './errors.js';
+import { Bus } from './bus.js';
+import { Connection, helloItems, sanitizeAttachFlags } from './connection.js';
+import { Endpoint, endpointMode } from './endpoint.js';
+import { kmsgFromSend, type FdAccess } from './message.js';
+import { nameValid } from './names.js';
+import { Pool, type PoolBacking } from './pool.js';
+import { ProcMeta } from './metadata.js';
+import { hasCapIpcOwner, taskCreds, type TaskCreds } from './task.js';
+import { ROOT_INO, type Domain } from './domain.js';
+import { log } from '../log.js';
+
+/** The calling thread of one ioctl. */
+export interface Call {
+  tid: number;
+  arg: number;
+  head: Buffer;
+  command: Buffer | number | null;
+}
+
+/** Server services a handle needs: caller memory, fds, and its own pool. */
+export interface HandleEnv extends FdAccess {
+  memWrite(tid: number, addr: number, data: Buffer): number;
+  /** Sizes this handle's pool and returns where its bytes go. */
+  poolSetup(size: number): PoolBacking | number;
+  /** Wake this handle's poller. */
+  wake(): void;
+}
+
+/**
+ * Collects kdbus_member_set_user writes into the caller's command and
+ * writes them back in one process_vm_writev when the ioctl ends, whether it
+ * succeeded or not (the kernel's writes before a failure stay visible).
+ */
+class WriteBack {
+  private lo = Infinity;
+  private hi = 0;
+  constructor(private readonly cmd: Buffer) {}
+
+  u64(off: number, v: bigint): void {
+    this.cmd.writeBigUInt64LE(v, off);
+    this.mark(off, 8);
+  }
+  bytes(off: number, b: Buffer): void {
+    b.copy(this.cmd, off);
+    this.mark(off, b.length);
+  }
+  private mark(off: number, len: number): void {
+    this.lo = Math.min(this.lo, off);
+    this.hi = Math.max(this.hi, off + len);
+  }
+  flush(env: HandleEnv, call: Call): number {
+    if (this.hi === 0) return 0;
+    return env.memWrite(call.tid, call.arg + this.lo, this.cmd.subarray(this.lo, this.hi));
+  }
+}
+
+export abstract class Handle {
+  constructor(protected readonly env: HandleEnv) {}
+
+  abstract ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void;
+  abstract release(): void;
+  abstract poll(): number;
+
+  /** Runs one ioctl; returns 0 or -errno. */
+  run(call: Call, cmd: number): number {
+    let writer: WriteBack | null = null;
+    let ret = 0;
+    try {
+      this.ioctl(call, cmd, (b) => (writer = new WriteBack(b)));
+    } catch (e) {
+      if (!(e instanceof KdbusError)) throw e;
+      ret = -e.errno;
+      if (e.errno !== errno.EAGAIN) log('ioctl', `tid ${call.tid} ${cmdName(cmd)}: ${e.message} (errno ${e.errno})`);
+    }
+    if (writer !== null && (writer as WriteBack).flush(this.env, call) < 0 && ret === 0) ret = -errno.EFAULT;
+    return ret;
+  }
+}
+
+function cmdName(cmd: number): string {
+  for (const [k, v] of Object.entries(CMD)) if (v === cmd) return k;
+  return `ioctl 0x${cmd.toString(16)}`;
+}
+
+// ---------------------------------------------------------------- control
+
+export class ControlHandle extends Handle {
+  bus: Bus | null = null;
+
+  constructor(private readonly domain: Domain, env: HandleEnv,
+              private readonly makeEndpointFile: (bus: Bus, ep: Endpoint) => void) {
+    super(env);
+  }
+
+  ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
+    if (cmd !== CMD.BUS_MAKE) fail(errno.ENOTTY, 'not a control command');
+    if (this.bus) fail(errno.EBADFD, 'this handle already made a bus');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MAKE.items, LIMITS.MAKE_MAX_SIZE);
+    const w = wb(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_MAKE.flags), MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD,
+      (v) => w.u64(CMD_MAKE.kernel_flags, v));
+    const itemsSize = buf.length - CMD_MAKE.items;
+    validateItems(buf, CMD_MAKE.items, itemsSize);
+    this.bus = this.makeBus(call, buf, itemsSize);
+  }
+
+  /** kdbus_bus_new + kdbus_bus_activate. */
+  private makeBus(call: Call, buf: Buffer, itemsSize: number): Bus {
+    let name: string | null = null;
+    let bloom: { size: bigint; nHash: bigint } | null = null;
+    let attachOwner: bigint | null = null;
+    let attachRecv: bigint | null = null;
+    for (const it of items(buf, CMD_MAKE.items, itemsSize)) {
+      switch (it.type) {
+        case ITEM.MAKE_NAME:
+          if (name !== null) fail(errno.EEXIST, 'MAKE_NAME repeated');
+          name = itemString(buf, it);
+          break;
+        case ITEM.BLOOM_PARAMETER:
+          if (bloom) fail(errno.EEXIST, 'BLOOM_PARAMETER repeated');
+          bloom = { size: buf.readBigUInt64LE(it.data), nHash: buf.readBigUInt64LE(it.data + 8) };
+          break;
+        case ITEM.ATTACH_FLAGS_SEND:
+          if (attachOwner !== null) fail(errno.EEXIST, 'ATTACH_FLAGS_SEND repeated');
+          attachOwner = buf.readBigUInt64LE(it.data);
+          break;
+        case ITEM.ATTACH_FLAGS_RECV:
+          if (attachRecv !== null) fail(errno.EEXIST, 'ATTACH_FLAGS_RECV repeated');
+          attachRecv = buf.readBigUInt64LE(it.data);
+          break;
+        default:
+          fail(errno.EINVAL, `item ${it.type} not allowed in BUS_MAKE`);
+      }
+    }
+    if (name === null || !bloom) fail(errno.EBADMSG, 'BUS_MAKE needs MAKE_NAME and BLOOM_PARAMETER');
+    if (bloom.size < 8n || bloom.size > BigInt(LIMITS.BUS_BLOOM_MAX_SIZE)) fail(errno.EINVAL, 'bloom size');
+    if (bloom.size % 8n !== 0n) fail(errno.EINVAL, 'bloom size not 8-aligned');
+    if (bloom.nHash < 1n) fail(errno.EINVAL, 'bloom n_hash');
+    const req = sanitizeAttachFlags(attachRecv ?? 0n);
+    const owner = sanitizeAttachFlags(attachOwner ?? 0n);
+    const creds = callerCreds(call);
+    if (!name.startsWith(`${creds.euid}-`)) fail(errno.EINVAL, `bus name "${name}" lacks the "${creds.euid}-" prefix`);
+    if (this.domain.buses.has(name)) fail(errno.EEXIST, `bus ${name} exists`);
+
+    const user = this.domain.users.get(creds.uid);
+    this.domain.users.chargeBus(user);
+    const flags = buf.readBigUInt64LE(CMD_MAKE.flags);
+    const meta = ProcMeta.collect(call.tid, ATTACH.CREDS | ATTACH.PIDS | ATTACH.AUXGROUPS | ATTACH.TID_COMM |
+      ATTACH.PID_COMM | ATTACH.EXE | ATTACH.CMDLINE | ATTACH.CGROUP | ATTACH.CAPS | ATTACH.SECLABEL | ATTACH.AUDIT);
+    const bus = new Bus(this.domain, name, this.domain.nextBusId(), flags, bloom, req, owner,
+      creds.euid, creds.egid, user, meta, this.env);
+    const group = (flags & MAKE_ACCESS_GROUP) !== 0n;
+    const world = (flags & MAKE_ACCESS_WORLD) !== 0n;
+    const dirMode = 0o500 | (group || world ? 0o050 : 0) | (world ? 0o005 : 0);
+    bus.ino = this.domain.tree.addDir(ROOT_INO, name, dirMode, bus.uid, bus.gid);
+    this.domain.buses.set(name, bus);
+    const ep = new Endpoint(bus, 'bus', bus.uid, bus.gid, endpointMode(group, world), false);
+    bus.endpoints.set('bus', ep);
+    this.makeEndpointFile(bus, ep);
+    log('bus', `bus ${name} created by uid ${creds.euid} (tid ${call.tid})`);
+    return bus;
+  }
+
+  release(): void {
+    const bus = this.bus;
+    if (!bus) return;
+    this.bus = null;
+    bus.deactivate();
+    this.domain.buses.delete(bus.name);
+    this.domain.tree.remove(bus.ino);
+    this.domain.users.uncharge(bus.creator, 'buses');
+  }
+
+  poll(): number {
+    return 0x8 | 0x10; // POLLERR | POLLHUP: control files have no poll
+  }
+}
+
+function callerCreds(call: Call): TaskCreds {
+  const c = taskCreds(call.tid);
+  if (!c) fail(errno.ESRCH, `caller ${call.tid} vanished`);
+  return c;
+}
+
+// ---------------------------------------------------------------- endpoint
+
+export class EndpointHandle extends Handle {
+  conn: Connection | null = null;
+
+  constructor(private readonly ep: Endpoint, env: HandleEnv, readonly privileged: boolean) {
+    super(env);
+  }
+
+  /** kdbus decides privilege at open: creator euid or CAP_IPC_OWNER, on endpoints without policy. */
+  static privilegedAtOpen(ep: Endpoint, creds: TaskCreds | null): boolean {
+    if (!creds || ep.hasPolicy) return false;
+    return hasCapIpcOwner(creds) || creds.euid === ep.bus.uid;
+  }
+
+  ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
+    if (this.conn) return this.connected(this.conn, call, cmd, wb);
+    if (cmd === CMD.HELLO) return this.hello(call, wb);
+    if (cmd === CMD.ENDPOINT_MAKE) fail(errno.EOPNOTSUPP, 'custom endpoints are issue #3');
+    fail(errno.ENOTTY, 'not connected');
+  }
+
+  private hello(call: Call, wb: (b: Buffer) => WriteBack): void {
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_HELLO.items, LIMITS.HELLO_MAX_SIZE);
+    const w = wb(buf);
+    const flags = buf.readBigUInt64LE(CMD_HELLO.flags);
+    negotiateFlags(flags, HELLO_ACCEPT_FD | HELLO_ACTIVATOR | HELLO_POLICY_HOLDER | HELLO_MONITOR,
+      (v) => w.u64(CMD_HELLO.kernel_flags, v));
+    buf.writeBigUInt64LE(0n, CMD_HELLO.return_flags);
+    const itemsSize = buf.length - CMD_HELLO.items;
+    validateItems(buf, CMD_HELLO.items, itemsSize);
+    const poolSize = buf.readBigUInt64LE(CMD_HELLO.pool_size);
+    if (poolSize === 0n || poolSize % 4096n !== 0n) fail(errno.EFAULT, `bad pool size ${poolSize}`);
+    if (poolSize > 0xffff_ffffn) fail(errno.ENOMEM, 'pool too large');
+
+    const conn = this.connNew(call, buf, flags, itemsSize, Number(poolSize));
+    const bus = this.ep.bus;
+    bus.connect(conn);
+    if (conn.isActivator) {
+      const name = items(buf, CMD_HELLO.items, itemsSize);
+      for (const it of name) {
+        if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), 1n << 4n);
+      }
+    }
+    bus.flushNotifications();
+    this.conn = conn;
+    // copy_to_user of the whole fixed part
+    w.bytes(0, buf.subarray(0, CMD_HELLO.items));
+    log('conn', `bus ${bus.name}: connection ${conn.id} (tid ${call.tid}, uid ${conn.user.uid}` +
+      `${conn.description ? `, "${conn.description}"` : ''})`);
+  }
+
+  /** kdbus_conn_new: every HELLO rule, in the kernel's order. */
+  private connNew(call: Call, buf: Buffer, flags: bigint, itemsSize: number, poolSize: number): Connection {
+    const ep = this.ep;
+    const bus = ep.bus;
+    if (!ep.active) fail(errno.ESHUTDOWN, 'endpoint is gone');
+    const isMonitor = (flags & HELLO_MONITOR) !== 0n;
+    const isActivator = (flags & HELLO_ACTIVATOR) !== 0n;
+    const isHolder = (flags & HELLO_POLICY_HOLDER) !== 0n;
+    if (Number(isMonitor) + Number(isActivator) + Number(isHolder) > 1) fail(errno.EINVAL, 'conflicting HELLO flags');
+    if (isMonitor && ep.hasPolicy) fail(errno.EOPNOTSUPP, 'no monitors on custom endpoints');
+    if (!this.privileged && (isActivator || isHolder || isMonitor)) fail(errno.EPERM, 'unprivileged special connection');
+    let name: string | null = null;
+    let creds: Buffer | null = null;
+    let pids: Buffer | null = null;
+    let seclabel: string | null = null;
+    let description: string | null = null;
+    for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
+      switch (it.type) {
+        case ITEM.NAME:
+          if (!isActivator && !isHolder) fail(errno.EINVAL, 'NAME needs ACTIVATOR or POLICY_HOLDER');
+          if (name !== null) fail(errno.EINVAL, 'NAME repeated');
+          name = itemString(buf, it);
+          if (!nameValid(name, true)) fail(errno.EINVAL, `invalid name "${name}"`);
+          break;
+        case ITEM.CREDS:
+          if (!this.privileged) fail(errno.EPERM, 'unprivileged CREDS');
+          if (it.size !== align8(ITEM_HEADER_SIZE + SIZEOF_CREDS)) fail(errno.EINVAL, 'bad CREDS');
+          creds = buf.subarray(it.data, it.data + SIZEOF_CREDS);
+          break;
+        case ITEM.PIDS:
+          if (!this.privileged) fail(errno.EPERM, 'unprivileged PIDS');
+          if (it.size !== align8(ITEM_HEADER_SIZE + SIZEOF_PIDS)) fail(errno.EINVAL, 'bad PIDS');
+          pids = buf.subarray(it.data, it.data + SIZEOF_PIDS);
+          break;
+        case ITEM.SECLABEL:
+          if (!this.privileged) fail(errno.EPERM, 'unprivileged SECLABEL');
+          seclabel = itemString(buf, it);
+          break;
+        case ITEM.CONN_DESCRIPTION:
+          if (description !== null) fail(errno.EINVAL, 'CONN_DESCRIPTION repeated');
+          description = itemString(buf, it);
+          break;
+        case ITEM.POLICY_ACCESS:
+        case ITEM.BLOOM_MASK:
+        case ITEM.ID:
+        case ITEM.NAME_ADD:
+        case ITEM.NAME_REMOVE:
+        case ITEM.NAME_CHANGE:
+        case ITEM.ID_ADD:
+        case ITEM.ID_REMOVE:
+          break;
+        default:
+          fail(errno.EINVAL, `item ${it.type} not allowed in HELLO`);
+      }
+    }
+    if ((isActivator || isHolder) && name === null) fail(errno.EINVAL, 'ACTIVATOR and POLICY_HOLDER need a NAME');
+    const attachSend = sanitizeAttachFlags(buf.readBigUInt64LE(CMD_HELLO.attach_flags_send));
+    const attachRecv = sanitizeAttachFlags(buf.readBigUInt64LE(CMD_HELLO.attach_flags_recv));
+    buf.writeBigUInt64LE(bus.attachFlagsReq | KDBUS_FLAG_KERNEL, CMD_HELLO.attach_flags_send);
+    if (bus.attachFlagsReq & ~attachSend) fail(errno.ECONNREFUSED, 'HELLO lacks attach flags the bus requires');
+
+    const task = callerCreds(call);
+    const user = bus.domain.users.get(task.uid);
+    bus.domain.users.chargeConnection(user);
+    try {
+      const backing = this.env.poolSetup(poolSize);
+      if (typeof backing === 'number') fail(-backing, 'pool setup failed');
+      const pool = new Pool(poolSize, backing);
+      const faked = creds !== null || pids !== null || seclabel !== null;
+      const meta = faked ? ProcMeta.fake(creds, pids, seclabel)
+        : ProcMeta.collect(call.tid, ATTACH.CREDS | ATTACH.PIDS | ATTACH.AUXGROUPS | ATTACH.TID_COMM |
+          ATTACH.PID_COMM | ATTACH.EXE | ATTACH.CMDLINE | ATTACH.CGROUP | ATTACH.CAPS | ATTACH.SECLABEL | ATTACH.AUDIT);
+      const conn = new Connection(bus, ep, bus.nextConnId(), flags, attachSend, attachRecv, pool, user,
+        this.privileged, description, meta, faked, call.tid, task.euid, this.env);
+      conn.wake = () => this.env.wake();
+      ep.connections.add(conn);
+
+      buf.writeBigUInt64LE(bus.flags, CMD_HELLO.bus_flags);
+      buf.writeBigUInt64LE(conn.id, CMD_HELLO.id);
+      bus.id128.copy(buf, CMD_HELLO.id128);
+      const list = helloItems(bus.bloom.size, bus.bloom.nHash);
+      const off = pool.alloc(list.length);
+      backing.write(off, list);
+      backing.flush(off, list.length);
+      pool.publish(off);
+      pool.release(off);
+      buf.writeBigUInt64LE(BigInt(off), CMD_HELLO.offset);
+      buf.writeBigUInt64LE(BigInt(list.length), CMD_HELLO.items_size);
+      return conn;
+    } catch (e) {
+      bus.domain.users.uncharge(user, 'connections');
+      throw e;
+    }
+  }
+
+  private connected(conn: Connection, call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
+    const bus = conn.bus;
+    if (cmd === CMD.BYEBYE) {
+      if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'BYEBYE of a special connection');
+      if (!conn.active) fail(errno.EALREADY, 'already disconnected');
+      if (conn.queue.count) fail(errno.EBUSY, 'queue not empty');
+      this.disconnect();
+      return;
+    }
+    conn.acquire();
+    try {
+      switch (cmd) {
+        case CMD.SEND: return this.send(conn, call, wb);
+        case CMD.RECV: return this.recv(conn, call, wb);
+        case CMD.FREE: return this.free(conn, call, wb);
+        case CMD.NAME_ACQUIRE: return this.nameAcquire(conn, call, wb);
+        case CMD.NAME_RELEASE: return this.nameRelease(conn, call, wb);
+        case CMD.NAME_LIST: return this.nameList(conn, call, wb);
+        case CMD.CONN_INFO: return this.connInfo(conn, call, wb);
+        case CMD.BUS_CREATOR_INFO: return this.creatorInfo(conn, call, wb);
+        case CMD.CONN_UPDATE: return this.connUpdate(conn, call, wb);
+        case CMD.MATCH_ADD: return this.matchAdd(conn, call, wb);
+        case CMD.MATCH_REMOVE: return this.matchRemove(conn, call, wb);
+        default: fail(errno.ENOTTY, 'unknown command');
+      }
+    } finally {
+      bus.flushNotifications();
+    }
+  }
+
+  private send(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections send');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_SEND.items, LIMITS.SEND_MAX_SIZE);
+    const w = wb(buf);
+    const flags = buf.readBigUInt64LE(CMD_SEND.flags);
+    negotiateFlags(flags, SEND_SYNC_REPLY, (v) => w.u64(CMD_SEND.kernel_flags, v));
+    const itemsSize = buf.length - CMD_SEND.items;
+    validateItems(buf, CMD_SEND.items, itemsSize);
+    const m = kmsgFromSend(this.env, call.tid, flags, u64(buf, CMD_SEND.msg_address), conn.id,
+      Number(conn.bus.bloom.size), (v) => w.u64(CMD_SEND.kernel_msg_flags, v));
+    try {
+      for (const it of items(buf, CMD_SEND.items, itemsSize)) {
+        // CANCEL_FD is only looked at for synchronous sends
+        if (it.type !== ITEM.CANCEL_FD) fail(errno.EINVAL, `item ${it.type} not allowed in SEND`);
+      }
+      if (flags & SEND_SYNC_REPLY) fail(errno.EOPNOTSUPP, 'synchronous calls are issue #4');
+      conn.bus.send(conn, m);
+    } catch (e) {
+      m.dispose(this.env);
+      throw e;
+    }
+    w.u64(CMD_SEND.return_flags, 0n);
+  }
+
+  private recv(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders do not receive');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_RECV.items, LIMITS.RECV_MAX_SIZE);
+    const w = wb(buf);
+    const flags = buf.readBigUInt64LE(CMD_RECV.flags);
+    negotiateFlags(flags, RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY, (v) => w.u64(CMD_RECV.kernel_flags, v));
+    validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
+    if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
+    const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), (reply, e) => {
+      conn.bus.replyDeadFor(e);
+      void reply;
+    });
+    w.u64(CMD_RECV.dropped_msgs, r.dropped);
+    w.u64(CMD_RECV.msg_offset, r.off);
+    w.u64(CMD_RECV.msg_size, r.size);
+    w.u64(CMD_RECV.msg_return_flags, 0n);
+    w.u64(CMD_RECV.return_flags, 0n);
+    if (r.ret < 0) throw new KdbusError(-r.ret, `${r.dropped} messages were lost`);
+  }
+
+  private free(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders have no pool use');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_FREE.items, LIMITS.CMD_MAX_SIZE);
+    const w = wb(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_FREE.flags), 0n, (v) => w.u64(CMD_FREE.kernel_flags, v));
+    const itemsSize = buf.length - CMD_FREE.items;
+    validateItems(buf, CMD_FREE.items, itemsSize);
+    for (const it of items(buf, CMD_FREE.items, itemsSize)) fail(errno.EINVAL, `item ${it.type} not allowed in FREE`);
+    conn.pool.freeByUser(u64(buf, CMD_FREE.offset));
+    w.u64(CMD_FREE.return_flags, 0n);
+  }
+
+  private nameCommand(call: Call, wb: (b: Buffer) => WriteBack, valid: bigint): { buf: Buffer; w: WriteBack } {
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_NAME.items,
+      CMD_NAME.items + ITEM_HEADER_SIZE + LIMITS.NAME_MAX_LEN + 1);
+    const w = wb(buf);
+    w.u64(CMD_NAME.return_flags, 0n);
+    negotiateFlags(buf.readBigUInt64LE(CMD_NAME.flags), valid, (v) => w.u64(CMD_NAME.kernel_flags, v));
+    validateItems(buf, CMD_NAME.items, buf.length - CMD_NAME.items);
+    return { buf, w };
+  }
+
+  private nameAcquire(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections own names');
+    const original = Buffer.from(call.command as Buffer);
+    const { buf, w } = this.nameCommand(call, wb, NAME_REPLACE_EXISTING | NAME_ALLOW_REPLACEMENT | NAME_QUEUE);
+    const flags = buf.readBigUInt64LE(CMD_NAME.flags);
+    const newFlags = conn.bus.names.cmdAcquire(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items, flags);
+    // copy_to_user of the kernel's copy: the caller's own kernel_flags, the new flags, return_flags 0
+    original.writeBigUInt64LE(newFlags, CMD_NAME.flags);
+    original.writeBigUInt64LE(0n, CMD_NAME.return_flags);
+    w.bytes(0, original);
+  }
+
+  private nameRelease(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections own names');
+    const { buf } = this.nameCommand(call, wb, 0n);
+    conn.bus.names.cmdRelease(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items);
+  }
+
+  private nameList(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_NAME_LIST.items, LIMITS.CMD_MAX_SIZE);
+    const w = wb(buf);
+    const flags = buf.readBigUInt64LE(CMD_NAME_LIST.flags);
+    negotiateFlags(flags, NAME_LIST_UNIQUE | NAME_LIST_NAMES | NAME_LIST_ACTIVATORS | NAME_LIST_QUEUED,
+      (v) => w.u64(CMD_NAME_LIST.kernel_flags, v));
+    validateItems(buf, CMD_NAME_LIST.items, buf.length - CMD_NAME_LIST.items);
+    const list = conn.bus.names.list(conn, flags, conn.bus.connections.values());
+    const off = this.publish(conn, list);
+    w.u64(CMD_NAME_LIST.offset, BigInt(off));
+    w.u64(CMD_NAME_LIST.list_size, BigInt(list.length));
+    w.u64(CMD_NAME_LIST.return_flags, 0n);
+  }
+
+  /** Writes a reply into the caller's pool and hands the slice to it. */
+  private publish(conn: Connection, data: Buffer): number {
+    const off = conn.pool.alloc(data.length);
+    conn.pool.backing.write(off, data);
+    conn.pool.backing.flush(off, data.length);
+    conn.pool.publish(off);
+    conn.pool.release(off);
+    return off;
+  }
+
+  private infoCommand(call: Call, wb: (b: Buffer) => WriteBack): { buf: Buffer; w: WriteBack } {
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_INFO.items,
+      CMD_INFO.items + LIMITS.NAME_MAX_LEN + 1);
+    const w = wb(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_INFO.flags), ATTACH_ALL, (v) => w.u64(CMD_INFO.kernel_flags, v));
+    validateItems(buf, CMD_INFO.items, buf.length - CMD_INFO.items);
+    return { buf, w };
+  }
+
+  private connInfo(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    const { buf, w } = this.infoCommand(call, wb);
+    const bus = conn.bus;
+    const id = buf.readBigUInt64LE(CMD_INFO.id);
+    let owner: Connection | undefined;
+    if (id === 0n) {
+      let name: string | null = null;
+      for (const it of items(buf, CMD_INFO.items, buf.length - CMD_INFO.items)) {
+        if (it.type !== ITEM.NAME) continue;
+        if (name !== null) fail(errno.EINVAL, 'NAME repeated');
+        name = itemString(buf, it);
+      }
+      if (name === null || !nameValid(name, false)) fail(errno.EINVAL, 'CONN_INFO needs a valid NAME');
+      const entry = bus.names.lookup(name);
+      if (!entry) fail(errno.ESRCH, `no owner for ${name}`);
+      owner = bus.connections.get(entry.owner.id)!;
+    } else {
+      owner = bus.connection(id);
+      if (!owner) fail(errno.ENXIO, `no connection ${id}`);
+    }
+    const info = owner.info(buf.readBigUInt64LE(CMD_INFO.flags));
+    const off = this.publish(conn, info);
+    w.u64(CMD_INFO.offset, BigInt(off));
+    w.u64(CMD_INFO.info_size, BigInt(info.length));
+    w.u64(CMD_INFO.return_flags, 0n);
+  }
+
+  private creatorInfo(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    const { buf, w } = this.infoCommand(call, wb);
+    const info = conn.bus.creatorInfo(buf.readBigUInt64LE(CMD_INFO.flags));
+    const off = this.publish(conn, info);
+    w.u64(CMD_INFO.offset, BigInt(off));
+    w.u64(CMD_INFO.info_size, BigInt(info.length));
+    w.u64(CMD_INFO.return_flags, 0n);
+  }
+
+  private connUpdate(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary && !conn.isPolicyHolder && !conn.isMonitor) fail(errno.EOPNOTSUPP, 'CONN_UPDATE');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_UPDATE.items, LIMITS.UPDATE_MAX_SIZE);
+    const w = wb(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_UPDATE.flags), 0n, (v) => w.u64(CMD_UPDATE.kernel_flags, v));
+    const itemsSize = buf.length - CMD_UPDATE.items;
+    validateItems(buf, CMD_UPDATE.items, itemsSize);
+    let send: bigint | null = null;
+    let recv: bigint | null = null;
+    for (const it of items(buf, CMD_UPDATE.items, itemsSize)) {
+      switch (it.type) {
+        case ITEM.ATTACH_FLAGS_SEND:
+          if (!conn.isOrdinary && !conn.isMonitor) fail(errno.EOPNOTSUPP, 'send flags of a special connection');
+          send = sanitizeAttachFlags(buf.readBigUInt64LE(it.data));
+          break;
+        case ITEM.ATTACH_FLAGS_RECV:
+          if (!conn.isOrdinary && !conn.isMonitor && !conn.isActivator) fail(errno.EOPNOTSUPP, 'recv flags');
+          recv = sanitizeAttachFlags(buf.readBigUInt64LE(it.data));
+          break;
+        case ITEM.NAME:
+        case ITEM.POLICY_ACCESS:
+          if (!conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy of a non-holder');
+          break;
+        default:
+          fail(errno.EINVAL, `item ${it.type} not allowed in CONN_UPDATE`);
+      }
+    }
+    conn.updateAttachFlags(send, recv);
+    w.u64(CMD_UPDATE.return_flags, 0n);
+  }
+
+  private matchAdd(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections add matches');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, LIMITS.MATCH_MAX_SIZE);
+    const w = wb(buf);
+    const flags = buf.readBigUInt64LE(CMD_MATCH.flags);
+    negotiateFlags(flags, MATCH_REPLACE, (v) => w.u64(CMD_MATCH.kernel_flags, v));
+    const itemsSize = buf.length - CMD_MATCH.items;
+    validateItems(buf, CMD_MATCH.items, itemsSize);
+    conn.matches.add(buf.readBigUInt64LE(CMD_MATCH.cookie), buf, CMD_MATCH.items, itemsSize,
+      (flags & MATCH_REPLACE) !== 0n, Number(conn.bus.bloom.size));
+    w.u64(CMD_MATCH.return_flags, 0n);
+  }
+
+  private matchRemove(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+    if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections remove matches');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, CMD_MATCH.items);
+    const w = wb(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_MATCH.flags), 0n, (v) => w.u64(CMD_MATCH.kernel_flags, v));
+    validateItems(buf, CMD_MATCH.items, buf.length - CMD_MATCH.items);
+    conn.matches.remove(buf.readBigUInt64LE(CMD_MATCH.cookie));
+    w.u64(CMD_MATCH.return_flags, 0n);
+  }
+
+  private disconnect(): void {
+    const conn = this.conn;
+    if (!conn || !conn.active) return;
+    conn.bus.disconnect(conn);
+    conn.bus.domain.users.uncharge(conn.user, 'connections');
+    conn.bus.flushNotifications();
+    log('conn', `bus ${conn.bus.name}: connection ${conn.id} gone`);
+  }
+
+  release(): void {
+    this.disconnect();
+  }
+
+  poll(): number {
+    if (!this.conn) return 0x8 | 0x10;
+    return this.conn.pollMask();
+  }
+}

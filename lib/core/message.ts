@@ -1,0 +1,299 @@
+// Messages: a SEND command turned into a kmsg (ipc/kdbus/message.c), its
+// payload copied once into each receiver's pool at send time, and the queue
+// entry that becomes a struct kdbus_msg in the pool at RECV
+// (kdbus_queue_entry_install).
+import { ITEM, MSG, LIMITS, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_EXPECT_REPLY,
+  MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SEND_SYNC_REPLY, SIZEOF_VEC,
+  ITEM_HEADER_SIZE, align8, KDBUS_FLAG_KERNEL } from '../abi/kdbus.js';
+import { items, itemString, validateItems } from '../abi/items.js';
+import { errno, fail } from './errors.js';
+import { nameValid } from './names.js';
+import type { Pool } from './pool.js';
+import type { ProcMeta, ConnMeta } from './metadata.js';
+import type { Reply } from './reply.js';
+import type { User } from './user.js';
+
+const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
+const MEMFD_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+/** Native helpers a message needs from the server (fd access). */
+export interface FdAccess {
+  takeFd(tid: number, fd: number): number;
+  fdStat(fd: number): { seals: number; size: number; mode: number } | number;
+  closeFd(fd: number): void;
+  memRead(tid: number, addr: number, len: number): Buffer | number;
+}
+
+/** One piece of payload, at `off` inside the message's payload slice (-1: a NULL vec). */
+export type Part =
+  | { kind: 'vec'; size: number; addr: number; off: number; padAt: number; padLen: number }
+  | { kind: 'memfd'; size: number; start: number; fd: number; off: number };
+
+/** A message on its way: from a SEND, or a kernel notification. */
+export class Kmsg {
+  flags = 0n;
+  priority = 0n;
+  dstId = 0n;
+  srcId = 0n;
+  payloadType = 0n;
+  cookie = 0n;
+  /** timeout_ns for EXPECT_REPLY, cookie_reply otherwise (a union in struct kdbus_msg) */
+  timeoutOrReply = 0n;
+  dstName: string | null = null;
+  /** the name entry it was sent to (kmsg->dst_name_id), 0 if by id */
+  dstNameId = 0n;
+  parts: Part[] = [];
+  /** bytes the payload takes in a receiver's pool (kmsg->pool_size) */
+  payloadSize = 0;
+  bloomGeneration = 0n;
+  bloom: BigUint64Array | null = null;
+  /** the sender's thread, whose memory the vectors are read from */
+  senderTid = 0;
+  /** kernel notifications: the item(s) after the header */
+  notifyItems: Buffer | null = null;
+  notify: { type: number; oldId: bigint; newId: bigint; name: string | null } | null = null;
+  procMeta: ProcMeta | null = null;
+  connMeta: ConnMeta | null = null;
+  seq = 0n;
+
+  /** Releases the fds the server took from the sender. */
+  dispose(fds: FdAccess): void {
+    for (const p of this.parts) if (p.kind === 'memfd' && p.fd >= 0) fds.closeFd(p.fd);
+    this.parts = [];
+  }
+
+  get isBroadcast(): boolean {
+    return this.dstId === KDBUS_DST_ID_BROADCAST;
+  }
+}
+
+/**
+ * kdbus_kmsg_new_from_cmd + kdbus_msg_scan_items. `writeMsgFlags` stores
+ * kernel_msg_flags in the caller's command, as the kernel does before it
+ * validates the message flags.
+ */
+export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgAddress: number,
+                             connId: bigint, bloomSize: number,
+                             writeMsgFlags: (v: bigint) => void): Kmsg {
+  if (msgAddress % 8 !== 0) fail(errno.EFAULT, 'unaligned message pointer');
+  const head = fds.memRead(tid, msgAddress, 8);
+  if (typeof head === 'number') fail(errno.EFAULT, 'message unreadable');
+  const size = head.readBigUInt64LE(0);
+  if (size < BigInt(MSG.items) || size > BigInt(LIMITS.MSG_MAX_SIZE)) fail(errno.EINVAL, `message size ${size}`);
+  const buf = fds.memRead(tid, msgAddress, Number(size));
+  if (typeof buf === 'number') fail(errno.EFAULT, 'message unreadable');
+  if (buf.readBigUInt64LE(MSG.size) !== size) fail(errno.EINVAL, 'message size changed');
+
+  const m = new Kmsg();
+  m.senderTid = tid;
+  m.flags = buf.readBigUInt64LE(MSG.flags);
+  m.priority = buf.readBigInt64LE(MSG.priority);
+  m.dstId = buf.readBigUInt64LE(MSG.dst_id);
+  m.srcId = buf.readBigUInt64LE(MSG.src_id);
+  m.payloadType = buf.readBigUInt64LE(MSG.payload_type);
+  m.cookie = buf.readBigUInt64LE(MSG.cookie);
+  m.timeoutOrReply = buf.readBigUInt64LE(MSG.timeout_ns);
+
+  const validFlags = MSG_EXPECT_REPLY | MSG_NO_AUTO_START | MSG_SIGNAL;
+  writeMsgFlags(validFlags | KDBUS_FLAG_KERNEL);
+  if (m.flags & ~validFlags) fail(errno.EINVAL, 'unknown message flags');
+  const itemsSize = Number(size) - MSG.items;
+  validateItems(buf, MSG.items, itemsSize);
+  if (m.payloadType === PAYLOAD_KERNEL) fail(errno.EINVAL, 'payload type KERNEL from userspace');
+  if (m.flags & MSG_EXPECT_REPLY) {
+    if (m.timeoutOrReply === 0n || m.cookie === 0n) fail(errno.EINVAL, 'EXPECT_REPLY needs a timeout and a cookie');
+    if (m.isBroadcast) fail(errno.ENOTUNIQ, 'EXPECT_REPLY on a broadcast');
+    if (m.flags & MSG_SIGNAL) fail(errno.EINVAL, 'EXPECT_REPLY on a signal');
+  } else if (sendFlags & SEND_SYNC_REPLY) {
+    fail(errno.EINVAL, 'SYNC_REPLY without EXPECT_REPLY');
+  }
+  try {
+    scanItems(m, fds, tid, buf, itemsSize, bloomSize);
+  } catch (e) {
+    m.dispose(fds);
+    throw e;
+  }
+  if (m.srcId > 0n && m.srcId !== connId) {
+    m.dispose(fds);
+    fail(errno.EINVAL, 'src_id is not the sender');
+  }
+  m.srcId = connId;
+  return m;
+}
+
+function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: number, bloomSize: number): void {
+  const isSignal = (m.flags & MSG_SIGNAL) !== 0n;
+  let hasBloom = false;
+  let hasName = false;
+  let hasFds = false;
+  let vecTotal = 0;
+  let n = 0;
+  for (const it of items(buf, MSG.items, itemsSize)) {
+    if (++n > LIMITS.MSG_MAX_ITEMS) fail(errno.E2BIG, 'too many items');
+    switch (it.type) {
+      case ITEM.PAYLOAD_VEC: {
+        const size = buf.readBigUInt64LE(it.data);
+        const addr = buf.readBigUInt64LE(it.data + 8);
+        if (BigInt(vecTotal) + size > BigInt(LIMITS.MSG_MAX_PAYLOAD_VEC_SIZE)) fail(errno.EMSGSIZE, 'vectors too large');
+        const s = Number(size);
+        vecTotal += s;
+        if (addr !== 0n) {
+          m.parts.push({ kind: 'vec', size: s, addr: Number(addr), off: m.payloadSize, padAt: 0, padLen: 0 });
+          m.payloadSize += s;
+        } else {
+          // a NULL vector pads the previous one to 8 bytes: size % 8 zeros
+          m.parts.push({ kind: 'vec', size: s, addr: 0, off: -1, padAt: m.payloadSize, padLen: s % 8 });
+          m.payloadSize += s % 8;
+        }
+        break;
+      }
+      case ITEM.PAYLOAD_MEMFD:
+        scanMemfd(m, fds, tid, buf, it.data);
+        break;
+      case ITEM.FDS:
+        if (hasFds) fail(errno.EEXIST, 'FDS item repeated');
+        hasFds = true;
+        if (m.isBroadcast) fail(errno.ENOTUNIQ, 'fds on a broadcast');
+        if (it.len / 4 > LIMITS.MSG_MAX_FDS) fail(errno.EMFILE, 'too many fds');
+        // TODO(issue #4): fd passing needs installing fds in the receiver.
+        fail(errno.EOPNOTSUPP, 'fd passing is not implemented yet');
+      case ITEM.BLOOM_FILTER: {
+        if (hasBloom) fail(errno.EEXIST, 'bloom filter repeated');
+        hasBloom = true;
+        const size = it.len - 8;
+        if (size % 8 !== 0) fail(errno.EFAULT, 'bloom filter size not 8-aligned');
+        if (size !== bloomSize) fail(errno.EDOM, `bloom filter size ${size}, bus has ${bloomSize}`);
+        m.bloomGeneration = buf.readBigUInt64LE(it.data);
+        const copy = Buffer.from(buf.subarray(it.data + 8, it.data + 8 + size));
+        m.bloom = new BigUint64Array(copy.buffer, copy.byteOffset, size / 8);
+        break;
+      }
+      case ITEM.DST_NAME: {
+        if (hasName) fail(errno.EEXIST, 'DST_NAME repeated');
+        hasName = true;
+        const name = itemString(buf, it);
+        if (!nameValid(name, false)) fail(errno.EINVAL, `invalid destination name "${name}"`);
+        m.dstName = name;
+        break;
+      }
+      default:
+        fail(errno.EINVAL, `item type ${it.type} not allowed in a message`);
+    }
+  }
+  if (m.dstId === KDBUS_DST_ID_NAME && !hasName) fail(errno.EDESTADDRREQ, 'no destination');
+  if (m.isBroadcast) {
+    if (hasName) fail(errno.EBADMSG, 'broadcast with a destination name');
+    if (!isSignal) fail(errno.EBADMSG, 'broadcast without SIGNAL');
+    if (m.timeoutOrReply > 0n) fail(errno.ENOTUNIQ, 'broadcast with a timeout');
+  }
+  if (isSignal !== hasBloom) fail(errno.EBADMSG, 'SIGNAL and BLOOM_FILTER go together');
+}
+
+/**
+ * A sealed memfd: taken from the sender and inlined into the receiver's pool
+ * (kdbus.txt 7.3 allows delivering memfd payloads as pool data).
+ */
+function scanMemfd(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: number): void {
+  const start = buf.readBigUInt64LE(data);
+  const size = buf.readBigUInt64LE(data + 8);
+  const fdNum = buf.readInt32LE(data + 16);
+  if (start + size > 0xffff_ffff_ffff_ffffn) fail(errno.EMSGSIZE, 'memfd range overflows');
+  if (fdNum < 0) fail(errno.EBADF, 'negative memfd');
+  const fd = fds.takeFd(tid, fdNum);
+  if (fd < 0) fail(errno.EBADF, `memfd ${fdNum} not open in the sender`);
+  const part: Part = { kind: 'memfd', size: Number(size), start: Number(start), fd, off: m.payloadSize };
+  m.parts.push(part);
+  const st = fds.fdStat(fd);
+  if (typeof st === 'number' || st.seals < 0) fail(errno.EMEDIUMTYPE, 'not a memfd');
+  if ((st.seals & MEMFD_SEALS) !== MEMFD_SEALS) fail(errno.ETXTBSY, 'memfd not sealed');
+  if (start + size > BigInt(st.size)) fail(errno.EBADF, 'memfd range past its end');
+  m.payloadSize += align8(part.size);
+}
+
+/** A message waiting in a receiver's queue (kdbus_queue_entry). */
+export interface QueueEntry {
+  kmsg: Kmsg;
+  priority: bigint;
+  /** the payload slice in the receiver's pool (-1: none) */
+  payloadOff: number;
+  /** the reply this message waits for, if any */
+  reply: Reply | null;
+  /** the sending user charged for this entry (quota), if any */
+  user: User | null;
+}
+
+/**
+ * Copies a message's payload into the receiver's pool at send time: one
+ * copy, straight from the sender's memory. Returns the slice offset or -1.
+ */
+export function stagePayload(m: Kmsg, pool: Pool, fds: FdAccess): number {
+  if (m.parts.length === 0) return -1;
+  const avail = pool.remain();
+  if (m.payloadSize < avail && m.payloadSize > avail / 2) fail(errno.EXFULL, 'receiver pool too full');
+  const off = pool.alloc(m.payloadSize);
+  try {
+    for (const p of m.parts) {
+      if (p.kind === 'vec') {
+        if (p.off < 0) {
+          if (p.padLen) pool.backing.write(off + p.padAt, Buffer.alloc(p.padLen));
+          continue;
+        }
+        const r = pool.backing.copyFromProcess(off + p.off, m.senderTid, p.addr, p.size);
+        if (r < 0) fail(errno.EFAULT, 'payload vector unreadable');
+      } else {
+        const r = pool.backing.copyFromFd(off + p.off, p.fd, p.start, p.size);
+        if (r < 0) fail(-r, 'memfd unreadable');
+        const pad = align8(p.size) - p.size;
+        if (pad) pool.backing.write(off + p.off + p.size, Buffer.alloc(pad));
+      }
+    }
+  } catch (e) {
+    pool.release(off);
+    throw e;
+  }
+  pool.backing.flush(off, m.payloadSize);
+  return off;
+}
+
+/**
+ * The payload items a receiver sees (kdbus_msg_make_items): DST_NAME, then
+ * PAYLOAD_OFF for every vector and inlined memfd, pool-relative offsets.
+ */
+export function payloadItems(e: QueueEntry): Buffer {
+  const m = e.kmsg;
+  let size = 0;
+  const nameBytes = m.dstName !== null ? Buffer.byteLength(m.dstName) + 1 : 0;
+  if (m.dstName !== null) size += align8(ITEM_HEADER_SIZE + nameBytes);
+  size += m.parts.length * align8(ITEM_HEADER_SIZE + SIZEOF_VEC);
+  const out = Buffer.alloc(size);
+  let o = 0;
+  if (m.dstName !== null) {
+    out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), o);
+    out.writeBigUInt64LE(BigInt(ITEM.DST_NAME), o + 8);
+    out.write(m.dstName, o + 16);
+    o += align8(ITEM_HEADER_SIZE + nameBytes);
+  }
+  for (const p of m.parts) {
+    out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + SIZEOF_VEC), o);
+    out.writeBigUInt64LE(BigInt(ITEM.PAYLOAD_OFF), o + 8);
+    out.writeBigUInt64LE(BigInt(p.size), o + 16);
+    const at = p.off < 0 ? 0xffff_ffff_ffff_ffffn : BigInt(e.payloadOff + p.off);
+    out.writeBigUInt64LE(at, o + 24);
+    o += ITEM_HEADER_SIZE + SIZEOF_VEC;
+  }
+  return out;
+}
+
+/** struct kdbus_msg header as the receiver sees it. */
+export function msgHeader(m: Kmsg, totalSize: number): Buffer {
+  const h = Buffer.alloc(MSG.items);
+  h.writeBigUInt64LE(BigInt(totalSize), MSG.size);
+  h.writeBigUInt64LE(m.flags, MSG.flags);
+  h.writeBigInt64LE(m.priority, MSG.priority);
+  h.writeBigUInt64LE(m.dstId, MSG.dst_id);
+  h.writeBigUInt64LE(m.srcId, MSG.src_id);
+  h.writeBigUInt64LE(m.payloadType, MSG.payload_type);
+  h.writeBigUInt64LE(m.cookie, MSG.cookie);
+  h.writeBigUInt64LE(m.timeoutOrReply, MSG.timeout_ns);
+  return h;
+}

@@ -1,0 +1,143 @@
+// A connection's pool: the memory the receiver mmaps, and kdbus's slice
+// allocator over it (ipc/kdbus/pool.c). A slice is held by the server (kernel
+// ref) until it is handed to the client (publish: user ref); it returns to the
+// free space when both refs are gone. The client frees its ref with FREE.
+// Slices are best-fit on size, adjacent free slices merge, so freed offsets are
+// reused the way the kernel reuses them.
+import { errno, fail } from './errors.js';
+import { align8 } from '../abi/kdbus.js';
+
+interface Slice {
+  off: number;
+  size: number;
+  free: boolean;
+  refKernel: boolean;
+  refUser: boolean;
+  prev: Slice | null;
+  next: Slice | null;
+  /** a slice whose server ref this one holds (a message's payload) */
+  child: Slice | null;
+}
+
+/** Where the bytes go: the native pool of one open file (see lib/fuse/native.ts). */
+export interface PoolBacking {
+  write(offset: number, data: Buffer): void;
+  /** Copies from a process's memory straight into the pool; 0 or -errno. */
+  copyFromProcess(offset: number, tid: number, addr: number, len: number): number;
+  /** Copies from an fd the server holds; 0 or -errno. */
+  copyFromFd(offset: number, fd: number, fdOffset: number, len: number): number;
+  /** Makes the range visible to the client (page-cache pools). */
+  flush(offset: number, len: number): void;
+}
+
+export class Pool {
+  readonly size: number;
+  private busy = 0;
+  private readonly freeSlices = new Set<Slice>();
+  private readonly busySlices = new Map<number, Slice>();
+
+  constructor(size: number, readonly backing: PoolBacking) {
+    this.size = size;
+    this.freeSlices.add({ off: 0, size, free: true, refKernel: false, refUser: false, prev: null, next: null, child: null });
+  }
+
+  /** Bytes not allocated (kdbus_pool_remain). */
+  remain(): number {
+    return this.size - this.busy;
+  }
+
+  /**
+   * kdbus_pool_slice_alloc: a slice of at least size bytes, held by the
+   * server. ENOBUFS when no free slice is large enough.
+   */
+  alloc(size: number): number {
+    const want = align8(size);
+    let best: Slice | null = null;
+    for (const s of this.freeSlices) {
+      if (s.size < want) continue;
+      if (!best || s.size < best.size || (s.size === best.size && s.off < best.off)) best = s;
+      if (s.size === want && best === s) break;
+    }
+    if (!best) fail(errno.ENOBUFS, `pool full (${want} bytes wanted, ${this.remain()} free)`);
+    this.freeSlices.delete(best);
+    if (best.size > want) {
+      const rest: Slice = { off: best.off + want, size: best.size - want, free: true,
+        refKernel: false, refUser: false, prev: best, next: best.next, child: null };
+      if (best.next) best.next.prev = rest;
+      best.next = rest;
+      best.size = want;
+      this.freeSlices.add(rest);
+    }
+    best.free = false;
+    best.refKernel = true;
+    this.busySlices.set(best.off, best);
+    this.busy += best.size;
+    return best.off;
+  }
+
+  /** kdbus_pool_slice_publish: the client now holds a ref (it must FREE it). */
+  publish(off: number): void {
+    const s = this.busySlices.get(off);
+    if (!s || !s.refKernel) throw new Error(`publish of unheld slice ${off}`);
+    s.refUser = true;
+  }
+
+  /** kdbus_pool_slice_set_child: freeing off also drops the server's ref on child. */
+  setChild(off: number, child: number): void {
+    const s = this.busySlices.get(off);
+    const c = this.busySlices.get(child);
+    if (!s || !c || !c.refKernel) throw new Error(`setChild of unheld slices ${off}/${child}`);
+    s.child = c;
+  }
+
+  /** kdbus_pool_slice_release: the server drops its ref. */
+  release(off: number): void {
+    const s = this.busySlices.get(off);
+    if (!s || !s.refKernel) throw new Error(`release of unheld slice ${off}`);
+    s.refKernel = false;
+    this.maybeFree(s);
+  }
+
+  /** KDBUS_CMD_FREE (kdbus_pool_release_offset): ENXIO unless the client holds off. */
+  freeByUser(off: number): void {
+    const s = this.busySlices.get(off);
+    if (!s || !s.refUser) fail(errno.ENXIO, `FREE of offset ${off} not handed out`);
+    s.refUser = false;
+    this.maybeFree(s);
+  }
+
+  /** Number of allocated slices (for teardown checks and tests). */
+  slicesInUse(): number {
+    return this.busySlices.size;
+  }
+
+  private maybeFree(slice: Slice): void {
+    if (slice.refKernel || slice.refUser) return;
+    this.busySlices.delete(slice.off);
+    this.busy -= slice.size;
+    const child = slice.child;
+    slice.child = null;
+    let s = slice;
+    const next = s.next;
+    if (next && next.free) {
+      this.freeSlices.delete(next);
+      s.size += next.size;
+      s.next = next.next;
+      if (next.next) next.next.prev = s;
+    }
+    const prev = s.prev;
+    if (prev && prev.free) {
+      this.freeSlices.delete(prev);
+      prev.size += s.size;
+      prev.next = s.next;
+      if (s.next) s.next.prev = prev;
+      s = prev;
+    }
+    s.free = true;
+    this.freeSlices.add(s);
+    if (child) {
+      child.refKernel = false;
+      this.maybeFree(child);
+    }
+  }
+}

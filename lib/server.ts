@@ -1,0 +1,160 @@
+// The kdbusfs server: one FUSE session (lib/fuse/native.ts) serving one kdbus
+// domain. It keeps the native file tree current, routes each open file to a
+// handle and each ioctl, poll and release to it, in the order /dev/fuse
+// delivered them.
+import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
+import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
+import { ControlHandle, EndpointHandle, Handle, type HandleEnv } from './core/handle.js';
+import type { Bus } from './core/bus.js';
+import type { Endpoint } from './core/endpoint.js';
+import { errno } from './core/errors.js';
+import type { PoolBacking } from './core/pool.js';
+import { taskCreds } from './core/task.js';
+import { log, logError } from './log.js';
+
+export interface ServerOptions {
+  /** directory to mount the domain on (must exist) */
+  mountpoint: string;
+  /** passthrough pools where the kernel allows them (default true) */
+  passthrough?: boolean;
+}
+
+const CONTROL_TAG = 1;
+
+export class KdbusServer {
+  readonly domain: Domain;
+  private readonly handles = new Map<number, Handle>();
+  /** poll handles (kh) of files whose pollers want a wakeup */
+  private readonly pollers = new Map<number, number>();
+  /** endpoint files by tag */
+  private readonly endpoints = new Map<number, Endpoint>();
+  private nextTag = CONTROL_TAG + 1;
+  private sid = -1;
+  private stopped = false;
+
+  private constructor(readonly mountpoint: string) {
+    const sidOf = () => this.sid;
+    const tree: Tree = {
+      addDir: (parent, name, mode, uid, gid) => native.nodeAdd(sidOf(), parent, name, true, mode, uid, gid, 0),
+      addFile: (parent, name, mode, uid, gid, tag) => native.nodeAdd(sidOf(), parent, name, false, mode, uid, gid, tag),
+      remove: (ino) => native.nodeRemove(sidOf(), ino),
+    };
+    this.domain = new Domain(tree);
+  }
+
+  static start(opts: ServerOptions): KdbusServer {
+    const server = new KdbusServer(opts.mountpoint);
+    server.sid = native.sessionMount({
+      mountpoint: opts.mountpoint, fsname: 'kdbusfs', subtype: 'kdbusfs', rootMode: DOMAIN_ROOT_MODE,
+      rootUid: 0, rootGid: 0, allowOther: true, defaultPermissions: true, passthrough: opts.passthrough ?? true,
+    }, {
+      open: (fh, tag, caller) => server.guard(() => server.open(fh, tag, caller)),
+      release: (fh) => server.guard(() => { server.release(fh); return 0; }),
+      ioctl: (_unique, fh, cmd, arg, caller, head, command) =>
+        server.guard(() => server.ioctl(fh, cmd, arg, caller, head, command)),
+      poll: (fh, kh, flags) => server.guard(() => server.poll(fh, kh, flags)),
+      interrupt: () => {},
+      read: () => -errno.EINVAL,
+      write: () => -errno.EINVAL,
+      destroyed: () => server.destroyed(),
+    });
+    native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
+    return server;
+  }
+
+  get passthrough(): boolean {
+    return native.sessionInfo(this.sid).passthrough;
+  }
+
+  /** Unmounts and tears every bus down. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const fh of [...this.handles.keys()]) this.release(fh);
+    native.sessionUnmount(this.sid);
+  }
+
+  /** Bugs must not take the server down: log them and fail only that request. */
+  private guard(fn: () => number): number {
+    try {
+      return fn();
+    } catch (e) {
+      logError('server', `internal error: ${(e as Error).stack ?? e}`);
+      return -errno.EIO;
+    }
+  }
+
+  private env(fh: number): HandleEnv {
+    const sid = this.sid;
+    return {
+      memRead: native.memRead,
+      memWrite: native.memWrite,
+      takeFd: native.takeFd,
+      fdStat: native.fdStat,
+      closeFd: native.closeFd,
+      poolSetup: (size): PoolBacking | number => {
+        const r = native.poolSetup(sid, fh, size);
+        if (r < 0) return r;
+        return {
+          write: (off, data) => native.poolWrite(sid, fh, off, data),
+          copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
+          copyFromFd: (off, fd, fdOff, len) => native.poolCopyFromFd(sid, fh, off, fd, fdOff, len),
+          flush: (off, len) => native.poolFlush(sid, fh, off, len),
+        };
+      },
+      wake: () => {
+        const kh = this.pollers.get(fh);
+        if (kh !== undefined) native.notifyPoll(sid, kh);
+      },
+    };
+  }
+
+  private open(fh: number, tag: number, caller: Caller): number {
+    if (tag === CONTROL_TAG) {
+      this.handles.set(fh, new ControlHandle(this.domain, this.env(fh), (bus, ep) => this.addEndpointFile(bus, ep)));
+      return 0;
+    }
+    const ep = this.endpoints.get(tag);
+    if (!ep || !ep.active) return -errno.ESHUTDOWN;
+    const privileged = EndpointHandle.privilegedAtOpen(ep, taskCreds(caller.tid));
+    this.handles.set(fh, new EndpointHandle(ep, this.env(fh), privileged));
+    return OPEN_POOL;
+  }
+
+  private addEndpointFile(bus: Bus, ep: Endpoint): void {
+    const tag = this.nextTag++;
+    this.endpoints.set(tag, ep);
+    ep.ino = this.domain.tree.addFile(bus.ino, ep.name, ep.mode, ep.uid, ep.gid, tag);
+    ep.onRemoved = () => {
+      this.endpoints.delete(tag);
+      this.domain.tree.remove(ep.ino);
+    };
+  }
+
+  private release(fh: number): void {
+    const h = this.handles.get(fh);
+    this.handles.delete(fh);
+    this.pollers.delete(fh);
+    h?.release();
+  }
+
+  private ioctl(fh: number, cmd: number, arg: number, caller: Caller, head: Buffer,
+                command: Buffer | number | null): number {
+    const h = this.handles.get(fh);
+    if (!h) return -errno.EBADF;
+    return h.run({ tid: caller.tid, arg, head, command }, cmd);
+  }
+
+  private poll(fh: number, kh: number, flags: number): number {
+    const h = this.handles.get(fh);
+    if (!h) return 0x8;
+    if (flags & POLL_SCHEDULE_NOTIFY) this.pollers.set(fh, kh);
+    return h.poll();
+  }
+
+  private destroyed(): void {
+    if (this.stopped) return;
+    log('server', `${this.mountpoint}: the kernel ended the FUSE session`);
+    this.stop();
+  }
+}
