@@ -35,10 +35,13 @@ function runSelftests(): Promise<{ stdout: string; timedOut: boolean; code: numb
       [join(root, 'dist/lib/cli.js'), 'selftest', '--test-timeout', String(TEST_LIMIT_S), '--', '--tap'],
       { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, KDBUSFS_QUIET: '1' } });
     let stdout = '';
+    let shown = 0;
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      // Progress for whoever watches; on stderr, so tap does not read it as test points.
-      process.stderr.write(d.toString().replace(/^/gm, '# kdbus-test: '));
+      // Progress for whoever watches, line by line; on stderr, so tap does not read it as test points.
+      const end = stdout.lastIndexOf('\n') + 1;
+      if (end > shown) process.stderr.write(stdout.slice(shown, end).replace(/^(?=.)/gm, 'kdbus-test| '));
+      shown = Math.max(shown, end);
     });
     let timedOut = false;
     const limit = setTimeout(() => {
@@ -81,7 +84,7 @@ for (const [name, issue] of SELFTESTS) {
       if (issue !== null || MAY_SKIP.has(name)) t.pass('kdbus-test skipped it', { skip: r.skip });
       else t.fail(`kdbus-test skipped it (${r.skip}), but it must pass now`);
     } else {
-      t.ok(r.ok, 'kdbus-test: ok', r.ok ? {} : todo);
+      t.ok(r.ok, 'passes in kdbus-test', r.ok ? {} : todo);
     }
   });
 }
