@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "kdbusfs_native",
+      "sources": [
+        "native/addon.cc",
+        "native/session.cc",
+        "native/mount.cc",
+        "native/tree.cc",
+        "native/pool.cc",
+        "native/procmem.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

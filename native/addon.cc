@@ -1,0 +1,422 @@
+// The JS surface (lib/fuse/native.ts): argument checking and conversion only.
+#include <napi.h>
+
+#include <unistd.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "mount.h"
+#include "procmem.h"
+#include "session.h"
+
+namespace {
+
+constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+constexpr uint64_t kMaxMemRead = 1ULL << 30;
+
+const char* ErrnoName(int e) {
+  switch (e) {
+    case ENOENT: return "ENOENT";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    default: return "EIO";
+  }
+}
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+        InstanceMethod("sessionMount", &Addon::SessionMount),
+        InstanceMethod("sessionInfo", &Addon::SessionInfo),
+        InstanceMethod("sessionUnmount", &Addon::SessionUnmount),
+        InstanceMethod("clearStaleMount", &Addon::ClearStale),
+        InstanceMethod("nodeAdd", &Addon::NodeAdd),
+        InstanceMethod("nodeRemove", &Addon::NodeRemove),
+        InstanceMethod("nodeSetAttr", &Addon::NodeSetAttr),
+        InstanceMethod("replyIoctl", &Addon::ReplyIoctl),
+        InstanceMethod("notifyPoll", &Addon::NotifyPoll),
+        InstanceMethod("memRead", &Addon::MemRead),
+        InstanceMethod("memWrite", &Addon::MemWrite),
+        InstanceMethod("poolSetup", &Addon::PoolSetup),
+        InstanceMethod("poolWrite", &Addon::PoolWrite),
+        InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
+        InstanceMethod("poolCopyFromFd", &Addon::PoolCopyFromFd),
+        InstanceMethod("poolFlush", &Addon::PoolFlush),
+        InstanceMethod("takeFd", &Addon::TakeFd),
+        InstanceMethod("fdStat", &Addon::FdStat),
+        InstanceMethod("closeFd", &Addon::CloseFd),
+    });
+  }
+
+  // Environment teardown: take the mounts down; JS is no longer callable, so
+  // the session objects themselves are left to process exit.
+  ~Addon() {
+    for (auto& s : sessions_) s.second->Unmount();
+  }
+
+ private:
+  std::map<uint64_t, Session*> sessions_;
+  uint64_t nextSid_ = 1;
+
+  static Napi::Value Fail(Napi::Env env, const std::string& msg) {
+    Napi::Error::New(env, msg).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  static Napi::Value FailType(Napi::Env env, const std::string& msg) {
+    Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  static Napi::Value FailRange(Napi::Env env, const std::string& msg) {
+    Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  // A non-negative safe integer argument. Throws (and returns false) otherwise.
+  static bool U64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out) {
+    Napi::Value v = info[i];
+    if (!v.IsNumber()) {
+      FailType(info.Env(), std::string("kdbusfs: ") + name + " must be a number");
+      return false;
+    }
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= kMaxSafe && d == std::floor(d))) {
+      FailRange(info.Env(), std::string("kdbusfs: ") + name + " must be a non-negative integer");
+      return false;
+    }
+    *out = static_cast<uint64_t>(d);
+    return true;
+  }
+
+  static bool I32(const Napi::CallbackInfo& info, size_t i, const char* name, int32_t* out) {
+    Napi::Value v = info[i];
+    if (!v.IsNumber()) {
+      FailType(info.Env(), std::string("kdbusfs: ") + name + " must be a number");
+      return false;
+    }
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= INT32_MIN && d <= INT32_MAX && d == std::floor(d))) {
+      FailRange(info.Env(), std::string("kdbusfs: ") + name + " must be an int32");
+      return false;
+    }
+    *out = static_cast<int32_t>(d);
+    return true;
+  }
+
+  static bool Bytes(const Napi::CallbackInfo& info, size_t i, const uint8_t** data, size_t* len) {
+    Napi::Value v = info[i];
+    if (v.IsTypedArray()) {
+      Napi::TypedArray ta = v.As<Napi::TypedArray>();
+      *data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      *len = ta.ByteLength();
+      return true;
+    }
+    if (v.IsDataView()) {
+      Napi::DataView dv = v.As<Napi::DataView>();
+      *data = static_cast<const uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+      *len = dv.ByteLength();
+      return true;
+    }
+    if (v.IsArrayBuffer()) {
+      Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+      *data = static_cast<const uint8_t*>(ab.Data());
+      *len = ab.ByteLength();
+      return true;
+    }
+    FailType(info.Env(), "kdbusfs: data must be a Buffer");
+    return false;
+  }
+
+  Session* Find(const Napi::CallbackInfo& info, bool quiet = false) {
+    uint64_t sid;
+    if (!U64(info, 0, "session id", &sid)) return nullptr;
+    auto it = sessions_.find(sid);
+    if (it != sessions_.end()) return it->second;
+    if (!quiet) Fail(info.Env(), "kdbusfs: no session " + std::to_string(sid));
+    return nullptr;
+  }
+
+  // The pool of fh, checked to exist and to hold [off, off+len).
+  Pool* FindPool(const Napi::CallbackInfo& info, Session* s, uint64_t fh, uint64_t off,
+                 uint64_t len) {
+    Pool* p = s->FindPool(fh);
+    if (!p || !p->ready()) {
+      Fail(info.Env(), "kdbusfs: fh " + std::to_string(fh) + " has no pool set up");
+      return nullptr;
+    }
+    if (!p->InBounds(off, len)) {
+      FailRange(info.Env(), "kdbusfs: [" + std::to_string(off) + ", +" + std::to_string(len) +
+                                ") is outside the pool of fh " + std::to_string(fh) + " (" +
+                                std::to_string(p->size()) + " bytes)");
+      return nullptr;
+    }
+    return p;
+  }
+
+  static bool OptString(Napi::Object o, const char* key, const std::string& def, std::string* out) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) {
+      *out = def;
+      return true;
+    }
+    if (!v.IsString()) {
+      FailType(o.Env(), std::string("kdbusfs: option ") + key + " must be a string");
+      return false;
+    }
+    *out = v.As<Napi::String>().Utf8Value();
+    return true;
+  }
+
+  static bool OptU32(Napi::Object o, const char* key, uint32_t def, uint32_t* out) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) {
+      *out = def;
+      return true;
+    }
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= UINT32_MAX && d == std::floor(d))) {
+      FailType(o.Env(), std::string("kdbusfs: option ") + key + " must be a uint32");
+      return false;
+    }
+    *out = static_cast<uint32_t>(d);
+    return true;
+  }
+
+  static bool OptBool(Napi::Object o, const char* key, bool def) {
+    Napi::Value v = o.Get(key);
+    return v.IsUndefined() ? def : v.ToBoolean().Value();
+  }
+
+  Napi::Value SessionMount(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsObject())
+      return FailType(env, "kdbusfs: sessionMount(options, handlers)");
+    Napi::Object o = info[0].As<Napi::Object>();
+    MountParams p;
+    std::string mp;
+    if (!OptString(o, "mountpoint", "", &mp) || !OptString(o, "fsname", "kdbusfs", &p.fsname) ||
+        !OptString(o, "subtype", "kdbusfs", &p.subtype) ||
+        !OptU32(o, "rootMode", 0755, &p.rootMode) || !OptU32(o, "rootUid", 0, &p.rootUid) ||
+        !OptU32(o, "rootGid", 0, &p.rootGid))
+      return env.Undefined();
+    if (mp.empty()) return FailType(env, "kdbusfs: option mountpoint is required");
+    // The watchdog and unmount must name the mount the same way /proc does.
+    char* real = realpath(mp.c_str(), nullptr);
+    if (!real)
+      return Fail(env, "kdbusfs: mount point " + mp + ": " + strerror(errno) +
+                           (errno == ENOTCONN ? " (a dead mount: clear it first)" : ""));
+    p.mountpoint = real;
+    free(real);
+    p.allowOther = OptBool(o, "allowOther", false);
+    p.defaultPermissions = OptBool(o, "defaultPermissions", false);
+    bool passthrough = OptBool(o, "passthrough", true);
+    if (env.IsExceptionPending()) return env.Undefined();
+    std::string err;
+    Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err);
+    if (!s) return Fail(env, err);
+    uint64_t sid = nextSid_++;
+    sessions_[sid] = s;
+    return Napi::Number::New(env, static_cast<double>(sid));
+  }
+
+  Napi::Value SessionInfo(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    if (!s) return info.Env().Undefined();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("protoMinor", Napi::Number::New(info.Env(), s->protoMinor()));
+    o.Set("passthrough", Napi::Boolean::New(info.Env(), s->passthrough()));
+    return o;
+  }
+
+  Napi::Value SessionUnmount(const Napi::CallbackInfo& info) {
+    Session* s = Find(info, true);
+    if (!s) return info.Env().Undefined();
+    uint64_t sid = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+    sessions_.erase(sid);
+    s->Unmount();
+    Session::Dispose(s);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ClearStale(const Napi::CallbackInfo& info) {
+    if (!info[0].IsString()) return FailType(info.Env(), "kdbusfs: clearStaleMount(dir)");
+    return Napi::Boolean::New(info.Env(), ClearStaleMount(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  Napi::Value NodeAdd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Session* s = Find(info);
+    uint64_t parent, mode, uid, gid;
+    if (!s || !U64(info, 1, "parent", &parent)) return env.Undefined();
+    if (!info[2].IsString()) return FailType(env, "kdbusfs: name must be a string");
+    if (!U64(info, 4, "mode", &mode) || !U64(info, 5, "uid", &uid) || !U64(info, 6, "gid", &gid))
+      return env.Undefined();
+    if (!info[7].IsNumber()) return FailType(env, "kdbusfs: tag must be a number");
+    std::string name = info[2].As<Napi::String>().Utf8Value();
+    int64_t r = s->tree().Add(parent, name, info[3].ToBoolean().Value(), static_cast<uint32_t>(mode),
+                              static_cast<uint32_t>(uid), static_cast<uint32_t>(gid),
+                              info[7].As<Napi::Number>().DoubleValue());
+    if (r < 0) {
+      int e = static_cast<int>(-r);
+      Napi::Error err = Napi::Error::New(env, "kdbusfs: nodeAdd(" + std::to_string(parent) + ", '" +
+                                                  name + "'): " + strerror(e));
+      err.Set("code", Napi::String::New(env, ErrnoName(e)));
+      err.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  Napi::Value NodeRemove(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t ino;
+    if (!s || !U64(info, 1, "ino", &ino)) return info.Env().Undefined();
+    // Removing what is already gone is a no-op; only the root is refused.
+    if (s->tree().Remove(ino) == -EPERM) return Fail(info.Env(), "kdbusfs: the root cannot be removed");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value NodeSetAttr(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t ino, mode, uid, gid;
+    if (!s || !U64(info, 1, "ino", &ino) || !U64(info, 2, "mode", &mode) || !U64(info, 3, "uid", &uid) ||
+        !U64(info, 4, "gid", &gid))
+      return info.Env().Undefined();
+    if (s->tree().SetAttr(ino, static_cast<uint32_t>(mode), static_cast<uint32_t>(uid),
+                          static_cast<uint32_t>(gid)) < 0)
+      return Fail(info.Env(), "kdbusfs: nodeSetAttr: no node " + std::to_string(ino));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ReplyIoctl(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t unique;
+    int32_t result;
+    if (!U64(info, 1, "unique", &unique) || !I32(info, 2, "result", &result)) return env.Undefined();
+    // A session that is gone has no parked requests left: nothing to answer.
+    Session* s = Find(info, true);
+    if (env.IsExceptionPending()) return env.Undefined();
+    return Napi::Boolean::New(env, s && s->ReplyIoctl(unique, result));
+  }
+
+  Napi::Value NotifyPoll(const Napi::CallbackInfo& info) {
+    uint64_t kh;
+    if (!U64(info, 1, "kh", &kh)) return info.Env().Undefined();
+    Session* s = Find(info, true);
+    if (s) s->NotifyPoll(kh);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value MemRead(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t tid;
+    uint64_t addr, len;
+    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !U64(info, 2, "len", &len))
+      return env.Undefined();
+    if (len > kMaxMemRead) return Napi::Number::New(env, -ENOMEM);
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, len);
+    int e = procmem::Read(tid, addr, buf.Data(), len);
+    if (e) return Napi::Number::New(env, e);
+    return buf;
+  }
+
+  Napi::Value MemWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t tid;
+    uint64_t addr;
+    const uint8_t* data;
+    size_t len;
+    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !Bytes(info, 2, &data, &len))
+      return env.Undefined();
+    return Napi::Number::New(env, procmem::Write(tid, addr, data, len));
+  }
+
+  Napi::Value PoolSetup(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, size;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "size", &size)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), s->PoolSetup(fh, size));
+  }
+
+  Napi::Value PoolWrite(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, off;
+    const uint8_t* data;
+    size_t len;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !Bytes(info, 3, &data, &len))
+      return info.Env().Undefined();
+    Pool* p = FindPool(info, s, fh, off, len);
+    if (p) p->Write(off, data, len);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value PoolCopyFromProcess(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, off, addr, len;
+    int32_t tid;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !I32(info, 3, "tid", &tid) ||
+        !U64(info, 4, "addr", &addr) || !U64(info, 5, "len", &len))
+      return info.Env().Undefined();
+    Pool* p = FindPool(info, s, fh, off, len);
+    if (!p) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), p->CopyFromProcess(off, tid, addr, len));
+  }
+
+  Napi::Value PoolCopyFromFd(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, off, fdOff, len;
+    int32_t fd;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !I32(info, 3, "fd", &fd) ||
+        !U64(info, 4, "fdOffset", &fdOff) || !U64(info, 5, "len", &len))
+      return info.Env().Undefined();
+    Pool* p = FindPool(info, s, fh, off, len);
+    if (!p) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), p->CopyFromFd(off, fd, fdOff, len));
+  }
+
+  Napi::Value PoolFlush(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, off, len;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !U64(info, 3, "len", &len))
+      return info.Env().Undefined();
+    if (FindPool(info, s, fh, off, len)) s->PoolFlush(fh, off, len);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value TakeFd(const Napi::CallbackInfo& info) {
+    int32_t tid, fd;
+    if (!I32(info, 0, "tid", &tid) || !I32(info, 1, "fd", &fd)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), procmem::TakeFd(tid, fd));
+  }
+
+  Napi::Value FdStat(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t fd;
+    if (!I32(info, 0, "fd", &fd)) return env.Undefined();
+    procmem::FdInfo fi;
+    int e = procmem::StatFd(fd, &fi);
+    if (e) return Napi::Number::New(env, e);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("seals", Napi::Number::New(env, fi.seals));
+    o.Set("size", Napi::Number::New(env, static_cast<double>(fi.size)));
+    o.Set("mode", Napi::Number::New(env, fi.mode));
+    return o;
+  }
+
+  Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+    int32_t fd;
+    if (I32(info, 0, "fd", &fd) && fd >= 0) close(fd);
+    return info.Env().Undefined();
+  }
+};
+
+}  // namespace
+
+NODE_API_ADDON(Addon)

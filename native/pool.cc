@@ -1,0 +1,120 @@
+#include "pool.h"
+
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "fuse_kernel.h"
+#include "procmem.h"
+
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kStoreChunk = 1 << 20;
+}  // namespace
+
+Pool* Pool::Create(int devfd, bool passthrough, int* err) {
+  int memfd = memfd_create("kdbusfs-pool", MFD_CLOEXEC);
+  if (memfd < 0) {
+    *err = -errno;
+    return nullptr;
+  }
+  Pool* p = new Pool(devfd, memfd, passthrough);
+  if (passthrough) {
+    kfuse::BackingMap map{};
+    map.fd = memfd;
+    int id = ioctl(devfd, kfuse::kIocBackingOpen, &map);
+    if (id < 0) {
+      *err = -errno;
+      delete p;
+      return nullptr;
+    }
+    p->backingId_ = id;
+  }
+  return p;
+}
+
+Pool::~Pool() {
+  if (map_) munmap(map_, size_);
+  CloseBacking();
+  close(memfd_);
+}
+
+void Pool::CloseBacking() {
+  if (backingId_ < 0) return;
+  uint32_t id = static_cast<uint32_t>(backingId_);
+  ioctl(devfd_, kfuse::kIocBackingClose, &id);
+  backingId_ = -1;
+}
+
+int Pool::Setup(uint64_t size) {
+  if (map_) return -EBUSY;
+  if (size == 0 || size > (1ULL << 40)) return -EINVAL;
+  if (ftruncate(memfd_, static_cast<off_t>(size)) < 0) return -errno;
+  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (m == MAP_FAILED) return -errno;
+  map_ = static_cast<uint8_t*>(m);
+  size_ = size;
+  // The client's OPEN has long been answered: the kernel holds its own
+  // reference to the backing file now.
+  CloseBacking();
+  return 0;
+}
+
+void Pool::Write(uint64_t off, const void* data, size_t len) {
+  memcpy(map_ + off, data, len);
+}
+
+int Pool::CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len) {
+  return procmem::Read(tid, addr, map_ + off, len);
+}
+
+int Pool::CopyFromFd(uint64_t off, int fd, uint64_t fdOff, size_t len) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t r = pread(fd, map_ + off + done, len - done, static_cast<off_t>(fdOff + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) return -EFAULT;
+    done += static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {
+  if (passthrough_ || !map_ || len == 0) return;
+  // Whole pages only: a fully stored page is uptodate, so the client never
+  // faults it (a fault holds the page lock while its READ waits for us, and
+  // a STORE into that page would then block this thread for good).
+  uint64_t start = off & ~(kPage - 1);
+  uint64_t end = std::min(size_, (off + len + kPage - 1) & ~(kPage - 1));
+  while (start < end) {
+    uint64_t n = std::min(kStoreChunk, end - start);
+    fuse_notify_store_out st{};
+    st.nodeid = nodeid;
+    st.offset = start;
+    st.size = static_cast<uint32_t>(n);
+    fuse_out_header oh{};
+    oh.len = static_cast<uint32_t>(sizeof oh + sizeof st + n);
+    oh.error = FUSE_NOTIFY_STORE;
+    iovec iov[3] = {{&oh, sizeof oh}, {&st, sizeof st}, {map_ + start, n}};
+    if (writev(devfd_, iov, 3) < 0) {
+      // ENOENT: the kernel already dropped the inode; nobody can see the pool.
+      if (errno != ENOENT && errno != ENODEV)
+        fprintf(stderr, "kdbusfs: pool store failed: %s\n", strerror(errno));
+      return;
+    }
+    start += n;
+  }
+}
+
+ssize_t Pool::Read(uint64_t off, void* buf, size_t len) const {
+  ssize_t r = pread(memfd_, buf, len, static_cast<off_t>(off));
+  return r < 0 ? -errno : r;
+}

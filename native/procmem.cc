@@ -1,0 +1,92 @@
+#include "procmem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+namespace procmem {
+
+int Read(pid_t tid, uint64_t addr, void* dst, size_t len) {
+  if (len == 0) return 0;
+  iovec local{dst, len};
+  iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), len};
+  ssize_t r = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+  if (r < 0) return -errno;
+  return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+}
+
+int Write(pid_t tid, uint64_t addr, const void* src, size_t len) {
+  if (len == 0) return 0;
+  iovec local{const_cast<void*>(src), len};
+  iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), len};
+  ssize_t r = process_vm_writev(tid, &local, 1, &remote, 1, 0);
+  if (r < 0) return -errno;
+  return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+}
+
+namespace {
+
+pid_t TgidOf(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
+  FILE* f = fopen(path, "re");
+  if (!f) return -1;
+  char line[256];
+  pid_t tgid = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "Tgid:", 5) == 0) {
+      tgid = static_cast<pid_t>(strtol(line + 5, nullptr, 10));
+      break;
+    }
+  }
+  fclose(f);
+  return tgid;
+}
+
+int PidfdOpen(pid_t tid) {
+  int pfd = static_cast<int>(syscall(SYS_pidfd_open, tid, PIDFD_THREAD));
+  if (pfd >= 0 || errno != EINVAL) return pfd;
+  // Kernels before 6.9 only take a thread-group leader.
+  pid_t tgid = TgidOf(tid);
+  if (tgid <= 0) {
+    errno = ESRCH;
+    return -1;
+  }
+  return static_cast<int>(syscall(SYS_pidfd_open, tgid, 0));
+}
+
+}  // namespace
+
+int TakeFd(pid_t tid, int fd) {
+  if (tid <= 0) return -ESRCH;
+  if (fd < 0) return -EBADF;
+  int pfd = PidfdOpen(tid);
+  if (pfd < 0) return -errno;
+  int got = static_cast<int>(syscall(SYS_pidfd_getfd, pfd, fd, 0));
+  int err = errno;
+  close(pfd);
+  return got < 0 ? -err : got;
+}
+
+int StatFd(int fd, FdInfo* info) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -errno;
+  int seals = fcntl(fd, F_GET_SEALS);
+  info->seals = seals < 0 ? -1 : seals;
+  info->size = static_cast<uint64_t>(st.st_size);
+  info->mode = st.st_mode;
+  return 0;
+}
+
+}  // namespace procmem

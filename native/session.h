@@ -1,0 +1,118 @@
+// One FUSE session: the mount, the /dev/fuse request loop on Node's event
+// loop, and the dispatch of each request to the tree, the pools or JS.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <linux/fuse.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mount.h"
+#include "pool.h"
+#include "tree.h"
+
+class Session {
+ public:
+  // Mounts and starts serving. Returns nullptr and sets *err on failure.
+  static Session* Mount(Napi::Env env, const MountParams& params, bool passthrough,
+                        Napi::Object handlers, std::string* err);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Detaches the mount and stops serving (idempotent). The object must then be
+  // given to Dispose(), which deletes it now or once the current dispatch ends.
+  void Unmount();
+  static void Dispose(Session* s);
+
+  Tree& tree() { return tree_; }
+  uint32_t protoMinor() const { return protoMinor_; }
+  bool passthrough() const { return passthrough_; }
+
+  bool ReplyIoctl(uint64_t unique, int result);
+  void NotifyPoll(uint64_t kh);
+
+  // The pool of an open file, or nullptr.
+  Pool* FindPool(uint64_t fh);
+  int PoolSetup(uint64_t fh, uint64_t size);
+  void PoolFlush(uint64_t fh, uint64_t off, uint64_t len);
+
+ private:
+  struct OpenFile {
+    uint64_t nodeid = 0;
+    int flags = 0;  // what handlers.open returned
+    std::unique_ptr<Pool> pool;
+  };
+  struct Caller {
+    uint32_t tid, uid, gid;
+  };
+  enum Handler { kOpen, kRelease, kIoctl, kPoll, kInterrupt, kRead, kWrite, kDestroyed, kHandlerCount };
+
+  Session(Napi::Env env, const MountParams& params, bool passthrough);
+
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  void Serve();
+  void Dispatch(const fuse_in_header& h, const uint8_t* body, size_t len);
+  void End();
+  void StopServing();
+
+  int Reply(uint64_t unique, int error, const void* data = nullptr, size_t len = 0);
+  int ReplyV(uint64_t unique, int error, const iovec* iov, int n);
+
+  // Calls a JS handler. Returns false if the handler is missing or threw (the
+  // exception is logged and cleared); *result is its return value otherwise.
+  bool Call(Handler h, std::initializer_list<napi_value> args, Napi::Value* result);
+  Napi::Object CallerObject(const Caller& c);
+  static int ToErrno(int v);
+
+  void OnInit(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnLookup(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnForget(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnBatchForget(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnGetAttr(const fuse_in_header& h);
+  void OnOpenDir(const fuse_in_header& h);
+  void OnReadDir(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnReleaseDir(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnStatFs(const fuse_in_header& h);
+  void OnOpen(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnRelease(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnRead(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnWrite(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnPollRequest(const fuse_in_header& h, const uint8_t* p, size_t n);
+  void OnInterrupt(const fuse_in_header& h, const uint8_t* p, size_t n);
+
+  void CloseFile(uint64_t fh);
+
+  napi_env env_;
+  MountParams params_;
+  bool wantPassthrough_;
+  bool passthrough_ = false;
+  bool passthroughConfirmed_ = false;  // a BACKING_OPEN has succeeded
+  uint32_t protoMinor_ = 0;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Watchdog watchdog_;
+  bool ended_ = false;     // the kernel ended the session
+  bool unmounted_ = false;
+  int dispatching_ = 0;
+  bool disposeLater_ = false;
+
+  Napi::ObjectReference handlers_;
+  Napi::FunctionReference fns_[kHandlerCount];
+  std::unique_ptr<Napi::AsyncContext> async_;
+
+  Tree tree_;
+  uint64_t nextFh_ = 1;
+  std::unordered_map<uint64_t, OpenFile> files_;
+  std::unordered_map<uint64_t, std::vector<DirEntry>> dirs_;
+  std::unordered_map<uint64_t, Caller> parked_;  // unanswered ioctls by unique
+  std::vector<uint8_t> in_;
+  std::vector<uint8_t> out_;
+};
