@@ -222,4 +222,5 @@ export const LIMITS = {
   USER_MAX_BUSES: 16,
 } as const;
 
-export const align8 = (n: number): number => (n + 7) & ~7;
+/** KDBUS_ALIGN8, on full-size numbers (a bit mask would cut them to 32 bits). */
+export const align8 = (n: number): number => Math.ceil(n / 8) * 8;

@@ -312,13 +312,13 @@ export class Bus {
    * kdbus_cmd_bus_creator_info: the bus id and flags, its name, and the
    * creator's metadata as far as the creator agreed to share it.
    */
-  creatorInfo(requested: bigint): Buffer {
+  creatorInfo(requested: bigint, viewerTid: number): Buffer {
     const nameBytes = Buffer.byteLength(this.name) + 1;
     const nameItem = Buffer.alloc(align8(ITEM_HEADER_SIZE + nameBytes));
     nameItem.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), 0);
     nameItem.writeBigUInt64LE(BigInt(ITEM.MAKE_NAME), 8);
     nameItem.write(this.name, ITEM_HEADER_SIZE);
-    const meta = exportMeta(this.creatorMeta, null, requested & this.attachFlagsOwner, null);
+    const meta = exportMeta(this.creatorMeta, null, requested & this.attachFlagsOwner, { tid: viewerTid });
     const head = Buffer.alloc(INFO.items);
     head.writeBigUInt64LE(BigInt(INFO.items + nameItem.length + meta.length), INFO.size);
     head.writeBigUInt64LE(this.id, INFO.id);

@@ -101,13 +101,13 @@ export class Connection implements ReplyPeer, NameClient {
    * receiver sees it (header, notification or payload items, metadata) and
    * returns its slice offset and size; the payload slice becomes its child.
    */
-  install(e: QueueEntry, ownsPayload: boolean): { off: number; size: number } {
+  install(e: QueueEntry, ownsPayload: boolean, receiverTid: number): { off: number; size: number } {
     const m = e.kmsg;
     const parts: Buffer[] = [];
     if (m.notifyItems) parts.push(m.notifyItems);
     if (m.parts.length || m.dstName !== null) parts.push(payloadItems(e));
     if (m.procMeta || m.connMeta) {
-      const meta = exportMeta(m.procMeta, m.connMeta, this.attachFlagsRecv, { tid: this.tid });
+      const meta = exportMeta(m.procMeta, m.connMeta, this.attachFlagsRecv, { tid: receiverTid });
       if (meta.length) parts.push(meta);
     }
     let size = 64;
@@ -121,7 +121,7 @@ export class Connection implements ReplyPeer, NameClient {
   }
 
   /** KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv. */
-  recv(flags: bigint, priority: bigint, notifyReplyDead: (r: Reply, e: QueueEntry) => void):
+  recv(flags: bigint, priority: bigint, receiverTid: number, notifyReplyDead: (e: QueueEntry) => void):
       { ret: number; dropped: bigint; off: bigint; size: bigint } {
     const peeked = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
     if (peeked === 'EAGAIN') fail(errno.EAGAIN, 'queue empty');
@@ -131,7 +131,7 @@ export class Connection implements ReplyPeer, NameClient {
       this.dequeue(e, true);
       if (e.reply && e.reply.waiter.replies.has(e.reply)) {
         replyUnlink(e.reply);
-        notifyReplyDead(e.reply, e);
+        notifyReplyDead(e);
       }
       e.kmsg.dispose(this.fds);
       return { ret: 0, dropped: 0n, off: 0n, size: 0n };
@@ -143,7 +143,7 @@ export class Connection implements ReplyPeer, NameClient {
     }
     const peek = (flags & RECV_PEEK) !== 0n;
     // a peeked entry stays queued and keeps its payload; a received one hands it to the message slice
-    const { off, size } = this.install(e, !peek);
+    const { off, size } = this.install(e, !peek, receiverTid);
     this.pool.publish(off);
     if (peek) {
       this.pool.release(off);
@@ -174,10 +174,10 @@ export class Connection implements ReplyPeer, NameClient {
   }
 
   /** struct kdbus_info for CONN_INFO: id, flags and the metadata cached at HELLO. */
-  info(requested: bigint): Buffer {
+  info(requested: bigint, viewerTid: number): Buffer {
     const flags = requested & this.attachFlagsSend;
     const conn = this.connMeta(0n, flags & ~ATTACH.TIMESTAMP);
-    const meta = exportMeta(this.meta, conn, flags & ~ATTACH.TIMESTAMP, null);
+    const meta = exportMeta(this.meta, conn, flags & ~ATTACH.TIMESTAMP, { tid: viewerTid });
     const head = Buffer.alloc(INFO.items);
     head.writeBigUInt64LE(BigInt(INFO.items + meta.length), INFO.size);
     head.writeBigUInt64LE(this.id, INFO.id);

@@ -6,7 +6,7 @@ import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_M
   CMD_NAME_LIST, CMD_RECV, CMD_SEND, CMD_UPDATE, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
   HELLO_POLICY_HOLDER, ITEM, ITEM_HEADER_SIZE, KDBUS_FLAG_KERNEL, LIMITS, MAKE_ACCESS_GROUP,
   MAKE_ACCESS_WORLD, MATCH_REPLACE, NAME_ALLOW_REPLACEMENT, NAME_LIST_ACTIVATORS, NAME_LIST_NAMES,
-  NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
+  NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_ACTIVATOR, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
   RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
 import { commandBuffer, items, itemString, negotiateFlags, u64, validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
@@ -39,21 +39,26 @@ export interface HandleEnv extends FdAccess {
 }
 
 /**
- * Collects kdbus_member_set_user writes into the caller's command and
- * writes them back in one process_vm_writev when the ioctl ends, whether it
- * succeeded or not (the kernel's writes before a failure stay visible).
+ * The caller's command as user memory will hold it: kdbus_member_set_user
+ * and copy_to_user writes land here, and are written back in one
+ * process_vm_writev when the ioctl ends, whether it succeeded or not (the
+ * kernel's writes before a failure stay visible). The parsed command stays
+ * the kernel's own copy.
  */
 class WriteBack {
+  private readonly user: Buffer;
   private lo = Infinity;
   private hi = 0;
-  constructor(private readonly cmd: Buffer) {}
+  constructor(cmd: Buffer) {
+    this.user = Buffer.from(cmd);
+  }
 
   u64(off: number, v: bigint): void {
-    this.cmd.writeBigUInt64LE(v, off);
+    this.user.writeBigUInt64LE(v, off);
     this.mark(off, 8);
   }
   bytes(off: number, b: Buffer): void {
-    b.copy(this.cmd, off);
+    b.copy(this.user, off);
     this.mark(off, b.length);
   }
   private mark(off: number, len: number): void {
@@ -62,7 +67,7 @@ class WriteBack {
   }
   flush(env: HandleEnv, call: Call): number {
     if (this.hi === 0) return 0;
-    return env.memWrite(call.tid, call.arg + this.lo, this.cmd.subarray(this.lo, this.hi));
+    return env.memWrite(call.tid, call.arg + this.lo, this.user.subarray(this.lo, this.hi));
   }
 }
 
@@ -233,9 +238,8 @@ export class EndpointHandle extends Handle {
     const bus = this.ep.bus;
     bus.connect(conn);
     if (conn.isActivator) {
-      const name = items(buf, CMD_HELLO.items, itemsSize);
-      for (const it of name) {
-        if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), 1n << 4n);
+      for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
+        if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), NAME_ACTIVATOR);
       }
     }
     bus.flushNotifications();
@@ -315,7 +319,7 @@ export class EndpointHandle extends Handle {
       if (typeof backing === 'number') fail(-backing, 'pool setup failed');
       const pool = new Pool(poolSize, backing);
       const faked = creds !== null || pids !== null || seclabel !== null;
-      const meta = faked ? ProcMeta.fake(creds, pids, seclabel)
+      const meta = faked ? ProcMeta.fake(creds, pids, seclabel, call.tid)
         : ProcMeta.collect(call.tid, ATTACH.CREDS | ATTACH.PIDS | ATTACH.AUXGROUPS | ATTACH.TID_COMM |
           ATTACH.PID_COMM | ATTACH.EXE | ATTACH.CMDLINE | ATTACH.CGROUP | ATTACH.CAPS | ATTACH.SECLABEL | ATTACH.AUDIT);
       const conn = new Connection(bus, ep, bus.nextConnId(), flags, attachSend, attachRecv, pool, user,
@@ -403,10 +407,7 @@ export class EndpointHandle extends Handle {
     negotiateFlags(flags, RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY, (v) => w.u64(CMD_RECV.kernel_flags, v));
     validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
     if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
-    const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), (reply, e) => {
-      conn.bus.replyDeadFor(e);
-      void reply;
-    });
+    const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid, (e) => conn.bus.replyDeadFor(e));
     w.u64(CMD_RECV.dropped_msgs, r.dropped);
     w.u64(CMD_RECV.msg_offset, r.off);
     w.u64(CMD_RECV.msg_size, r.size);
@@ -439,14 +440,13 @@ export class EndpointHandle extends Handle {
 
   private nameAcquire(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections own names');
-    const original = Buffer.from(call.command as Buffer);
     const { buf, w } = this.nameCommand(call, wb, NAME_REPLACE_EXISTING | NAME_ALLOW_REPLACEMENT | NAME_QUEUE);
     const flags = buf.readBigUInt64LE(CMD_NAME.flags);
     const newFlags = conn.bus.names.cmdAcquire(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items, flags);
-    // copy_to_user of the kernel's copy: the caller's own kernel_flags, the new flags, return_flags 0
-    original.writeBigUInt64LE(newFlags, CMD_NAME.flags);
-    original.writeBigUInt64LE(0n, CMD_NAME.return_flags);
-    w.bytes(0, original);
+    // copy_to_user of the kernel's copy: the new flags, return_flags 0
+    buf.writeBigUInt64LE(newFlags, CMD_NAME.flags);
+    buf.writeBigUInt64LE(0n, CMD_NAME.return_flags);
+    w.bytes(0, buf);
   }
 
   private nameRelease(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
@@ -508,7 +508,7 @@ export class EndpointHandle extends Handle {
       owner = bus.connection(id);
       if (!owner) fail(errno.ENXIO, `no connection ${id}`);
     }
-    const info = owner.info(buf.readBigUInt64LE(CMD_INFO.flags));
+    const info = owner.info(buf.readBigUInt64LE(CMD_INFO.flags), call.tid);
     const off = this.publish(conn, info);
     w.u64(CMD_INFO.offset, BigInt(off));
     w.u64(CMD_INFO.info_size, BigInt(info.length));
@@ -517,7 +517,7 @@ export class EndpointHandle extends Handle {
 
   private creatorInfo(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
     const { buf, w } = this.infoCommand(call, wb);
-    const info = conn.bus.creatorInfo(buf.readBigUInt64LE(CMD_INFO.flags));
+    const info = conn.bus.creatorInfo(buf.readBigUInt64LE(CMD_INFO.flags), call.tid);
     const off = this.publish(conn, info);
     w.u64(CMD_INFO.offset, BigInt(off));
     w.u64(CMD_INFO.info_size, BigInt(info.length));
