@@ -640,7 +640,10 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
   if (((in.cmd >> 8) & 0xff) == kKdbusIoctlType && in.in_size >= 8 && in.arg % 8 == 0) {
     uint64_t size;
     memcpy(&size, head, sizeof size);
-    if (size >= 8 && size <= kMaxCommandRead) {
+    if (size >= 8 && size <= in.in_size) {
+      // The kernel already copied it all: spare the ~2.5 us of process_vm_readv.
+      command = Napi::Buffer<uint8_t>::Copy(env, head, size);
+    } else if (size >= 8 && size <= kMaxCommandRead) {
       Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
       int e = procmem::Read(static_cast<pid_t>(h.pid), in.arg, buf.Data(), size);
       command = e ? Napi::Value(Napi::Number::New(env, e)) : Napi::Value(buf);
