@@ -102,6 +102,8 @@ class Fs {
             if (r) return r;
             native.poolWrite(sid, fh, POOL_OFF, Buffer.from('hello pool'));
             native.poolFlush(sid, fh, POOL_OFF, 10);
+            // Never flushed: page-cache mode serves it through READ on a fault.
+            native.poolWrite(sid, fh, 3 << 20, Buffer.from('unflushed'));
             const cmdBuf = command as Buffer;
             const addr = Number(cmdBuf.readBigUInt64LE(24)), len = Number(cmdBuf.readBigUInt64LE(32));
             r = native.poolCopyFromProcess(sid, fh, COPY_AT, caller.tid, addr, len);
@@ -253,6 +255,9 @@ t.test('parked ioctl answered later', async (t) => {
   t.equal(native.replyIoctl(pt.sid, unique, 3), true);
   t.equal(native.replyIoctl(pt.sid, unique, 3), false, 'a second answer is ignored');
   t.equal((await done).ret, '3');
+  const cmd = pt.ioctls[pt.ioctls.length - 1].command as Buffer;
+  t.equal(cmd.length, 40, 'a command that fits in the head comes from the head');
+  t.equal(Number(cmd.readBigUInt64LE(8)), 0x1234);
 });
 
 t.test('interrupt of a parked ioctl', async (t) => {
@@ -292,6 +297,7 @@ for (const fs of [pt, pc]) {
     t.equal(r.at, Buffer.from('hello pool').toString('hex'), 'poolWrite + poolFlush seen through mmap');
     t.equal(r.copy, 'match', 'poolCopyFromProcess copied the client buffer');
     t.equal(r.last, '00000000', 'the whole pool is mapped');
+    t.equal(r.unflushed, Buffer.from('unflushed').toString('hex'), 'a page never stored is read from the memfd');
     t.equal(r.again, Buffer.from('HELLO POOL').toString('hex'), 'a later write into seen pages');
   });
 }
@@ -369,6 +375,25 @@ t.test('sessionUnmount', async (t) => {
   native.sessionUnmount(fs.sid);
   t.notOk(await mounted(fs.mnt), 'no mount left');
   t.notOk(fs.destroyed, 'destroyed is for the kernel ending the session');
+});
+
+t.test('unmounting from inside a handler', async (t) => {
+  const dir = join(tmp, 'inside');
+  mkdirSync(dir);
+  let released = false;
+  const sid = native.sessionMount({
+    mountpoint: dir, fsname: 'kdbusfs', subtype: 'kdbusfs-test', rootMode: 0o755, rootUid: 0,
+    rootGid: 0, allowOther: false, defaultPermissions: false, passthrough: true,
+  }, {
+    open() { native.sessionUnmount(sid); return OPEN_POOL; },
+    release() { released = true; },
+  } as unknown as SessionHandlers);
+  native.nodeAdd(sid, 1, 'f', false, 0o666, 0, 0, 0);
+  const r = await fc(['open', join(dir, 'f')]);
+  t.match(r.open, /^(ENOTCONN|ECONNABORTED)$/, 'the opener sees the connection end');
+  t.notOk(released, 'no handler after unmount');
+  t.notOk(await mounted(dir));
+  t.throws(() => native.nodeAdd(sid, 1, 'g', false, 0o666, 0, 0, 0), /no session/);
 });
 
 t.test('an external umount ends the session', async (t) => {

@@ -192,6 +192,7 @@ int main(int argc, char **argv) {
     fill(want, sizeof want, 11);
     printf("copy=%s\n", memcmp(m + copied_at, want, sizeof want) ? "mismatch" : "match");
     hex("last", m + size - 4, 4);
+    hex("unflushed", m + (3 << 20), 9);
     // A second message after the first was seen: the new bytes must show too.
     do_ioctl(fd, 2, 0, 0);
     hex("again", m + off, len);
