@@ -118,7 +118,11 @@ export interface Native {
 
   /** Sizes fh's pool (ftruncate + server-side mmap) and releases its backing id. 0 or -errno. */
   poolSetup(sid: number, fh: number, size: number): number;
-  /** Copies data into fh's pool at offset. */
+  /**
+   * Copies data into fh's pool at offset. This and the other pool calls below
+   * throw a RangeError for a range outside the pool, and an Error if fh has no
+   * pool set up: those are bugs of the caller, not of the client.
+   */
   poolWrite(sid: number, fh: number, offset: number, data: Buffer): void;
   /** Copies len bytes from the caller's memory straight into fh's pool (one copy). 0 or -errno. */
   poolCopyFromProcess(sid: number, fh: number, offset: number, tid: number,
