@@ -98,7 +98,8 @@ async function mount(args: string[]): Promise<number | 'serving'> {
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
   });
-  log('mount', `serving kdbus on ${dir} (${server.passthrough ? 'passthrough' : 'page-cache'} pools); SIGINT or SIGTERM to unmount`);
+  // The pool kind is settled by the kernel's INIT and the first pool, after this point.
+  log('mount', `serving kdbus on ${dir} (${values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them'}); SIGINT or SIGTERM to unmount`);
 
   const stop = (sig: NodeJS.Signals): void => {
     log('mount', `${sig}: unmounting ${dir}`);

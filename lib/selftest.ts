@@ -143,7 +143,7 @@ export async function runSelftests(opts: SelftestOptions): Promise<number> {
   try {
     server = KdbusServer.start({ mountpoint: root, passthrough: opts.passthrough });
     params = ParamsSession.start();
-    log('selftest', `kdbusfs on ${root} (${server.passthrough ? 'passthrough' : 'page-cache'} pools); running ${binary}`);
+    log('selftest', `kdbusfs on ${root} (${opts.passthrough ? 'passthrough pools where the kernel allows them' : 'page-cache pools'}); running ${binary}`);
     return await runInNamespace(binary, root, params.file, opts);
   } finally {
     server?.stop();
