@@ -11,6 +11,11 @@ function emit(level: string, component: string, msg: string): void {
   process.stderr.write(`${new Date().toISOString()} kdbusfs[${component}]${level} ${msg}\n`);
 }
 
+/** For callers that would spend time building a message nobody sees. */
+export function logging(): boolean {
+  return !quiet;
+}
+
 export function log(component: string, msg: string): void {
   if (!quiet) emit('', component, msg);
 }

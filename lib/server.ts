@@ -50,8 +50,14 @@ export class KdbusServer {
     }, {
       open: (fh, tag, caller) => server.guard(() => server.open(fh, tag, caller)),
       release: (fh) => server.guard(() => { server.release(fh); return 0; }),
-      ioctl: (_unique, fh, cmd, arg, caller, head, command) =>
-        server.guard(() => server.ioctl(fh, cmd, arg, caller, head, command)),
+      // the hot path: no closure per request
+      ioctl: (_unique, fh, cmd, arg, caller, head, command) => {
+        try {
+          return server.ioctl(fh, cmd, arg, caller, head, command);
+        } catch (e) {
+          return server.internalError(e);
+        }
+      },
       poll: (fh, kh, flags) => server.guard(() => server.poll(fh, kh, flags)),
       interrupt: () => {},
       read: () => -errno.EINVAL,
@@ -79,9 +85,13 @@ export class KdbusServer {
     try {
       return fn();
     } catch (e) {
-      logError('server', `internal error: ${(e as Error).stack ?? e}`);
-      return -errno.EIO;
+      return this.internalError(e);
     }
+  }
+
+  private internalError(e: unknown): number {
+    logError('server', `internal error: ${(e as Error).stack ?? e}`);
+    return -errno.EIO;
   }
 
   private env(fh: number): HandleEnv {

@@ -16,10 +16,12 @@ export const errno = {
   EREMCHG: 78, EADDRNOTAVAIL: E.EADDRNOTAVAIL, ECHRNG: 44, ENOTCONN: E.ENOTCONN, EADDRINUSE: E.EADDRINUSE, EOWNERDEAD: 130, EDEADLK: E.EDEADLK,
 } as const;
 
-export class KdbusError extends Error {
-  constructor(readonly errno: number, message?: string) {
-    super(message ?? `errno ${errno}`);
-  }
+/**
+ * Not an Error subclass on purpose: bad input is routine for a server, and
+ * capturing a stack trace for every refused ioctl would dominate its cost.
+ */
+export class KdbusError {
+  constructor(readonly errno: number, readonly message: string = `errno ${errno}`) {}
 }
 
 /** Throws KdbusError(err). Typed `never` so callers can `return fail(...)`. */

@@ -19,7 +19,7 @@ import { Pool, type PoolBacking } from './pool.js';
 import { ProcMeta } from './metadata.js';
 import { hasCapIpcOwner, taskCreds, type TaskCreds } from './task.js';
 import { ROOT_INO, type Domain } from './domain.js';
-import { log } from '../log.js';
+import { log, logging } from '../log.js';
 
 /** The calling thread of one ioctl. */
 export interface Call {
@@ -74,22 +74,38 @@ class WriteBack {
 export abstract class Handle {
   constructor(protected readonly env: HandleEnv) {}
 
-  abstract ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void;
+  private writer: WriteBack | null = null;
+
+  abstract ioctl(call: Call, cmd: number): void;
   abstract release(): void;
   abstract poll(): number;
 
   /** Runs one ioctl; returns 0 or -errno. */
+  /** Starts the caller-visible copy of the command that writes go to. */
+  protected writeBack(cmd: Buffer): WriteBack {
+    this.writer = new WriteBack(cmd);
+    return this.writer;
+  }
+
+  private takeWriter(): WriteBack | null {
+    const w = this.writer;
+    this.writer = null;
+    return w;
+  }
+
   run(call: Call, cmd: number): number {
-    let writer: WriteBack | null = null;
+    this.writer = null;
     let ret = 0;
     try {
-      this.ioctl(call, cmd, (b) => (writer = new WriteBack(b)));
+      this.ioctl(call, cmd);
     } catch (e) {
       if (!(e instanceof KdbusError)) throw e;
       ret = -e.errno;
-      if (e.errno !== errno.EAGAIN) log('ioctl', `tid ${call.tid} ${cmdName(cmd)}: ${e.message} (errno ${e.errno})`);
+      if (e.errno !== errno.EAGAIN && logging()) log('ioctl', `tid ${call.tid} ${cmdName(cmd)}: ${e.message} (errno ${e.errno})`);
     }
-    if (writer !== null && (writer as WriteBack).flush(this.env, call) < 0 && ret === 0) ret = -errno.EFAULT;
+    // (read through a method: TypeScript cannot see that ioctl() set it)
+    const writer = this.takeWriter();
+    if (writer !== null && writer.flush(this.env, call) < 0 && ret === 0) ret = -errno.EFAULT;
     return ret;
   }
 }
@@ -109,11 +125,11 @@ export class ControlHandle extends Handle {
     super(env);
   }
 
-  ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
+  ioctl(call: Call, cmd: number): void {
     if (cmd !== CMD.BUS_MAKE) fail(errno.ENOTTY, 'not a control command');
     if (this.bus) fail(errno.EBADFD, 'this handle already made a bus');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_MAKE.items, LIMITS.MAKE_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     negotiateFlags(buf.readBigUInt64LE(CMD_MAKE.flags), MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD,
       (v) => w.u64(CMD_MAKE.kernel_flags, v));
     const itemsSize = buf.length - CMD_MAKE.items;
@@ -214,16 +230,16 @@ export class EndpointHandle extends Handle {
     return hasCapIpcOwner(creds) || creds.euid === ep.bus.uid;
   }
 
-  ioctl(call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
-    if (this.conn) return this.connected(this.conn, call, cmd, wb);
-    if (cmd === CMD.HELLO) return this.hello(call, wb);
+  ioctl(call: Call, cmd: number): void {
+    if (this.conn) return this.connected(this.conn, call, cmd);
+    if (cmd === CMD.HELLO) return this.hello(call);
     if (cmd === CMD.ENDPOINT_MAKE) fail(errno.EOPNOTSUPP, 'custom endpoints are issue #3');
     fail(errno.ENOTTY, 'not connected');
   }
 
-  private hello(call: Call, wb: (b: Buffer) => WriteBack): void {
+  private hello(call: Call): void {
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_HELLO.items, LIMITS.HELLO_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     const flags = buf.readBigUInt64LE(CMD_HELLO.flags);
     negotiateFlags(flags, HELLO_ACCEPT_FD | HELLO_ACTIVATOR | HELLO_POLICY_HOLDER | HELLO_MONITOR,
       (v) => w.u64(CMD_HELLO.kernel_flags, v));
@@ -345,7 +361,7 @@ export class EndpointHandle extends Handle {
     }
   }
 
-  private connected(conn: Connection, call: Call, cmd: number, wb: (b: Buffer) => WriteBack): void {
+  private connected(conn: Connection, call: Call, cmd: number): void {
     const bus = conn.bus;
     if (cmd === CMD.BYEBYE) {
       if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'BYEBYE of a special connection');
@@ -357,17 +373,17 @@ export class EndpointHandle extends Handle {
     conn.acquire();
     try {
       switch (cmd) {
-        case CMD.SEND: return this.send(conn, call, wb);
-        case CMD.RECV: return this.recv(conn, call, wb);
-        case CMD.FREE: return this.free(conn, call, wb);
-        case CMD.NAME_ACQUIRE: return this.nameAcquire(conn, call, wb);
-        case CMD.NAME_RELEASE: return this.nameRelease(conn, call, wb);
-        case CMD.NAME_LIST: return this.nameList(conn, call, wb);
-        case CMD.CONN_INFO: return this.connInfo(conn, call, wb);
-        case CMD.BUS_CREATOR_INFO: return this.creatorInfo(conn, call, wb);
-        case CMD.CONN_UPDATE: return this.connUpdate(conn, call, wb);
-        case CMD.MATCH_ADD: return this.matchAdd(conn, call, wb);
-        case CMD.MATCH_REMOVE: return this.matchRemove(conn, call, wb);
+        case CMD.SEND: return this.send(conn, call);
+        case CMD.RECV: return this.recv(conn, call);
+        case CMD.FREE: return this.free(conn, call);
+        case CMD.NAME_ACQUIRE: return this.nameAcquire(conn, call);
+        case CMD.NAME_RELEASE: return this.nameRelease(conn, call);
+        case CMD.NAME_LIST: return this.nameList(conn, call);
+        case CMD.CONN_INFO: return this.connInfo(conn, call);
+        case CMD.BUS_CREATOR_INFO: return this.creatorInfo(conn, call);
+        case CMD.CONN_UPDATE: return this.connUpdate(conn, call);
+        case CMD.MATCH_ADD: return this.matchAdd(conn, call);
+        case CMD.MATCH_REMOVE: return this.matchRemove(conn, call);
         default: fail(errno.ENOTTY, 'unknown command');
       }
     } finally {
@@ -375,10 +391,10 @@ export class EndpointHandle extends Handle {
     }
   }
 
-  private send(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private send(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections send');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_SEND.items, LIMITS.SEND_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     const flags = buf.readBigUInt64LE(CMD_SEND.flags);
     negotiateFlags(flags, SEND_SYNC_REPLY, (v) => w.u64(CMD_SEND.kernel_flags, v));
     const itemsSize = buf.length - CMD_SEND.items;
@@ -399,10 +415,10 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_SEND.return_flags, 0n);
   }
 
-  private recv(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private recv(conn: Connection, call: Call): void {
     if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders do not receive');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_RECV.items, LIMITS.RECV_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     const flags = buf.readBigUInt64LE(CMD_RECV.flags);
     negotiateFlags(flags, RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY, (v) => w.u64(CMD_RECV.kernel_flags, v));
     validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
@@ -416,10 +432,10 @@ export class EndpointHandle extends Handle {
     if (r.ret < 0) throw new KdbusError(-r.ret, `${r.dropped} messages were lost`);
   }
 
-  private free(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private free(conn: Connection, call: Call): void {
     if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders have no pool use');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_FREE.items, LIMITS.CMD_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     negotiateFlags(buf.readBigUInt64LE(CMD_FREE.flags), 0n, (v) => w.u64(CMD_FREE.kernel_flags, v));
     const itemsSize = buf.length - CMD_FREE.items;
     validateItems(buf, CMD_FREE.items, itemsSize);
@@ -428,19 +444,19 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_FREE.return_flags, 0n);
   }
 
-  private nameCommand(call: Call, wb: (b: Buffer) => WriteBack, valid: bigint): { buf: Buffer; w: WriteBack } {
+  private nameCommand(call: Call, valid: bigint): { buf: Buffer; w: WriteBack } {
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_NAME.items,
       CMD_NAME.items + ITEM_HEADER_SIZE + LIMITS.NAME_MAX_LEN + 1);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     w.u64(CMD_NAME.return_flags, 0n);
     negotiateFlags(buf.readBigUInt64LE(CMD_NAME.flags), valid, (v) => w.u64(CMD_NAME.kernel_flags, v));
     validateItems(buf, CMD_NAME.items, buf.length - CMD_NAME.items);
     return { buf, w };
   }
 
-  private nameAcquire(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private nameAcquire(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections own names');
-    const { buf, w } = this.nameCommand(call, wb, NAME_REPLACE_EXISTING | NAME_ALLOW_REPLACEMENT | NAME_QUEUE);
+    const { buf, w } = this.nameCommand(call, NAME_REPLACE_EXISTING | NAME_ALLOW_REPLACEMENT | NAME_QUEUE);
     const flags = buf.readBigUInt64LE(CMD_NAME.flags);
     const newFlags = conn.bus.names.cmdAcquire(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items, flags);
     // copy_to_user of the kernel's copy: the new flags, return_flags 0
@@ -449,15 +465,15 @@ export class EndpointHandle extends Handle {
     w.bytes(0, buf);
   }
 
-  private nameRelease(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private nameRelease(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections own names');
-    const { buf } = this.nameCommand(call, wb, 0n);
+    const { buf } = this.nameCommand(call, 0n);
     conn.bus.names.cmdRelease(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items);
   }
 
-  private nameList(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private nameList(conn: Connection, call: Call): void {
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_NAME_LIST.items, LIMITS.CMD_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     const flags = buf.readBigUInt64LE(CMD_NAME_LIST.flags);
     negotiateFlags(flags, NAME_LIST_UNIQUE | NAME_LIST_NAMES | NAME_LIST_ACTIVATORS | NAME_LIST_QUEUED,
       (v) => w.u64(CMD_NAME_LIST.kernel_flags, v));
@@ -479,17 +495,17 @@ export class EndpointHandle extends Handle {
     return off;
   }
 
-  private infoCommand(call: Call, wb: (b: Buffer) => WriteBack): { buf: Buffer; w: WriteBack } {
+  private infoCommand(call: Call): { buf: Buffer; w: WriteBack } {
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_INFO.items,
       CMD_INFO.items + LIMITS.NAME_MAX_LEN + 1);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     negotiateFlags(buf.readBigUInt64LE(CMD_INFO.flags), ATTACH_ALL, (v) => w.u64(CMD_INFO.kernel_flags, v));
     validateItems(buf, CMD_INFO.items, buf.length - CMD_INFO.items);
     return { buf, w };
   }
 
-  private connInfo(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
-    const { buf, w } = this.infoCommand(call, wb);
+  private connInfo(conn: Connection, call: Call): void {
+    const { buf, w } = this.infoCommand(call);
     const bus = conn.bus;
     const id = buf.readBigUInt64LE(CMD_INFO.id);
     let owner: Connection | undefined;
@@ -515,8 +531,8 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_INFO.return_flags, 0n);
   }
 
-  private creatorInfo(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
-    const { buf, w } = this.infoCommand(call, wb);
+  private creatorInfo(conn: Connection, call: Call): void {
+    const { buf, w } = this.infoCommand(call);
     const info = conn.bus.creatorInfo(buf.readBigUInt64LE(CMD_INFO.flags), call.tid);
     const off = this.publish(conn, info);
     w.u64(CMD_INFO.offset, BigInt(off));
@@ -524,10 +540,10 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_INFO.return_flags, 0n);
   }
 
-  private connUpdate(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private connUpdate(conn: Connection, call: Call): void {
     if (!conn.isOrdinary && !conn.isPolicyHolder && !conn.isMonitor) fail(errno.EOPNOTSUPP, 'CONN_UPDATE');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_UPDATE.items, LIMITS.UPDATE_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     negotiateFlags(buf.readBigUInt64LE(CMD_UPDATE.flags), 0n, (v) => w.u64(CMD_UPDATE.kernel_flags, v));
     const itemsSize = buf.length - CMD_UPDATE.items;
     validateItems(buf, CMD_UPDATE.items, itemsSize);
@@ -555,10 +571,10 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_UPDATE.return_flags, 0n);
   }
 
-  private matchAdd(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private matchAdd(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections add matches');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, LIMITS.MATCH_MAX_SIZE);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     const flags = buf.readBigUInt64LE(CMD_MATCH.flags);
     negotiateFlags(flags, MATCH_REPLACE, (v) => w.u64(CMD_MATCH.kernel_flags, v));
     const itemsSize = buf.length - CMD_MATCH.items;
@@ -568,10 +584,10 @@ export class EndpointHandle extends Handle {
     w.u64(CMD_MATCH.return_flags, 0n);
   }
 
-  private matchRemove(conn: Connection, call: Call, wb: (b: Buffer) => WriteBack): void {
+  private matchRemove(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections remove matches');
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, CMD_MATCH.items);
-    const w = wb(buf);
+    const w = this.writeBack(buf);
     negotiateFlags(buf.readBigUInt64LE(CMD_MATCH.flags), 0n, (v) => w.u64(CMD_MATCH.kernel_flags, v));
     validateItems(buf, CMD_MATCH.items, buf.length - CMD_MATCH.items);
     conn.matches.remove(buf.readBigUInt64LE(CMD_MATCH.cookie));
