@@ -23,8 +23,13 @@ dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null </dev/null \
-    || setup_failed "apt-get install ${missing[*]}"
+  apt_log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >"$apt_log" 2>&1 </dev/null; then
+    cat "$apt_log" >&2
+    setup_failed "apt-get install ${missing[*]}"
+  fi
+  rm -f "$apt_log"
 fi
 
 # npm ci runs the package's install (node-gyp rebuild) and prepare (tsc) scripts.
