@@ -125,7 +125,11 @@ function unescapeMountinfo(s: string): string {
  */
 export function mountedType(path: string): string | null {
   const full = resolve(path);
-  const abs = full === '/' ? full : join(realpathSync(dirname(full)), basename(full));
+  let abs = full;
+  if (full !== '/') {
+    if (!existsSync(dirname(full))) return null; // nothing can be mounted below a missing directory
+    abs = join(realpathSync(dirname(full)), basename(full));
+  }
   let type: string | null = null;
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     // id parent major:minor root mountpoint options [optional...] - fstype source super

@@ -17,7 +17,7 @@ import { KdbusServer } from './server.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** The project root: lib/ when run from source, dist/lib/ when compiled. */
-export function projectRoot(): string {
+function projectRoot(): string {
   for (const up of ['..', '../..']) {
     const dir = resolve(here, up);
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lib/selftest.ts'))) return dir;
@@ -26,7 +26,7 @@ export function projectRoot(): string {
 }
 
 /** The selftest sources and the uapi headers they need, in the kernel tree's layout. */
-export function selftestSources(): { dir: string; uapi: string } {
+function selftestSources(): { dir: string; uapi: string } {
   const dir = process.env.KDBUS_SELFTESTS_DIR
     ? resolve(process.env.KDBUS_SELFTESTS_DIR)
     : resolve(projectRoot(), '../shared/kdbus/tools/testing/selftests/kdbus');
@@ -56,7 +56,7 @@ function collect(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.P
  * Builds kdbus-test in .cache/selftests/kdbus from a copy of the sources, unless
  * the copy there was built from the same sources. Returns the binary's path.
  */
-export async function buildSelftests(): Promise<string> {
+async function buildSelftests(): Promise<string> {
   const { dir, uapi } = selftestSources();
   const cache = join(projectRoot(), '.cache/selftests');
   const work = join(cache, 'kdbus');
