@@ -8,7 +8,8 @@
         "native/mount.cc",
         "native/tree.cc",
         "native/pool.cc",
-        "native/procmem.cc"
+        "native/procmem.cc",
+        "native/fdwatch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -6,6 +6,7 @@ import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/nat
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
 import { ControlHandle, EndpointHandle, Handle, type HandleEnv } from './core/handle.js';
 import type { Bus } from './core/bus.js';
+import type { SyncCall } from './core/call.js';
 import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
@@ -26,6 +27,8 @@ export class KdbusServer {
   private readonly handles = new Map<number, Handle>();
   /** poll handles (kh) of files whose pollers want a wakeup */
   private readonly pollers = new Map<number, number>();
+  /** synchronous calls parked on their FUSE request */
+  private readonly parked = new Map<number, SyncCall>();
   /** endpoint files by tag */
   private readonly endpoints = new Map<number, Endpoint>();
   private nextTag = CONTROL_TAG + 1;
@@ -51,15 +54,15 @@ export class KdbusServer {
       open: (fh, tag, caller) => server.guard(() => server.open(fh, tag, caller)),
       release: (fh) => server.guard(() => { server.release(fh); return 0; }),
       // the hot path: no closure per request
-      ioctl: (_unique, fh, cmd, arg, caller, head, command) => {
+      ioctl: (unique, fh, cmd, arg, caller, head, command) => {
         try {
-          return server.ioctl(fh, cmd, arg, caller, head, command);
+          return server.ioctl(unique, fh, cmd, arg, caller, head, command);
         } catch (e) {
           return server.internalError(e);
         }
       },
       poll: (fh, kh, flags) => server.guard(() => server.poll(fh, kh, flags)),
-      interrupt: () => {},
+      interrupt: (unique) => server.parked.get(unique)?.interrupted(),
       read: () => -errno.EINVAL,
       write: () => -errno.EINVAL,
       destroyed: () => server.destroyed(),
@@ -102,11 +105,19 @@ export class KdbusServer {
       takeFd: native.takeFd,
       fdStat: native.fdStat,
       closeFd: native.closeFd,
+      watchFd: native.watchFd,
+      unwatchFd: native.unwatchFd,
+      replyIoctl: (unique, result) => {
+        this.parked.delete(unique);
+        native.replyIoctl(sid, unique, result);
+      },
       poolSetup: (size): PoolBacking | number => {
         const r = native.poolSetup(sid, fh, size);
         if (r < 0) return r;
         return {
+          fh,
           write: (off, data) => native.poolWrite(sid, fh, off, data),
+          copyFromPool: (off, src, srcOff, len) => native.poolCopyFromPool(sid, fh, off, src.fh, srcOff, len),
           copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
           copyFromFd: (off, fd, fdOff, len) => native.poolCopyFromFd(sid, fh, off, fd, fdOff, len),
           flush: (off, len) => native.poolFlush(sid, fh, off, len),
@@ -148,11 +159,14 @@ export class KdbusServer {
     h?.release();
   }
 
-  private ioctl(fh: number, cmd: number, arg: number, caller: Caller, head: Buffer,
-                command: Buffer | number | null): number {
+  private ioctl(unique: number, fh: number, cmd: number, arg: number, caller: Caller, head: Buffer,
+                command: Buffer | number | null): number | undefined {
     const h = this.handles.get(fh);
     if (!h) return -errno.EBADF;
-    return h.run({ tid: caller.tid, arg, head, command }, cmd);
+    const r = h.run({ unique, tid: caller.tid, arg, head, command }, cmd);
+    if (typeof r === 'number') return r;
+    this.parked.set(unique, r);
+    return undefined;
   }
 
   private poll(fh: number, kh: number, flags: number): number {

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "fdwatch.h"
 #include "mount.h"
 #include "procmem.h"
 #include "session.h"
@@ -49,10 +50,13 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("poolWrite", &Addon::PoolWrite),
         InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
         InstanceMethod("poolCopyFromFd", &Addon::PoolCopyFromFd),
+        InstanceMethod("poolCopyFromPool", &Addon::PoolCopyFromPool),
         InstanceMethod("poolFlush", &Addon::PoolFlush),
         InstanceMethod("takeFd", &Addon::TakeFd),
         InstanceMethod("fdStat", &Addon::FdStat),
         InstanceMethod("closeFd", &Addon::CloseFd),
+        InstanceMethod("watchFd", &Addon::WatchFd),
+        InstanceMethod("unwatchFd", &Addon::UnwatchFd),
     });
   }
 
@@ -65,6 +69,8 @@ class Addon : public Napi::Addon<Addon> {
  private:
   std::map<uint64_t, Session*> sessions_;
   uint64_t nextSid_ = 1;
+  std::map<uint64_t, FdWatch*> watches_;
+  uint64_t nextWatch_ = 1;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -381,6 +387,19 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(info.Env(), p->CopyFromFd(off, fd, fdOff, len));
   }
 
+  Napi::Value PoolCopyFromPool(const Napi::CallbackInfo& info) {
+    Session* s = Find(info);
+    uint64_t fh, off, srcFh, srcOff, len;
+    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !U64(info, 3, "srcFh", &srcFh) ||
+        !U64(info, 4, "srcOffset", &srcOff) || !U64(info, 5, "len", &len))
+      return info.Env().Undefined();
+    Pool* p = FindPool(info, s, fh, off, len);
+    if (!p) return info.Env().Undefined();
+    Pool* src = FindPool(info, s, srcFh, srcOff, len);
+    if (!src) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), p->CopyFromPool(off, *src, srcOff, len));
+  }
+
   Napi::Value PoolFlush(const Napi::CallbackInfo& info) {
     Session* s = Find(info);
     uint64_t fh, off, len;
@@ -408,6 +427,32 @@ class Addon : public Napi::Addon<Addon> {
     o.Set("size", Napi::Number::New(env, static_cast<double>(fi.size)));
     o.Set("mode", Napi::Number::New(env, fi.mode));
     return o;
+  }
+
+  // watchFd(fd, cb): cb() once when fd becomes readable. Returns a watch id or -errno.
+  Napi::Value WatchFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t fd;
+    if (!I32(info, 0, "fd", &fd)) return env.Undefined();
+    if (!info[1].IsFunction()) return FailType(env, "kdbusfs: watchFd needs a callback");
+    int err = 0;
+    FdWatch* w = FdWatch::Start(env, fd, info[1].As<Napi::Function>(), &err);
+    if (!w) return Napi::Number::New(env, err);
+    uint64_t id = nextWatch_++;
+    watches_[id] = w;
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  // unwatchFd(id): ends a watch (whether or not it fired). Unknown ids are ignored.
+  Napi::Value UnwatchFd(const Napi::CallbackInfo& info) {
+    uint64_t id;
+    if (!U64(info, 0, "watch id", &id)) return info.Env().Undefined();
+    auto it = watches_.find(id);
+    if (it != watches_.end()) {
+      it->second->Stop();
+      watches_.erase(it);
+    }
+    return info.Env().Undefined();
   }
 
   Napi::Value CloseFd(const Napi::CallbackInfo& info) {

@@ -118,3 +118,9 @@ ssize_t Pool::Read(uint64_t off, void* buf, size_t len) const {
   ssize_t r = pread(memfd_, buf, len, static_cast<off_t>(off));
   return r < 0 ? -errno : r;
 }
+
+int Pool::CopyFromPool(uint64_t off, const Pool& src, uint64_t srcOff, size_t len) {
+  if (!InBounds(off, len) || !src.InBounds(srcOff, len)) return -EFAULT;
+  memmove(map_ + off, src.map_ + srcOff, len);
+  return 0;
+}

@@ -637,12 +637,14 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
   Napi::Env env(env_);
   Caller c{h.pid, h.uid, h.gid};
   Napi::Value command = env.Null();
+  Napi::Value headBuf;
   if (((in.cmd >> 8) & 0xff) == kKdbusIoctlType && in.in_size >= 8 && in.arg % 8 == 0) {
     uint64_t size;
     memcpy(&size, head, sizeof size);
     if (size >= 8 && size <= in.in_size) {
       // The kernel already copied it all: spare the ~2.5 us of process_vm_readv.
       command = Napi::Buffer<uint8_t>::Copy(env, head, size);
+      if (size == in.in_size) headBuf = command;  // the same bytes: one Buffer serves as both
     } else if (size >= 8 && size <= kMaxCommandRead) {
       Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
       int e = procmem::Read(static_cast<pid_t>(h.pid), in.arg, buf.Data(), size);
@@ -656,7 +658,8 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
                  {Napi::Number::New(env, static_cast<double>(h.unique)),
                   Napi::Number::New(env, static_cast<double>(in.fh)), Napi::Number::New(env, in.cmd),
                   Napi::Number::New(env, static_cast<double>(in.arg)), CallerObject(c),
-                  Napi::Buffer<uint8_t>::Copy(env, head, in.in_size), command},
+                  headBuf.IsEmpty() ? Napi::Buffer<uint8_t>::Copy(env, head, in.in_size) : headBuf,
+                  command},
                  &rv);
   if (!parked_.count(h.unique)) return;  // already answered
   if (ok && rv.IsUndefined()) return;    // parked until replyIoctl()

@@ -10,7 +10,7 @@ import { errno, fail, KdbusError } from './errors.js';
 import { Kmsg, stagePayload, type FdAccess, type QueueEntry } from './message.js';
 import { NameRegistry } from './names.js';
 import { ProcMeta, exportMeta, timestampNow } from './metadata.js';
-import { replyFind, replyLink, replyNew, replyUnlink, type Reply } from './reply.js';
+import { replyFind, replyLink, replyNew, replyUnlink, replyWakeSync, type Reply, type SyncWaiter } from './reply.js';
 import type { Connection } from './connection.js';
 import type { Domain } from './domain.js';
 import type { Endpoint } from './endpoint.js';
@@ -81,17 +81,22 @@ export class Bus {
     conn.ep.connections.delete(conn);
     this.names.releaseAll(conn);
     for (const e of [...conn.queue.entries()]) {
-      if (e.reply && e.reply.waiter.replies.has(e.reply)) {
-        replyUnlink(e.reply);
-        this.notifyReply(ITEM.REPLY_DEAD, e.kmsg.srcId, e.kmsg.cookie);
-      }
+      if (e.reply) this.notifyReply(ITEM.REPLY_DEAD, e.kmsg.srcId, e.kmsg.cookie);
       conn.dequeue(e, true);
-      e.kmsg.dispose(this.fds);
     }
-    for (const r of [...conn.replies]) replyUnlink(r);
+    // our own waits end: a parked synchronous call learns its connection is gone
+    for (const r of [...conn.replies]) {
+      if (r.syncWaiter) replyWakeSync(r, errno.ECONNRESET, null);
+      else replyUnlink(r);
+    }
+    // whoever waits for a reply from us learns it will not come
     for (const c of this.connections.values()) {
       for (const r of [...c.replies]) {
         if (r.replier !== conn) continue;
+        if (r.syncWaiter) {
+          replyWakeSync(r, errno.EPIPE, null);
+          continue;
+        }
         replyUnlink(r);
         this.notifyReply(ITEM.REPLY_DEAD, c.id, r.cookie);
       }
@@ -102,12 +107,15 @@ export class Bus {
 
   private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool, this.fds);
 
-  /** kdbus_cmd_msg_send for asynchronous sends. */
-  send(src: Connection, m: Kmsg): void {
+  /**
+   * kdbus_cmd_msg_send. For a synchronous call (sync set), returns the
+   * reply the caller then waits on, linked to `sync`.
+   */
+  send(src: Connection, m: Kmsg, sync: SyncWaiter | null = null): Reply | null {
     m.seq = this.domain.nextMsgSeq();
     if (m.dstId === KDBUS_DST_ID_BROADCAST) {
       this.broadcast(src, m);
-      return;
+      return null;
     }
     let dst: Connection;
     if (m.dstName !== null) {
@@ -127,9 +135,11 @@ export class Bus {
 
     this.collectMeta(src, dst, m);
     let replyWait: Reply | null = null;
+    let replyWake: Reply | null = null;
     if (m.flags & MSG_EXPECT_REPLY) {
       this.checkTalk(src, dst);
       replyWait = replyNew(dst, src, m.cookie, m.timeoutOrReply, m.dstNameId);
+      replyWait.syncWaiter = sync;
     } else if (m.flags & MSG_SIGNAL) {
       if (!dst.matches.matches(this.userSubject(src, m), this.bloomWords)) fail(errno.EPERM, 'receiver has no match for this signal');
       this.checkTalk(dst, src);
@@ -137,14 +147,38 @@ export class Bus {
       // a reply: only to a connection that waits for it from us
       const r = replyFind(src, dst, m.timeoutOrReply);
       if (!r) fail(errno.EPERM, `no pending reply with cookie ${m.timeoutOrReply}`);
-      replyUnlink(r);
+      if (r.syncWaiter) replyWake = r;
+      else replyUnlink(r);
     } else {
       this.checkTalk(src, dst);
     }
 
     this.eavesdrop(src, m);
+    if (replyWake) {
+      this.syncAttach(dst, m, replyWake);
+      return null;
+    }
     dst.enqueue(m, src, replyWait, this.stage);
     if (replyWait) replyLink(replyWait, (r) => this.replyTimedOut(r));
+    return replyWait;
+  }
+
+  /**
+   * kdbus_conn_entry_sync_attach: a reply to a parked synchronous call goes
+   * straight to the caller. The replier learns a failure; the caller gets
+   * EREMOTEIO for what the replier sees as ECOMM.
+   */
+  private syncAttach(waiter: Connection, m: Kmsg, r: Reply): void {
+    let err = 0;
+    let entry: QueueEntry | null = null;
+    try {
+      entry = waiter.makeEntry(m, this.stage);
+    } catch (e) {
+      if (!(e instanceof KdbusError)) throw e;
+      err = e.errno;
+    }
+    replyWakeSync(r, err === errno.ECOMM ? errno.EREMOTEIO : err, entry);
+    if (err) fail(err, 'the synchronous caller cannot take the reply');
   }
 
   /** kdbus_bus_broadcast: every ordinary connection whose matches accept it. */
@@ -222,13 +256,14 @@ export class Bus {
   private moveMessages(from: Connection, to: Connection, nameId: bigint): void {
     for (const e of [...from.queue.entries()]) {
       if (nameId > 0n && e.kmsg.dstNameId !== nameId) continue;
-      from.dequeue(e, true);
+      from.dequeue(e, false);
       try {
-        to.enqueue(e.kmsg, null, e.reply, this.stage);
+        to.adopt(e, from.pool);
       } catch (err) {
         if (!(err instanceof KdbusError)) throw err;
         to.lostCount++;
-        e.kmsg.dispose(this.fds);
+      } finally {
+        if (e.payloadOff >= 0) from.pool.release(e.payloadOff);
       }
     }
     for (const c of this.connections.values()) {
@@ -326,8 +361,13 @@ export class Bus {
     return Buffer.concat([head, nameItem, meta]);
   }
 
-  /** A receiver dropped a message unread (RECV with DROP): its sender learns the reply is dead. */
-  replyDeadFor(e: QueueEntry): void {
+  /** A receiver dropped a message unread (RECV with DROP): its sender learns the reply will not come. */
+  replyDropped(r: Reply, e: QueueEntry): void {
+    if (r.syncWaiter) {
+      replyWakeSync(r, errno.EPIPE, null);
+      return;
+    }
+    replyUnlink(r);
     this.notifyReply(ITEM.REPLY_DEAD, e.kmsg.srcId, e.kmsg.cookie);
   }
 }

@@ -10,7 +10,7 @@ import { Queue } from './queue.js';
 import { MatchDb } from './match.js';
 import { msgHeader, payloadItems, type Kmsg, type QueueEntry, type FdAccess } from './message.js';
 import { exportMeta, timestampNow, type ProcMeta, type ConnMeta } from './metadata.js';
-import { replyUnlink, type Reply, type ReplyPeer } from './reply.js';
+import type { Reply, ReplyPeer } from './reply.js';
 import type { Bus } from './bus.js';
 import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
@@ -85,6 +85,37 @@ export class Connection implements ReplyPeer, NameClient {
     this.wake();
   }
 
+  /** kdbus_conn_entry_make: a message for us that does not go through the queue (a synchronous reply). */
+  makeEntry(m: Kmsg, stage: (m: Kmsg, pool: Pool) => number): QueueEntry {
+    if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
+    return { kmsg: m, priority: m.priority, payloadOff: stage(m, this.pool), reply: null, user: null };
+  }
+
+  /**
+   * kdbus_queue_entry_move: takes over another connection's queued entry
+   * (an activator's, when its name gets an owner); the payload is copied
+   * pool to pool. The caller releases it from the old pool.
+   */
+  adopt(e: QueueEntry, from: Pool): void {
+    let payloadOff = -1;
+    if (e.payloadOff >= 0) {
+      const size = e.kmsg.payloadSize;
+      payloadOff = this.pool.alloc(size);
+      if (this.pool.backing.copyFromPool(payloadOff, from.backing, e.payloadOff, size) < 0) {
+        this.pool.release(payloadOff);
+        fail(errno.EFAULT, 'payload move failed');
+      }
+      this.pool.backing.flush(payloadOff, size);
+    }
+    this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null });
+    this.wake();
+  }
+
+  /** Frees an entry that will never be received. */
+  discard(e: QueueEntry): void {
+    if (e.payloadOff >= 0) this.pool.release(e.payloadOff);
+  }
+
   /** kdbus_queue_entry_remove: unlink, uncharge, and drop the payload slice unless it moved on. */
   dequeue(e: QueueEntry, releasePayload: boolean): void {
     this.queue.remove(e);
@@ -121,7 +152,7 @@ export class Connection implements ReplyPeer, NameClient {
   }
 
   /** KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv. */
-  recv(flags: bigint, priority: bigint, receiverTid: number, notifyReplyDead: (e: QueueEntry) => void):
+  recv(flags: bigint, priority: bigint, receiverTid: number):
       { ret: number; dropped: bigint; off: bigint; size: bigint } {
     const peeked = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
     if (peeked === 'EAGAIN') fail(errno.EAGAIN, 'queue empty');
@@ -129,11 +160,7 @@ export class Connection implements ReplyPeer, NameClient {
     const e = peeked;
     if (flags & RECV_DROP) {
       this.dequeue(e, true);
-      if (e.reply && e.reply.waiter.replies.has(e.reply)) {
-        replyUnlink(e.reply);
-        notifyReplyDead(e);
-      }
-      e.kmsg.dispose(this.fds);
+      if (e.reply && e.reply.waiter.replies.has(e.reply)) this.bus.replyDropped(e.reply, e);
       return { ret: 0, dropped: 0n, off: 0n, size: 0n };
     }
     if (this.lostCount) {
@@ -150,7 +177,6 @@ export class Connection implements ReplyPeer, NameClient {
     } else {
       this.dequeue(e, false);
       this.pool.release(off);
-      e.kmsg.dispose(this.fds);
     }
     return { ret: 0, dropped: 0n, off: BigInt(off), size: BigInt(size) };
   }

@@ -14,6 +14,8 @@ import { Bus } from './bus.js';
 import { Connection, helloItems, sanitizeAttachFlags } from './connection.js';
 import { Endpoint, endpointMode } from './endpoint.js';
 import { kmsgFromSend, type FdAccess } from './message.js';
+import { SyncCall, type FdWatcher } from './call.js';
+import { monotonicNs, replyUnlink } from './reply.js';
 import { nameValid } from './names.js';
 import { Pool, type PoolBacking } from './pool.js';
 import { ProcMeta } from './metadata.js';
@@ -23,6 +25,8 @@ import { log, logging } from '../log.js';
 
 /** The calling thread of one ioctl. */
 export interface Call {
+  /** the FUSE request, for answering a parked ioctl later */
+  unique: number;
   tid: number;
   arg: number;
   head: Buffer;
@@ -30,8 +34,10 @@ export interface Call {
 }
 
 /** Server services a handle needs: caller memory, fds, and its own pool. */
-export interface HandleEnv extends FdAccess {
+export interface HandleEnv extends FdAccess, FdWatcher {
   memWrite(tid: number, addr: number, data: Buffer): number;
+  /** Answers a parked ioctl. */
+  replyIoctl(unique: number, result: number): void;
   /** Sizes this handle's pool and returns where its bytes go. */
   poolSetup(size: number): PoolBacking | number;
   /** Wake this handle's poller. */
@@ -75,6 +81,8 @@ export abstract class Handle {
   constructor(protected readonly env: HandleEnv) {}
 
   private writer: WriteBack | null = null;
+  /** set by an ioctl that parks the request instead of answering it */
+  protected parkedCall: SyncCall | null = null;
 
   abstract ioctl(call: Call, cmd: number): void;
   abstract release(): void;
@@ -87,14 +95,22 @@ export abstract class Handle {
     return this.writer;
   }
 
+  private takeParked(): SyncCall | null {
+    const p = this.parkedCall;
+    this.parkedCall = null;
+    return p;
+  }
+
   private takeWriter(): WriteBack | null {
     const w = this.writer;
     this.writer = null;
     return w;
   }
 
-  run(call: Call, cmd: number): number {
+  /** Runs one ioctl; returns 0 or -errno, or the call it parked on. */
+  run(call: Call, cmd: number): number | SyncCall {
     this.writer = null;
+    this.parkedCall = null;
     let ret = 0;
     try {
       this.ioctl(call, cmd);
@@ -105,8 +121,9 @@ export abstract class Handle {
     }
     // (read through a method: TypeScript cannot see that ioctl() set it)
     const writer = this.takeWriter();
+    const parked = this.takeParked();
     if (writer !== null && writer.flush(this.env, call) < 0 && ret === 0) ret = -errno.EFAULT;
-    return ret;
+    return parked ?? ret;
   }
 }
 
@@ -401,18 +418,44 @@ export class EndpointHandle extends Handle {
     validateItems(buf, CMD_SEND.items, itemsSize);
     const m = kmsgFromSend(this.env, call.tid, flags, u64(buf, CMD_SEND.msg_address), conn.id,
       Number(conn.bus.bloom.size), (v) => w.u64(CMD_SEND.kernel_msg_flags, v));
+    const sync = (flags & SEND_SYNC_REPLY) !== 0n;
+    let cancelFd = -1;
     try {
       for (const it of items(buf, CMD_SEND.items, itemsSize)) {
-        // CANCEL_FD is only looked at for synchronous sends
         if (it.type !== ITEM.CANCEL_FD) fail(errno.EINVAL, `item ${it.type} not allowed in SEND`);
+        // CANCEL_FD is only looked at for synchronous sends
+        if (!sync) continue;
+        if (cancelFd >= 0) fail(errno.EEXIST, 'CANCEL_FD repeated');
+        cancelFd = this.env.takeFd(call.tid, buf.readInt32LE(it.data));
+        if (cancelFd < 0) fail(errno.EBADF, 'CANCEL_FD not open in the caller');
       }
-      if (flags & SEND_SYNC_REPLY) fail(errno.EOPNOTSUPP, 'synchronous calls are issue #4');
-      conn.bus.send(conn, m);
-    } catch (e) {
+      if (!sync) {
+        conn.bus.send(conn, m);
+        w.u64(CMD_SEND.return_flags, 0n);
+        return;
+      }
+      const parked = new SyncCall(call.unique, conn, call.tid, {
+        writeU64: (off, v) => w.u64(off, v),
+        answer: (result) => {
+          w.flush(this.env, call);
+          this.env.replyIoctl(call.unique, result);
+        },
+      }, cancelFd, this.env);
+      const reply = conn.bus.send(conn, m, parked)!;
+      const deadline = m.timeoutOrReply;
+      if (monotonicNs() >= deadline) {
+        reply.syncWaiter = null;
+        replyUnlink(reply);
+        fail(errno.ETIMEDOUT, 'synchronous call past its deadline');
+      }
+      cancelFd = -1; // the call owns it now
+      parked.start(reply, deadline);
+      this.parkedCall = parked;
+    } finally {
+      if (cancelFd >= 0) this.env.closeFd(cancelFd);
+      // every payload was copied into the receivers' pools: the sender's memfds are done with
       m.dispose(this.env);
-      throw e;
     }
-    w.u64(CMD_SEND.return_flags, 0n);
   }
 
   private recv(conn: Connection, call: Call): void {
@@ -423,7 +466,7 @@ export class EndpointHandle extends Handle {
     negotiateFlags(flags, RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY, (v) => w.u64(CMD_RECV.kernel_flags, v));
     validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
     if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
-    const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid, (e) => conn.bus.replyDeadFor(e));
+    const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid);
     w.u64(CMD_RECV.dropped_msgs, r.dropped);
     w.u64(CMD_RECV.msg_offset, r.off);
     w.u64(CMD_RECV.msg_size, r.size);

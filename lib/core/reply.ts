@@ -5,6 +5,7 @@
 // replier goes away gets REPLY_DEAD.
 import { LIMITS } from '../abi/kdbus.js';
 import { errno, fail } from './errors.js';
+import type { QueueEntry } from './message.js';
 
 /** The two ends of a reply, as far as the registry needs them. */
 export interface ReplyPeer {
@@ -12,10 +13,15 @@ export interface ReplyPeer {
   readonly replies: Set<Reply>; // replies this peer waits for
 }
 
+/** A caller parked in a synchronous SEND, woken with 0 and the reply, or an errno. */
+export interface SyncWaiter {
+  wake(err: number, entry: QueueEntry | null): void;
+}
+
 export class Reply {
   timer: NodeJS.Timeout | null = null;
-  /** set when a synchronous waiter is parked on it (issue #4) */
-  sync = false;
+  /** the parked caller of a synchronous call (SEND with SYNC_REPLY); null for an asynchronous one */
+  syncWaiter: SyncWaiter | null = null;
 
   constructor(public replier: ReplyPeer, readonly waiter: ReplyPeer, readonly cookie: bigint,
               readonly deadlineNs: bigint, /** name entry it was sent to (0: by id) */ readonly nameId: bigint) {}
@@ -35,7 +41,7 @@ export function replyNew(replier: ReplyPeer, waiter: ReplyPeer, cookie: bigint, 
 /** Links the reply and arms its timeout; onTimeout runs once when it expires. */
 export function replyLink(r: Reply, onTimeout: (r: Reply) => void): void {
   r.waiter.replies.add(r);
-  if (r.sync) return;
+  if (r.syncWaiter) return; // the parked call keeps its own deadline
   const delayMs = Number((r.deadlineNs - monotonicNs()) / 1_000_000n);
   r.timer = setTimeout(() => {
     r.timer = null;
@@ -49,6 +55,17 @@ export function replyUnlink(r: Reply): void {
   r.waiter.replies.delete(r);
   if (r.timer) clearTimeout(r.timer);
   r.timer = null;
+}
+
+/**
+ * kdbus_sync_reply_wakeup: ends a synchronous call (the caller learns err,
+ * or gets entry as its reply) and unlinks the reply.
+ */
+export function replyWakeSync(r: Reply, err: number, entry: QueueEntry | null): void {
+  const waiter = r.syncWaiter;
+  replyUnlink(r);
+  r.syncWaiter = null;
+  waiter?.wake(err, entry);
 }
 
 /** kdbus_reply_find: the reply `waiter` expects from `replier` for cookie. */

@@ -130,6 +130,8 @@ export interface Native {
   /** Copies len bytes from an fd the server holds (pread at fdOffset) into fh's pool. 0 or -errno. */
   poolCopyFromFd(sid: number, fh: number, offset: number, fd: number,
                  fdOffset: number, len: number): number;
+  /** Copies len bytes from srcFh's pool at srcOffset into fh's pool at offset. 0 or -errno. */
+  poolCopyFromPool(sid: number, fh: number, offset: number, srcFh: number, srcOffset: number, len: number): number;
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 
@@ -138,6 +140,10 @@ export interface Native {
   /** Facts about an fd the server holds: memfd seals (F_GET_SEALS, -1 if not a memfd), size, and st_mode. */
   fdStat(fd: number): { seals: number; size: number; mode: number } | number;
   closeFd(fd: number): void;
+  /** Calls onReadable once, on the event loop, when fd (held by the server) becomes readable. Returns a watch id or -errno. */
+  watchFd(fd: number, onReadable: () => void): number;
+  /** Ends a watch, fired or not. */
+  unwatchFd(id: number): void;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,131 @@
+// Synchronous method calls (SEND with KDBUS_SEND_SYNC_REPLY): the caller's
+// ioctl is parked, not answered, until the reply arrives, the deadline passes,
+// its CANCEL_FD becomes readable, either side goes away, or the caller gets a
+// fatal signal. Then the reply is installed in the caller's pool and the ioctl
+// is answered (kdbus_conn_wait_reply).
+//
+// Signals: a FUSE request the server has read cannot be restarted by the
+// kernel (-ERESTARTSYS is refused by /dev/fuse). A caller with a fatal signal
+// pending is released at once with EINTR. Other signals do not end the call:
+// their handlers run when it completes, which is what kdbus's transparent
+// restart gives SA_RESTART callers. A caller that wants to abandon a call
+// early uses CANCEL_FD, kdbus's mechanism for that.
+import { readFileSync } from 'node:fs';
+import { CMD_SEND } from '../abi/kdbus.js';
+import { errno, KdbusError } from './errors.js';
+import { monotonicNs, replyUnlink, type Reply, type SyncWaiter } from './reply.js';
+import type { Connection } from './connection.js';
+import type { QueueEntry } from './message.js';
+
+/** What finishing a call needs from the handle that parked it. */
+export interface ParkedIoctl {
+  /** writes a u64 into the caller's command (flushed by answer) */
+  writeU64(off: number, v: bigint): void;
+  /** flushes the command write-back and answers the parked ioctl */
+  answer(result: number): void;
+}
+
+/** Fd watching (native watchFd) for CANCEL_FD. */
+export interface FdWatcher {
+  watchFd(fd: number, onReadable: () => void): number;
+  unwatchFd(id: number): void;
+  closeFd(fd: number): void;
+}
+
+const SIGKILL_BIT = 1n << 8n;
+const FATAL_POLL_MS = 20;
+
+export class SyncCall implements SyncWaiter {
+  private timer: NodeJS.Timeout | null = null;
+  private fatalPoll: NodeJS.Timeout | null = null;
+  private watch = -1;
+  private done = false;
+
+  private reply: Reply | null = null;
+
+  constructor(readonly unique: number, private readonly conn: Connection, private readonly tid: number,
+              private readonly ioctl: ParkedIoctl, private readonly cancelFd: number,
+              private readonly fds: FdWatcher) {}
+
+  /** Parks on reply until the deadline (absolute CLOCK_MONOTONIC ns) or a wakeup. */
+  start(reply: Reply, deadlineNs: bigint): void {
+    this.reply = reply;
+    const ms = Number((deadlineNs - monotonicNs()) / 1_000_000n);
+    this.timer = setTimeout(() => this.end(errno.ETIMEDOUT, null), Math.max(ms, 0) + 1);
+    if (this.cancelFd >= 0) {
+      const id = this.fds.watchFd(this.cancelFd, () => this.end(errno.ECANCELED, null));
+      if (id >= 0) this.watch = id;
+    }
+  }
+
+  /** The reply arrived (entry), or the call failed (err). */
+  wake(err: number, entry: QueueEntry | null): void {
+    this.end(err, entry);
+  }
+
+  /** FUSE_INTERRUPT: release a dying caller now; otherwise keep waiting, but watch for one. */
+  interrupted(): void {
+    if (this.fatalSignalPending()) {
+      this.end(errno.EINTR, null);
+      return;
+    }
+    // a SIGKILL after this one brings no second INTERRUPT: look for it
+    this.fatalPoll ??= setInterval(() => {
+      if (this.fatalSignalPending()) this.end(errno.EINTR, null);
+    }, FATAL_POLL_MS);
+  }
+
+  private fatalSignalPending(): boolean {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${this.tid}/status`, 'latin1');
+    } catch {
+      return true; // gone already
+    }
+    for (const key of ['\nShdPnd:', '\nSigPnd:']) {
+      const at = status.indexOf(key);
+      if (at < 0) continue;
+      const hex = status.slice(at + key.length, status.indexOf('\n', at + 1)).trim();
+      if (BigInt(`0x${hex}`) & SIGKILL_BIT) return true;
+    }
+    return false;
+  }
+
+  private end(err: number, entry: QueueEntry | null): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.fatalPoll) clearInterval(this.fatalPoll);
+    if (this.watch >= 0) this.fds.unwatchFd(this.watch);
+    if (this.cancelFd >= 0) this.fds.closeFd(this.cancelFd);
+    if (this.reply) {
+      this.reply.syncWaiter = null;
+      replyUnlink(this.reply);
+    }
+
+    let result = -err;
+    if (!err && !this.conn.active) result = -errno.ECONNRESET;
+    if (result === 0 && entry) result = this.install(entry);
+    else if (entry) this.conn.discard(entry);
+    this.ioctl.answer(result);
+    this.conn.bus.flushNotifications();
+  }
+
+  /** The reply into the caller's pool, its place written into cmd->reply. */
+  private install(entry: QueueEntry): number {
+    try {
+      const { off, size } = this.conn.install(entry, true, this.tid);
+      this.conn.pool.publish(off);
+      this.conn.pool.release(off);
+      this.ioctl.writeU64(CMD_SEND.return_flags, 0n);
+      this.ioctl.writeU64(CMD_SEND.reply_offset, BigInt(off));
+      this.ioctl.writeU64(CMD_SEND.reply_msg_size, BigInt(size));
+      this.ioctl.writeU64(CMD_SEND.reply_return_flags, 0n);
+      return 0;
+    } catch (e) {
+      if (!(e instanceof KdbusError)) throw e;
+      this.conn.discard(entry);
+      return -e.errno;
+    }
+  }
+}
