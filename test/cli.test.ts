@@ -15,19 +15,31 @@ const env = { ...process.env, KDBUSFS_QUIET: '1' };
 
 interface Ran { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-/** Collects a process's output and how it ended. */
-function finished(child: ChildProcess): Promise<Ran> {
-  return new Promise((done) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('close', (code, signal) => done({ code, signal, stdout, stderr }));
-  });
+/** A child process: its output so far, and how it ended. */
+interface Proc { child: ChildProcess; out: Ran; ended: Promise<Ran> }
+
+function start(command: string, args: string[]): Proc {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Ran = { code: null, signal: null, stdout: '', stderr: '' };
+  child.stdout!.on('data', (d: Buffer) => { out.stdout += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out.stderr += d.toString(); });
+  const ended = new Promise<Ran>((done) => child.on('close', (code, signal) => done({ ...out, code, signal })));
+  return { child, out, ended };
+}
+
+/** Waits for p to exit; a hang fails the test (and kills p) instead of stalling the run. */
+async function exitOf(p: Proc, seconds = 15): Promise<Ran> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((done) => { timer = setTimeout(() => done(null), seconds * 1000); });
+  const r = await Promise.race([p.ended, late]);
+  clearTimeout(timer);
+  if (r) return r;
+  p.child.kill('SIGKILL');
+  throw new Error(`${p.child.spawnargs.join(' ')} did not exit within ${seconds} s; its stderr:\n${p.out.stderr}`);
 }
 
 function kdbusfs(...args: string[]): Promise<Ran> {
-  return finished(spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  return exitOf(start(process.execPath, [cli, ...args]));
 }
 
 /** The fstype mounted at dir, from the mount table (never touching dir itself). */
@@ -44,20 +56,21 @@ async function until(what: string, check: () => boolean, seconds = 10): Promise<
   throw new Error(`timed out after ${seconds} s waiting until ${what}`);
 }
 
-/** Starts `kdbusfs mount dir` and waits until it serves. */
-async function mount(dir: string): Promise<{ child: ChildProcess; ended: Promise<Ran> }> {
-  const child = spawn(process.execPath, [cli, 'mount', dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const ended = finished(child);
+/** Starts `kdbusfs mount dir` and waits until it serves; a server left running is killed at teardown. */
+async function mount(t: { teardown(fn: () => void): void }, dir: string): Promise<Proc> {
+  const p = start(process.execPath, [cli, 'mount', dir]);
+  t.teardown(() => { if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL'); });
   let exited = false;
-  void ended.then(() => { exited = true; });
+  void p.ended.then(() => { exited = true; });
   await until(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs');
-  if (exited) throw new Error(`kdbusfs mount exited early:\n${(await ended).stderr}`);
-  return { child, ended };
+  if (exited) throw new Error(`kdbusfs mount exited early:\n${p.out.stderr}`);
+  return p;
 }
 
 function tempDir(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-cli-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Never recurse into a mount a failed test left behind.
+  t.teardown(() => { if (mountType(dir) === null) rmSync(dir, { recursive: true, force: true }); });
   return dir;
 }
 
@@ -82,36 +95,35 @@ t.test('--help', async (t) => {
 
 t.test('mount serves a tree and SIGTERM unmounts cleanly', async (t) => {
   const dir = tempDir(t);
-  const { child, ended } = await mount(dir);
+  const server = await mount(t, dir);
   t.ok(readdirSync(dir).includes('control'), 'control is in the root');
   const st = statSync(join(dir, 'control'));
   t.equal(st.mode & 0o777, 0o666, 'control is mode 0666');
-  child.kill('SIGTERM');
-  const r = await ended;
+  server.child.kill('SIGTERM');
+  const r = await exitOf(server);
   t.equal(r.code, 0, 'exits 0 on SIGTERM');
   t.equal(mountType(dir), null, 'nothing left mounted on the directory');
 });
 
 t.test('after kill -9 the next mount on the same directory works at once', async (t) => {
   const dir = tempDir(t);
-  const first = await mount(dir);
+  const first = await mount(t, dir);
   first.child.kill('SIGKILL');
-  await first.ended;
-  const second = await mount(dir);
+  await exitOf(first);
+  const second = await mount(t, dir);
   t.ok(readdirSync(dir).includes('control'), 'the new server answers');
   second.child.kill('SIGTERM');
-  t.equal((await second.ended).code, 0, 'and stops cleanly');
+  t.equal((await exitOf(second)).code, 0, 'and stops cleanly');
   t.equal(mountType(dir), null, 'nothing left mounted');
 });
 
 t.test('umount', async (t) => {
   const dir = tempDir(t);
-  const { child, ended } = await mount(dir);
+  const server = await mount(t, dir);
   const r = await kdbusfs('umount', dir);
   t.equal(r.code, 0, 'umount exits 0');
   t.equal(mountType(dir), null, 'the mount is gone');
-  child.kill('SIGTERM');
-  await ended;
+  t.equal((await exitOf(server)).code, 0, 'the server sees its session end and exits 0');
 
   const notOurs = await kdbusfs('umount', dir);
   t.equal(notOurs.code, 1, 'umount of a plain directory fails');
@@ -129,8 +141,7 @@ t.test('default mount point /sys/fs/kdbus, in a private mount namespace', async 
     grep -c ' /sys/fs/kdbus ' /proc/self/mounts`;
   const hostEntries = readdirSync('/sys/fs');
   const hostMounts = sysFsMounts();
-  const r = await finished(spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const r = await exitOf(start('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli]));
   const lines = r.stdout.split('\n');
   t.equal(lines[0], 'control 666', `/sys/fs/kdbus/control served (stderr: ${r.stderr.trim()})`);
   const entries = (lines[1] ?? '').trim().split(' ');
