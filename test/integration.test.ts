@@ -1,0 +1,635 @@
+// End to end: a real `kdbusfs mount DIR` in its own process, driven by real
+// kdbus clients (test/clients/kdbus-peer.c, one process per peer, written
+// against kdbus.h only), stopped with SIGTERM. The whole scenario runs twice:
+// with passthrough pools (the default) and with page-cache pools
+// (--no-passthrough).
+//
+// This process never touches the mount synchronously: a stuck server can
+// only make an awaited promise time out, never block the event loop. Every
+// wait has a timeout.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import t, { type Test } from 'tap';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(root, 'dist/lib/cli.js');
+const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
+const run = promisify(execFile);
+
+const NOBODY = 65534;
+const POOL = 16 << 20;
+const MiB = 1 << 20;
+const VEC_MAX = 2 * MiB; // KDBUS_MSG_MAX_PAYLOAD_VEC_SIZE
+const ACCEPT_FD = 1; // KDBUS_HELLO_ACCEPT_FD, the flags every peer says HELLO with
+const MSG_SIGNAL = 4;
+const POLLIN = 0x1;
+/** poll(2) / ppoll(2) syscall numbers, to see a peer blocked in poll */
+const POLL_SYSCALLS: Record<string, number[]> = { x64: [7, 271], arm64: [73], ia32: [168, 309] };
+
+t.setTimeout(60_000);
+
+// kdbusfs bugs this test found. The assertions they break stay, marked todo.
+const BUG_PAYLOAD_ITEMS = 'kdbusfs bug (since 0c87349): Handle.send() calls m.dispose() in a finally block, ' +
+  'so the Kmsg already queued at the receiver loses its parts; RECV then writes the 64-byte header without ' +
+  'any PAYLOAD_OFF item, although the payload bytes were staged in the receiver pool';
+const BUG_ID128 = 'kdbusfs bug: Bus.id128 is randomBytes(16) without the version 4 / DCE variant bits that ' +
+  'generate_random_uuid() sets in kdbus_bus_new() (kdbus.txt 5.2)';
+
+if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
+  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
+  process.exit(0);
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-integration-'));
+chmodSync(tmp, 0o755); // uid 65534 peers must reach the mounts inside
+const client = join(tmp, 'kdbus-peer');
+await run('gcc', ['-O2', '-Wall', `-I${uapi}`, '-o', client, join(root, 'test/clients/kdbus-peer.c')], { timeout: 30_000 });
+
+// ---- helpers ----
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expire = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
+    if (await check()) return true;
+  }
+  return false;
+}
+
+/** The fstype mounted at dir, from the mount table (never touching dir). */
+function mountType(dir: string): string | null {
+  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
+    .find((l) => l.split(' ')[1] === dir);
+  return line ? line.split(' ')[2]! : null;
+}
+
+/** stat through the mount, bounded; null when the path does not exist. */
+async function statOf(path: string): Promise<{ mode: number; uid: number; gid: number; dir: boolean } | null> {
+  try {
+    const s = await withTimeout(stat(path), 5000, `stat ${path}`);
+    return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, dir: s.isDirectory() };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+interface Reply {
+  ok: boolean;
+  /** the errno name of an "err" answer */
+  err: string | null;
+  kv: Record<string, string>;
+  line: string;
+}
+
+const live = new Set<Peer>();
+
+/** One kdbus-peer process: a command line in, one answer line out. */
+class Peer {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  id = 0;
+  private out = '';
+  private lines: string[] = [];
+  private waiter: ((line: string | null) => void) | null = null;
+  private closed = false;
+  stderr = '';
+
+  constructor(readonly name: string) {
+    this.child = spawn(client, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    live.add(this);
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.out += d.toString();
+      let nl: number;
+      while ((nl = this.out.indexOf('\n')) >= 0) {
+        this.lines.push(this.out.slice(0, nl));
+        this.out = this.out.slice(nl + 1);
+      }
+      this.wake();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+    this.child.stdin!.on('error', () => { /* the peer died; its answers say so */ });
+    this.exited = new Promise((done) => this.child.on('close', (code, signal) => {
+      this.closed = true;
+      live.delete(this);
+      this.wake();
+      done({ code, signal });
+    }));
+  }
+
+  get pid(): number { return this.child.pid!; }
+
+  private wake(): void {
+    if (!this.waiter) return;
+    if (this.lines.length) {
+      const w = this.waiter;
+      this.waiter = null;
+      w(this.lines.shift()!);
+    } else if (this.closed) {
+      const w = this.waiter;
+      this.waiter = null;
+      w(null);
+    }
+  }
+
+  private nextLine(ms: number, what: string): Promise<string> {
+    if (this.waiter) throw new Error(`${this.name}: two commands at once`);
+    const line = new Promise<string>((resolve, reject) => {
+      this.waiter = (l) => (l === null ? reject(new Error(`${this.name} exited during: ${what} ${this.stderr}`)) : resolve(l));
+      this.wake();
+    });
+    return withTimeout(line, ms, `${this.name}: ${what}`).catch((e) => {
+      // Answers would come out of step after a lost one: this peer is done.
+      this.waiter = null;
+      this.kill();
+      throw e;
+    });
+  }
+
+  async ready(): Promise<this> {
+    await this.nextLine(5000, 'start');
+    return this;
+  }
+
+  async cmd(line: string, ms = 5000): Promise<Reply> {
+    const answer = this.nextLine(ms, line);
+    this.child.stdin!.write(line + '\n');
+    return parse(await answer);
+  }
+
+  kill(): void {
+    if (!this.closed) this.child.kill('SIGKILL');
+  }
+}
+
+function parse(line: string): Reply {
+  const words = line.split(' ');
+  const kv: Record<string, string> = {};
+  for (const w of words) {
+    const i = w.indexOf('=');
+    if (i > 0) kv[w.slice(0, i)] = w.slice(i + 1);
+  }
+  const ok = words[0] === 'ok';
+  return { ok, err: ok ? null : (words[1] ?? '?'), kv, line };
+}
+
+/** A test's peers, killed when the test ends. */
+function peers(t: Tap): (name: string) => Promise<Peer> {
+  const mine: Peer[] = [];
+  t.teardown(async () => {
+    for (const p of mine) p.kill();
+    await Promise.all(mine.map((p) => withTimeout(p.exited, 5000, `${p.name} exits`).catch(() => undefined)));
+  });
+  return async (name) => {
+    const p = new Peer(name);
+    mine.push(p);
+    return p.ready();
+  };
+}
+
+type Tap = Test;
+
+/** Asserts an ok answer; returns it. */
+function ok(t: Tap, r: Reply, what: string): Reply {
+  t.ok(r.ok, what, { answer: r.line });
+  return r;
+}
+
+/** Asserts an error answer with the given errno name. */
+function fails(t: Tap, r: Reply, errno: string, what: string, extra: object = {}): void {
+  t.equal(r.err, errno, what, { answer: r.line, ...extra });
+}
+
+/** HELLO on bus; sets and returns p.id. */
+async function hello(t: Tap, p: Peer, bus: string): Promise<Peer> {
+  const r = ok(t, await p.cmd(`hello ${bus}`), `${p.name} HELLO`);
+  p.id = Number(r.kv.id ?? 0);
+  return p;
+}
+
+/** A bus made by a root peer that keeps its control fd open. */
+async function makeBus(t: Tap, newPeer: (n: string) => Promise<Peer>, dir: string, name: string, bloom = 64, nHash = 1):
+    Promise<{ maker: Peer; path: string }> {
+  const maker = await newPeer(`maker(${name})`);
+  ok(t, await maker.cmd(`make ${dir}/control ${name} world ${bloom} ${nHash}`), `BUS_MAKE ${name}`);
+  return { maker, path: `${dir}/${name}/bus` };
+}
+
+/** Checks one received message against what was sent. */
+function sameMessage(t: Tap, got: Reply, want: { src: number; dst: number | 'bcast'; cookie: number; stream: string }, what: string): void {
+  t.ok(got.ok, `${what}: received`, { answer: got.line });
+  if (!got.ok) return;
+  t.equal(got.kv.src, String(want.src), `${what}: src_id is the sender`);
+  t.equal(got.kv.dst, String(want.dst), `${what}: dst_id`);
+  t.equal(got.kv.cookie, String(want.cookie), `${what}: cookie`);
+  t.equal(got.kv.ptype, 'dbus', `${what}: payload_type DBusDBus`);
+  t.equal(got.kv.inpool, 'yes', `${what}: message and payload lie inside the pool`);
+  t.equal(got.kv.stream, want.stream, `${what}: every payload byte arrived (size:fnv1a)`,
+    { answer: got.line, todo: BUG_PAYLOAD_ITEMS });
+  t.equal(got.kv.pattern, 'ok', `${what}: every byte matches the pattern`, { answer: got.line });
+}
+
+// ---- the scenarios ----
+
+async function tree(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const control = await statOf(`${dir}/control`);
+  t.same(control, { mode: 0o666, uid: 0, gid: 0, dir: false }, 'control is a file, mode 0666, root:root');
+
+  const rootMaker = await newPeer('root maker');
+  ok(t, await rootMaker.cmd(`make ${dir}/control 0-tree world 64 1`), 'root: BUS_MAKE 0-tree with MAKE_ACCESS_WORLD');
+  t.same(await statOf(`${dir}/0-tree`), { mode: 0o555, uid: 0, gid: 0, dir: true }, '0-tree/ is mode 0555, root:root');
+  t.same(await statOf(`${dir}/0-tree/bus`), { mode: 0o666, uid: 0, gid: 0, dir: false }, '0-tree/bus is mode 0666, root:root');
+
+  const privMaker = await newPeer('root maker, no access flags');
+  ok(t, await privMaker.cmd(`make ${dir}/control 0-private none 64 1`), 'root: BUS_MAKE 0-private without access flags');
+  t.same(await statOf(`${dir}/0-private`), { mode: 0o500, uid: 0, gid: 0, dir: true }, '0-private/ is mode 0500');
+  t.same(await statOf(`${dir}/0-private/bus`), { mode: 0o600, uid: 0, gid: 0, dir: false }, '0-private/bus is mode 0600');
+
+  const userMaker = await newPeer('nobody maker');
+  ok(t, await userMaker.cmd(`setuid ${NOBODY} ${NOBODY}`), 'maker drops to uid 65534');
+  fails(t, await userMaker.cmd(`make ${dir}/control 0-stolen world 64 1`), 'EINVAL', 'uid 65534 cannot make a bus named 0-…');
+  ok(t, await userMaker.cmd(`make ${dir}/control ${NOBODY}-tree world 64 1`), 'uid 65534: BUS_MAKE 65534-tree');
+  t.same(await statOf(`${dir}/${NOBODY}-tree`), { mode: 0o555, uid: NOBODY, gid: NOBODY, dir: true },
+    '65534-tree/ is mode 0555, owned by its creator');
+  t.same(await statOf(`${dir}/${NOBODY}-tree/bus`), { mode: 0o666, uid: NOBODY, gid: NOBODY, dir: false },
+    '65534-tree/bus is mode 0666, owned by its creator');
+  const listed = await withTimeout(readdir(dir), 5000, 'readdir');
+  for (const n of ['control', '0-tree', '0-private', `${NOBODY}-tree`]) t.ok(listed.includes(n), `readdir lists ${n}`);
+
+  const user = await newPeer('nobody peer');
+  ok(t, await user.cmd(`setuid ${NOBODY} ${NOBODY}`), 'peer drops to uid 65534');
+  await hello(t, user, `${dir}/${NOBODY}-tree/bus`);
+
+  ok(t, await rootMaker.cmd('unmake'), 'root maker closes its control fd');
+  t.ok(await until('0-tree is gone', async () => (await statOf(`${dir}/0-tree`)) === null, 3000),
+    'closing the control fd removes 0-tree/');
+  ok(t, await userMaker.cmd('unmake'), 'uid 65534 maker closes its control fd');
+  t.ok(await until('65534-tree is gone', async () => (await statOf(`${dir}/${NOBODY}-tree`)) === null, 3000),
+    'closing the control fd removes 65534-tree/');
+  fails(t, await user.cmd(`send ${user.id} cookie:1 vec:8`), 'ECONNRESET', 'a connection on the removed bus is shut down');
+  privMaker.kill();
+  await withTimeout(privMaker.exited, 5000, 'maker exits');
+  t.ok(await until('0-private is gone', async () => (await statOf(`${dir}/0-private`)) === null, 3000),
+    'the control fd closed by process exit removes 0-private/');
+  const after = await withTimeout(readdir(dir), 5000, 'readdir');
+  t.same(after, ['control'], 'only control is left in the root');
+}
+
+async function helloPool(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-hello', 64, 3);
+  const a = await newPeer('A');
+  const ra = ok(t, await a.cmd(`hello ${path} ${POOL}`), 'A: HELLO with a 16 MiB pool, pool mapped PROT_READ MAP_SHARED');
+  a.id = Number(ra.kv.id);
+  t.equal(a.id, 1, 'the first connection of a bus has id 1');
+  t.equal(ra.kv.bloom_items, '1', 'one BLOOM_PARAMETER item at hello.offset');
+  t.equal(ra.kv.bloom_size, '64', 'its size is the bus bloom size');
+  t.equal(ra.kv.bloom_n_hash, '3', 'its n_hash is the bus n_hash');
+  t.equal(ra.kv.items_size, '40', 'items_size: the item list (8) + one BLOOM_PARAMETER item (32)');
+  t.equal(ra.kv.free, '0', 'FREE of hello.offset works');
+  const uuid = ra.kv.id128 ?? '';
+  t.match(uuid, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/, 'id128 is a version 4, DCE variant UUID',
+    { todo: BUG_ID128 });
+
+  ok(t, await a.cmd('match 1 id-add'), 'A: MATCH_ADD ID_ADD');
+  ok(t, await a.cmd('match 2 id-remove'), 'A: MATCH_ADD ID_REMOVE');
+
+  const b = await newPeer('B');
+  const rb = ok(t, await b.cmd(`hello ${path}`), 'B: HELLO');
+  b.id = Number(rb.kv.id);
+  t.equal(b.id, 2, 'the next connection gets id 2');
+  t.equal(rb.kv.id128, uuid, 'both connections see the same bus id128');
+  t.equal(rb.kv.bloom_size, '64', 'B sees the same bloom parameter');
+
+  const add = await a.cmd('recv wait:2000');
+  t.ok(add.ok, 'A receives a notification', { answer: add.line });
+  t.equal(add.kv.ptype, 'kernel', 'payload_type KERNEL');
+  t.equal(add.kv.src, '0', 'src_id KDBUS_SRC_ID_KERNEL');
+  t.equal(add.kv.dst, 'bcast', 'dst_id KDBUS_DST_ID_BROADCAST');
+  t.equal(add.kv.notify, `id-add:${b.id}:${ACCEPT_FD}`, 'ID_ADD of B, with its HELLO flags');
+  ok(t, await a.cmd(`free ${add.kv.off}`), 'A frees the notification');
+  fails(t, await a.cmd('recv'), 'EAGAIN', 'nothing else for A (no ID_ADD for itself)');
+
+  const c = await newPeer('C');
+  await hello(t, c, path);
+  const addC = await a.cmd('recv wait:2000');
+  t.equal(addC.kv.notify, `id-add:${c.id}:${ACCEPT_FD}`, 'A sees ID_ADD of C', { answer: addC.line });
+  fails(t, await b.cmd('recv'), 'EAGAIN', 'B, without matches, gets no notification');
+
+  ok(t, await b.cmd('bye'), 'B closes its connection');
+  const rmB = await a.cmd('recv wait:3000');
+  t.equal(rmB.kv.notify, `id-remove:${b.id}:${ACCEPT_FD}`, 'A sees ID_REMOVE of B', { answer: rmB.line });
+  c.child.stdin!.end(); // EOF: the peer exits and the kernel closes its connection
+  t.equal((await withTimeout(c.exited, 5000, 'C exits')).code, 0, 'C exits');
+  const rmC = await a.cmd('recv wait:3000');
+  t.equal(rmC.kv.notify, `id-remove:${c.id}:${ACCEPT_FD}`, 'A sees ID_REMOVE of C, closed by its exit', { answer: rmC.line });
+  fails(t, await a.cmd('recv'), 'EAGAIN', 'and nothing more');
+}
+
+async function payloads(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-payload');
+  const a = await hello(t, await newPeer('sender'), path);
+  const b = await hello(t, await newPeer('receiver'), path);
+  let cookie = 100;
+
+  const roundTrip = async (parts: string, what: string, expectParts?: RegExp): Promise<void> => {
+    const c = ++cookie;
+    const sent = await a.cmd(`send ${b.id} cookie:${c} ${parts}`, 10_000);
+    t.ok(sent.ok, `${what}: SEND`, { answer: sent.line });
+    if (!sent.ok) return;
+    const got = await b.cmd('recv', 10_000);
+    sameMessage(t, got, { src: a.id, dst: b.id, cookie: c, stream: sent.kv.stream! }, what);
+    if (expectParts) t.match(got.kv.parts, expectParts, `${what}: payload items`, { todo: BUG_PAYLOAD_ITEMS });
+    if (!got.ok) return;
+    ok(t, await b.cmd(`free ${got.kv.off}`), `${what}: FREE`);
+    fails(t, await b.cmd(`free ${got.kv.off}`), 'ENXIO', `${what}: a second FREE is ENXIO`);
+  };
+
+  await roundTrip('vec:1', 'one 1 B vector');
+  await roundTrip('vec:7', 'one 7 B vector');
+  await roundTrip('vec:4096', 'one 4 KiB vector');
+  await roundTrip(`vec:${MiB}`, 'one 1 MiB vector');
+  await roundTrip(`vec:${VEC_MAX}`, 'one 2 MiB vector (the limit)');
+  await roundTrip(`vec:1 vec:7 null:5 vec:4096 vec:${MiB}`, 'five vectors, one of them NULL padding',
+    /^off:1,off:7,null:5,off:4096,off:1048576$/);
+  await roundTrip(`vec:${VEC_MAX - 16} null:8 vec:8`, 'vectors adding up to exactly 2 MiB, with NULL padding');
+
+  fails(t, await a.cmd(`send ${b.id} cookie:1 vec:${VEC_MAX + 1}`), 'EMSGSIZE', 'one vector of 2 MiB + 1 is EMSGSIZE');
+  fails(t, await a.cmd(`send ${b.id} cookie:1 vec:${VEC_MAX} vec:1`), 'EMSGSIZE', 'vectors adding up to 2 MiB + 1 are EMSGSIZE');
+  fails(t, await a.cmd(`send ${b.id} cookie:1 vec:${VEC_MAX - 8} null:8 vec:1`), 'EMSGSIZE',
+    'NULL vectors count toward the 2 MiB (2 MiB - 8 + 8 NULL + 1)');
+
+  await roundTrip('memfd:1', 'a sealed 1 B memfd');
+  await roundTrip('memfd:4096', 'a sealed 4 KiB memfd');
+  await roundTrip(`memfd:${VEC_MAX}`, 'a sealed 2 MiB memfd');
+  await roundTrip('vec:100 memfd:5000:4096 vec:3', 'vector, memfd range from offset 4096, vector');
+
+  fails(t, await a.cmd(`send ${b.id} cookie:1 memfd-unsealed:64`), 'ETXTBSY', 'an unsealed memfd is ETXTBSY');
+  fails(t, await a.cmd(`send ${b.id} cookie:1 memfd-someseals:64`), 'ETXTBSY', 'a memfd sealed SHRINK|GROW only is ETXTBSY');
+  const rest = await b.cmd('drain');
+  t.equal(rest.kv.n, '0', 'no failed SEND queued anything', { answer: rest.line });
+}
+
+async function broadcast(t: Tap, dir: string): Promise<void> {
+  // kdbus_match_bloom (match.c): a mask matches when every bit it has is set
+  // in the filter, (filter & mask) == mask. An all-zero mask matches every
+  // filter. (kdbus.txt 10.4 describes it the other way round; the code is
+  // what programs like sd-bus were written against.)
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-bcast');
+  const a = await hello(t, await newPeer('sender'), path);
+  const receivers = [
+    { name: 'mask 0x08', mask: '8', gets: true },
+    { name: 'mask 0x28', mask: '28', gets: true },
+    { name: 'mask 0 (wildcard)', mask: '0', gets: true },
+    { name: 'mask 0x0a', mask: 'a', gets: false },
+    { name: 'mask all ones', mask: 'all', gets: false },
+    { name: 'no match', mask: null, gets: false },
+  ];
+  const peersBy = new Map<string, Peer>();
+  for (const r of receivers) {
+    const p = await hello(t, await newPeer(r.name), path);
+    peersBy.set(r.name, p);
+    if (r.mask !== null) ok(t, await p.cmd(`match 7 bloom:${r.mask}`), `${r.name}: MATCH_ADD BLOOM_MASK`);
+  }
+  ok(t, await a.cmd('match 7 bloom:0'), 'the sender matches every broadcast too');
+
+  fails(t, await a.cmd('send bcast cookie:1 bloom:28 vec:8'), 'EBADMSG', 'a broadcast without SIGNAL is EBADMSG');
+  fails(t, await a.cmd('send bcast cookie:1 signal vec:8'), 'EBADMSG', 'a SIGNAL without a bloom filter is EBADMSG');
+  const sent = ok(t, await a.cmd('send bcast cookie:40 signal bloom:28 vec:100 vec:3000'),
+    'SIGNAL to KDBUS_DST_ID_BROADCAST with bloom filter 0x28 (bits 3 and 5)');
+  for (const r of receivers) {
+    const p = peersBy.get(r.name)!;
+    const got = await p.cmd('recv');
+    if (!r.gets) {
+      fails(t, got, 'EAGAIN', `${r.name}: does not get the signal`);
+      continue;
+    }
+    sameMessage(t, got, { src: a.id, dst: 'bcast', cookie: 40, stream: sent.kv.stream! }, `${r.name}: gets the signal`);
+    t.equal(Number(got.kv.flags) & MSG_SIGNAL, MSG_SIGNAL, `${r.name}: the message is a SIGNAL`);
+    if (got.ok) ok(t, await p.cmd(`free ${got.kv.off}`), `${r.name}: FREE`);
+  }
+  fails(t, await a.cmd('recv'), 'EAGAIN', 'the sender does not get its own broadcast');
+}
+
+async function priorities(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-prio');
+  const a = await hello(t, await newPeer('sender'), path);
+  const b = await hello(t, await newPeer('receiver'), path);
+  const prio: Record<number, number> = { 1: 5, 2: -3, 3: 10, 4: 0 };
+  for (const [c, p] of Object.entries(prio)) ok(t, await a.cmd(`send ${b.id} cookie:${c} prio:${p} vec:64`), `send cookie ${c} priority ${p}`);
+
+  const peek1 = await b.cmd('recv peek prio:max');
+  t.equal(peek1.kv.cookie, '2', 'PEEK with USE_PRIORITY shows the lowest value (-3)', { answer: peek1.line });
+  t.equal(peek1.kv.prio, '-3', 'and its priority');
+  t.equal(peek1.kv.pattern, 'ok', 'its payload is readable');
+  if (peek1.ok) ok(t, await b.cmd(`free ${peek1.kv.off}`), 'FREE of the peeked slice');
+  const peek2 = await b.cmd('recv peek prio:max');
+  t.equal(peek2.kv.cookie, '2', 'PEEK again: the message is still queued', { answer: peek2.line });
+  if (peek2.ok) await b.cmd(`free ${peek2.kv.off}`);
+  const fifo = await b.cmd('recv peek');
+  t.equal(fifo.kv.cookie, '1', 'PEEK without USE_PRIORITY shows the oldest', { answer: fifo.line });
+  if (fifo.ok) await b.cmd(`free ${fifo.kv.off}`);
+  fails(t, await b.cmd('recv prio:-4'), 'ENOMSG', 'nothing at or below priority -4: ENOMSG');
+
+  const first = await b.cmd('recv prio:max');
+  t.equal(first.kv.cookie, '2', 'RECV with USE_PRIORITY dequeues priority -3', { answer: first.line });
+  t.equal(first.kv.pattern, 'ok', 'with its payload intact');
+  if (first.ok) ok(t, await b.cmd(`free ${first.kv.off}`), 'FREE');
+  ok(t, await b.cmd('recv drop'), 'RECV DROP');
+  const second = await b.cmd('recv prio:max');
+  t.equal(second.kv.cookie, '4', 'DROP removed the oldest (cookie 1); next by priority is 0', { answer: second.line });
+  if (second.ok) await b.cmd(`free ${second.kv.off}`);
+  const third = await b.cmd('recv prio:max');
+  t.equal(third.kv.cookie, '3', 'then priority 10', { answer: third.line });
+  if (third.ok) await b.cmd(`free ${third.kv.off}`);
+  fails(t, await b.cmd('recv prio:max'), 'EAGAIN', 'the queue is empty: EAGAIN');
+}
+
+async function nonRoot(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-users');
+  const r = await hello(t, await newPeer('root'), path);
+  const u1 = await newPeer('nobody 1');
+  ok(t, await u1.cmd(`setuid ${NOBODY} ${NOBODY}`), 'peer 1 drops to uid 65534 before opening');
+  await hello(t, u1, path);
+  const u2 = await newPeer('nobody 2');
+  ok(t, await u2.cmd(`setuid ${NOBODY} ${NOBODY}`), 'peer 2 drops to uid 65534 before opening');
+  await hello(t, u2, path);
+
+  fails(t, await u1.cmd(`send ${r.id} cookie:60 vec:16`), 'EPERM', 'uid 65534 → root connection: EPERM');
+  const s61 = ok(t, await u1.cmd(`send ${u2.id} cookie:61 vec:16`), 'uid 65534 → uid 65534: SEND');
+  const g61 = await u2.cmd('recv');
+  sameMessage(t, g61, { src: u1.id, dst: u2.id, cookie: 61, stream: s61.kv.stream! }, 'uid 65534 → uid 65534');
+  const s62 = ok(t, await r.cmd(`send ${u1.id} cookie:62 vec:16`), 'root (bus owner, privileged) → uid 65534: SEND');
+  const g62 = await u1.cmd('recv');
+  sameMessage(t, g62, { src: r.id, dst: u1.id, cookie: 62, stream: s62.kv.stream! }, 'root → uid 65534');
+  fails(t, await r.cmd('recv'), 'EAGAIN', 'nothing reached the root connection');
+
+  // Broadcasts: a receiver needs TALK access to the sender.
+  for (const p of [r, u1, u2]) ok(t, await p.cmd('match 1 bloom:0'), `${p.name}: match every broadcast`);
+  const s63 = ok(t, await u1.cmd('send bcast cookie:63 signal bloom:1 vec:16'), 'uid 65534 broadcasts');
+  sameMessage(t, await u2.cmd('recv'), { src: u1.id, dst: 'bcast', cookie: 63, stream: s63.kv.stream! }, 'same uid gets it');
+  sameMessage(t, await r.cmd('recv'), { src: u1.id, dst: 'bcast', cookie: 63, stream: s63.kv.stream! }, 'privileged root gets it');
+  ok(t, await r.cmd('send bcast cookie:64 signal bloom:1 vec:16'), 'root broadcasts');
+  fails(t, await u1.cmd('recv'), 'EAGAIN', 'uid 65534 does not get the broadcast of root');
+}
+
+async function badInput(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-bad');
+  const a = await hello(t, await newPeer('A'), path);
+  const b = await hello(t, await newPeer('B'), path);
+  const w = await hello(t, await newPeer('watcher'), path);
+  ok(t, await w.cmd('match 1 id-remove'), 'watcher: MATCH_ADD ID_REMOVE');
+
+  fails(t, await a.cmd(`send ${b.id} cookie:1 badaddr`), 'EFAULT', 'SEND with msg_address on an unmapped page: EFAULT');
+  const s70 = ok(t, await a.cmd(`send ${b.id} cookie:70 vec:4096`), 'the same connection sends again');
+  sameMessage(t, await b.cmd('recv'), { src: a.id, dst: b.id, cookie: 70, stream: s70.kv.stream! }, 'after EFAULT');
+
+  const h = await newPeer('unaligned');
+  const un = await h.cmd(`hello-unaligned ${path}`);
+  fails(t, un, 'EFAULT', 'HELLO from a pointer 4 mod 8: EFAULT');
+  t.equal(un.kv.aligned, '0', 'an aligned HELLO on the same fd then works', { answer: un.line });
+  const rmH = await w.cmd('recv wait:3000');
+  t.equal(rmH.kv.notify, `id-remove:${un.kv.aligned_id}:${ACCEPT_FD}`, 'and its close is an ID_REMOVE', { answer: rmH.line });
+  if (rmH.ok) await w.cmd(`free ${rmH.kv.off}`);
+
+  const spammer = await hello(t, await newPeer('spammer'), path);
+  const spam = await spammer.cmd(`spam ${b.id} 65536`);
+  t.equal(spam.kv.first, '0', 'the spammer is sending', { answer: spam.line });
+  await sleep(150);
+  spammer.kill();
+  const end = await withTimeout(spammer.exited, 5000, 'spammer dies');
+  t.equal(end.signal, 'SIGKILL', 'spammer killed with SIGKILL mid-traffic');
+  const rmS = await w.cmd('recv wait:3000');
+  t.equal(rmS.kv.notify, `id-remove:${spammer.id}:${ACCEPT_FD}`, 'its peers get its ID_REMOVE', { answer: rmS.line });
+
+  // B's queue holds what the spammer got in (up to the per-user quota: A is
+  // the same user, so B must make room before A can send again).
+  const drained = await b.cmd('drain', 10_000);
+  t.ok(drained.ok, 'B drains its queue', { answer: drained.line });
+  t.ok(Number(drained.kv.n) >= 1, 'the spammer\'s messages are there', { answer: drained.line });
+  t.equal(drained.kv.bad, '0', 'every one of them intact', { answer: drained.line });
+  t.equal(drained.kv.last_src, String(spammer.id), 'all from the dead spammer', { answer: drained.line });
+  const s71 = ok(t, await a.cmd(`send ${b.id} cookie:71 vec:1000`), 'A still sends to B');
+  sameMessage(t, await b.cmd('recv'), { src: a.id, dst: b.id, cookie: 71, stream: s71.kv.stream! }, 'A → B after the kill');
+  const s72 = ok(t, await b.cmd(`send ${a.id} cookie:72 vec:10`), 'B sends to A');
+  sameMessage(t, await a.cmd('recv'), { src: b.id, dst: a.id, cookie: 72, stream: s72.kv.stream! }, 'B → A after the kill');
+  const late = await hello(t, await newPeer('latecomer'), path);
+  t.ok(late.id > spammer.id, 'a new connection is accepted after all this');
+}
+
+async function polling(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-poll');
+  const a = await hello(t, await newPeer('sender'), path);
+  const b = await hello(t, await newPeer('poller'), path);
+
+  const idle = await b.cmd('poll 100');
+  t.equal(idle.kv.revents, '0x0', 'poll() on an empty queue times out', { answer: idle.line });
+
+  let settled = false;
+  const polled = b.cmd('poll 5000', 8000).finally(() => { settled = true; });
+  const blocked = await until('the poller sleeps in poll()', () => inPoll(b.pid), 3000);
+  t.ok(blocked, 'the poller is blocked in poll()');
+  await sleep(100);
+  t.notOk(settled, 'and stays blocked while nothing arrives');
+  const t0 = Date.now();
+  const sent = ok(t, await a.cmd(`send ${b.id} cookie:80 vec:32`), 'a message is sent');
+  const woke = await polled;
+  t.equal(woke.kv.revents !== undefined && (Number(woke.kv.revents) & POLLIN), POLLIN, 'poll() wakes with POLLIN', { answer: woke.line });
+  t.ok(Date.now() - t0 < 2000, 'promptly');
+  sameMessage(t, await b.cmd('recv'), { src: a.id, dst: b.id, cookie: 80, stream: sent.kv.stream! }, 'the message that woke it');
+
+  ok(t, await a.cmd(`send ${b.id} cookie:81 vec:32`), 'another message');
+  const ready = await b.cmd('poll 2000');
+  t.equal(Number(ready.kv.revents) & POLLIN, POLLIN, 'poll() with a message queued returns POLLIN at once', { answer: ready.line });
+}
+
+/** Whether pid sleeps in poll(2)/ppoll(2) (not in a FUSE request). */
+function inPoll(pid: number): boolean {
+  try {
+    const nr = Number(readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0]);
+    if (!(POLL_SYSCALLS[process.arch] ?? []).includes(nr)) return false;
+    const wchan = readFileSync(`/proc/${pid}/wchan`, 'utf8');
+    return wchan === '0' || /poll/.test(wchan);
+  } catch {
+    return false;
+  }
+}
+
+// ---- both pool modes ----
+
+const modes = [
+  { name: 'passthrough pools', args: [] as string[] },
+  { name: 'page-cache pools', args: ['--no-passthrough'] },
+];
+
+for (const mode of modes) {
+  await t.test(mode.name, async (t) => {
+    const dir = join(tmp, mode.args.length ? 'page-cache' : 'passthrough');
+    mkdirSync(dir);
+    const server = spawn(process.execPath, [cli, 'mount', dir, ...mode.args], {
+      env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    let exited = false;
+    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+      server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
+    t.teardown(async () => {
+      if (!exited) {
+        server.kill('SIGKILL');
+        await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
+      }
+      if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
+    });
+
+    const up = await until(`${dir} is served`, async () => {
+      if (exited) return true;
+      if (mountType(dir) !== 'fuse.kdbusfs') return false;
+      return (await statOf(join(dir, 'control')).catch(() => null)) !== null;
+    }, 10_000);
+    if (!up || exited) {
+      t.fail(`kdbusfs mount did not come up: ${stderr}`);
+      return;
+    }
+
+    await t.test('1. tree: control, buses, modes, owners, removal', (t) => tree(t, dir));
+    await t.test('2. HELLO and pool: ids, bloom parameter, ID_ADD/ID_REMOVE', (t) => helloPool(t, dir));
+    await t.test('3. payloads byte for byte: vectors, limits, memfds, FREE', (t) => payloads(t, dir));
+    await t.test('4. broadcast with bloom filters', (t) => broadcast(t, dir));
+    await t.test('5. priorities, PEEK and DROP', (t) => priorities(t, dir));
+    await t.test('6. uid 65534 on a world bus made by root', (t) => nonRoot(t, dir));
+    await t.test('7. bad input and a killed client', (t) => badInput(t, dir));
+    await t.test('8. poll() wakes on a message', (t) => polling(t, dir));
+
+    t.equal(live.size, 0, 'no peer process is left');
+    server.kill('SIGTERM');
+    const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
+    t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
+    t.equal(mountType(dir), null, 'the mount is gone from /proc/self/mounts');
+  });
+}
+
+t.teardown(() => {
+  for (const p of live) p.kill();
+  const stillMounted = modes.some((m) => mountType(join(tmp, m.args.length ? 'page-cache' : 'passthrough')));
+  if (!stillMounted) rmSync(tmp, { recursive: true, force: true });
+});
