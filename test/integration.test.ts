@@ -34,13 +34,6 @@ const POLL_SYSCALLS: Record<string, number[]> = { x64: [7, 271], arm64: [73], ia
 
 t.setTimeout(60_000);
 
-// kdbusfs bugs this test found. The assertions they break stay, marked todo.
-const BUG_PAYLOAD_ITEMS = 'kdbusfs bug (since 0c87349): Handle.send() calls m.dispose() in a finally block, ' +
-  'so the Kmsg already queued at the receiver loses its parts; RECV then writes the 64-byte header without ' +
-  'any PAYLOAD_OFF item, although the payload bytes were staged in the receiver pool';
-const BUG_ID128 = 'kdbusfs bug: Bus.id128 is randomBytes(16) without the version 4 / DCE variant bits that ' +
-  'generate_random_uuid() sets in kdbus_bus_new() (kdbus.txt 5.2)';
-
 if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
   t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
   process.exit(0);
@@ -237,7 +230,7 @@ function sameMessage(t: Tap, got: Reply, want: { src: number; dst: number | 'bca
   t.equal(got.kv.ptype, 'dbus', `${what}: payload_type DBusDBus`);
   t.equal(got.kv.inpool, 'yes', `${what}: message and payload lie inside the pool`);
   t.equal(got.kv.stream, want.stream, `${what}: every payload byte arrived (size:fnv1a)`,
-    { answer: got.line, todo: BUG_PAYLOAD_ITEMS });
+    { answer: got.line });
   t.equal(got.kv.pattern, 'ok', `${what}: every byte matches the pattern`, { answer: got.line });
 }
 
@@ -301,8 +294,7 @@ async function helloPool(t: Tap, dir: string): Promise<void> {
   t.equal(ra.kv.items_size, '40', 'items_size: the item list (8) + one BLOOM_PARAMETER item (32)');
   t.equal(ra.kv.free, '0', 'FREE of hello.offset works');
   const uuid = ra.kv.id128 ?? '';
-  t.match(uuid, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/, 'id128 is a version 4, DCE variant UUID',
-    { todo: BUG_ID128 });
+  t.match(uuid, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/, 'id128 is a version 4, DCE variant UUID');
 
   ok(t, await a.cmd('match 1 id-add'), 'A: MATCH_ADD ID_ADD');
   ok(t, await a.cmd('match 2 id-remove'), 'A: MATCH_ADD ID_REMOVE');
@@ -353,7 +345,7 @@ async function payloads(t: Tap, dir: string): Promise<void> {
     if (!sent.ok) return;
     const got = await b.cmd('recv', 10_000);
     sameMessage(t, got, { src: a.id, dst: b.id, cookie: c, stream: sent.kv.stream! }, what);
-    if (expectParts) t.match(got.kv.parts, expectParts, `${what}: payload items`, { todo: BUG_PAYLOAD_ITEMS });
+    if (expectParts) t.match(got.kv.parts, expectParts, `${what}: payload items`);
     if (!got.ok) return;
     ok(t, await b.cmd(`free ${got.kv.off}`), `${what}: FREE`);
     fails(t, await b.cmd(`free ${got.kv.off}`), 'ENXIO', `${what}: a second FREE is ENXIO`);

@@ -18,10 +18,18 @@ import type { User } from './user.js';
 import type { Pool } from './pool.js';
 import { log } from '../log.js';
 
+function uuid4(): Buffer {
+  const b = randomBytes(16);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  return b;
+}
+
 export interface BloomParameter { size: bigint; nHash: bigint }
 
 export class Bus {
-  readonly id128 = randomBytes(16);
+  /** generate_random_uuid: a version 4 UUID */
+  readonly id128 = uuid4();
   readonly connections = new Map<bigint, Connection>();
   readonly monitors = new Set<Connection>();
   readonly endpoints = new Map<string, Endpoint>();

@@ -56,10 +56,13 @@ export class Kmsg {
   connMeta: ConnMeta | null = null;
   seq = 0n;
 
-  /** Releases the fds the server took from the sender. */
+  /** Releases the fds the server took from the sender (the parts stay: they describe the payload). */
   dispose(fds: FdAccess): void {
-    for (const p of this.parts) if (p.kind === 'memfd' && p.fd >= 0) fds.closeFd(p.fd);
-    this.parts = [];
+    for (const p of this.parts) {
+      if (p.kind !== 'memfd' || p.fd < 0) continue;
+      fds.closeFd(p.fd);
+      p.fd = -1;
+    }
   }
 
   get isBroadcast(): boolean {
