@@ -138,7 +138,7 @@ export class KdbusServer {
     const ep = this.endpoints.get(tag);
     if (!ep || !ep.active) return -errno.ESHUTDOWN;
     const privileged = EndpointHandle.privilegedAtOpen(ep, taskCreds(caller.tid));
-    this.handles.set(fh, new EndpointHandle(ep, this.env(fh), privileged));
+    this.handles.set(fh, new EndpointHandle(ep, this.env(fh), privileged, (bus, e) => this.addEndpointFile(bus, e)));
     return OPEN_POOL;
   }
 

@@ -12,6 +12,7 @@ import { NameRegistry } from './names.js';
 import { ProcMeta, exportMeta, timestampNow } from './metadata.js';
 import { replyFind, replyLink, replyNew, replyUnlink, replyWakeSync, type Reply, type SyncWaiter } from './reply.js';
 import type { Connection } from './connection.js';
+import { PolicyDb, policyOwnName, policySeeName, policySeeNotification, policyTalk } from './policy.js';
 import type { Domain } from './domain.js';
 import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
@@ -34,6 +35,8 @@ export class Bus {
   readonly monitors = new Set<Connection>();
   readonly endpoints = new Map<string, Endpoint>();
   readonly names: NameRegistry;
+  /** policy from policy holders and activators */
+  readonly policy = new PolicyDb();
   private connSeq = 0n;
   private readonly pendingNotifications: Kmsg[] = [];
   active = true;
@@ -53,8 +56,9 @@ export class Bus {
         this.notifyNameChange(type, oldId, oldFlags, newId, newFlags, name),
       // the registry only ever holds this bus's connections
       moveMessages: (from, to, nameId) => this.moveMessages(from as Connection, to as Connection, nameId),
-      canOwn: () => true,
-      canSee: () => true,
+      // NAME_ACQUIRE and NAME_LIST decide with the caller's current credentials
+      canOwn: (conn, name) => policyOwnName(conn as Connection, name, (conn as Connection).currentCreds()),
+      canSee: (viewer, name) => policySeeName(viewer as Connection, name, (viewer as Connection).currentCreds()),
     });
   }
 
@@ -84,6 +88,7 @@ export class Bus {
    */
   disconnect(conn: Connection): void {
     conn.state = 'dead';
+    this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
     this.monitors.delete(conn);
     conn.ep.connections.delete(conn);
@@ -145,12 +150,13 @@ export class Bus {
     let replyWait: Reply | null = null;
     let replyWake: Reply | null = null;
     if (m.flags & MSG_EXPECT_REPLY) {
-      this.checkTalk(src, dst);
+      this.checkTalk(src, dst, true);
       replyWait = replyNew(dst, src, m.cookie, m.timeoutOrReply, m.dstNameId);
       replyWait.syncWaiter = sync;
     } else if (m.flags & MSG_SIGNAL) {
       if (!dst.matches.matches(this.userSubject(src, m), this.bloomWords)) fail(errno.EPERM, 'receiver has no match for this signal');
-      this.checkTalk(dst, src);
+      // a signal needs the receiver to be allowed to talk to the sender
+      this.checkTalk(dst, src, false);
     } else if (m.timeoutOrReply > 0n) {
       // a reply: only to a connection that waits for it from us
       const r = replyFind(src, dst, m.timeoutOrReply);
@@ -158,7 +164,7 @@ export class Bus {
       if (r.syncWaiter) replyWake = r;
       else replyUnlink(r);
     } else {
-      this.checkTalk(src, dst);
+      this.checkTalk(src, dst, true);
     }
 
     this.eavesdrop(src, m);
@@ -197,8 +203,10 @@ export class Bus {
       if (dst.id === m.srcId || !dst.isOrdinary) continue;
       if (!dst.matches.matches(subject, this.bloomWords)) continue;
       if (src) {
-        if (!this.mayTalk(dst, src)) continue;
+        if (!policyTalk(dst, src)) continue;
         this.collectMeta(src, dst, m);
+      } else if (!policySeeNotification(dst, m.notify!)) {
+        continue;
       }
       this.deliverOrCountLost(dst, m, src);
     }
@@ -246,13 +254,11 @@ export class Bus {
     return { kind: 'notify' as const, ...m.notify! };
   }
 
-  /** kdbus_conn_policy_talk without a policy database: privileged or same user. Policy is issue #3. */
-  private mayTalk(src: Connection, dst: Connection): boolean {
-    return src.privileged || src.euid === dst.euid;
-  }
-
-  private checkTalk(src: Connection, dst: Connection): void {
-    if (!this.mayTalk(src, dst)) fail(errno.EPERM, `${src.id} may not talk to ${dst.id}`);
+  /** kdbus_conn_check_access: with the sender's current credentials, or the HELLO ones. */
+  private checkTalk(src: Connection, dst: Connection, current: boolean): void {
+    if (!policyTalk(src, dst, current ? src.currentCreds() : src.creds)) {
+      fail(errno.EPERM, `${src.id} may not talk to ${dst.id}`);
+    }
   }
 
   private replyTimedOut(r: Reply): void {

@@ -15,6 +15,8 @@ import type { Bus } from './bus.js';
 import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
 import type { NameClient } from './names.js';
+import type { PolicyConn, PolicyCreds } from './policy.js';
+import { taskCreds } from './task.js';
 
 /** kdbus_sanitize_attach_flags: ANY means ALL; unknown bits are EINVAL. */
 export function sanitizeAttachFlags(flags: bigint): bigint {
@@ -26,7 +28,7 @@ export function sanitizeAttachFlags(flags: bigint): bigint {
 /** Wakes the connection's poller (FUSE_NOTIFY_POLL). */
 export type Waker = () => void;
 
-export class Connection implements ReplyPeer, NameClient {
+export class Connection implements ReplyPeer, NameClient, PolicyConn {
   state: 'active' | 'dead' = 'active';
   readonly queue = new Queue();
   readonly matches = new MatchDb();
@@ -38,13 +40,16 @@ export class Connection implements ReplyPeer, NameClient {
   attachFlagsSend: bigint;
   attachFlagsRecv: bigint;
   wake: Waker = () => {};
+  /** the thread of the ioctl being served, for decisions on its current credentials */
+  private callerTid = 0;
+  private callerCreds: PolicyCreds | null = null;
 
   constructor(readonly bus: Bus, readonly ep: Endpoint, readonly id: bigint, readonly flags: bigint,
               attachSend: bigint, attachRecv: bigint, readonly pool: Pool, readonly user: User,
               readonly privileged: boolean, readonly description: string | null,
               readonly meta: ProcMeta, readonly fakedMeta: boolean,
               /** the caller's thread at HELLO */ readonly tid: number,
-              /** effective uid at HELLO (conn->cred), for policy */ readonly euid: number,
+              /** credentials at HELLO (conn->cred) */ readonly creds: PolicyCreds,
               readonly fds: FdAccess) {
     this.attachFlagsSend = attachSend;
     this.attachFlagsRecv = attachRecv;
@@ -56,6 +61,26 @@ export class Connection implements ReplyPeer, NameClient {
   get isOrdinary(): boolean { return !this.isActivator && !this.isPolicyHolder && !this.isMonitor; }
   get acceptsFds(): boolean { return (this.flags & HELLO_ACCEPT_FD) !== 0n; }
   get active(): boolean { return this.state === 'active'; }
+
+  /** Names this connection is the primary owner of (for policy). */
+  ownedNames(): string[] {
+    return this.bus.names.ownedNames(this).map((n) => n.name);
+  }
+
+  /** Starts serving an ioctl of thread tid on this connection. */
+  beginCall(tid: number): void {
+    this.callerTid = tid;
+    this.callerCreds = null;
+  }
+
+  /**
+   * current_cred() of the ioctl being served, read from /proc only when a
+   * decision needs it; HELLO's credentials if the caller is gone.
+   */
+  currentCreds(): PolicyCreds {
+    if (!this.callerCreds) this.callerCreds = (this.callerTid && taskCreds(this.callerTid)) || this.creds;
+    return this.callerCreds;
+  }
 
   /** Active-reference check of every connected ioctl (kdbus_conn_acquire). */
   acquire(): void {

@@ -2,10 +2,16 @@
 // connections are made on. Every bus has the default endpoint "bus"; custom
 // endpoints carry their own policy (issue #3).
 import type { Bus } from './bus.js';
+import { PolicyDb } from './policy.js';
+import { User } from './user.js';
 import type { Connection } from './connection.js';
 
 export class Endpoint {
   readonly connections = new Set<Connection>();
+  /** a custom endpoint's own policy (ENDPOINT_MAKE / ENDPOINT_UPDATE) */
+  readonly policy = new PolicyDb();
+  /** custom endpoints charge all their connections to one anonymous user */
+  readonly user: User | null;
   active = true;
   /** the file node in the tree */
   ino = 0;
@@ -13,7 +19,9 @@ export class Endpoint {
   onRemoved: () => void = () => {};
 
   constructor(readonly bus: Bus, readonly name: string, readonly uid: number, readonly gid: number,
-              readonly mode: number, readonly hasPolicy: boolean) {}
+              readonly mode: number, readonly hasPolicy: boolean) {
+    this.user = hasPolicy ? new User(-1) : null;
+  }
 
   /** kdbus_ep_deactivate: the file goes away and every connection on it is disconnected. */
   deactivate(): void {

@@ -8,7 +8,7 @@ import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_M
   MAKE_ACCESS_WORLD, MATCH_REPLACE, NAME_ALLOW_REPLACEMENT, NAME_LIST_ACTIVATORS, NAME_LIST_NAMES,
   NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_ACTIVATOR, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
   RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
-import { commandBuffer, items, itemString, negotiateFlags, u64, validateItems } from '../abi/items.js';
+import { commandBuffer, items, itemString, negotiateFlags, singleItem, u64, validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
 import { Bus } from './bus.js';
 import { Connection, helloItems, sanitizeAttachFlags } from './connection.js';
@@ -17,6 +17,7 @@ import { kmsgFromSend, type FdAccess } from './message.js';
 import { SyncCall, type FdWatcher } from './call.js';
 import { monotonicNs, replyUnlink } from './reply.js';
 import { nameValid } from './names.js';
+import { policySee, policySeeName } from './policy.js';
 import { Pool, type PoolBacking } from './pool.js';
 import { ProcMeta } from './metadata.js';
 import { hasCapIpcOwner, taskCreds, type TaskCreds } from './task.js';
@@ -236,8 +237,11 @@ function callerCreds(call: Call): TaskCreds {
 
 export class EndpointHandle extends Handle {
   conn: Connection | null = null;
+  /** the custom endpoint this handle made (KDBUS_HANDLE_EP_OWNER) */
+  owned: Endpoint | null = null;
 
-  constructor(private readonly ep: Endpoint, env: HandleEnv, readonly privileged: boolean) {
+  constructor(private readonly ep: Endpoint, env: HandleEnv, readonly privileged: boolean,
+              private readonly makeEndpointFile: (bus: Bus, ep: Endpoint) => void) {
     super(env);
   }
 
@@ -249,9 +253,49 @@ export class EndpointHandle extends Handle {
 
   ioctl(call: Call, cmd: number): void {
     if (this.conn) return this.connected(this.conn, call, cmd);
+    if (this.owned) {
+      if (cmd !== CMD.ENDPOINT_UPDATE) fail(errno.ENOTTY, 'an endpoint owner handle only updates its endpoint');
+      return this.endpointUpdate(this.owned, call);
+    }
     if (cmd === CMD.HELLO) return this.hello(call);
-    if (cmd === CMD.ENDPOINT_MAKE) fail(errno.EOPNOTSUPP, 'custom endpoints are issue #3');
+    if (cmd === CMD.ENDPOINT_MAKE) return this.endpointMake(call);
     fail(errno.ENOTTY, 'not connected');
+  }
+
+  /** KDBUS_CMD_ENDPOINT_MAKE: a custom endpoint with its own policy, owned by this handle. */
+  private endpointMake(call: Call): void {
+    if (!this.privileged) fail(errno.EPERM, 'making endpoints is privileged');
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MAKE.items, LIMITS.MAKE_MAX_SIZE);
+    const w = this.writeBack(buf);
+    w.u64(CMD_MAKE.return_flags, 0n);
+    const flags = buf.readBigUInt64LE(CMD_MAKE.flags);
+    negotiateFlags(flags, MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD, (v) => w.u64(CMD_MAKE.kernel_flags, v));
+    const itemsSize = buf.length - CMD_MAKE.items;
+    validateItems(buf, CMD_MAKE.items, itemsSize);
+    const name = itemString(buf, singleItem(buf, CMD_MAKE.items, itemsSize, ITEM.MAKE_NAME));
+    const creds = callerCreds(call);
+    const bus = this.ep.bus;
+    if (!name.startsWith(`${creds.euid}-`)) fail(errno.EINVAL, `endpoint name "${name}" lacks the "${creds.euid}-" prefix`);
+    if (!bus.active) fail(errno.ESHUTDOWN, 'bus is gone');
+    if (bus.endpoints.has(name)) fail(errno.EEXIST, `endpoint ${name} exists`);
+    const ep = new Endpoint(bus, name, creds.euid, creds.egid,
+      endpointMode((flags & MAKE_ACCESS_GROUP) !== 0n, (flags & MAKE_ACCESS_WORLD) !== 0n), true);
+    ep.policy.set(buf, CMD_MAKE.items, itemsSize, 0, true, ep);
+    bus.endpoints.set(name, ep);
+    this.makeEndpointFile(bus, ep);
+    this.owned = ep;
+    log('bus', `bus ${bus.name}: endpoint ${name} made by uid ${creds.euid}`);
+  }
+
+  /** KDBUS_CMD_ENDPOINT_UPDATE: replaces the custom endpoint's policy. */
+  private endpointUpdate(ep: Endpoint, call: Call): void {
+    const buf = commandBuffer(call.arg, call.head, call.command, CMD_UPDATE.items, LIMITS.UPDATE_MAX_SIZE);
+    const w = this.writeBack(buf);
+    negotiateFlags(buf.readBigUInt64LE(CMD_UPDATE.flags), 0n, (v) => w.u64(CMD_UPDATE.kernel_flags, v));
+    const itemsSize = buf.length - CMD_UPDATE.items;
+    validateItems(buf, CMD_UPDATE.items, itemsSize);
+    ep.policy.set(buf, CMD_UPDATE.items, itemsSize, 0, true, ep);
+    w.u64(CMD_UPDATE.return_flags, 0n);
   }
 
   private hello(call: Call): void {
@@ -270,12 +314,23 @@ export class EndpointHandle extends Handle {
     const conn = this.connNew(call, buf, flags, itemsSize, Number(poolSize));
     const bus = this.ep.bus;
     bus.connect(conn);
-    if (conn.isActivator) {
-      for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
-        if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), NAME_ACTIVATOR);
+    try {
+      if (conn.isActivator) {
+        for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
+          if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), NAME_ACTIVATOR);
+        }
       }
+      // activators and policy holders bring the bus policy for their name
+      if (conn.isActivator || conn.isPolicyHolder) {
+        bus.policy.set(buf, CMD_HELLO.items, itemsSize, 1, conn.isPolicyHolder, conn);
+      }
+    } catch (e) {
+      bus.disconnect(conn);
+      bus.domain.users.uncharge(conn.user, 'connections');
+      throw e;
+    } finally {
+      bus.flushNotifications();
     }
-    bus.flushNotifications();
     this.conn = conn;
     // copy_to_user of the whole fixed part
     w.bytes(0, buf.subarray(0, CMD_HELLO.items));
@@ -345,7 +400,8 @@ export class EndpointHandle extends Handle {
     if (bus.attachFlagsReq & ~attachSend) fail(errno.ECONNREFUSED, 'HELLO lacks attach flags the bus requires');
 
     const task = callerCreds(call);
-    const user = bus.domain.users.get(task.uid);
+    // connections on a custom endpoint share its anonymous user (kdbus_ep_new)
+    const user = ep.user ?? bus.domain.users.get(task.uid);
     bus.domain.users.chargeConnection(user);
     try {
       const backing = this.env.poolSetup(poolSize);
@@ -356,7 +412,7 @@ export class EndpointHandle extends Handle {
         : ProcMeta.collect(call.tid, ATTACH.CREDS | ATTACH.PIDS | ATTACH.AUXGROUPS | ATTACH.TID_COMM |
           ATTACH.PID_COMM | ATTACH.EXE | ATTACH.CMDLINE | ATTACH.CGROUP | ATTACH.CAPS | ATTACH.SECLABEL | ATTACH.AUDIT);
       const conn = new Connection(bus, ep, bus.nextConnId(), flags, attachSend, attachRecv, pool, user,
-        this.privileged, description, meta, faked, call.tid, task.euid, this.env);
+        this.privileged, description, meta, faked, call.tid, task, this.env);
       conn.wake = () => this.env.wake();
       ep.connections.add(conn);
 
@@ -378,6 +434,7 @@ export class EndpointHandle extends Handle {
     }
   }
 
+
   private connected(conn: Connection, call: Call, cmd: number): void {
     const bus = conn.bus;
     if (cmd === CMD.BYEBYE) {
@@ -388,6 +445,7 @@ export class EndpointHandle extends Handle {
       return;
     }
     conn.acquire();
+    conn.beginCall(call.tid);
     try {
       switch (cmd) {
         case CMD.SEND: return this.send(conn, call);
@@ -561,11 +619,12 @@ export class EndpointHandle extends Handle {
       }
       if (name === null || !nameValid(name, false)) fail(errno.EINVAL, 'CONN_INFO needs a valid NAME');
       const entry = bus.names.lookup(name);
-      if (!entry) fail(errno.ESRCH, `no owner for ${name}`);
-      owner = bus.connections.get(entry.owner.id)!;
+      // pretend a name does not exist if the caller may not see it
+      if (!entry || !policySeeName(conn, name, conn.currentCreds())) fail(errno.ESRCH, `no owner for ${name}`);
+      owner = entry.owner as Connection;
     } else {
       owner = bus.connection(id);
-      if (!owner) fail(errno.ENXIO, `no connection ${id}`);
+      if (!owner || !policySee(conn, owner, conn.currentCreds())) fail(errno.ENXIO, `no connection ${id}`);
     }
     const info = owner.info(buf.readBigUInt64LE(CMD_INFO.flags), call.tid);
     const off = this.publish(conn, info);
@@ -592,6 +651,7 @@ export class EndpointHandle extends Handle {
     validateItems(buf, CMD_UPDATE.items, itemsSize);
     let send: bigint | null = null;
     let recv: bigint | null = null;
+    let policy = false;
     for (const it of items(buf, CMD_UPDATE.items, itemsSize)) {
       switch (it.type) {
         case ITEM.ATTACH_FLAGS_SEND:
@@ -605,11 +665,13 @@ export class EndpointHandle extends Handle {
         case ITEM.NAME:
         case ITEM.POLICY_ACCESS:
           if (!conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy of a non-holder');
+          policy = true;
           break;
         default:
           fail(errno.EINVAL, `item ${it.type} not allowed in CONN_UPDATE`);
       }
     }
+    if (policy) conn.bus.policy.set(buf, CMD_UPDATE.items, itemsSize, 1, true, conn);
     conn.updateAttachFlags(send, recv);
     w.u64(CMD_UPDATE.return_flags, 0n);
   }
@@ -648,6 +710,11 @@ export class EndpointHandle extends Handle {
 
   release(): void {
     this.disconnect();
+    if (this.owned) {
+      this.owned.deactivate();
+      this.owned.bus.flushNotifications();
+      this.owned = null;
+    }
   }
 
   poll(): number {

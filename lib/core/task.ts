@@ -7,6 +7,7 @@ export interface TaskCreds {
   tgid: number;
   uid: number; euid: number; suid: number; fsuid: number;
   gid: number; egid: number; sgid: number; fsgid: number;
+  groups: number[];
   capEff: bigint;
 }
 
@@ -29,7 +30,9 @@ export function taskCreds(tid: number): TaskCreds | null {
   const ids = (name: string): number[] => field(name).split(/\s+/).map(Number);
   const [uid, euid, suid, fsuid] = ids('Uid');
   const [gid, egid, sgid, fsgid] = ids('Gid');
+  const groups = field('Groups');
   return { tgid: Number(field('Tgid')), uid, euid, suid, fsuid, gid, egid, sgid, fsgid,
+    groups: groups ? groups.split(/\s+/).map(Number) : [],
     capEff: BigInt('0x' + (field('CapEff') || '0')) };
 }
 
