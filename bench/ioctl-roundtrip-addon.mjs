@@ -10,7 +10,7 @@ const sid = native.sessionMount({
 }, {
   open: () => 0,
   release() {},
-  ioctl: (unique, fh, cmd, arg, caller, head, command) => (command === null ? -25 : -22),
+  ioctl: (unique, fh, cmd, arg, tid, head, command) => (command === null ? -25 : -22),
 });
 native.nodeAdd(sid, 1, 'control', false, 0o666, 0, 0, 0);
 process.on('SIGTERM', () => {

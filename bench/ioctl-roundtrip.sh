@@ -60,11 +60,13 @@ stop() {
   server_pid=
 }
 
-# measure NAME: median over $REPS client runs, in microseconds.
+# measure NAME [recv]: median over $REPS client runs, in microseconds.
 measure() {
-  local dir=$work/mnt-$1
+  local dir=$work/mnt-$1 target
+  target=$dir/control
+  [[ ${2:-} == recv ]] && target=$dir
   for _ in $(seq "$REPS"); do
-    taskset -c "$CPU" "$work/ioctl-roundtrip" "$dir/control" "$N" | tee -a "$work/runs.log" | awk '{print $1}'
+    taskset -c "$CPU" "$work/ioctl-roundtrip" "$target" "$N" 1000 ${2:-} | tee -a "$work/runs.log" | awk '{print $1}'
   done | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
 }
 
@@ -86,6 +88,9 @@ fi
 # Quiet: the core logs every failed ioctl as an info line otherwise.
 KDBUSFS_QUIET=1 start kdbusfs node dist/lib/cli.js mount
 kd=$(measure kdbusfs)
+kdrecv=$(measure kdbusfs recv)
 stop INT
 printf '%-52s %8s us   %5.2fx\n' "kdbusfs BUS_MAKE, size < minimum (EINVAL):" "$kd" \
   "$(awk -v a="$kd" -v b="$base" 'BEGIN {print a / b}')"
+printf '%-52s %8s us   %5.2fx\n' "kdbusfs RECV on an empty queue (EAGAIN):" "$kdrecv" \
+  "$(awk -v a="$kdrecv" -v b="$base" 'BEGIN {print a / b}')"

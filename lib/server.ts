@@ -54,9 +54,9 @@ export class KdbusServer {
       open: (fh, tag, caller) => server.guard(() => server.open(fh, tag, caller)),
       release: (fh) => server.guard(() => { server.release(fh); return 0; }),
       // the hot path: no closure per request
-      ioctl: (unique, fh, cmd, arg, caller, head, command) => {
+      ioctl: (unique, fh, cmd, arg, tid, head, command) => {
         try {
-          return server.ioctl(unique, fh, cmd, arg, caller, head, command);
+          return server.ioctl(unique, fh, cmd, arg, tid, head, command);
         } catch (e) {
           return server.internalError(e);
         }
@@ -159,11 +159,11 @@ export class KdbusServer {
     h?.release();
   }
 
-  private ioctl(unique: number, fh: number, cmd: number, arg: number, caller: Caller, head: Buffer,
+  private ioctl(unique: number, fh: number, cmd: number, arg: number, tid: number, head: Buffer,
                 command: Buffer | number | null): number | undefined {
     const h = this.handles.get(fh);
     if (!h) return -errno.EBADF;
-    const r = h.run({ unique, tid: caller.tid, arg, head, command }, cmd);
+    const r = h.run({ unique, tid, arg, head, command }, cmd);
     if (typeof r === 'number') return r;
     this.parked.set(unique, r);
     return undefined;

@@ -657,7 +657,7 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
   bool ok = Call(kIoctl,
                  {Napi::Number::New(env, static_cast<double>(h.unique)),
                   Napi::Number::New(env, static_cast<double>(in.fh)), Napi::Number::New(env, in.cmd),
-                  Napi::Number::New(env, static_cast<double>(in.arg)), CallerObject(c),
+                  Napi::Number::New(env, static_cast<double>(in.arg)), Napi::Number::New(env, h.pid),
                   headBuf.IsEmpty() ? Napi::Buffer<uint8_t>::Copy(env, head, in.in_size) : headBuf,
                   command},
                  &rv);

@@ -38,7 +38,7 @@ class Fs {
   mnt: string;
   opens: Open[] = [];
   releases: number[] = [];
-  ioctls: { cmd: number; head: Buffer; command: Buffer | number | null; caller: Caller }[] = [];
+  ioctls: { cmd: number; head: Buffer; command: Buffer | number | null; tid: number }[] = [];
   interrupts: { unique: number; caller: Caller }[] = [];
   destroyed = false;
   ready = false;
@@ -93,8 +93,8 @@ class Fs {
         return 0;
       },
       release(fh) { fs.releases.push(fh); tags.delete(fh); },
-      ioctl(unique, fh, cmd, arg, caller, head, command) {
-        fs.ioctls.push({ cmd, head, command, caller });
+      ioctl(unique, fh, cmd, arg, tid, head, command) {
+        fs.ioctls.push({ cmd, head, command, tid });
         const sid = fs.sid;
         switch (cmd & 0xff) {
           case 1: { // HELLO-like: set up the pool, fill it, copy the caller's buffer in
@@ -106,12 +106,12 @@ class Fs {
             native.poolWrite(sid, fh, 3 << 20, Buffer.from('unflushed'));
             const cmdBuf = command as Buffer;
             const addr = Number(cmdBuf.readBigUInt64LE(24)), len = Number(cmdBuf.readBigUInt64LE(32));
-            r = native.poolCopyFromProcess(sid, fh, COPY_AT, caller.tid, addr, len);
+            r = native.poolCopyFromProcess(sid, fh, COPY_AT, tid, addr, len);
             if (r) return r;
             native.poolFlush(sid, fh, COPY_AT, len);
             const reply = Buffer.alloc(8);
             reply.writeBigUInt64LE(BigInt(COPY_AT));
-            return native.memWrite(caller.tid, arg + 16, reply);
+            return native.memWrite(tid, arg + 16, reply);
           }
           case 2: // a later message into the same pages
             native.poolWrite(sid, fh, POOL_OFF, Buffer.from('HELLO POOL'));
@@ -120,7 +120,7 @@ class Fs {
           case 5: { // a plain command: answer through the caller's memory
             const reply = Buffer.alloc(8);
             reply.writeBigUInt64LE(0xabcdefn);
-            const r = native.memWrite(caller.tid, arg + 16, reply);
+            const r = native.memWrite(tid, arg + 16, reply);
             return r || 7;
           }
           case 6: // parked, answered by the test

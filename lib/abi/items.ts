@@ -19,12 +19,14 @@ export interface Item {
   len: number;
 }
 
-const U64_AS_NUMBER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** Reads a u64 as a number, saturating to MAX_SAFE_INTEGER (big values are invalid anyway). */
+/**
+ * Reads a u64 as a number, saturating to MAX_SAFE_INTEGER (big values are
+ * invalid anyway). Two 32-bit reads: no BigInt on the hot path.
+ */
 export function u64(buf: Buffer, off: number): number {
-  const v = buf.readBigUInt64LE(off);
-  return v > U64_AS_NUMBER_MAX ? Number.MAX_SAFE_INTEGER : Number(v);
+  const hi = buf.readUInt32LE(off + 4);
+  if (hi >= 0x20_0000) return Number.MAX_SAFE_INTEGER;
+  return hi * 0x1_0000_0000 + buf.readUInt32LE(off);
 }
 
 /**
@@ -35,16 +37,15 @@ export function u64(buf: Buffer, off: number): number {
  */
 export function commandBuffer(arg: number, head: Buffer, command: Buffer | number | null,
                               min: number, max: number): Buffer {
+  // constant messages: refused commands are routine, and must stay cheap
   if (arg % 8 !== 0) fail(errno.EFAULT, 'unaligned command pointer');
-  if (head.length < 8) fail(errno.EFAULT);
-  const size = head.readBigUInt64LE(0);
-  if (size < BigInt(min)) fail(errno.EINVAL, `command size ${size} below ${min}`);
-  if (size > BigInt(max)) fail(errno.EMSGSIZE, `command size ${size} above ${max}`);
+  if (head.length < 8) fail(errno.EFAULT, 'command head too short');
+  const size = u64(head, 0);
+  if (size < min) fail(errno.EINVAL, 'command size below the minimum');
+  if (size > max) fail(errno.EMSGSIZE, 'command size above the maximum');
   if (typeof command === 'number') fail(-command, 'command unreadable');
   if (command === null) fail(errno.EFAULT, 'command not read');
-  if (BigInt(command.length) !== size || command.readBigUInt64LE(0) !== size) {
-    fail(errno.EINVAL, 'command size changed while read');
-  }
+  if (command.length !== size || u64(command, 0) !== size) fail(errno.EINVAL, 'command size changed while read');
   return command;
 }
 

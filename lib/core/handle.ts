@@ -53,28 +53,37 @@ export interface HandleEnv extends FdAccess, FdWatcher {
  * the kernel's own copy.
  */
 class WriteBack {
-  private readonly user: Buffer;
+  /** copy-on-write of the command: only made once a write changes a byte */
+  private user: Buffer | null = null;
   private lo = Infinity;
   private hi = 0;
-  constructor(cmd: Buffer) {
-    this.user = Buffer.from(cmd);
-  }
+  constructor(private readonly cmd: Buffer) {}
 
   u64(off: number, v: bigint): void {
-    this.user.writeBigUInt64LE(v, off);
+    const cur = (this.user ?? this.cmd).readBigUInt64LE(off);
+    if (cur === v) return; // the caller's memory holds it already: no write needed
+    this.writable().writeBigUInt64LE(v, off);
     this.mark(off, 8);
   }
   bytes(off: number, b: Buffer): void {
-    b.copy(this.user, off);
+    if ((this.user ?? this.cmd).compare(b, 0, b.length, off, off + b.length) === 0) return;
+    b.copy(this.writable(), off);
     this.mark(off, b.length);
+  }
+  private writable(): Buffer {
+    this.user ??= Buffer.from(this.cmd);
+    return this.user;
   }
   private mark(off: number, len: number): void {
     this.lo = Math.min(this.lo, off);
     this.hi = Math.max(this.hi, off + len);
   }
   flush(env: HandleEnv, call: Call): number {
-    if (this.hi === 0) return 0;
-    return env.memWrite(call.tid, call.arg + this.lo, this.user.subarray(this.lo, this.hi));
+    if (this.hi === 0 || !this.user) return 0;
+    const r = env.memWrite(call.tid, call.arg + this.lo, this.user.subarray(this.lo, this.hi));
+    this.lo = Infinity;
+    this.hi = 0;
+    return r;
   }
 }
 

@@ -29,8 +29,9 @@ export interface SessionHandlers {
   /** Last close of fh (FUSE_RELEASE). Pool resources are freed after this returns. */
   release(fh: number): void;
   /**
-   * An ioctl on fh. head is the fixed part the kernel copied (_IOC_SIZE(cmd)
-   * bytes). For kdbus commands (type 0x95, head >= 8 bytes, arg 8-aligned) the
+   * An ioctl on fh by thread tid (the caller's thread id in the server's pid
+   * namespace; a plain number, as this is the hot path). head is the fixed
+   * part the kernel copied (_IOC_SIZE(cmd) bytes). For kdbus commands (type 0x95, head >= 8 bytes, arg 8-aligned) the
    * native side reads the u64 size at the head's start and, when
    * 8 <= size <= MAX_COMMAND_READ, reads the whole command from the caller with
    * process_vm_readv: cmd is then that Buffer, or a negative errno if the read
@@ -38,7 +39,7 @@ export interface SessionHandlers {
    * Return a result >= 0 or a negative errno to answer now, or undefined to
    * park the request and answer later with replyIoctl(sid, unique, ...).
    */
-  ioctl(unique: number, fh: number, cmd: number, arg: number, caller: Caller,
+  ioctl(unique: number, fh: number, cmd: number, arg: number, tid: number,
         head: Buffer, command: Buffer | number | null): number | undefined;
   /**
    * FUSE_POLL. When flags has POLL_SCHEDULE_NOTIFY, kh must be passed to
