@@ -449,17 +449,28 @@ async function activator(t: Tap, dir: string): Promise<void> {
     'NO_AUTO_START to a name held by an activator: EADDRNOTAVAIL');
   ok(t, await s.cmd('send name cookie:15 expect:10000 name:act.svc vec:24'), 'a method call (EXPECT_REPLY) to act.svc');
   await nothingQueued(t, s, 'the sender gets nothing back');
+  fails(t, await s.cmd('send name cookie:14 name:no.such vec:8'), 'ESRCH', 'to a name nobody owns: ESRCH');
+  fails(t, await s.cmd('send name cookie:14 vec:8'), 'EDESTADDRREQ', 'KDBUS_DST_ID_NAME without DST_NAME: EDESTADDRREQ');
+  fails(t, await s.cmd(`send ${s.id} cookie:14 name:act.svc vec:8`), 'EREMCHG', 'a name with an id that does not own it: EREMCHG');
+  // the activator's POLICY_ACCESS item went into the bus database
+  const n = await hello(t, await (async () => {
+    const p = await newPeer('uid 65534 sender');
+    ok(t, await p.cmd(`setuid ${NOBODY} ${NOBODY}`), 'a sender drops to uid 65534');
+    return p;
+  })(), path);
+  const m4 = ok(t, await n.cmd('send name cookie:17 name:act.svc vec:10'), 'uid 65534 → act.svc: TALK granted by the activator\'s policy');
+  fails(t, await n.cmd('send name cookie:18 name:act.other vec:8'), 'ESRCH', '(act.other does not exist)');
 
   const impl = await hello(t, await newPeer('implementer'), path);
   t.equal((await impl.cmd('acquire act.svc')).kv.flags, '0', 'implementer acquires act.svc');
   t.equal(await notification(t, w, 'takeover'), `name-change:${act.id}:${NAME_ACTIVATOR}:${impl.id}:0:act.svc`,
     'NAME_CHANGE activator (ACTIVATOR) → implementer (0)');
-  const want = [{ c: 11, m: m1 }, { c: 12, m: m2 }, { c: 15, m: null }];
+  const want = [{ c: 11, m: m1 }, { c: 12, m: m2 }, { c: 15, m: null }, { c: 17, m: m4 }];
   for (const { c, m } of want) {
     const g = await impl.cmd('recv');
     t.ok(g.ok, `implementer receives message ${c}`, { answer: g.line });
     t.equal(g.kv.cookie, String(c), `message ${c}: in the order sent`);
-    t.equal(g.kv.src, String(s.id), `message ${c}: src_id is the sender`);
+    t.equal(g.kv.src, String(c === 17 ? n.id : s.id), `message ${c}: src_id is the sender`);
     t.equal(g.kv.dst, '0', `message ${c}: dst_id stays KDBUS_DST_ID_NAME`);
     t.equal(g.kv.dstname, 'act.svc', `message ${c}: carries DST_NAME act.svc`);
     if (m) t.equal(g.kv.stream, m.kv.stream, `message ${c}: every payload byte moved with it`);
@@ -475,7 +486,12 @@ async function activator(t: Tap, dir: string): Promise<void> {
   t.equal(a15.kv.src, String(impl.id), 'from the implementer');
   if (a15.ok) await s.cmd(`free ${a15.kv.off}`);
 
-  const m3 = ok(t, await s.cmd('send name cookie:21 name:act.svc vec:3000 vec:5'), 'send to act.svc while the implementer owns it');
+  ok(t, await n.cmd(`send ${impl.id} cookie:19 vec:8`), 'uid 65534 → the implementer by id: TALK through act.svc');
+  const g19 = await impl.cmd('recv');
+  t.equal(g19.kv.cookie, '19', 'the implementer receives it', { answer: g19.line });
+  if (g19.ok) await impl.cmd(`free ${g19.kv.off}`);
+  const m3 = ok(t, await s.cmd(`send ${impl.id} cookie:21 name:act.svc vec:3000 vec:5`),
+    'send to act.svc, with the implementer\'s id as dst_id, while it owns the name');
   ok(t, await s.cmd(`send ${impl.id} cookie:22 vec:64`), 'send to the implementer by id');
   ok(t, await s.cmd('send name cookie:23 expect:10000 name:act.svc vec:16'), 'a method call to act.svc');
   await listIs(t, w, 'activators', [rec(act, HELLO_ACTIVATOR | 1, 'act.svc', 0)],
@@ -508,8 +524,11 @@ async function activator(t: Tap, dir: string): Promise<void> {
   if (a23.ok) await s.cmd(`free ${a23.kv.off}`);
   await nothingQueued(t, s, 'nothing else for the caller');
 
+  ok(t, await w.cmd('match 9 id-remove'), 'watcher: ID_REMOVE');
   ok(t, await act.cmd('bye'), 'the activator goes away while the implementer owns the name');
-  await nothingQueued(t, w, 'the name stays with the implementer: no notification');
+  t.equal(await notification(t, w, 'activator gone'), `id-remove:${act.id}:${HELLO_ACTIVATOR | 1}`,
+    'ID_REMOVE of the activator, with its HELLO flags; the name stays with the implementer (no NAME_CHANGE)');
+  await nothingQueued(t, w, 'nothing else');
   ok(t, await impl2.cmd('release act.svc'), 'implementer 2 releases act.svc');
   t.equal(await notification(t, w, 'no activator left'), `name-remove:${impl2.id}:0:0:0:act.svc`,
     'no activator left: NAME_REMOVE');
@@ -586,6 +605,59 @@ async function wildcard(t: Tap, dir: string): Promise<void> {
   fails(t, await n.cmd('acquire foo.bar'), 'EPERM', 'foo.bar itself: EPERM');
   fails(t, await n.cmd('acquire foo.barx.baz'), 'EPERM', 'foo.barx.baz: EPERM');
   fails(t, await n.cmd('acquire foo.bar.exact'), 'EPERM', 'an exact entry shadows the wildcard: EPERM');
+}
+
+async function special(t: Tap, dir: string): Promise<void> {
+  // handle.c: NAME_ACQUIRE/RELEASE, SEND, MATCH_ADD need an ordinary
+  // connection, RECV an ordinary, monitor or activator one; CONN_UPDATE
+  // with NAME/POLICY_ACCESS items a policy holder (connection.c
+  // kdbus_cmd_conn_update), EOPNOTSUPP otherwise. Policy holders upload one
+  // name (kdbus_policy_set maxPolicies 1: E2BIG), which no other owner may
+  // hold (EEXIST). names.c kdbus_cmd_name_acquire: at most
+  // KDBUS_CONN_MAX_NAMES (256) owned names per connection (E2BIG); queued
+  // names do not count. TALK is checked against owned names only
+  // (kdbus_conn_policy_query_all walks names_list, not the queue).
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-special');
+  const act = await connect(t, await newPeer('activator'), path, 'activator name:sp.act policy:world:talk', 'activator for sp.act');
+  const holder = await connect(t, await newPeer('holder'), path, 'holder name:sp.held policy:world:own', 'policy holder for sp.held');
+  const o = await hello(t, await newPeer('ordinary'), path);
+  fails(t, await act.cmd('acquire sp.other'), 'EOPNOTSUPP', 'activator: NAME_ACQUIRE is EOPNOTSUPP');
+  fails(t, await act.cmd('release sp.act'), 'EOPNOTSUPP', 'activator: NAME_RELEASE is EOPNOTSUPP');
+  fails(t, await act.cmd(`send ${o.id} cookie:1 vec:8`), 'EOPNOTSUPP', 'activator: SEND is EOPNOTSUPP');
+  fails(t, await act.cmd('match 1 id-add'), 'EOPNOTSUPP', 'activator: MATCH_ADD is EOPNOTSUPP');
+  fails(t, await act.cmd('recv'), 'EAGAIN', 'activator: RECV is allowed (EAGAIN: nothing queued)');
+  fails(t, await act.cmd('update name:sp.act policy:world:own'), 'EOPNOTSUPP', 'activator: a policy CONN_UPDATE is EOPNOTSUPP');
+  fails(t, await holder.cmd(`send ${o.id} cookie:1 vec:8`), 'EOPNOTSUPP', 'policy holder: SEND is EOPNOTSUPP');
+  fails(t, await holder.cmd('recv'), 'EOPNOTSUPP', 'policy holder: RECV is EOPNOTSUPP');
+  fails(t, await holder.cmd('acquire sp.held'), 'EOPNOTSUPP', 'policy holder: NAME_ACQUIRE is EOPNOTSUPP');
+  fails(t, await holder.cmd('update name:sp.held policy:world:own name:sp.held2 policy:world:own'), 'E2BIG',
+    'policy holder: two names in one CONN_UPDATE: E2BIG');
+  fails(t, await holder.cmd('update name:sp.act policy:world:own'), 'EEXIST', 'policy holder: a name the activator holds policy for: EEXIST');
+  const h2 = await (await newPeer('second holder')).cmd(`connect ${path} holder name:sp.held policy:world:talk`);
+  fails(t, h2, 'EEXIST', 'a second policy holder for sp.held: HELLO fails with EEXIST');
+  fails(t, await o.cmd('update name:sp.mine policy:world:own'), 'EOPNOTSUPP', 'ordinary connection: a policy CONN_UPDATE is EOPNOTSUPP');
+  const listed = await holder.cmd('list unique');
+  t.ok(listed.ok, 'policy holder: NAME_LIST works', { answer: listed.line });
+  t.ok((listed.kv.recs ?? '').split(',').includes(`${holder.id}:${4 | 1}:-:-`), 'and lists the holder (HELLO flags POLICY_HOLDER|ACCEPT_FD)');
+
+  // 256 owned names; queued ones do not count
+  let owned = 0;
+  for (let i = 0; i < 256; i++) if ((await o.cmd(`acquire sp.n${i}`)).ok) owned++;
+  t.equal(owned, 256, 'one connection owns 256 names');
+  fails(t, await o.cmd('acquire sp.n256'), 'E2BIG', 'the 257th: E2BIG');
+  ok(t, await o.cmd('release sp.n0'), 'release one');
+  const other = await hello(t, await newPeer('other'), path);
+  ok(t, await other.cmd('acquire sp.busy'), 'another connection owns sp.busy');
+  t.equal((await o.cmd('acquire sp.busy queue')).kv.flags, String(NAME_QUEUE | NAME_IN_QUEUE), '255 owned: queueing for one more works');
+  ok(t, await o.cmd('acquire sp.n0'), 'and owning the 256th again');
+  fails(t, await o.cmd('acquire sp.n257'), 'E2BIG', 'then E2BIG again');
+
+  // TALK counts owned names only
+  await connect(t, await newPeer('holder talk'), path, 'holder name:sp.busy policy:world:talk', 'policy holder: WORLD TALK on sp.busy');
+  const n = await hello(t, await nobody(t, newPeer, 'nobody'), path);
+  fails(t, await n.cmd(`send ${o.id} cookie:1 vec:8`), 'EPERM', 'uid 65534 → a root connection only queued for sp.busy: EPERM');
+  ok(t, await n.cmd(`send ${other.id} cookie:2 vec:8`), 'uid 65534 → the owner of sp.busy: allowed');
 }
 
 async function unprivileged(t: Tap, dir: string): Promise<void> {
@@ -727,6 +799,7 @@ await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   await t.test('4b. policy: wildcard names', (t) => wildcard(t, dir));
   await t.test('4c. policy: privileged-only operations, endpoint modes', (t) => unprivileged(t, dir));
   await t.test('4d. policy: SEE on a custom endpoint', (t) => seeEndpoint(t, dir));
+  await t.test('4e. special connections, name limits, TALK by owned names', (t) => special(t, dir));
 
   t.equal(live.size, 0, 'no peer process is left');
   server.kill('SIGTERM');

@@ -71,7 +71,8 @@
 //                                  stops at the first error (err ENAME sent=K)
 // More send OPTs: name:NAME (KDBUS_ITEM_DST_NAME; DST "name" is
 // KDBUS_DST_ID_NAME), expect:MS (EXPECT_REPLY, timeout now + MS on
-// CLOCK_MONOTONIC), reply:COOKIE (cookie_reply), noauto (NO_AUTO_START).
+// CLOCK_MONOTONIC; expect-abs:NS sets timeout_ns as given), reply:COOKIE
+// (cookie_reply), noauto (NO_AUTO_START).
 // recv and call also answer creply= (cookie_reply / timeout_ns) and dstname=,
 // and notify= for name and reply notifications:
 // name-add|name-remove|name-change:OLDID:OLDFLAGS:NEWID:NEWFLAGS:NAME,
@@ -487,7 +488,7 @@ struct part {
 // What a synchronous call (cmd_call) needs from send_msg.
 struct send_ctl {
   int sync;                     // KDBUS_SEND_SYNC_REPLY
-  int cancel_ms;                // > 0: CANCEL_FD, written after this long
+  int cancel_ms;                // >= 0: CANCEL_FD, written after this long
   uint64_t default_expect_ms;   // EXPECT_REPLY timeout when none was given
   struct kdbus_msg_info reply;  // cmd->reply after the ioctl
   int64_t t0, t1;               // CLOCK_MONOTONIC around the ioctl
@@ -510,7 +511,8 @@ static void *cancel_thread(void *arg) {
 static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct send_ctl *ctl) {
   uint64_t cookie = 0, flags = 0, bloom_word = 0, cookie_reply = 0, expect_ms = 0;
   int64_t prio = 0;
-  int has_bloom = 0, badaddr = 0, nparts = 0, err = 0;
+  int has_bloom = 0, badaddr = 0, nparts = 0, err = 0, has_abs = 0;
+  uint64_t abs_ns = 0;
   const char *dst_name = NULL;
   struct part parts[MAX_PARTS];
   for (int i = 0; i < n; i++) {
@@ -520,6 +522,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
     else if (!strcmp(o, "signal")) flags |= KDBUS_MSG_SIGNAL;
     else if (!strcmp(o, "noauto")) flags |= KDBUS_MSG_NO_AUTO_START;
     else if (!strncmp(o, "expect:", 7)) { flags |= KDBUS_MSG_EXPECT_REPLY; expect_ms = strtoull(o + 7, NULL, 0); }
+    else if (!strncmp(o, "expect-abs:", 11)) { flags |= KDBUS_MSG_EXPECT_REPLY; abs_ns = strtoull(o + 11, NULL, 0); has_abs = 1; }
     else if (!strncmp(o, "reply:", 6)) cookie_reply = strtoull(o + 6, NULL, 0);
     else if (!strncmp(o, "name:", 5)) dst_name = o + 5;
     else if (!strncmp(o, "cancel:", 7)) { if (ctl) ctl->cancel_ms = atoi(o + 7); }
@@ -582,7 +585,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
     m->dst_id = dst;
     m->payload_type = KDBUS_PAYLOAD_DBUS;
     m->cookie = cookie;
-    if (flags & KDBUS_MSG_EXPECT_REPLY) m->timeout_ns = (uint64_t)now_ns() + expect_ms * 1000000ULL;
+    if (flags & KDBUS_MSG_EXPECT_REPLY) m->timeout_ns = has_abs ? abs_ns : (uint64_t)now_ns() + expect_ms * 1000000ULL;
     else if (cookie_reply) m->cookie_reply = cookie_reply;
     struct kdbus_item *it = m->items;
     for (int i = 0; i < nparts; i++) {
@@ -604,7 +607,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
       item_put(it, KDBUS_ITEM_BLOOM_FILTER, bf, blen);
       free(bf);
     }
-    int cancel = ctl && ctl->sync && ctl->cancel_ms > 0;
+    int cancel = ctl && ctl->sync && ctl->cancel_ms >= 0;
     size_t csize = sizeof(struct kdbus_cmd_send) + (cancel ? ALIGN8(ITEM_HDR + sizeof(int)) : 0);
     struct kdbus_cmd_send *cmd = calloc(1, csize);
     cmd->size = csize;
@@ -1071,6 +1074,7 @@ static void cmd_call(char **av, int ac) {
   struct send_ctl ctl;
   memset(&ctl, 0, sizeof(ctl));
   ctl.sync = 1;
+  ctl.cancel_ms = -1;
   ctl.default_expect_ms = 5000;
   struct stream st;
   int base = sig_count;
