@@ -429,6 +429,11 @@ async function syncCalls(t: Tap, dir: string): Promise<void> {
   fails(t, await b.cmd(`send ${a.id} cookie:511 reply:510 vec:8`), 'EPERM', 'an answer after the timeout: EPERM');
   await nothingQueued(t, a, 'no REPLY_TIMEOUT for a synchronous call', 300);
 
+  const past = await a.cmd(`call ${b.id} cookie:515 expect-abs:1 vec:8`, 10_000);
+  fails(t, past, 'ETIMEDOUT', 'a deadline already past: ETIMEDOUT');
+  t.ok(Number(past.kv.elapsed) < 1000, `without waiting (${past.kv.elapsed} ms)`);
+  t.equal((await recvFree(b)).kv.cookie, '515', 'the call was queued all the same (the deadline is checked after queueing)');
+
   const cc = await a.cmd(`call ${b.id} cookie:540 expect:5000 cancel:200 vec:8`, 10_000);
   fails(t, cc, 'ECANCELED', 'CANCEL_FD written by another thread after 200 ms: ECANCELED');
   const ec = Number(cc.kv.elapsed);
@@ -632,6 +637,11 @@ async function quotas(t: Tap, dir: string): Promise<void> {
   const f1 = await u1.cmd(`sendmany ${r.id} ${per + 1} cookie:1 vec:8`);
   fails(t, f1, 'ENOBUFS', `uid 1000 floods the receiver: ENOBUFS after ${per}`);
   t.equal(f1.kv.sent, String(per), `16 unaccounted + 16 for uid 1000 = ${per} queued`);
+  // accounted on the real uid (connection.c kdbus_conn_new: current_uid())
+  const u1b = await newPeer('ruid 1000, euid 2000');
+  ok(t, await u1b.cmd('creds 1000 2000 1000 1000 1000 1000'), 'a peer with real uid 1000, effective uid 2000');
+  await hello(t, u1b, path);
+  fails(t, await u1b.cmd(`send ${r.id} cookie:50 vec:8`), 'ENOBUFS', 'it shares the share of uid 1000: ENOBUFS');
   const u2 = await hello(t, await asUser(t, newPeer, 'uid 1001', 1001), path);
   const f2 = await u2.cmd(`sendmany ${r.id} ${CONN_MAX_MSGS_PER_USER + 1} cookie:100 vec:8`);
   t.equal(f2.kv.sent, String(CONN_MAX_MSGS_PER_USER), 'uid 1001 still gets its 16 through', { answer: f2.line });
@@ -644,9 +654,13 @@ async function quotas(t: Tap, dir: string): Promise<void> {
   // fill the queue up to 256 with 16 more users of 16 messages each... 12 more
   let queued = per + 2 * CONN_MAX_MSGS_PER_USER;
   for (let uid = 1002; queued < CONN_MAX_MSGS; uid++) {
-    const u = await hello(t, await asUser(t, newPeer, `uid ${uid}`, uid), path);
+    // the first of them keeps effective uid 1000: its real uid counts
+    const u = await newPeer(`uid ${uid}`);
+    const euid = uid === 1002 ? 1000 : uid;
+    ok(t, await u.cmd(`creds ${uid} ${euid} ${uid} ${uid} ${uid} ${uid}`), `peer: real uid ${uid}, effective uid ${euid}`);
+    await hello(t, u, path);
     const f = await u.cmd(`sendmany ${r.id} ${CONN_MAX_MSGS_PER_USER} cookie:${uid * 100} vec:8`);
-    t.equal(f.kv.sent, String(CONN_MAX_MSGS_PER_USER), `uid ${uid}: 16 queued`, { answer: f.line });
+    t.equal(f.kv.sent, String(CONN_MAX_MSGS_PER_USER), `real uid ${uid} (euid ${euid}): 16 queued`, { answer: f.line });
     queued += CONN_MAX_MSGS_PER_USER;
   }
   t.equal(queued, CONN_MAX_MSGS, `${CONN_MAX_MSGS} messages queued`);
@@ -690,6 +704,32 @@ async function quotas(t: Tap, dir: string): Promise<void> {
   fails(t, lost2, 'EOVERFLOW', 'now RECV reports the lost broadcast: EOVERFLOW');
   t.equal(lost2.kv.dropped, '1', 'dropped_msgs 1');
   t.equal((await recvFree(r)).kv.cookie, '91', 'then the message');
+}
+
+async function endpointUser(t: Tap, dir: string): Promise<void> {
+  // endpoint.c kdbus_ep_new: every connection on a custom endpoint is
+  // accounted on the endpoint's own anonymous user (kdbus_conn_new:
+  // conn->user = ep->user), whatever its uid; that budget is not shared
+  // with ordinary users on the default endpoint.
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-epquota');
+  const bus = dirname(path);
+  ok(t, await (await newPeer('endpoint maker')).cmd(`epmake ${path} 0-ep world name:ep.sink policy:world:talk`),
+    'root: ENDPOINT_MAKE 0-ep granting TALK on ep.sink');
+  const r = await hello(t, await newPeer('receiver'), path);
+  ok(t, await r.cmd('acquire ep.sink'), 'receiver (root, default endpoint) owns ep.sink');
+  await connect(t, await newPeer('holder'), path, 'holder name:ep.sink policy:world:talk', 'bus: WORLD TALK on ep.sink');
+  const e1 = await hello(t, await asUser(t, newPeer, 'uid 1000 on the custom endpoint', 1000), `${bus}/0-ep`);
+  const e2 = await hello(t, await asUser(t, newPeer, 'uid 1001 on the custom endpoint', 1001), `${bus}/0-ep`);
+  const d1 = await hello(t, await asUser(t, newPeer, 'uid 1000 on the default endpoint', 1000), path);
+  const per = CONN_MAX_MSGS_UNACCOUNTED + CONN_MAX_MSGS_PER_USER;
+  const f1 = await e1.cmd(`sendmany ${r.id} ${per + 1} cookie:1 vec:8`);
+  t.equal(f1.kv.sent, String(per), `uid 1000 on the endpoint: ${per} queued`, { answer: f1.line });
+  fails(t, f1, 'ENOBUFS', 'then ENOBUFS');
+  fails(t, await e2.cmd(`send ${r.id} cookie:100 vec:8`), 'ENOBUFS',
+    'uid 1001 on the same endpoint: the same (anonymous) user, ENOBUFS at once');
+  const f3 = await d1.cmd(`sendmany ${r.id} ${CONN_MAX_MSGS_PER_USER + 1} cookie:200 vec:8`);
+  t.equal(f3.kv.sent, String(CONN_MAX_MSGS_PER_USER), 'uid 1000 on the default endpoint has its own 16', { answer: f3.line });
 }
 
 async function poolFull(t: Tap, dir: string): Promise<void> {
@@ -768,6 +808,7 @@ await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   await t.test('4. SIGINT (SA_RESTART) while parked in a synchronous call', (t) => interrupted(t, dir));
   await t.test('5a. quotas: 256 messages, 16 + 16 per user, EOVERFLOW', (t) => quotas(t, dir));
   await t.test('5b. quotas: the receiver\'s pool (EXFULL, ENOBUFS)', (t) => poolFull(t, dir));
+  await t.test('5c. quotas: a custom endpoint\'s anonymous user', (t) => endpointUser(t, dir));
 
   t.equal(live.size, 0, 'no peer process is left');
   server.kill('SIGTERM');

@@ -560,6 +560,31 @@ async function ownTalk(t: Tap, dir: string): Promise<void> {
     'root: policy holder granting OWN on own.group to gid 65534');
   ok(t, await n.cmd('acquire own.group'), 'uid 65534 (egid 65534) owns own.group');
 
+  // GROUP entries match the egid or a supplementary group (policy.c
+  // kdbus_policy_query_unlocked walks cred->group_info)
+  await connect(t, await newPeer('holder own.suppl'), path, 'holder name:own.suppl policy:group:4242:own',
+    'root: policy holder granting OWN on own.suppl to gid 4242');
+  fails(t, await n.cmd('acquire own.suppl'), 'EPERM', 'uid 65534 without group 4242: EPERM');
+  const g = await newPeer('nobody in group 4242');
+  ok(t, await g.cmd(`creds ${NOBODY} ${NOBODY} ${NOBODY} ${NOBODY} ${NOBODY} ${NOBODY} 4242`),
+    'a peer becomes uid/gid 65534 with supplementary group 4242');
+  await hello(t, g, path);
+  ok(t, await g.cmd('acquire own.suppl'), 'it owns own.suppl through its supplementary group');
+
+  // the same-user TALK shortcut compares the sender's euid with the
+  // receiver's real uid at HELLO (uid_eq(conn_creds->euid, to->cred->uid))
+  const mixed = await newPeer('ruid 1000, euid 65534');
+  ok(t, await mixed.cmd(`creds 1000 ${NOBODY} 1000 ${NOBODY} ${NOBODY} ${NOBODY}`), 'a peer with real uid 1000, effective uid 65534');
+  await hello(t, mixed, path);
+  fails(t, await n.cmd(`send ${mixed.id} cookie:1 vec:8`), 'EPERM', 'euid 65534 → a connection whose real uid is 1000: EPERM');
+  const u1000 = await hello(t, await (async () => {
+    const p = await newPeer('uid 1000');
+    ok(t, await p.cmd('setuid 1000 1000'), 'a peer drops to uid 1000');
+    return p;
+  })(), path);
+  ok(t, await u1000.cmd(`send ${mixed.id} cookie:2 vec:8`), 'euid 1000 → that connection: same user, allowed');
+  ok(t, await mixed.cmd(`send ${n.id} cookie:3 vec:8`), 'and it (euid 65534) → uid 65534: allowed');
+
   fails(t, await n.cmd('send name cookie:1 name:talk.target vec:8'), 'EPERM', 'uid 65534 → talk.target without TALK: EPERM');
   fails(t, await n.cmd(`send ${r.id} cookie:1 vec:8`), 'EPERM', 'uid 65534 → the root connection by id: EPERM');
   const holder = await connect(t, await newPeer('holder talk.target'), path, 'holder name:talk.target policy:world:talk',
@@ -605,6 +630,37 @@ async function wildcard(t: Tap, dir: string): Promise<void> {
   fails(t, await n.cmd('acquire foo.bar'), 'EPERM', 'foo.bar itself: EPERM');
   fails(t, await n.cmd('acquire foo.barx.baz'), 'EPERM', 'foo.barx.baz: EPERM');
   fails(t, await n.cmd('acquire foo.bar.exact'), 'EPERM', 'an exact entry shadows the wildcard: EPERM');
+}
+
+async function endpointAndBus(t: Tap, dir: string): Promise<void> {
+  // On a custom endpoint both databases decide (kdbus_conn_policy_own_name,
+  // kdbus_conn_policy_talk): the endpoint's must grant the access, and as a
+  // connection there is never privileged, the bus database (or, for TALK,
+  // the same-user rule) must grant it too.
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-epbus');
+  const bus = dirname(path);
+  ok(t, await (await newPeer('endpoint maker')).cmd(
+    `epmake ${path} 0-ep world name:ep.talk policy:world:talk name:ep.own policy:world:own`),
+    'root: ENDPOINT_MAKE 0-ep granting TALK on ep.talk and OWN on ep.own');
+  const a = await hello(t, await newPeer('A (root, default endpoint)'), path);
+  ok(t, await a.cmd('acquire ep.talk'), 'A owns ep.talk');
+  const c = await hello(t, await nobody(t, newPeer, 'C (uid 65534, custom endpoint)'), `${bus}/0-ep`);
+  fails(t, await c.cmd('send name cookie:1 name:ep.talk vec:8'), 'EPERM', 'C → ep.talk: the endpoint grants TALK, the bus does not: EPERM');
+  fails(t, await c.cmd('acquire ep.own'), 'EPERM', 'C acquires ep.own: the endpoint grants OWN, the bus does not: EPERM');
+  const root = await hello(t, await newPeer('root on the custom endpoint'), `${bus}/0-ep`);
+  fails(t, await root.cmd('acquire ep.own'), 'EPERM', 'root on the custom endpoint is not privileged: the bus check fails too, EPERM');
+  fails(t, await root.cmd('acquire ep.talk2'), 'EPERM', 'root on the custom endpoint, a name the endpoint does not grant: EPERM');
+  ok(t, await root.cmd(`send ${a.id} cookie:1 name:ep.talk vec:8`), 'root → ep.talk from the endpoint: TALK granted there, same uid as A');
+  t.equal((await a.cmd('recv')).kv.cookie, '1', 'A receives it');
+  await connect(t, await newPeer('holder ep.talk'), path, 'holder name:ep.talk policy:world:talk', 'bus: WORLD TALK on ep.talk');
+  await connect(t, await newPeer('holder ep.own'), path, 'holder name:ep.own policy:world:own', 'bus: WORLD OWN on ep.own');
+  const s1 = ok(t, await c.cmd('send name cookie:2 name:ep.talk vec:8'), 'C → ep.talk: both grant TALK');
+  const g1 = await a.cmd('recv wait:1000');
+  t.equal(g1.kv.stream, s1.kv.stream, 'A receives it', { answer: g1.line });
+  ok(t, await c.cmd('acquire ep.own'), 'C acquires ep.own: both grant OWN');
+  await connect(t, await newPeer('holder ep.bus'), path, 'holder name:ep.bus policy:world:own', 'bus: WORLD OWN on ep.bus');
+  fails(t, await c.cmd('acquire ep.bus'), 'EPERM', 'C acquires ep.bus: the bus grants OWN, the endpoint does not: EPERM');
 }
 
 async function special(t: Tap, dir: string): Promise<void> {
@@ -800,6 +856,7 @@ await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   await t.test('4c. policy: privileged-only operations, endpoint modes', (t) => unprivileged(t, dir));
   await t.test('4d. policy: SEE on a custom endpoint', (t) => seeEndpoint(t, dir));
   await t.test('4e. special connections, name limits, TALK by owned names', (t) => special(t, dir));
+  await t.test('4f. policy: custom endpoint and bus database both decide', (t) => endpointAndBus(t, dir));
 
   t.equal(live.size, 0, 'no peer process is left');
   server.kill('SIGTERM');

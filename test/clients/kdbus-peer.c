@@ -38,6 +38,8 @@
 //
 // Commands for names, policy, endpoints and calls (test/names-policy.test.ts,
 // test/calls-quotas.test.ts):
+//   creds RUID EUID SUID RGID EGID SGID [GROUP...]   setgroups, setresgid,
+//                                  setresuid
 //   connect BUS OPT...             HELLO with more control; OPT: pool:N
 //                                  activator holder monitor noaccept
 //                                  name:NAME policy:world:ACCESS
@@ -190,6 +192,19 @@ static void cmd_setuid(char **av, int ac) {
   if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
     return answer("err %s setuid", ename(errno));
   answer("ok euid=%u egid=%u", (unsigned)geteuid(), (unsigned)getegid());
+}
+
+static void cmd_creds(char **av, int ac) {
+  if (ac < 7) return answer("err EINVAL usage");
+  uid_t ru = (uid_t)strtoul(av[1], NULL, 10), eu = (uid_t)strtoul(av[2], NULL, 10), su = (uid_t)strtoul(av[3], NULL, 10);
+  gid_t rg = (gid_t)strtoul(av[4], NULL, 10), eg = (gid_t)strtoul(av[5], NULL, 10), sg = (gid_t)strtoul(av[6], NULL, 10);
+  gid_t groups[64];
+  int n = 0;
+  for (int i = 7; i < ac && n < 64; i++) groups[n++] = (gid_t)strtoul(av[i], NULL, 10);
+  if (setgroups((size_t)n, groups) < 0 || setresgid(rg, eg, sg) < 0 || setresuid(ru, eu, su) < 0)
+    return answer("err %s creds", ename(errno));
+  answer("ok uid=%u euid=%u gid=%u egid=%u groups=%d", (unsigned)getuid(), (unsigned)geteuid(), (unsigned)getgid(),
+         (unsigned)getegid(), getgroups(0, NULL));
 }
 
 static void cmd_make(char **av, int ac) {
@@ -1144,6 +1159,7 @@ int main(void) {
     if (ac == 0) continue;
     const char *c = av[0];
     if (!strcmp(c, "setuid")) cmd_setuid(av, ac);
+    else if (!strcmp(c, "creds")) cmd_creds(av, ac);
     else if (!strcmp(c, "make")) cmd_make(av, ac);
     else if (!strcmp(c, "unmake")) cmd_unmake();
     else if (!strcmp(c, "hello")) cmd_hello(av, ac);
