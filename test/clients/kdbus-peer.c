@@ -79,6 +79,38 @@
 // and notify= for name and reply notifications:
 // name-add|name-remove|name-change:OLDID:OLDFLAGS:NEWID:NEWFLAGS:NAME,
 // reply-timeout:ITEMSIZE, reply-dead:ITEMSIZE.
+//
+// Commands for namespaces and metadata (test/containers.test.ts):
+//   container UIDMAP GIDMAP        clone into new user, pid and mount
+//                                  namespaces (MAP: IN:OUT:COUNT[,IN:OUT:COUNT]
+//                                  written to the child's uid_map/gid_map by
+//                                  this process, as root of the parent
+//                                  namespace). The child becomes uid/gid 0
+//                                  there, makes every mount private and goes on
+//                                  reading commands (it is pid 1 of the new pid
+//                                  namespace, killed when this process dies);
+//                                  this process only waits for it and exits
+//                                  with its status. The child answers
+//                                  ok pid=P hostpid=H ppid=PP uid=U gid=G
+//   bind SRC DST [rec]             mount(SRC, DST, MS_BIND [| MS_REC])
+//   mknod PATH MAJOR MINOR MODE    a character device node, chmod'ed to MODE (octal)
+//   open PATH                      open O_RDWR and close again
+//   whoami                         pid= tid= ppid= uid=R,E,S gid=R,E,S
+//                                  procself= (readlink /proc/self: the pid in
+//                                  the pid namespace of the /proc mount)
+//   recvmeta [wait:MS]             RECV (poll first with wait:), answer the
+//                                  message's src= cookie= and its metadata
+//                                  (see below), FREE the slice
+//   infometa ID|NAME FLAGS         CONN_INFO with attach FLAGS; answers id=
+//                                  flags= and the metadata of the info
+// More connect OPTs: recv:FLAGS (attach_flags_recv), send:FLAGS
+// (attach_flags_send; default _KDBUS_ATTACH_ANY).
+// Metadata answers: creds=UID,EUID,SUID,FSUID,GID,EGID,SGID,FSGID
+// pids=PID,TID,PPID auxgroups=G,G... caps=LASTCAP:INH:PRM:EFF:BND (each set's
+// 32-bit words in hex, low word first, joined by '.') exe=PATH comm=TID_COMM
+// names=N,N... (OWNED_NAME) desc=CONN_DESCRIPTION, each "-" when absent
+// (auxgroups=none: an AUXGROUPS item without groups), and metatypes=T,T...
+// (hex types of every item after the fixed part).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +118,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,7 +129,12 @@
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,6 +358,9 @@ static int policy_opt(struct ibuf *b, const char *o) {
   return 1;
 }
 
+// The attach flags of the next HELLO (connect's recv:/send: options).
+static uint64_t hello_attach_recv = 0, hello_attach_send = _KDBUS_ATTACH_ANY;
+
 // HELLO on path with flags and extra items; maps the pool and answers.
 static void do_hello(const char *path, uint64_t psize, uint64_t flags, const struct ibuf *items) {
   if (conn_fd >= 0) return answer("err EALREADY connected");
@@ -330,6 +371,8 @@ static void do_hello(const char *path, uint64_t psize, uint64_t flags, const str
   fill_hello(hp, psize);
   hp->size = sizeof(*hp) + isize;
   hp->flags = flags;
+  hp->attach_flags_recv = hello_attach_recv;
+  hp->attach_flags_send = hello_attach_send;
   if (isize) memcpy(hp->items, items->p, isize);
   if (ioctl(fd, KDBUS_CMD_HELLO, hp) < 0) {
     int e = errno;
@@ -386,6 +429,7 @@ static void cmd_hello(char **av, int ac) {
 static void cmd_connect(char **av, int ac) {
   if (ac < 2) return answer("err EINVAL usage");
   uint64_t psize = 16ULL << 20, flags = KDBUS_HELLO_ACCEPT_FD;
+  uint64_t arecv = 0, asend = _KDBUS_ATTACH_ANY;
   struct ibuf b = { 0 };
   for (int i = 2; i < ac; i++) {
     const char *o = av[i];
@@ -400,12 +444,18 @@ static void cmd_connect(char **av, int ac) {
     else if (!strcmp(o, "holder")) flags |= KDBUS_HELLO_POLICY_HOLDER;
     else if (!strcmp(o, "monitor")) flags |= KDBUS_HELLO_MONITOR;
     else if (!strcmp(o, "noaccept")) flags &= ~(uint64_t)KDBUS_HELLO_ACCEPT_FD;
+    else if (!strncmp(o, "recv:", 5)) arecv = strtoull(o + 5, NULL, 0);
+    else if (!strncmp(o, "send:", 5)) asend = strtoull(o + 5, NULL, 0);
     else {
       free(b.p);
       return answer("err EINVAL bad option %s", o);
     }
   }
+  hello_attach_recv = arecv;
+  hello_attach_send = asend;
   do_hello(av[1], psize, flags, &b);
+  hello_attach_recv = 0;
+  hello_attach_send = _KDBUS_ATTACH_ANY;
   free(b.p);
 }
 
@@ -1136,6 +1186,251 @@ static void cmd_sendmany(char **av, int ac) {
   answer("ok sent=%ld", n);
 }
 
+// ---- namespaces and metadata ----
+
+// "IN:OUT:COUNT[,IN:OUT:COUNT]" as uid_map/gid_map text; 0 or -1.
+static int write_map(pid_t pid, const char *file, const char *spec) {
+  char text[512], path[64];
+  size_t n = 0;
+  char copy[256];
+  snprintf(copy, sizeof(copy), "%s", spec);
+  for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    unsigned long in, out, count;
+    if (sscanf(t, "%lu:%lu:%lu", &in, &out, &count) != 3) return -1;
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "%lu %lu %lu\n", in, out, count);
+    if (n >= sizeof(text)) return -1;
+  }
+  snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, text, n);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return w == (ssize_t)n ? 0 : -1;
+}
+
+static void cmd_container(char **av, int ac) {
+  if (ac < 3) return answer("err EINVAL usage");
+  if (conn_fd >= 0 || ctl_fd >= 0 || ep_fd >= 0) return answer("err EBUSY fds open");
+  int sync[2], back[2];
+  if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(back, O_CLOEXEC) < 0) return answer("err %s pipe", ename(errno));
+  fflush(stdout);
+  // fork()-like clone: the child runs on a copy of this stack.
+  pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD),
+                               NULL, NULL, NULL, NULL);
+  if (child < 0) return answer("err %s clone", ename(errno));
+  if (child == 0) {
+    close(sync[1]);
+    close(back[0]);
+    int hostpid = 0;
+    // EOF here: the parent failed (it answered) or died.
+    if (read(sync[0], &hostpid, sizeof(hostpid)) != sizeof(hostpid)) _exit(111);
+    close(sync[0]);
+    int e = 0;
+    if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+      e = errno;
+    // After the uid change, which clears it; the parent is alive: it waits for our answer on back.
+    else if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+      e = errno;
+    if (write(back[1], &e, sizeof(e)) != sizeof(e)) _exit(112);
+    close(back[1]);
+    if (e) _exit(113);
+    answer("ok pid=%d hostpid=%d ppid=%d uid=%u gid=%u", (int)getpid(), hostpid, (int)getppid(),
+           (unsigned)getuid(), (unsigned)getgid());
+    return;   // back to the command loop, as the container's peer
+  }
+  close(sync[0]);
+  close(back[1]);
+  int e = 0;
+  const char *what = "";
+  if (write_map(child, "uid_map", av[1]) < 0) { e = errno ? errno : EINVAL; what = "uid_map"; }
+  else if (write_map(child, "gid_map", av[2]) < 0) { e = errno ? errno : EINVAL; what = "gid_map"; }
+  if (e) {
+    close(sync[1]);   // the child sees EOF and exits
+    waitpid(child, NULL, 0);
+    close(back[0]);
+    return answer("err %s %s", ename(e), what);
+  }
+  int hostpid = (int)child;
+  if (write(sync[1], &hostpid, sizeof(hostpid)) != sizeof(hostpid)) e = errno;
+  close(sync[1]);
+  int ce = 0;
+  if (!e && read(back[0], &ce, sizeof(ce)) != sizeof(ce)) e = EIO;
+  close(back[0]);
+  if (e || ce) {
+    waitpid(child, NULL, 0);
+    return answer("err %s container setup", ename(e ? e : ce));
+  }
+  // From here on the child owns stdin and stdout.
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    close(null);
+  }
+  int st = 0;
+  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+  _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+static void cmd_bind(char **av, int ac) {
+  if (ac < 3) return answer("err EINVAL usage");
+  unsigned long fl = MS_BIND | (ac > 3 && !strcmp(av[3], "rec") ? MS_REC : 0);
+  if (mount(av[1], av[2], NULL, fl, NULL) < 0) return answer("err %s mount", ename(errno));
+  answer("ok");
+}
+
+static void cmd_mknod(char **av, int ac) {
+  if (ac < 5) return answer("err EINVAL usage");
+  mode_t mode = (mode_t)strtoul(av[4], NULL, 8);
+  if (mknod(av[1], S_IFCHR | mode, makedev(strtoul(av[2], NULL, 0), strtoul(av[3], NULL, 0))) < 0)
+    return answer("err %s mknod", ename(errno));
+  if (chmod(av[1], mode) < 0) return answer("err %s chmod", ename(errno));
+  answer("ok");
+}
+
+static void cmd_open(char **av, int ac) {
+  if (ac < 2) return answer("err EINVAL usage");
+  int fd = open(av[1], O_RDWR | O_CLOEXEC);
+  if (fd < 0) return answer("err %s open", ename(errno));
+  close(fd);
+  answer("ok");
+}
+
+static void cmd_whoami(void) {
+  uid_t r, e, s;
+  gid_t rg, eg, sg;
+  getresuid(&r, &e, &s);
+  getresgid(&rg, &eg, &sg);
+  char self[64];
+  ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+  self[n > 0 ? n : 0] = 0;
+  answer("ok pid=%d tid=%d ppid=%d uid=%u,%u,%u gid=%u,%u,%u procself=%s", (int)getpid(), (int)gettid(),
+         (int)getppid(), (unsigned)r, (unsigned)e, (unsigned)s, (unsigned)rg, (unsigned)eg, (unsigned)sg,
+         n > 0 ? self : "-");
+}
+
+// The metadata items in [it, end) as " creds=... pids=... ..." into out.
+static void meta_summary(const struct kdbus_item *it, const uint8_t *end, char *out, size_t cap) {
+  char creds[160] = "-", pids[96] = "-", aux[256] = "-", caps[400] = "-", exe[300] = "-", comm[40] = "-",
+       names[300] = "-", desc[100] = "-", types[300] = "";
+  size_t tl = 0, nl = 0;
+  for (; (const uint8_t *)it + ITEM_HDR <= end && it->size >= ITEM_HDR && (const uint8_t *)it + it->size <= end;
+       it = ITEM_NEXT(it)) {
+    uint64_t dlen = it->size - ITEM_HDR;
+    if (tl < sizeof(types))
+      tl += (size_t)snprintf(types + tl, sizeof(types) - tl, "%s%" PRIx64, tl ? "," : "", (uint64_t)it->type);
+    switch (it->type) {
+    case KDBUS_ITEM_CREDS:
+      if (dlen >= sizeof(struct kdbus_creds)) {
+        const struct kdbus_creds *c = &it->creds;
+        snprintf(creds, sizeof(creds), "%u,%u,%u,%u,%u,%u,%u,%u", c->uid, c->euid, c->suid, c->fsuid, c->gid,
+                 c->egid, c->sgid, c->fsgid);
+      }
+      break;
+    case KDBUS_ITEM_PIDS:
+      if (dlen >= sizeof(struct kdbus_pids))
+        snprintf(pids, sizeof(pids), "%" PRIu64 ",%" PRIu64 ",%" PRIu64, (uint64_t)it->pids.pid,
+                 (uint64_t)it->pids.tid, (uint64_t)it->pids.ppid);
+      break;
+    case KDBUS_ITEM_AUXGROUPS: {
+      size_t l = 0;
+      aux[0] = 0;
+      for (uint64_t i = 0; i < dlen / 4 && l < sizeof(aux); i++)
+        l += (size_t)snprintf(aux + l, sizeof(aux) - l, "%s%u", i ? "," : "", (unsigned)it->data32[i]);
+      if (!dlen) strcpy(aux, "none");
+      break;
+    }
+    case KDBUS_ITEM_CAPS:
+      if (dlen >= 4) {
+        uint64_t words = (dlen - 4) / 4 / 4;   // u32 words per set
+        size_t l = (size_t)snprintf(caps, sizeof(caps), "%u", (unsigned)it->caps.last_cap);
+        for (uint64_t s = 0; s < 4 && l < sizeof(caps); s++) {
+          l += (size_t)snprintf(caps + l, sizeof(caps) - l, ":");
+          for (uint64_t w = 0; w < words && l < sizeof(caps); w++)
+            l += (size_t)snprintf(caps + l, sizeof(caps) - l, "%s%x", w ? "." : "", (unsigned)it->caps.caps[s * words + w]);
+        }
+      }
+      break;
+    case KDBUS_ITEM_EXE:
+      snprintf(exe, sizeof(exe), "%.*s", (int)strnlen(it->str, dlen), it->str);
+      break;
+    case KDBUS_ITEM_TID_COMM:
+      snprintf(comm, sizeof(comm), "%.*s", (int)strnlen(it->str, dlen), it->str);
+      break;
+    case KDBUS_ITEM_CONN_DESCRIPTION:
+      snprintf(desc, sizeof(desc), "%.*s", (int)strnlen(it->str, dlen), it->str);
+      break;
+    case KDBUS_ITEM_OWNED_NAME:
+      if (dlen > sizeof(uint64_t) && nl < sizeof(names)) {
+        if (!nl) names[0] = 0;
+        nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s%.*s", nl ? "," : "",
+                               (int)strnlen(it->name.name, dlen - sizeof(uint64_t)), it->name.name);
+      }
+      break;
+    default:
+      break;
+    }
+  }
+  snprintf(out, cap, " creds=%s pids=%s auxgroups=%s caps=%s exe=%s comm=%s names=%s desc=%s metatypes=%s", creds,
+           pids, aux, caps, exe, comm, names, desc, tl ? types : "-");
+}
+
+static void cmd_recvmeta(char **av, int ac) {
+  if (conn_fd < 0) return answer("err ENOTCONN not connected");
+  for (int i = 1; i < ac; i++)
+    if (!strncmp(av[i], "wait:", 5)) wait_in(atoi(av[i] + 5));
+  struct kdbus_cmd_recv r;
+  memset(&r, 0, sizeof(r));
+  r.size = sizeof(r);
+  if (ioctl(conn_fd, KDBUS_CMD_RECV, &r) < 0) return answer("err %s recv", ename(errno));
+  uint64_t off = r.msg.offset;
+  if (off >= pool_size) return answer("err ERANGE off=%" PRIu64, off);
+  const struct kdbus_msg *m = (const void *)(pool + off);
+  char meta[2048];
+  if (m->size < sizeof(*m) || m->size > pool_size - off) {
+    do_free(off);
+    return answer("err ERANGE msize=%" PRIu64, (uint64_t)m->size);
+  }
+  meta_summary(m->items, (const uint8_t *)m + m->size, meta, sizeof(meta));
+  uint64_t src = m->src_id, cookie = m->cookie;
+  int fe = do_free(off);
+  answer("ok src=%" PRIu64 " cookie=%" PRIu64 " free=%s%s", src, cookie, fe ? ename(fe) : "0", meta);
+}
+
+static void cmd_infometa(char **av, int ac) {
+  if (ac < 3) return answer("err EINVAL usage");
+  if (conn_fd < 0) return answer("err ENOTCONN not connected");
+  int byname = strchr(av[1], '.') != NULL;
+  size_t nlen = byname ? strlen(av[1]) + 1 : 0;
+  size_t size = sizeof(struct kdbus_cmd_info) + (byname ? ALIGN8(ITEM_HDR + nlen) : 0);
+  struct kdbus_cmd_info *c = calloc(1, size);
+  c->size = size;
+  c->flags = strtoull(av[2], NULL, 0);
+  if (byname) item_put(c->items, KDBUS_ITEM_NAME, av[1], nlen);
+  else c->id = strtoull(av[1], NULL, 0);
+  if (ioctl(conn_fd, KDBUS_CMD_CONN_INFO, c) < 0) {
+    int e = errno;
+    free(c);
+    return answer("err %s conn_info", ename(e));
+  }
+  uint64_t off = c->offset;
+  free(c);
+  if (off >= pool_size) return answer("err ERANGE off=%" PRIu64, off);
+  const struct kdbus_info *info = (const void *)(pool + off);
+  char meta[2048];
+  if (info->size < sizeof(*info) || info->size > pool_size - off) {
+    do_free(off);
+    return answer("err ERANGE size=%" PRIu64, (uint64_t)info->size);
+  }
+  meta_summary(info->items, (const uint8_t *)info + info->size, meta, sizeof(meta));
+  uint64_t id = info->id, fl = info->flags;
+  int fe = do_free(off);
+  answer("ok id=%" PRIu64 " flags=%" PRIu64 " free=%s%s", id, fl, fe ? ename(fe) : "0", meta);
+}
+
 static void cmd_bye(void) {
   if (conn_fd < 0) return answer("err ENOTCONN not connected");
   munmap(pool, pool_size);
@@ -1183,6 +1478,13 @@ int main(void) {
     else if (!strcmp(c, "sigint")) cmd_sigint();
     else if (!strcmp(c, "call")) cmd_call(av, ac);
     else if (!strcmp(c, "sendmany")) cmd_sendmany(av, ac);
+    else if (!strcmp(c, "container")) cmd_container(av, ac);
+    else if (!strcmp(c, "bind")) cmd_bind(av, ac);
+    else if (!strcmp(c, "mknod")) cmd_mknod(av, ac);
+    else if (!strcmp(c, "open")) cmd_open(av, ac);
+    else if (!strcmp(c, "whoami")) cmd_whoami();
+    else if (!strcmp(c, "recvmeta")) cmd_recvmeta(av, ac);
+    else if (!strcmp(c, "infometa")) cmd_infometa(av, ac);
     else if (!strcmp(c, "exit")) break;
     else answer("err EINVAL unknown command %s", c);
   }
