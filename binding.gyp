@@ -9,7 +9,8 @@
         "native/tree.cc",
         "native/pool.cc",
         "native/procmem.cc",
-        "native/fdwatch.cc"
+        "native/fdwatch.cc",
+        "native/fdinstall.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

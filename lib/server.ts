@@ -4,9 +4,8 @@
 // delivered them.
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
-import { ControlHandle, EndpointHandle, Handle, type HandleEnv } from './core/handle.js';
+import { ControlHandle, EndpointHandle, Handle, type HandleEnv, type Parked } from './core/handle.js';
 import type { Bus } from './core/bus.js';
-import type { SyncCall } from './core/call.js';
 import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
@@ -27,8 +26,8 @@ export class KdbusServer {
   private readonly handles = new Map<number, Handle>();
   /** poll handles (kh) of files whose pollers want a wakeup */
   private readonly pollers = new Map<number, number>();
-  /** synchronous calls parked on their FUSE request */
-  private readonly parked = new Map<number, SyncCall>();
+  /** ioctls parked on their FUSE request: synchronous calls, RECVs installing fds */
+  private readonly parked = new Map<number, Parked>();
   /** endpoint files by tag */
   private readonly endpoints = new Map<number, Endpoint>();
   private nextTag = CONTROL_TAG + 1;
@@ -105,6 +104,12 @@ export class KdbusServer {
       takeFd: native.takeFd,
       fdStat: native.fdStat,
       closeFd: native.closeFd,
+      releaseFds: native.releaseFds,
+      // the native side answers the ioctl (with what done returns): it is no longer ours
+      installFds: (unique, tid, fds, done) => native.fdInstall(sid, unique, tid, fds, (result, why) => {
+        this.parked.delete(unique);
+        return done(result, why);
+      }),
       watchFd: native.watchFd,
       unwatchFd: native.unwatchFd,
       replyIoctl: (unique, result) => {

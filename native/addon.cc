@@ -8,8 +8,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
 #include "procmem.h"
@@ -57,6 +60,12 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("closeFd", &Addon::CloseFd),
         InstanceMethod("watchFd", &Addon::WatchFd),
         InstanceMethod("unwatchFd", &Addon::UnwatchFd),
+        InstanceMethod("fdInstall", &Addon::FdInstall),
+        InstanceMethod("releaseFds", &Addon::ReleaseFds),
+    });
+    installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
+      auto it = sessions_.find(sid);
+      return it != sessions_.end() && it->second->ReplyIoctl(unique, result);
     });
   }
 
@@ -64,6 +73,8 @@ class Addon : public Napi::Addon<Addon> {
   // the session objects themselves are left to process exit.
   ~Addon() {
     for (auto& s : sessions_) s.second->Unmount();
+    // After the sessions: their end releases threads the installer waits for.
+    installer_.reset();
   }
 
  private:
@@ -71,6 +82,7 @@ class Addon : public Napi::Addon<Addon> {
   uint64_t nextSid_ = 1;
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
+  std::unique_ptr<FdInstaller> installer_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -238,6 +250,7 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("protoMinor", Napi::Number::New(info.Env(), s->protoMinor()));
     o.Set("passthrough", Napi::Boolean::New(info.Env(), s->passthrough()));
+    o.Set("dev", Napi::Number::New(info.Env(), static_cast<double>(s->dev())));
     return o;
   }
 
@@ -426,7 +439,55 @@ class Addon : public Napi::Addon<Addon> {
     o.Set("seals", Napi::Number::New(env, fi.seals));
     o.Set("size", Napi::Number::New(env, static_cast<double>(fi.size)));
     o.Set("mode", Napi::Number::New(env, fi.mode));
+    o.Set("dev", Napi::Number::New(env, static_cast<double>(fi.dev)));
+    o.Set("ino", Napi::Number::New(env, static_cast<double>(fi.ino)));
+    o.Set("pathOnly", Napi::Boolean::New(env, fi.pathOnly));
+    o.Set("domain", Napi::Number::New(env, fi.domain));
+    bool kdbus = false;
+    for (auto& s : sessions_) kdbus = kdbus || (s.second->dev() && s.second->dev() == fi.dev);
+    o.Set("kdbus", Napi::Boolean::New(env, kdbus));
     return o;
+  }
+
+  // Reads an array of int32 fds (>= 0) from argument i.
+  static bool FdArray(const Napi::CallbackInfo& info, size_t i, std::vector<int>* out) {
+    if (!info[i].IsArray()) {
+      FailType(info.Env(), "kdbusfs: fds must be an array of numbers");
+      return false;
+    }
+    Napi::Array a = info[i].As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) {
+      Napi::Value v = a.Get(k);
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d <= INT32_MAX && d == std::floor(d))) {
+        FailRange(info.Env(), "kdbusfs: fds must be non-negative int32s");
+        return false;
+      }
+      out->push_back(static_cast<int>(d));
+    }
+    return true;
+  }
+
+  // fdInstall(sid, unique, tid, fds, done): see lib/fuse/native.ts.
+  Napi::Value FdInstall(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t sid, unique;
+    int32_t tid;
+    std::vector<int> fds;
+    if (!U64(info, 0, "session id", &sid) || !U64(info, 1, "unique", &unique) || !I32(info, 2, "tid", &tid) ||
+        !FdArray(info, 3, &fds))
+      return env.Undefined();
+    if (!info[4].IsFunction()) return FailType(env, "kdbusfs: fdInstall needs a callback");
+    if (fds.empty() || fds.size() > 1024) return FailRange(env, "kdbusfs: fdInstall takes 1 to 1024 fds");
+    if (!sessions_.count(sid)) return Napi::Number::New(env, -ESHUTDOWN);
+    return Napi::Number::New(env, installer_->Start(sid, unique, tid, fds, info[4].As<Napi::Function>()));
+  }
+
+  // releaseFds(fds): closes them on a helper thread.
+  Napi::Value ReleaseFds(const Napi::CallbackInfo& info) {
+    std::vector<int> fds;
+    if (FdArray(info, 0, &fds)) installer_->CloseLater(std::move(fds));
+    return info.Env().Undefined();
   }
 
   // watchFd(fd, cb): cb() once when fd becomes readable. Returns a watch id or -errno.

@@ -1,6 +1,7 @@
 #include "procmem.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -80,12 +81,25 @@ int TakeFd(pid_t tid, int fd) {
 }
 
 int StatFd(int fd, FdInfo* info) {
-  struct stat st;
-  if (fstat(fd, &st) < 0) return -errno;
-  int seals = fcntl(fd, F_GET_SEALS);
+  // fstat would ask a FUSE server for fresh attributes: on a kdbusfs file of
+  // our own mount, that server is the thread making the call.
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &stx) < 0) return -errno;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return -errno;
+  info->pathOnly = (flags & O_PATH) != 0;
+  int seals = info->pathOnly ? -1 : fcntl(fd, F_GET_SEALS);
   info->seals = seals < 0 ? -1 : seals;
-  info->size = static_cast<uint64_t>(st.st_size);
-  info->mode = st.st_mode;
+  info->size = stx.stx_size;
+  info->mode = stx.stx_mode;
+  info->dev = DevNumber(stx.stx_dev_major, stx.stx_dev_minor);
+  info->ino = stx.stx_ino;
+  info->domain = -1;
+  if (S_ISSOCK(stx.stx_mode) && !info->pathOnly) {
+    int domain = -1;
+    socklen_t len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0) info->domain = domain;
+  }
   return 0;
 }
 

@@ -19,7 +19,18 @@ struct FdInfo {
   int seals;  // F_GET_SEALS, -1 if the fd is not sealable (not a memfd)
   uint64_t size;
   uint32_t mode;
+  uint64_t dev;     // the file system's device, (major << 20) | minor
+  uint64_t ino;
+  bool pathOnly;    // opened with O_PATH
+  int domain;       // a socket's SO_DOMAIN (AF_UNIX...), -1 for other files
 };
+// Never sends a request to a FUSE server (statx with AT_STATX_DONT_SYNC and an
+// empty mask): the fd may be a file of a mount this very thread serves.
 int StatFd(int fd, FdInfo* info);
+
+// (major << 20) | minor, the kernel's own dev_t layout.
+inline uint64_t DevNumber(uint32_t major, uint32_t minor) {
+  return (static_cast<uint64_t>(major) << 20) | minor;
+}
 
 }  // namespace procmem

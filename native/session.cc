@@ -40,6 +40,39 @@ bool Take(const uint8_t* p, size_t n, T* out) {
   return true;
 }
 
+// The device of the topmost mount of fstype on mountpoint, from
+// /proc/self/mountinfo (a stat of the mount point would ask this very thread
+// for the root's attributes). 0 if not found.
+uint64_t MountDev(const std::string& mountpoint, const std::string& fstype) {
+  FILE* f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return 0;
+  uint64_t dev = 0;
+  char* line = nullptr;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    // id parent major:minor root mountpoint options... - fstype source options
+    unsigned major, minor;
+    char mp[4096];
+    if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, mp) != 3) continue;
+    std::string point;  // unescape \ooo (space, tab, newline, backslash)
+    for (const char* c = mp; *c; c++) {
+      if (c[0] == '\\' && c[1] >= '0' && c[1] <= '7' && c[2] >= '0' && c[2] <= '7' && c[3] >= '0' && c[3] <= '7') {
+        point += static_cast<char>((c[1] - '0') * 64 + (c[2] - '0') * 8 + (c[3] - '0'));
+        c += 3;
+      } else {
+        point += *c;
+      }
+    }
+    const char* sep = strstr(line, " - ");
+    if (!sep || point != mountpoint) continue;
+    char type[256];
+    if (sscanf(sep + 3, "%255s", type) == 1 && fstype == type) dev = procmem::DevNumber(major, minor);
+  }
+  free(line);
+  fclose(f);
+  return dev;
+}
+
 size_t DirentSize(size_t namelen) {
   return (offsetof(fuse_dirent, name) + namelen + 7) & ~size_t{7};
 }
@@ -78,6 +111,8 @@ Session* Session::Mount(Napi::Env env, const MountParams& params, bool passthrou
     s->unmounted_ = true;
     return nullptr;
   }
+  s->dev_ = MountDev(params.mountpoint, params.subtype.empty() ? "fuse" : "fuse." + params.subtype);
+  if (!s->dev_) fprintf(stderr, "kdbusfs: %s not found in /proc/self/mountinfo\n", params.mountpoint.c_str());
   // From here on ~Session (via Unmount) undoes whatever was done.
   if (s->watchdog_.Start(params.mountpoint, err) < 0) return nullptr;
   s->poll_ = new uv_poll_t;

@@ -33,6 +33,10 @@ class Session {
 
   Tree& tree() { return tree_; }
   uint32_t protoMinor() const { return protoMinor_; }
+  // The mount's device ((major << 20) | minor, as procmem::DevNumber), 0 if unknown:
+  // the same in every mount namespace and bind mount, so files of this mount are
+  // recognized wherever a client opened them.
+  uint64_t dev() const { return dev_; }
   bool passthrough() const { return passthrough_; }
 
   bool ReplyIoctl(uint64_t unique, int result);
@@ -96,6 +100,7 @@ class Session {
   bool passthrough_ = false;
   bool passthroughConfirmed_ = false;  // a BACKING_OPEN has succeeded
   uint32_t protoMinor_ = 0;
+  uint64_t dev_ = 0;
   int fd_ = -1;
   uv_poll_t* poll_ = nullptr;
   Watchdog watchdog_;

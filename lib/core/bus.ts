@@ -118,7 +118,7 @@ export class Bus {
     conn.wake();
   }
 
-  private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool, this.fds);
+  private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool);
 
   /**
    * kdbus_cmd_msg_send. For a synchronous call (sync set), returns the
@@ -270,14 +270,17 @@ export class Bus {
   private moveMessages(from: Connection, to: Connection, nameId: bigint): void {
     for (const e of [...from.queue.entries()]) {
       if (nameId > 0n && e.kmsg.dstNameId !== nameId) continue;
-      from.dequeue(e, false);
+      from.dequeue(e, false, true);
       try {
+        // a connection that refused fds never gets a message with fds
+        if (e.kmsg.fds.length && !to.acceptsFds) fail(errno.ECOMM, `${to.id} does not accept fds`);
         to.adopt(e, from.pool);
       } catch (err) {
         if (!(err instanceof KdbusError)) throw err;
         to.lostCount++;
       } finally {
         if (e.payloadOff >= 0) from.pool.release(e.payloadOff);
+        e.kmsg.release(this.fds);
       }
     }
     for (const c of this.connections.values()) {

@@ -11,11 +11,19 @@
 // restart gives SA_RESTART callers. A caller that wants to abandon a call
 // early uses CANCEL_FD, kdbus's mechanism for that.
 import { readFileSync } from 'node:fs';
-import { CMD_SEND } from '../abi/kdbus.js';
+import { CMD_SEND, RECV_RETURN_INCOMPLETE_FDS } from '../abi/kdbus.js';
 import { errno, KdbusError } from './errors.js';
 import { monotonicNs, replyUnlink, type Reply, type SyncWaiter } from './reply.js';
-import type { Connection } from './connection.js';
+import type { Connection, PendingInstall } from './connection.js';
 import type { QueueEntry } from './message.js';
+import { log } from '../log.js';
+
+/**
+ * The end of an fd install (native fdInstall): the receiver's fd numbers
+ * (-errno for those that failed), or a negative errno when nothing was
+ * installed (why says why). Returns the ioctl's result.
+ */
+export type InstallDone = (result: number[] | number, why?: string) => number;
 
 /** What finishing a call needs from the handle that parked it. */
 export interface ParkedIoctl {
@@ -23,13 +31,20 @@ export interface ParkedIoctl {
   writeU64(off: number, v: bigint): void;
   /** flushes the command write-back and answers the parked ioctl */
   answer(result: number): void;
+  /**
+   * Installs fds in the caller, then calls done and answers the ioctl with
+   * its result, the command write-back flushed. 0, or -errno if it could not
+   * start (the ioctl is then still parked).
+   */
+  installFds(fds: number[], done: InstallDone): number;
 }
 
 /** Fd watching (native watchFd) for CANCEL_FD. */
 export interface FdWatcher {
   watchFd(fd: number, onReadable: () => void): number;
   unwatchFd(id: number): void;
-  closeFd(fd: number): void;
+  /** Closes fds taken from a client, off the loop thread (a close runs the file's flush). */
+  releaseFds(fds: number[]): void;
 }
 
 const SIGKILL_BIT = 1n << 8n;
@@ -65,6 +80,8 @@ export class SyncCall implements SyncWaiter {
 
   /** FUSE_INTERRUPT: release a dying caller now; otherwise keep waiting, but watch for one. */
   interrupted(): void {
+    // ended already: a reply with fds is being installed (which interrupts the caller itself)
+    if (this.done) return;
     if (this.fatalSignalPending()) {
       this.end(errno.EINTR, null);
       return;
@@ -97,7 +114,7 @@ export class SyncCall implements SyncWaiter {
     if (this.timer) clearTimeout(this.timer);
     if (this.fatalPoll) clearInterval(this.fatalPoll);
     if (this.watch >= 0) this.fds.unwatchFd(this.watch);
-    if (this.cancelFd >= 0) this.fds.closeFd(this.cancelFd);
+    if (this.cancelFd >= 0) this.fds.releaseFds([this.cancelFd]);
     if (this.reply) {
       this.reply.syncWaiter = null;
       replyUnlink(this.reply);
@@ -105,10 +122,56 @@ export class SyncCall implements SyncWaiter {
 
     let result = -err;
     if (!err && !this.conn.active) result = -errno.ECONNRESET;
-    if (result === 0 && entry) result = this.install(entry);
-    else if (entry) this.conn.discard(entry);
+    if (result === 0 && entry && entry.kmsg.installCount > 0) {
+      result = this.installWithFds(entry);
+      if (result === 0) { // answered once the fds are in
+        this.conn.bus.flushNotifications();
+        return;
+      }
+    } else if (result === 0 && entry) {
+      result = this.install(entry);
+    } else if (entry) {
+      this.conn.discard(entry);
+    }
     this.ioctl.answer(result);
     this.conn.bus.flushNotifications();
+  }
+
+  /**
+   * A reply with fds (or memfds): they are installed in the caller as at
+   * RECV, then the reply is handed over. If they cannot be (the caller is
+   * traced or under seccomp...), the SEND fails with that errno and the reply
+   * is lost: there is no queue to keep it in. Returns 0 once started, or -errno.
+   */
+  private installWithFds(entry: QueueEntry): number {
+    let p: PendingInstall;
+    try {
+      p = this.conn.beginInstall(entry, this.tid, false);
+    } catch (e) {
+      if (!(e instanceof KdbusError)) throw e;
+      this.conn.discard(entry);
+      return -e.errno;
+    }
+    const started = this.ioctl.installFds(p.fds, (result, why) => {
+      if (typeof result === 'number') {
+        this.conn.abortInstall(p);
+        log('call', `tid ${this.tid}: a synchronous reply with ${p.fds.length} fds is lost: ` +
+          `${why ?? 'fd install failed'} (errno ${-result})`);
+        return result;
+      }
+      if (!this.conn.active) {
+        this.conn.abortInstall(p);
+        return -errno.ECONNRESET;
+      }
+      const incomplete = this.conn.finishInstall(p, result);
+      this.ioctl.writeU64(CMD_SEND.return_flags, 0n);
+      this.ioctl.writeU64(CMD_SEND.reply_offset, BigInt(p.off));
+      this.ioctl.writeU64(CMD_SEND.reply_msg_size, BigInt(p.size));
+      this.ioctl.writeU64(CMD_SEND.reply_return_flags, incomplete ? RECV_RETURN_INCOMPLETE_FDS : 0n);
+      return 0;
+    });
+    if (started < 0) this.conn.abortInstall(p);
+    return started;
   }
 
   /** The reply into the caller's pool, its place written into cmd->reply. */

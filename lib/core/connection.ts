@@ -2,7 +2,7 @@
 // endpoint handle, it owns a pool, a queue, a match database and pending
 // replies, and is torn down by BYEBYE or the handle's release.
 import { ATTACH, ATTACH_ALL, ATTACH_ANY, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
-  HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, LIMITS, RECV_DROP, RECV_PEEK,
+  HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, LIMITS, MSG, RECV_DROP, RECV_PEEK,
   RECV_USE_PRIORITY, align8 } from '../abi/kdbus.js';
 import { errno, fail } from './errors.js';
 import { Pool } from './pool.js';
@@ -28,6 +28,33 @@ export function sanitizeAttachFlags(flags: bigint): bigint {
 /** Wakes the connection's poller (FUSE_NOTIFY_POLL). */
 export type Waker = () => void;
 
+/**
+ * A message being received with fds (kdbus_queue_entry_install with
+ * install_fds): taken out of the queue, laid out in a slice of the pool that
+ * is reserved but not written yet, while the fds are installed in the
+ * receiver. Then finishInstall writes the numbers and hands the slice over, or
+ * abortInstall puts things back.
+ */
+export interface PendingInstall {
+  entry: QueueEntry;
+  /** the entry came from the queue (RECV), not a synchronous reply */
+  queued: boolean;
+  off: number;
+  size: number;
+  /** the message as the receiver will see it, every fd number -1 */
+  buf: Buffer;
+  /** where in buf each installed fd's number goes, in fds order */
+  slots: number[];
+  /** the server's copies, in install order (kdbus_msg_make_items: memfds, then the FDS item) */
+  fds: number[];
+}
+
+/** The message laid out for a receiver, with where its fd numbers go. */
+interface Composed {
+  buf: Buffer;
+  slots: number[];
+}
+
 export class Connection implements ReplyPeer, NameClient, PolicyConn {
   state: 'active' | 'dead' = 'active';
   readonly queue = new Queue();
@@ -40,6 +67,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   attachFlagsSend: bigint;
   attachFlagsRecv: bigint;
   wake: Waker = () => {};
+  /** entries out of the queue while their fds are installed (BYEBYE waits for them too) */
+  installing = 0;
   /** the thread of the ioctl being served, for decisions on its current credentials */
   private callerTid = 0;
   private callerCreds: PolicyCreds | null = null;
@@ -95,6 +124,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
           stage: (m: Kmsg, pool: Pool) => number): void {
     if (this.queue.count >= LIMITS.CONN_MAX_MSGS) fail(errno.ENOBUFS, `queue of ${this.id} full`);
     if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
+    if (m.fds.length && !this.acceptsFds) fail(errno.ECOMM, `${this.id} does not accept fds`);
     const payloadOff = stage(m, this.pool);
     let user: User | null = null;
     if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED) {
@@ -107,13 +137,17 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       user = sender.user;
     }
     this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user });
+    m.hold();
     this.wake();
   }
 
   /** kdbus_conn_entry_make: a message for us that does not go through the queue (a synchronous reply). */
   makeEntry(m: Kmsg, stage: (m: Kmsg, pool: Pool) => number): QueueEntry {
     if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
-    return { kmsg: m, priority: m.priority, payloadOff: stage(m, this.pool), reply: null, user: null };
+    if (m.fds.length && !this.acceptsFds) fail(errno.ECOMM, `${this.id} does not accept fds`);
+    const e = { kmsg: m, priority: m.priority, payloadOff: stage(m, this.pool), reply: null, user: null };
+    m.hold();
+    return e;
   }
 
   /**
@@ -133,16 +167,21 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       this.pool.backing.flush(payloadOff, size);
     }
     this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null });
+    e.kmsg.hold();
     this.wake();
   }
 
   /** Frees an entry that will never be received. */
   discard(e: QueueEntry): void {
     if (e.payloadOff >= 0) this.pool.release(e.payloadOff);
+    e.kmsg.release(this.fds);
   }
 
-  /** kdbus_queue_entry_remove: unlink, uncharge, and drop the payload slice unless it moved on. */
-  dequeue(e: QueueEntry, releasePayload: boolean): void {
+  /**
+   * kdbus_queue_entry_remove: unlink, uncharge, drop the payload slice unless
+   * it moved on, and the entry's hold on the message's files unless kept.
+   */
+  dequeue(e: QueueEntry, releasePayload: boolean, keepHold = false): void {
     this.queue.remove(e);
     if (e.user) {
       const n = (this.msgUsers.get(e.user) ?? 1) - 1;
@@ -150,35 +189,118 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       else this.msgUsers.delete(e.user);
     }
     if (releasePayload && e.payloadOff >= 0) this.pool.release(e.payloadOff);
+    if (!keepHold) e.kmsg.release(this.fds);
+  }
+
+  /** The message as the receiver sees it: header, notification or payload items, metadata. */
+  private compose(e: QueueEntry, receiverTid: number): Composed {
+    const m = e.kmsg;
+    const parts: Buffer[] = [];
+    let size = MSG.items;
+    let slots: number[] = [];
+    if (m.notifyItems) {
+      parts.push(m.notifyItems);
+      size += m.notifyItems.length;
+    }
+    if (m.parts.length || m.dstName !== null || m.fds.length) {
+      const p = payloadItems(e);
+      const at = size;
+      if (p.fdSlots.length) slots = p.fdSlots.map((o) => o + at);
+      parts.push(p.items);
+      size += p.items.length;
+    }
+    if (m.procMeta || m.connMeta) {
+      const meta = exportMeta(m.procMeta, m.connMeta, this.attachFlagsRecv, { tid: receiverTid });
+      if (meta.length) {
+        parts.push(meta);
+        size += meta.length;
+      }
+    }
+    return { buf: Buffer.concat([msgHeader(m, size), ...parts], size), slots };
   }
 
   /**
-   * kdbus_queue_entry_install: writes the message into our pool as the
-   * receiver sees it (header, notification or payload items, metadata) and
-   * returns its slice offset and size; the payload slice becomes its child.
+   * kdbus_queue_entry_install without installing fds (every fd number -1):
+   * writes the message into our pool and returns its slice offset and size;
+   * the payload slice becomes its child.
    */
   install(e: QueueEntry, ownsPayload: boolean, receiverTid: number): { off: number; size: number } {
-    const m = e.kmsg;
-    const parts: Buffer[] = [];
-    if (m.notifyItems) parts.push(m.notifyItems);
-    if (m.parts.length || m.dstName !== null) parts.push(payloadItems(e));
-    if (m.procMeta || m.connMeta) {
-      const meta = exportMeta(m.procMeta, m.connMeta, this.attachFlagsRecv, { tid: receiverTid });
-      if (meta.length) parts.push(meta);
-    }
-    let size = 64;
-    for (const p of parts) size += p.length;
+    const { buf } = this.compose(e, receiverTid);
+    const size = buf.length;
     const off = this.pool.alloc(size);
-    const buf = Buffer.concat([msgHeader(m, size), ...parts], size);
     this.pool.backing.write(off, buf);
     this.pool.backing.flush(off, size);
     if (ownsPayload && e.payloadOff >= 0) this.pool.setChild(off, e.payloadOff);
     return { off, size };
   }
 
-  /** KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv. */
+  /**
+   * Receiving e with its fds, part 1: lays the message out and reserves its
+   * slice (ENOBUFS leaves everything as it was), and takes a queued entry out
+   * of the queue, keeping its hold on the files.
+   */
+  beginInstall(e: QueueEntry, receiverTid: number, queued: boolean): PendingInstall {
+    const { buf, slots } = this.compose(e, receiverTid);
+    const off = this.pool.alloc(buf.length);
+    if (queued) this.dequeue(e, false, true);
+    this.installing++;
+    return { entry: e, queued, off, size: buf.length, buf, slots, fds: e.kmsg.installFds() };
+  }
+
+  /**
+   * Part 2, the fds installed: numbers[i] is the receiver's number for fds[i],
+   * or -errno. Writes the message, hands its slice to the receiver and
+   * returns whether some fd could not be installed (RECV_RETURN_INCOMPLETE_FDS).
+   */
+  finishInstall(p: PendingInstall, numbers: number[]): boolean {
+    this.installing--;
+    let incomplete = false;
+    for (let i = 0; i < p.slots.length; i++) {
+      const n = numbers[i] ?? -1;
+      if (n < 0) incomplete = true;
+      p.buf.writeInt32LE(n < 0 ? -1 : n, p.slots[i]!);
+    }
+    this.pool.backing.write(p.off, p.buf);
+    this.pool.backing.flush(p.off, p.size);
+    if (p.entry.payloadOff >= 0) this.pool.setChild(p.off, p.entry.payloadOff);
+    this.pool.publish(p.off);
+    this.pool.release(p.off);
+    p.entry.kmsg.release(this.fds);
+    return incomplete;
+  }
+
+  /**
+   * Part 2 when nothing was installed (the receiver could not be reached, or
+   * we are gone). A queued message goes back to the head of the queue, where
+   * RECV finds it again (and PEEK or DROP can deal with it); a synchronous
+   * reply is dropped.
+   */
+  abortInstall(p: PendingInstall): void {
+    this.installing--;
+    this.pool.release(p.off);
+    if (!p.queued || !this.active) {
+      this.discard(p.entry);
+      return;
+    }
+    this.requeue(p.entry);
+  }
+
+  /** Puts an entry taken out of the queue back at its head (rare: an aborted install). */
+  private requeue(e: QueueEntry): void {
+    const rest = [...this.queue.entries()];
+    for (const x of rest) this.queue.remove(x);
+    this.queue.add(e);
+    for (const x of rest) this.queue.add(x);
+    if (e.user) this.msgUsers.set(e.user, (this.msgUsers.get(e.user) ?? 0) + 1);
+    this.wake();
+  }
+
+  /**
+   * KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv, or, for
+   * a message whose fds must be installed, the install to carry out.
+   */
   recv(flags: bigint, priority: bigint, receiverTid: number):
-      { ret: number; dropped: bigint; off: bigint; size: bigint } {
+      { ret: number; dropped: bigint; off: bigint; size: bigint; install: PendingInstall | null } {
     const peeked = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
     if (peeked === 'EAGAIN') fail(errno.EAGAIN, 'queue empty');
     if (peeked === 'ENOMSG') fail(errno.ENOMSG, 'nothing at that priority');
@@ -186,14 +308,18 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     if (flags & RECV_DROP) {
       this.dequeue(e, true);
       if (e.reply && e.reply.waiter.replies.has(e.reply)) this.bus.replyDropped(e.reply, e);
-      return { ret: 0, dropped: 0n, off: 0n, size: 0n };
+      return { ret: 0, dropped: 0n, off: 0n, size: 0n, install: null };
     }
     if (this.lostCount) {
       const dropped = BigInt(this.lostCount);
       this.lostCount = 0;
-      return { ret: -errno.EOVERFLOW, dropped, off: 0n, size: 0n };
+      return { ret: -errno.EOVERFLOW, dropped, off: 0n, size: 0n, install: null };
     }
     const peek = (flags & RECV_PEEK) !== 0n;
+    // PEEK installs no fds (their numbers read -1)
+    if (!peek && e.kmsg.installCount > 0) {
+      return { ret: 0, dropped: 0n, off: 0n, size: 0n, install: this.beginInstall(e, receiverTid, true) };
+    }
     // a peeked entry stays queued and keeps its payload; a received one hands it to the message slice
     const { off, size } = this.install(e, !peek, receiverTid);
     this.pool.publish(off);
@@ -203,7 +329,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       this.dequeue(e, false);
       this.pool.release(off);
     }
-    return { ret: 0, dropped: 0n, off: BigInt(off), size: BigInt(size) };
+    return { ret: 0, dropped: 0n, off: BigInt(off), size: BigInt(size), install: null };
   }
 
   /** KDBUS_CMD_CONN_UPDATE attach flags part (policy is the bus's). */

@@ -7,14 +7,15 @@ import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_M
   HELLO_POLICY_HOLDER, ITEM, ITEM_HEADER_SIZE, KDBUS_FLAG_KERNEL, LIMITS, MAKE_ACCESS_GROUP,
   MAKE_ACCESS_WORLD, MATCH_REPLACE, NAME_ALLOW_REPLACEMENT, NAME_LIST_ACTIVATORS, NAME_LIST_NAMES,
   NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_ACTIVATOR, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
-  RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
+  RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS,
+  align8 } from '../abi/kdbus.js';
 import { commandBuffer, items, itemString, negotiateFlags, singleItem, u64, validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
 import { Bus } from './bus.js';
-import { Connection, helloItems, sanitizeAttachFlags } from './connection.js';
+import { Connection, helloItems, sanitizeAttachFlags, type PendingInstall } from './connection.js';
 import { Endpoint, endpointMode } from './endpoint.js';
 import { kmsgFromSend, type FdAccess } from './message.js';
-import { SyncCall, type FdWatcher } from './call.js';
+import { SyncCall, type FdWatcher, type InstallDone } from './call.js';
 import { monotonicNs, replyUnlink } from './reply.js';
 import { nameValid } from './names.js';
 import { policySee, policySeeName } from './policy.js';
@@ -34,11 +35,26 @@ export interface Call {
   command: Buffer | number | null;
 }
 
+/** A parked ioctl, as the server keeps it: told of FUSE_INTERRUPTs until answered. */
+export interface Parked {
+  interrupted(): void;
+}
+
+/** A RECV parked while its fds are installed: an interrupt changes nothing (it ends in microseconds). */
+const INSTALLING: Parked = { interrupted() {} };
+
 /** Server services a handle needs: caller memory, fds, and its own pool. */
 export interface HandleEnv extends FdAccess, FdWatcher {
   memWrite(tid: number, addr: number, data: Buffer): number;
   /** Answers a parked ioctl. */
   replyIoctl(unique: number, result: number): void;
+  /**
+   * Installs fds (the server's copies) in the process of thread tid, whose
+   * ioctl `unique` is parked, and answers that ioctl with what done returns
+   * (native fdInstall, lib/fuse/native.ts). Returns 0, or -errno if it could
+   * not start (done is then never called, the ioctl is still parked).
+   */
+  installFds(unique: number, tid: number, fds: number[], done: InstallDone): number;
   /** Sizes this handle's pool and returns where its bytes go. */
   poolSetup(size: number): PoolBacking | number;
   /** Wake this handle's poller. */
@@ -70,6 +86,14 @@ class WriteBack {
     b.copy(this.writable(), off);
     this.mark(off, b.length);
   }
+  /**
+   * Takes the caller's bytes aside now: for commands whose kernel copy (cmd)
+   * is changed and then written back whole with bytes(), which compares
+   * against what the caller holds.
+   */
+  own(): void {
+    this.writable();
+  }
   private writable(): Buffer {
     this.user ??= Buffer.from(this.cmd);
     return this.user;
@@ -92,7 +116,7 @@ export abstract class Handle {
 
   private writer: WriteBack | null = null;
   /** set by an ioctl that parks the request instead of answering it */
-  protected parkedCall: SyncCall | null = null;
+  protected parkedCall: Parked | null = null;
 
   abstract ioctl(call: Call, cmd: number): void;
   abstract release(): void;
@@ -105,7 +129,7 @@ export abstract class Handle {
     return this.writer;
   }
 
-  private takeParked(): SyncCall | null {
+  private takeParked(): Parked | null {
     const p = this.parkedCall;
     this.parkedCall = null;
     return p;
@@ -118,7 +142,7 @@ export abstract class Handle {
   }
 
   /** Runs one ioctl; returns 0 or -errno, or the call it parked on. */
-  run(call: Call, cmd: number): number | SyncCall {
+  run(call: Call, cmd: number): number | Parked {
     this.writer = null;
     this.parkedCall = null;
     let ret = 0;
@@ -310,6 +334,7 @@ export class EndpointHandle extends Handle {
   private hello(call: Call): void {
     const buf = commandBuffer(call.arg, call.head, call.command, CMD_HELLO.items, LIMITS.HELLO_MAX_SIZE);
     const w = this.writeBack(buf);
+    w.own(); // buf changes below, and goes back whole
     const flags = buf.readBigUInt64LE(CMD_HELLO.flags);
     negotiateFlags(flags, HELLO_ACCEPT_FD | HELLO_ACTIVATOR | HELLO_POLICY_HOLDER | HELLO_MONITOR,
       (v) => w.u64(CMD_HELLO.kernel_flags, v));
@@ -449,7 +474,7 @@ export class EndpointHandle extends Handle {
     if (cmd === CMD.BYEBYE) {
       if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'BYEBYE of a special connection');
       if (!conn.active) fail(errno.EALREADY, 'already disconnected');
-      if (conn.queue.count) fail(errno.EBUSY, 'queue not empty');
+      if (conn.queue.count || conn.installing) fail(errno.EBUSY, 'queue not empty');
       this.disconnect();
       return;
     }
@@ -507,6 +532,10 @@ export class EndpointHandle extends Handle {
           w.flush(this.env, call);
           this.env.replyIoctl(call.unique, result);
         },
+        installFds: (fds, done) => this.env.installFds(call.unique, call.tid, fds, (result, why) => {
+          const r = done(result, why);
+          return w.flush(this.env, call) < 0 && r === 0 ? -errno.EFAULT : r;
+        }),
       }, cancelFd, this.env);
       const reply = conn.bus.send(conn, m, parked)!;
       const deadline = m.timeoutOrReply;
@@ -519,9 +548,9 @@ export class EndpointHandle extends Handle {
       parked.start(reply, deadline);
       this.parkedCall = parked;
     } finally {
-      if (cancelFd >= 0) this.env.closeFd(cancelFd);
-      // every payload was copied into the receivers' pools: the sender's memfds are done with
-      m.dispose(this.env);
+      if (cancelFd >= 0) this.env.releaseFds([cancelFd]);
+      // the receivers' queue entries hold the message's files now
+      m.release(this.env);
     }
   }
 
@@ -534,12 +563,53 @@ export class EndpointHandle extends Handle {
     validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
     if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
     const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid);
+    if (r.install) return this.recvInstall(conn, call, w, r.install);
     w.u64(CMD_RECV.dropped_msgs, r.dropped);
     w.u64(CMD_RECV.msg_offset, r.off);
     w.u64(CMD_RECV.msg_size, r.size);
     w.u64(CMD_RECV.msg_return_flags, 0n);
     w.u64(CMD_RECV.return_flags, 0n);
     if (r.ret < 0) throw new KdbusError(-r.ret, `${r.dropped} messages were lost`);
+  }
+
+  /**
+   * RECV of a message with fds: the ioctl stays parked while the fds are
+   * installed in the caller (lib/fuse/native.ts fdInstall), then the message
+   * is written with their numbers and the command completed, the caller
+   * still stopped on its way back from the ioctl.
+   *
+   * When the caller cannot be reached (traced already, under seccomp, or any
+   * ptrace failure), nothing is done to it: the RECV fails (EPERM for the
+   * first two) with a log line saying why, and the message stays at the head
+   * of the queue. That loses nothing and leaves the receiver its choices: a
+   * RECV with PEEK shows the message (fd numbers -1, as PEEK always gives),
+   * DROP discards it, BYEBYE refuses while it is queued.
+   */
+  private recvInstall(conn: Connection, call: Call, w: WriteBack, p: PendingInstall): void {
+    const started = this.env.installFds(call.unique, call.tid, p.fds, (result, why) => {
+      if (typeof result === 'number') {
+        conn.abortInstall(p);
+        log('recv', `tid ${call.tid}: RECV of a message with ${p.fds.length} fds failed: ${why ?? 'fd install failed'}` +
+          ` (errno ${-result})${conn.active ? '; it stays queued' : ''}`);
+        return result;
+      }
+      if (!conn.active) {
+        conn.abortInstall(p);
+        return -errno.ECONNRESET;
+      }
+      const incomplete = conn.finishInstall(p, result);
+      w.u64(CMD_RECV.dropped_msgs, 0n);
+      w.u64(CMD_RECV.msg_offset, BigInt(p.off));
+      w.u64(CMD_RECV.msg_size, BigInt(p.size));
+      w.u64(CMD_RECV.msg_return_flags, incomplete ? RECV_RETURN_INCOMPLETE_FDS : 0n);
+      w.u64(CMD_RECV.return_flags, 0n);
+      return w.flush(this.env, call) < 0 ? -errno.EFAULT : 0;
+    });
+    if (started < 0) {
+      conn.abortInstall(p);
+      fail(-started, 'cannot start installing fds');
+    }
+    this.parkedCall = INSTALLING;
   }
 
   private free(conn: Connection, call: Call): void {
@@ -570,6 +640,7 @@ export class EndpointHandle extends Handle {
     const flags = buf.readBigUInt64LE(CMD_NAME.flags);
     const newFlags = conn.bus.names.cmdAcquire(conn, buf, CMD_NAME.items, buf.length - CMD_NAME.items, flags);
     // copy_to_user of the kernel's copy: the new flags, return_flags 0
+    w.own();
     buf.writeBigUInt64LE(newFlags, CMD_NAME.flags);
     buf.writeBigUInt64LE(0n, CMD_NAME.return_flags);
     w.bytes(0, buf);

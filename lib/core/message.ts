@@ -1,9 +1,11 @@
 // Messages: a SEND command turned into a kmsg (ipc/kdbus/message.c), its
-// payload copied once into each receiver's pool at send time, and the queue
-// entry that becomes a struct kdbus_msg in the pool at RECV
-// (kdbus_queue_entry_install).
+// vectors copied once into each receiver's pool at send time, its files
+// (memfds, the FDS item) taken from the sender and held until the last queue
+// entry made of it is received or dropped, and the queue entry that becomes a
+// struct kdbus_msg in the pool at RECV (kdbus_queue_entry_install), the files
+// then installed in the receiver (lib/fuse/native.ts fdInstall).
 import { ITEM, MSG, LIMITS, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_EXPECT_REPLY,
-  MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SEND_SYNC_REPLY, SIZEOF_VEC,
+  MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SEND_SYNC_REPLY, SIZEOF_MEMFD, SIZEOF_VEC,
   ITEM_HEADER_SIZE, align8, KDBUS_FLAG_KERNEL } from '../abi/kdbus.js';
 import { items, itemString, validateItems } from '../abi/items.js';
 import { errno, fail } from './errors.js';
@@ -16,18 +18,47 @@ import type { User } from './user.js';
 const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
 const MEMFD_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 
+/** What the server knows of an fd it holds (native fdStat). */
+export interface FdFacts {
+  /** memfd seals (F_GET_SEALS), -1 if not a memfd */
+  seals: number;
+  size: number;
+  mode: number;
+  /** the file system's device and the inode number */
+  dev: number;
+  ino: number;
+  /** opened with O_PATH */
+  pathOnly: boolean;
+  /** a socket's SO_DOMAIN, -1 for other files */
+  domain: number;
+  /** a file of a kdbusfs mount this server serves (a kdbus handle) */
+  kdbus: boolean;
+}
+
 /** Native helpers a message needs from the server (fd access). */
 export interface FdAccess {
   takeFd(tid: number, fd: number): number;
-  fdStat(fd: number): { seals: number; size: number; mode: number } | number;
+  fdStat(fd: number): FdFacts | number;
   closeFd(fd: number): void;
+  /**
+   * Closes fds taken from senders, off the loop thread: a close(2) runs the
+   * file's flush, which can block on another FUSE server, or on this one.
+   */
+  releaseFds(fds: number[]): void;
   memRead(tid: number, addr: number, len: number): Buffer | number;
 }
 
-/** One piece of payload, at `off` inside the message's payload slice (-1: a NULL vec). */
+const S_IFMT = 0o170000, S_IFSOCK = 0o140000, AF_UNIX = 1;
+
+/**
+ * One piece of payload. A vector lies at `off` inside the message's payload
+ * slice (-1: a NULL vec, which adds padLen zeros at padAt). A memfd stays in
+ * its file, which the receiver gets as an fd; like kdbus, it adds size % 8
+ * zeros to the payload slice (padLen at padAt), which no item points at.
+ */
 export type Part =
   | { kind: 'vec'; size: number; addr: number; off: number; padAt: number; padLen: number }
-  | { kind: 'memfd'; size: number; start: number; fd: number; off: number };
+  | { kind: 'memfd'; size: number; start: number; fd: number; padAt: number; padLen: number };
 
 /** A message on its way: from a SEND, or a kernel notification. */
 export class Kmsg {
@@ -55,14 +86,35 @@ export class Kmsg {
   procMeta: ProcMeta | null = null;
   connMeta: ConnMeta | null = null;
   seq = 0n;
+  /** the FDS item's files: the server's copies, taken from the sender */
+  fds: number[] = [];
+  /** fds a receiver gets: one per memfd part, and the FDS item's (0: the fast path) */
+  installCount = 0;
+  /**
+   * Holders of the files (memfds and fds): the SEND in progress, and every
+   * queue entry made of this message. The last release closes them.
+   */
+  private refs = 1;
 
-  /** Releases the fds the server took from the sender (the parts stay: they describe the payload). */
-  dispose(fds: FdAccess): void {
-    for (const p of this.parts) {
-      if (p.kind !== 'memfd' || p.fd < 0) continue;
-      fds.closeFd(p.fd);
-      p.fd = -1;
-    }
+  hold(): void {
+    this.refs++;
+  }
+
+  /** Drops one hold; the last one closes the server's copies (the parts stay: they describe the payload). */
+  release(fds: FdAccess): void {
+    if (--this.refs > 0 || this.installCount === 0) return;
+    const files = this.installFds();
+    for (const p of this.parts) if (p.kind === 'memfd') p.fd = -1;
+    this.fds = [];
+    if (files.length) fds.releaseFds(files);
+  }
+
+  /** The files to install, in kdbus_msg_make_items order: memfds as they come, then the FDS item's. */
+  installFds(): number[] {
+    const out: number[] = [];
+    for (const p of this.parts) if (p.kind === 'memfd' && p.fd >= 0) out.push(p.fd);
+    for (const fd of this.fds) out.push(fd);
+    return out;
   }
 
   get isBroadcast(): boolean {
@@ -113,11 +165,11 @@ export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgA
   try {
     scanItems(m, fds, tid, buf, itemsSize, bloomSize);
   } catch (e) {
-    m.dispose(fds);
+    m.release(fds);
     throw e;
   }
   if (m.srcId > 0n && m.srcId !== connId) {
-    m.dispose(fds);
+    m.release(fds);
     fail(errno.EINVAL, 'src_id is not the sender');
   }
   m.srcId = connId;
@@ -157,9 +209,8 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
         if (hasFds) fail(errno.EEXIST, 'FDS item repeated');
         hasFds = true;
         if (m.isBroadcast) fail(errno.ENOTUNIQ, 'fds on a broadcast');
-        if (it.len / 4 > LIMITS.MSG_MAX_FDS) fail(errno.EMFILE, 'too many fds');
-        // TODO(issue #4): fd passing needs installing fds in the receiver.
-        fail(errno.EOPNOTSUPP, 'fd passing is not implemented yet');
+        scanFds(m, fds, tid, buf, it.data, it.len / 4);
+        break;
       case ITEM.BLOOM_FILTER: {
         if (hasBloom) fail(errno.EEXIST, 'bloom filter repeated');
         hasBloom = true;
@@ -193,8 +244,30 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
 }
 
 /**
- * A sealed memfd: taken from the sender and inlined into the receiver's pool
- * (kdbus.txt 7.3 allows delivering memfd payloads as pool data).
+ * The FDS item: every fd taken from the sender (fget_raw: O_PATH files too),
+ * in order, each checked as kdbus_handle_check_file does: no kdbus handles,
+ * no AF_UNIX sockets (files that can queue fds themselves).
+ */
+function scanFds(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: number, count: number): void {
+  if (count > LIMITS.MSG_MAX_FDS) fail(errno.EMFILE, 'too many fds');
+  for (let i = 0; i < count; i++) {
+    const fdNum = buf.readInt32LE(data + 4 * i);
+    if (fdNum < 0) fail(errno.EBADF, 'negative fd');
+    const fd = fds.takeFd(tid, fdNum);
+    if (fd < 0) fail(errno.EBADF, `fd ${fdNum} not open in the sender`);
+    m.fds.push(fd);
+    m.installCount++;
+    const st = fds.fdStat(fd);
+    if (typeof st === 'number') fail(errno.EBADF, `fd ${fdNum} unusable`);
+    if (st.pathOnly) continue;
+    if (st.kdbus) fail(errno.EOPNOTSUPP, `fd ${fdNum} is a kdbus handle`);
+    if ((st.mode & S_IFMT) === S_IFSOCK && st.domain === AF_UNIX) fail(errno.EOPNOTSUPP, `fd ${fdNum} is an AF_UNIX socket`);
+  }
+}
+
+/**
+ * A sealed memfd: taken from the sender, and handed to each receiver as an
+ * fd of its own (KDBUS_ITEM_PAYLOAD_MEMFD); its bytes never enter the pool.
  */
 function scanMemfd(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: number): void {
   const start = buf.readBigUInt64LE(data);
@@ -204,13 +277,17 @@ function scanMemfd(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: numbe
   if (fdNum < 0) fail(errno.EBADF, 'negative memfd');
   const fd = fds.takeFd(tid, fdNum);
   if (fd < 0) fail(errno.EBADF, `memfd ${fdNum} not open in the sender`);
-  const part: Part = { kind: 'memfd', size: Number(size), start: Number(start), fd, off: m.payloadSize };
+  const padLen = Number(size % 8n);
+  const part: Part = { kind: 'memfd', size: Number(size), start: Number(start), fd, padAt: m.payloadSize, padLen };
   m.parts.push(part);
+  m.installCount++;
   const st = fds.fdStat(fd);
-  if (typeof st === 'number' || st.seals < 0) fail(errno.EMEDIUMTYPE, 'not a memfd');
+  // fget(): an O_PATH fd is no file here
+  if (typeof st === 'number' || st.pathOnly) fail(errno.EBADF, `memfd ${fdNum} unusable`);
+  if (st.seals < 0) fail(errno.EMEDIUMTYPE, 'not a memfd');
   if ((st.seals & MEMFD_SEALS) !== MEMFD_SEALS) fail(errno.ETXTBSY, 'memfd not sealed');
   if (start + size > BigInt(st.size)) fail(errno.EBADF, 'memfd range past its end');
-  m.payloadSize += align8(part.size);
+  m.payloadSize += padLen;
 }
 
 /** A message waiting in a receiver's queue (kdbus_queue_entry). */
@@ -225,29 +302,27 @@ export interface QueueEntry {
   user: User | null;
 }
 
+/** Whether receiving this entry installs fds (memfds or an FDS item): not the fast path. */
+export function passesFds(e: QueueEntry): boolean {
+  return e.kmsg.installCount > 0;
+}
+
 /**
  * Copies a message's payload into the receiver's pool at send time: one
  * copy, straight from the sender's memory. Returns the slice offset or -1.
  */
-export function stagePayload(m: Kmsg, pool: Pool, fds: FdAccess): number {
-  if (m.parts.length === 0) return -1;
+export function stagePayload(m: Kmsg, pool: Pool): number {
+  if (m.payloadSize === 0) return -1;
   const avail = pool.remain();
   if (m.payloadSize < avail && m.payloadSize > avail / 2) fail(errno.EXFULL, 'receiver pool too full');
   const off = pool.alloc(m.payloadSize);
   try {
     for (const p of m.parts) {
-      if (p.kind === 'vec') {
-        if (p.off < 0) {
-          if (p.padLen) pool.backing.write(off + p.padAt, Buffer.alloc(p.padLen));
-          continue;
-        }
+      if (p.kind === 'vec' && p.off >= 0) {
         const r = pool.backing.copyFromProcess(off + p.off, m.senderTid, p.addr, p.size);
         if (r < 0) fail(errno.EFAULT, 'payload vector unreadable');
-      } else {
-        const r = pool.backing.copyFromFd(off + p.off, p.fd, p.start, p.size);
-        if (r < 0) fail(-r, 'memfd unreadable');
-        const pad = align8(p.size) - p.size;
-        if (pad) pool.backing.write(off + p.off + p.size, Buffer.alloc(pad));
+      } else if (p.padLen) {
+        pool.backing.write(off + p.padAt, Buffer.alloc(p.padLen));
       }
     }
   } catch (e) {
@@ -258,17 +333,32 @@ export function stagePayload(m: Kmsg, pool: Pool, fds: FdAccess): number {
   return off;
 }
 
+const SIZEOF_MEMFD_ITEM = ITEM_HEADER_SIZE + SIZEOF_MEMFD;
+
+/** The payload items and where their fd numbers go (offsets into the items). */
+export interface PayloadItems {
+  items: Buffer;
+  /** one offset per installed file, in installFds() order */
+  fdSlots: number[];
+}
+
 /**
  * The payload items a receiver sees (kdbus_msg_make_items): DST_NAME, then
- * PAYLOAD_OFF for every vector and inlined memfd, pool-relative offsets.
+ * PAYLOAD_OFF for every vector and PAYLOAD_MEMFD for every memfd, in message
+ * order (pool-relative offsets), then FDS. Every fd number is -1 here: the
+ * caller writes the installed numbers at fdSlots.
  */
-export function payloadItems(e: QueueEntry): Buffer {
+export function payloadItems(e: QueueEntry): PayloadItems {
   const m = e.kmsg;
   let size = 0;
   const nameBytes = m.dstName !== null ? Buffer.byteLength(m.dstName) + 1 : 0;
   if (m.dstName !== null) size += align8(ITEM_HEADER_SIZE + nameBytes);
-  size += m.parts.length * align8(ITEM_HEADER_SIZE + SIZEOF_VEC);
+  for (const p of m.parts) size += p.kind === 'vec' ? ITEM_HEADER_SIZE + SIZEOF_VEC : SIZEOF_MEMFD_ITEM;
+  const fdsSize = ITEM_HEADER_SIZE + 4 * m.fds.length;
+  if (m.fds.length) size += align8(fdsSize);
   const out = Buffer.alloc(size);
+  const fdSlots: number[] = [];
+  const memfdSlots: number[] = [];
   let o = 0;
   if (m.dstName !== null) {
     out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), o);
@@ -276,15 +366,37 @@ export function payloadItems(e: QueueEntry): Buffer {
     out.write(m.dstName, o + 16);
     o += align8(ITEM_HEADER_SIZE + nameBytes);
   }
+  // without a payload slice, offsets are relative to 0 (kdbus: payload_off 0)
+  const base = e.payloadOff >= 0 ? e.payloadOff : 0;
   for (const p of m.parts) {
-    out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + SIZEOF_VEC), o);
-    out.writeBigUInt64LE(BigInt(ITEM.PAYLOAD_OFF), o + 8);
-    out.writeBigUInt64LE(BigInt(p.size), o + 16);
-    const at = p.off < 0 ? 0xffff_ffff_ffff_ffffn : BigInt(e.payloadOff + p.off);
-    out.writeBigUInt64LE(at, o + 24);
-    o += ITEM_HEADER_SIZE + SIZEOF_VEC;
+    if (p.kind === 'vec') {
+      out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + SIZEOF_VEC), o);
+      out.writeBigUInt64LE(BigInt(ITEM.PAYLOAD_OFF), o + 8);
+      out.writeBigUInt64LE(BigInt(p.size), o + 16);
+      const at = p.off < 0 ? 0xffff_ffff_ffff_ffffn : BigInt(base + p.off);
+      out.writeBigUInt64LE(at, o + 24);
+      o += ITEM_HEADER_SIZE + SIZEOF_VEC;
+    } else {
+      out.writeBigUInt64LE(BigInt(SIZEOF_MEMFD_ITEM), o);
+      out.writeBigUInt64LE(BigInt(ITEM.PAYLOAD_MEMFD), o + 8);
+      out.writeBigUInt64LE(BigInt(p.start), o + 16);
+      out.writeBigUInt64LE(BigInt(p.size), o + 24);
+      out.writeInt32LE(-1, o + 32);
+      memfdSlots.push(o + 32);
+      o += SIZEOF_MEMFD_ITEM;
+    }
   }
-  return out;
+  fdSlots.push(...memfdSlots);
+  if (m.fds.length) {
+    out.writeBigUInt64LE(BigInt(fdsSize), o);
+    out.writeBigUInt64LE(BigInt(ITEM.FDS), o + 8);
+    for (let i = 0; i < m.fds.length; i++) {
+      out.writeInt32LE(-1, o + 16 + 4 * i);
+      fdSlots.push(o + 16 + 4 * i);
+    }
+    o += align8(fdsSize);
+  }
+  return { items: out, fdSlots };
 }
 
 /** struct kdbus_msg header as the receiver sees it. */

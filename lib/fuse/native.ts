@@ -77,7 +77,39 @@ export interface SessionInfo {
   protoMinor: number;
   /** Pools use passthrough memfds (true) or the page cache with NOTIFY_STORE (false). */
   passthrough: boolean;
+  /**
+   * The mount's device number ((major << 20) | minor, as fdStat's dev), the
+   * same in every mount namespace and bind mount; 0 if it was not found.
+   */
+  dev: number;
 }
+
+/** What fdStat tells of an fd the server holds. */
+export interface FdFacts {
+  /** memfd seals (F_GET_SEALS), -1 if not a memfd (or O_PATH) */
+  seals: number;
+  size: number;
+  /** st_mode */
+  mode: number;
+  /** the file system's device ((major << 20) | minor) and inode number */
+  dev: number;
+  ino: number;
+  /** opened with O_PATH */
+  pathOnly: boolean;
+  /** a socket's SO_DOMAIN (AF_UNIX = 1...), -1 for other files and O_PATH sockets */
+  domain: number;
+  /** a file of a mount one of this process's sessions serves: a kdbus handle */
+  kdbus: boolean;
+}
+
+/**
+ * The end of fdInstall, on the event loop: `result` is one number per fd (the
+ * receiver's fd number, or -errno for an fd that could not be installed), or a
+ * negative errno when nothing was installed (`why` then says why, for a log
+ * line). Returns the ioctl's result (0 or -errno), which the native side
+ * delivers. Must not throw (a throw counts as -EIO).
+ */
+export type FdInstallDone = (result: number[] | number, why?: string) => number;
 
 export interface Native {
   /**
@@ -136,11 +168,64 @@ export interface Native {
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 
-  /** pidfd_open(tid, PIDFD_THREAD) + pidfd_getfd: a copy of the caller's fd, or -errno. */
+  /** pidfd_open(tid, PIDFD_THREAD) + pidfd_getfd: a copy of the caller's fd (O_CLOEXEC), or -errno. */
   takeFd(tid: number, fd: number): number;
-  /** Facts about an fd the server holds: memfd seals (F_GET_SEALS, -1 if not a memfd), size, and st_mode. */
-  fdStat(fd: number): { seals: number; size: number; mode: number } | number;
+  /**
+   * Facts about an fd the server holds, or -errno. Never blocks on a FUSE
+   * server (statx with AT_STATX_DONT_SYNC): the fd may be a file of a mount
+   * this very thread serves, which fstat would deadlock on.
+   */
+  fdStat(fd: number): FdFacts | number;
+  /** close(2), now, on this thread. For fds taken from clients, see releaseFds. */
   closeFd(fd: number): void;
+  /**
+   * Closes fds on a helper thread, in the background. A close(2) runs the
+   * file's flush: on a file of another FUSE mount it waits for that server
+   * (a client could pass one that never answers), on a kdbusfs file for this
+   * very loop. The kernel's kdbus dropped files with fput, which never did.
+   */
+  releaseFds(fds: number[]): void;
+
+  /**
+   * Installs copies of fds (fds the server holds; duplicated at the call, the
+   * caller may close its own at once) in the process of thread tid, whose
+   * ioctl `unique` of session sid is parked and must stay so: from now on the
+   * native side answers it, never the caller (replyIoctl would find it gone
+   * or race). They land as kdbus's get_unused_fd_flags(O_CLOEXEC) would put
+   * them: at the lowest free numbers, in the given order, close-on-exec.
+   *
+   * How (native/fdinstall.cc): a tracer task of its own (it shares this
+   * process's memory but not its thread group, so that libuv's waitpid on
+   * child processes never takes a ptrace stop) checks tid (not traced
+   * already, no seccomp filter, in ioctl(2)), seizes and interrupts it; the
+   * ioctl is answered (0) on the loop thread; tid stops before it returns to
+   * user space; if it returns from an ioctl entered by a 64-bit `syscall`
+   * instruction, it is made to run socketpair, fcntl(F_DUPFD_CLOEXEC),
+   * close_range, recvmsg(SCM_RIGHTS) and close at that instruction, every
+   * signal blocked meanwhile (about 200 us, 11 ptrace stops). Then done runs
+   * on the loop thread while tid is still stopped: it writes the message with
+   * the fd numbers into the pool and the results into the caller's command
+   * (memWrite works on a stopped thread), and returns the ioctl's result,
+   * which becomes the syscall's return value (when it is negative, the fds
+   * are closed in tid first). Registers and signal mask are restored and tid
+   * detached: it returns from its ioctl as if kdbus had done it all.
+   *
+   * When nothing could be done to tid (traced: EPERM; under seccomp: EPERM;
+   * gone: ESRCH; not at a 64-bit `syscall`: EIO; any ptrace failure: its
+   * errno), done gets a negative errno and the ioctl gets done's result, tid
+   * otherwise untouched (when this is found at the stop, the result becomes
+   * the syscall's return value there). An fd that does not fit (the receiver
+   * at RLIMIT_NOFILE: one fewer fits than in kdbus, the socket needs a slot
+   * during the transfer) reads -EMFILE in result.
+   *
+   * done is called exactly once, never synchronously. Returns 0, or -errno if
+   * the install could not start (no such session: -ESHUTDOWN; done is then
+   * never called and the ioctl is still parked). Throws a TypeError or
+   * RangeError for bad arguments (1 to 1024 fds, each >= 0). x86-64 only
+   * (elsewhere done gets -EOPNOTSUPP). Set KDBUSFS_FDINSTALL_TRACE=1 for a
+   * timing line per install on stderr.
+   */
+  fdInstall(sid: number, unique: number, tid: number, fds: number[], done: FdInstallDone): number;
   /** Calls onReadable once, on the event loop, when fd (held by the server) becomes readable. Returns a watch id or -errno. */
   watchFd(fd: number, onReadable: () => void): number;
   /** Ends a watch, fired or not. */
