@@ -26,7 +26,6 @@
 // 1-3 run twice: passthrough pools with the module's default
 // attach_flags_mask (no CAPS, no EXE: main.c), then page-cache pools with
 // every item allowed, so that the CAPS and EXE rules are exercised.
-// Known deviations are TODO points naming the kernel code (TODO_EXE, TODO_CAP).
 //
 // This process never touches the mount synchronously; every wait is bounded.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -356,13 +355,6 @@ function meta(r: Reply, keys: string[]): Record<string, string | undefined> {
   return Object.fromEntries(keys.map((k) => [k, r.kv[k]]));
 }
 
-const TODO_EXE = 'kdbusfs compares fs roots by path, device and inode; the kernel (metadata.c ' +
-  'kdbus_meta_export: path_equal(receiver root, sender root_path)) compares vfsmounts too, and a new mount ' +
-  'namespace has copies of every mount, so EXE is dropped between mount namespaces';
-const TODO_CAP = 'kdbusfs takes CAP_IPC_OWNER from CapEff in any user namespace (task.ts hasCapIpcOwner); ' +
-  'the kernel requires it in the domain\'s user namespace (handle.c: ns_capable(domain->user_namespace, ' +
-  'CAP_IPC_OWNER)), so a container root is privileged on host buses in kdbusfs';
-
 // ---- 1. a bus directory bound into a container ----
 
 async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
@@ -370,7 +362,6 @@ async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
   // What the module's attach_flags_mask lets through at all.
   const caps = (mask & ATTACH_CAPS) !== 0n;
   const exe = (mask & ATTACH_EXE) !== 0n;
-  const exeTodo = exe ? TODO_EXE : undefined;
   const maker = await newPeer('maker');
   ok(t, await maker.cmd(`make ${dir}/control 0-ctr world 64 1`), 'host root: BUS_MAKE 0-ctr with MAKE_ACCESS_WORLD');
   const bus = `${dir}/0-ctr/bus`;
@@ -412,7 +403,7 @@ async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
     `C <- H: CREDS of host root are the overflow ids (${overflowUid}/${overflowGid}): uid 0 is not mapped`, { answer: r.line });
   t.equal(r.kv.pids, '0,0,0', 'C <- H: PIDS are 0: H and its parent are outside C\'s pid namespace', { answer: r.line });
   t.equal(r.kv.caps, '-', 'C <- H: no CAPS item across user namespaces', { answer: r.line });
-  t.equal(r.kv.exe, '-', 'C <- H: no EXE item: the fs roots differ (other mount namespace)', { answer: r.line, todo: exeTodo });
+  t.equal(r.kv.exe, '-', 'C <- H: no EXE item: the fs roots differ (other mount namespace)', { answer: r.line });
 
   ok(t, await h2.cmd(`send ${cp.id} cookie:12 vec:16`), `H2 (host uid ${u5}) sends to C (TALK via ctr.svc)`);
   r = await recvMeta(t, cp, 'C <- H2');
@@ -434,7 +425,7 @@ async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
   t.equal(r.kv.pids, `${c.hostPid},${c.hostPid},${cp.pid}`,
     'H <- C: PIDS are host pids; ppid is the container\'s parent, which C itself cannot see', { answer: r.line });
   t.equal(r.kv.caps, '-', 'H <- C: no CAPS item across user namespaces', { answer: r.line });
-  t.equal(r.kv.exe, '-', 'H <- C: no EXE item: the fs roots differ', { answer: r.line, todo: exeTodo });
+  t.equal(r.kv.exe, '-', 'H <- C: no EXE item: the fs roots differ', { answer: r.line });
 
   ok(t, await c2.peer.cmd(`send ${h.id} cookie:15 vec:16`), 'C2 sends to H');
   r = await recvMeta(t, h, 'H <- C2');
@@ -461,7 +452,7 @@ async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
   t.same(meta(r, ['creds', 'pids', 'caps', 'names']), {
     creds: credsIn(C, null), pids: `${c.hostPid},${c.hostPid},${cp.pid}`, caps: '-', names: 'ctr.svc',
   }, 'H: CONN_INFO of C: host ids, host pids, no CAPS, its name', { answer: r.line });
-  t.equal(r.kv.exe, '-', 'H: CONN_INFO of C: no EXE (roots differ)', { answer: r.line, todo: exeTodo });
+  t.equal(r.kv.exe, '-', 'H: CONN_INFO of C: no EXE (roots differ)', { answer: r.line });
   r = ok(t, await h2.cmd(`infometa ${c2.peer.id} ${ATTACH_ALL}`), 'H2: CONN_INFO of C2');
   t.same(meta(r, ['creds', 'pids', 'caps']), {
     creds: credsIn(C2, null), pids: `${c2.hostPid},${c2.hostPid},${C2.ppid}`, caps: '-',
@@ -484,11 +475,11 @@ async function busDir(t: Tap, dir: string, mask: bigint): Promise<void> {
   // privilege: the container's root has CAP_IPC_OWNER in its own user namespace only
   const h3 = await connect(t, await newPeer('H3'), bus, '', 'H3 (host root, no name): HELLO');
   fails(t, await cp.cmd(`send ${h3.id} cookie:16 vec:8`), 'EPERM',
-    'C -> H3: EPERM: no TALK policy, other uid, and C is not privileged on a host bus', { todo: TODO_CAP });
+    'C -> H3: EPERM: no TALK policy, other uid, and C is not privileged on a host bus');
   fails(t, await cp.cmd('acquire no.policy.for.this'), 'EPERM',
-    'C: NAME_ACQUIRE of a name without OWN policy is EPERM', { todo: TODO_CAP });
+    'C: NAME_ACQUIRE of a name without OWN policy is EPERM');
   const ep = await cp.cmd(`epmake ${cbus}/bus ${CROOT}-ep world`);
-  fails(t, ep, 'EPERM', 'C: ENDPOINT_MAKE is EPERM (privileged operation)', { todo: TODO_CAP });
+  fails(t, ep, 'EPERM', 'C: ENDPOINT_MAKE is EPERM (privileged operation)');
   if (ep.ok) await cp.cmd('epclose');
 }
 

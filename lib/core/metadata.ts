@@ -78,7 +78,7 @@ function readLinkBuf(path: string): Buffer | null {
 }
 
 /** Namespace identity: the target of /proc/<tid>/ns/<kind>, e.g. "user:[4026531837]". */
-function nsId(tid: number | 'self', kind: 'user' | 'pid'): string | null {
+function nsId(tid: number | 'self', kind: 'user' | 'pid' | 'mnt'): string | null {
   try {
     return readlinkSync(`/proc/${tid}/ns/${kind}`);
   } catch {
@@ -132,11 +132,16 @@ function overflow(): { uid: number; gid: number } {
  */
 let seclabelSupported: boolean | undefined;
 
-/** An fs root's identity: its path as the server sees it, and its device and inode. */
+/**
+ * An fs root's identity: its path as the server sees it, its device and
+ * inode, and its mount namespace (path_equal() compares the mount too, and a
+ * new mount namespace has copies of every mount).
+ */
 export interface RootId {
   path: Buffer;
   dev: number;
   ino: number;
+  mntNs: string | null;
 }
 
 function rootId(tid: number | 'self'): RootId | null {
@@ -144,14 +149,14 @@ function rootId(tid: number | 'self'): RootId | null {
   if (path === null) return null;
   try {
     const st = statSync(`/proc/${tid}/root`);
-    return { path, dev: st.dev, ino: st.ino };
+    return { path, dev: st.dev, ino: st.ino, mntNs: nsId(tid, 'mnt') };
   } catch {
     return null;
   }
 }
 
 function sameRoot(a: RootId, b: RootId): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.path.equals(b.path);
+  return a.dev === b.dev && a.ino === b.ino && a.mntNs === b.mntNs && a.path.equals(b.path);
 }
 
 /** The server's own namespaces: the initial ones. */
