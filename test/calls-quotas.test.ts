@@ -414,8 +414,6 @@ async function syncCalls(t: Tap, dir: string): Promise<void> {
   t.equal(r.kv.stream, ans.kv.stream, 'reply: every payload byte (vectors and memfd)');
   t.equal(r.kv.types, '2,2,3', 'reply: PAYLOAD_OFF, PAYLOAD_OFF, PAYLOAD_MEMFD (the memfd installed in the caller)', {
     answer: r.line,
-    todo: 'kdbusfs delivers memfd payloads as pool data (PAYLOAD_OFF), README "fd-passing"; the kernel installs the '
-      + 'memfd in the caller (kdbus_conn_wait_reply → kdbus_queue_entry_install(..., true) → kdbus_msg_make_items)',
   });
   t.equal(r.kv.pattern, 'ok', 'reply: every byte matches');
   t.equal(r.kv.free, '0', 'the reply slice is freed with FREE');
@@ -752,12 +750,7 @@ async function poolFull(t: Tap, dir: string): Promise<void> {
   // message.c kdbus_msg_scan_items: a memfd adds only its padding to
   // pool_size (none for 1 MiB), so queue.c allocates no payload slice
   const mf = await q.cmd(`send ${p.id} cookie:7 memfd:${MiB}`);
-  t.ok(mf.ok, 'a 1 MiB memfd needs no pool space at SEND: accepted', {
-    answer: mf.line,
-    todo: 'kdbusfs copies memfd payloads into the receiver\'s pool at SEND (lib/core/message.ts stagePayload, README '
-      + '"fd-passing"), so they count against the pool: ENOBUFS here. ipc/kdbus/message.c adds only size % 8 to '
-      + 'kmsg->pool_size for a memfd, and queue.c kdbus_queue_entry_alloc makes no payload slice without iovecs.',
-  });
+  t.ok(mf.ok, 'a 1 MiB memfd needs no pool space at SEND: accepted', { answer: mf.line });
   const g2 = await recvFree(p);
   t.equal(g2.kv.cookie, '2', 'the receiver gets the 512 KiB message', { answer: g2.line });
   t.equal(g2.kv.stream, m2.kv.stream, 'intact');
