@@ -80,6 +80,10 @@ export class KdbusServer {
     this.stopped = true;
     for (const fh of [...this.handles.keys()]) this.release(fh);
     native.sessionUnmount(this.sid);
+    const d = this.domain;
+    if (d.buses.size || d.users.size || this.parked.size) {
+      logError('server', `stopped with ${d.buses.size} buses, ${d.users.size} users, ${this.parked.size} parked calls left: a kdbusfs bug`);
+    }
   }
 
   /** Bugs must not take the server down: log them and fail only that request. */

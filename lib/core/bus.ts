@@ -17,7 +17,7 @@ import type { Domain } from './domain.js';
 import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
 import type { Pool } from './pool.js';
-import { log } from '../log.js';
+import { log, logError } from '../log.js';
 
 function uuid4(): Buffer {
   const b = randomBytes(16);
@@ -87,7 +87,10 @@ export class Bus {
    * dead, free the queue, announce ID_REMOVE. The caller flushes notifications.
    */
   disconnect(conn: Connection): void {
+    if (conn.state === 'dead') return;
     conn.state = 'dead';
+    // the one place a connection stops counting against its user (HELLO charged it)
+    this.domain.users.uncharge(conn.user, 'connections');
     this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
     this.monitors.delete(conn);
@@ -357,6 +360,11 @@ export class Bus {
     this.active = false;
     for (const ep of [...this.endpoints.values()]) ep.deactivate();
     this.flushNotifications();
+    // with every endpoint gone, nothing of the bus may be left behind
+    const left = [this.connections.size && `${this.connections.size} connections`,
+      this.names.size() && `${this.names.size()} names`, this.policy.size && `${this.policy.size} policy entries`,
+      this.pendingNotifications.length && `${this.pendingNotifications.length} notifications`].filter(Boolean);
+    if (left.length) logError('bus', `bus ${this.name} torn down with ${left.join(', ')} left: a kdbusfs bug`);
     log('bus', `bus ${this.name} removed`);
   }
 

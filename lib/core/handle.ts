@@ -360,7 +360,6 @@ export class EndpointHandle extends Handle {
       }
     } catch (e) {
       bus.disconnect(conn);
-      bus.domain.users.uncharge(conn.user, 'connections');
       throw e;
     } finally {
       bus.flushNotifications();
@@ -783,7 +782,6 @@ export class EndpointHandle extends Handle {
     const conn = this.conn;
     if (!conn || !conn.active) return;
     conn.bus.disconnect(conn);
-    conn.bus.domain.users.uncharge(conn.user, 'connections');
     conn.bus.flushNotifications();
     log('conn', `bus ${conn.bus.name}: connection ${conn.id} gone`);
   }
