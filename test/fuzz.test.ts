@@ -1,0 +1,163 @@
+// Fuzzing, short form (the long form is bench/fuzz-long.sh): a real
+// `kdbusfs mount DIR`, then test/clients/fuzz-client.c, seeded and bounded
+// by a request count and a time limit: worker processes under uids 0, 65534
+// and 65533 issue all 16 KDBUS_CMD_* with random and mutated sizes, flags,
+// items and pointers, valid messages with vectors, memfds and fds, and race
+// opens, closes, HELLO, BYEBYE and SIGKILL of each other.
+//
+// Invariants asserted:
+//  1. the server answers every request (the client's per-step watchdog
+//     counts none that hung), stays alive, and a fresh client can still make
+//     a bus and pass a message byte for byte afterwards;
+//  2. no connection receives data it cannot attribute to a message sent to
+//     it (the client counts no violation: markers, pool-relative offsets);
+//  3. after all clients are gone the server is back to its baseline: only
+//     `control` in the root, its fd count within 2 of the baseline, its RSS
+//     within 64 MiB of it.
+// Known finding, reported and not asserted: workers killed around an fd
+// install stay zombies traced by the server's fd-install tracer ("zombies=").
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import t from 'tap';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(root, 'dist/lib/cli.js');
+const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
+const run = promisify(execFile);
+
+const SEED = 20151;
+const PROCS = 8;
+const REQUESTS = 40_000;
+const SECONDS = 6;
+const FD_SLACK = 2;
+const RSS_SLACK = 64 << 20;
+
+t.setTimeout(60_000);
+
+if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
+  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
+  process.exit(0);
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-fuzz-'));
+chmodSync(tmp, 0o755); // workers under uid 65534/65533 must reach the mount
+const client = join(tmp, 'fuzz-client');
+await run('gcc', ['-O2', '-Wall', '-Wno-format', `-I${uapi}`, '-o', client, join(root, 'test/clients/fuzz-client.c')],
+  { timeout: 30_000 });
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expire = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
+}
+
+async function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
+    if (await check()) return true;
+  }
+  return false;
+}
+
+function mountType(dir: string): string | null {
+  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
+    .find((l) => l.split(' ')[1] === dir);
+  return line ? line.split(' ')[2]! : null;
+}
+
+/** The server's open fds and resident set size (bytes). */
+function usage(pid: number): { fds: number; rss: number } {
+  const fds = readdirSync(`/proc/${pid}/fd`).length;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { fds, rss: Number(m?.[1] ?? 0) * 1024 };
+}
+
+/** Runs the fuzz client; never rejects: the exit code and output are returned. */
+async function client$(args: string[], ms: number): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((done) => {
+    execFile(client, args, { timeout: ms, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (e, out, err) => {
+      const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : null) : 0;
+      done({ code, out: String(out), err: String(err) });
+    });
+  });
+}
+
+await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${SECONDS} s`, async (t) => {
+  const dir = join(tmp, 'kdbus');
+  mkdirSync(dir);
+  const server = spawn(process.execPath, [cli, 'mount', dir], {
+    env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let exited = false;
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
+
+  t.teardown(async () => {
+    if (!exited) {
+      server.kill('SIGKILL');
+      await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
+    }
+    if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
+    if (!mountType(dir)) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const up = await until(async () => {
+    if (exited) return true;
+    if (mountType(dir) !== 'fuse.kdbusfs') return false;
+    return withTimeout(stat(join(dir, 'control')), 2000, 'stat control').then(() => true, () => false);
+  }, 10_000);
+  if (!up || exited) {
+    t.fail(`kdbusfs mount did not come up: ${stderr}`);
+  } else {
+    const onlyControl = async (): Promise<boolean> => {
+      const names = await withTimeout(readdir(dir), 5000, 'readdir').catch(() => null);
+      return names !== null && names.length === 1 && names[0] === 'control';
+    };
+
+    // A first round trip, so that whatever the server opens once is open.
+    const warm = await client$(['check', dir, '0-fuzz-warmup'], 20_000);
+    t.match(warm.out, /^check ok/, 'before: a fresh client makes a bus and passes a message byte for byte', warm);
+    t.ok(await until(onlyControl, 5000), 'before: the checker\'s bus is gone with its control fd');
+    await sleep(200);
+    if (exited) throw new Error(`kdbusfs exited: ${JSON.stringify(await ended)} ${stderr}`);
+    const base = usage(server.pid!);
+
+    const fuzz = await client$(['fuzz', dir, String(SEED), String(PROCS), String(REQUESTS), String(SECONDS)], 40_000);
+    const counts: Record<string, number> = {};
+    for (const m of fuzz.out.matchAll(/(\w+)=(\d+)/g)) if (!(m[1]! in counts)) counts[m[1]!] = Number(m[2]);
+    t.comment(fuzz.out.trim());
+    if (fuzz.err.trim()) t.comment(fuzz.err.trim().split('\n').slice(0, 20).join('\n'));
+    t.equal(fuzz.code, 0, 'the fuzz client finished within its bounds and found no hang and no violation',
+      { stderr: fuzz.err.slice(0, 4000) });
+    t.ok((counts.requests ?? 0) >= 1000, `requests were fuzzed (${counts.requests})`);
+    t.ok((counts.badptr ?? 0) > 0, `bad pointers were passed (${counts.badptr})`);
+    t.ok((counts.sent ?? 0) > 0 && (counts.recv ?? 0) > 0, `messages were sent (${counts.sent}) and received (${counts.recv})`);
+    t.equal(counts.hangs, 0, '1. every request returned within the watchdog bound');
+    t.equal(counts.violations, 0, '2. no connection received data it could not attribute, no offset outside its pool');
+    if (counts.zombies) t.comment(`known finding: ${counts.zombies} killed workers left as zombies traced by the server`);
+
+    t.equal(exited, false, '1. the server process is alive after the fuzzing');
+    const after = await client$(['check', dir, '0-fuzz-after'], 20_000);
+    t.match(after.out, /^check ok/, '1. after: a fresh client makes a bus, HELLO, sends and receives byte for byte', after);
+
+    t.ok(await until(onlyControl, 10_000), '3. every bus is gone: only control is left in the root');
+    let now = usage(server.pid!);
+    await until(() => { now = usage(server.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000);
+    t.ok(Math.abs(now.fds - base.fds) <= FD_SLACK, `3. server fd count back to its baseline ±${FD_SLACK} (${base.fds} -> ${now.fds})`);
+    t.ok(now.rss <= base.rss + RSS_SLACK,
+      `3. server RSS within 64 MiB of its baseline (${(base.rss / 2 ** 20).toFixed(1)} -> ${(now.rss / 2 ** 20).toFixed(1)} MiB)`);
+
+    server.kill('SIGTERM');
+    const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
+    t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
+  }
+});
