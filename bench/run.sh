@@ -293,8 +293,9 @@ ratio() { # KEY_A KEY_B INVERT: cost ratio of A to B (>1: A is slower or bigger)
   echo
   echo "Server RSS at start, before any client: dbus-broker $(cell "start|rss|dbus-broker" KiB),"
   echo "dbus-daemon $(cell "start|rss|dbus-daemon" KiB), kdbusfs $(cell "start|rss|kdbusfs" KiB)."
-  echo "The RSS rows are high-water marks in practice: none of the servers gives"
-  echo "much back after the clients leave, so the broadcast row follows the idle one."
+  echo "kdbusfs (Node's heap) and dbus-daemon keep their high-water mark after the"
+  echo "clients leave, so their later repetitions and the broadcast row include what"
+  echo "earlier ones used; dbus-broker gives memory back, so its figures can drop."
   echo
   echo "The socketpair floor has no broker: its \"connect\" is a unix stream"
   echo "connect + accept + close in one process, and it has no broadcast or server."
