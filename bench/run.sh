@@ -30,7 +30,9 @@
 #   server memory: resident size of the server with IDLE_CONNS idle
 #     connections and its peak during a 10-subscriber broadcast. kdbusfs:
 #     VmRSS minus the Rss of its /memfd:kdbusfs-pool mappings (the pools
-#     belong to the clients' side of the comparison).
+#     belong to the clients' side of the comparison). Its fd-install tracer
+#     shares the server's memory (clone with CLONE_VM); its small forked
+#     watchdog process (kdbusfs-watch) is not counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
