@@ -124,6 +124,7 @@ struct Tracee {
   pid_t tid = 0;
   pid_t tgid = 0;
   bool dead = false;
+  bool reaped = false;  // its exit was collected (or it is not ours to collect)
   bool regsSaved = false;
   bool maskSaved = false;
   user_regs_struct saved{};
@@ -143,11 +144,11 @@ int WaitStop(Tracee& t) {
     pid_t r = waitpid(t.tid, &status, __WALL);
     if (r < 0) {
       if (errno == EINTR) continue;
-      t.dead = true;  // ECHILD: not ours any more (reaped, gone)
+      t.dead = t.reaped = true;  // ECHILD: not ours any more (reaped, gone)
       return -1;
     }
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      t.dead = true;
+      t.dead = t.reaped = true;
       return -1;
     }
     if (WIFSTOPPED(status)) {
@@ -159,6 +160,30 @@ int WaitStop(Tracee& t) {
 
 bool IsSyscallStop(int status) { return WSTOPSIG(status) == (SIGTRAP | 0x80); }
 bool IsEventStop(int status) { return (status >> 16) == PTRACE_EVENT_STOP; }
+
+// A thread that dies while we trace it stays a zombie until its tracer
+// collects its exit: its parent could never reap it. After a ptrace call
+// failed (the thread was killed), wait for that exit, bounded; a thread that
+// turns out to be alive and stopped is let go.
+void Reap(Tracee& t) {
+  for (int i = 0; i < 2000 && !t.reaped; i++) {
+    int status = 0;
+    pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || (r == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)))) {
+      t.reaped = true;
+      return;
+    }
+    if (r == t.tid && WIFSTOPPED(status)) {
+      if (ptrace(PTRACE_DETACH, t.tid, nullptr, nullptr) == 0) {
+        t.reaped = true;
+        return;
+      }
+      continue;
+    }
+    usleep(1000);
+  }
+}
 
 // Resumes with PTRACE_SYSCALL until the next syscall stop. 0, or -ESRCH if it died.
 int ToSyscallStop(Tracee& t) {
@@ -753,6 +778,7 @@ void FdInstaller::Run(Job* job) {
     if (ptrace(PTRACE_DETACH, t.tid, nullptr, nullptr) < 0) WaitStop(t);
     for (int sig : t.signals) syscall(SYS_tgkill, t.tgid, t.tid, sig);
   }
+  if (t.dead) Reap(t);
   if (Tracing()) {
     fprintf(stderr,
             "kdbusfs: fd install tid %d: %zu fds, result %d: %.0f us to install (%d stops, %d syscalls), "

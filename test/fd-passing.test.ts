@@ -157,13 +157,15 @@ t.test('fd passing through a kdbusfs mount', async (t) => {
     const code = await Promise.race([serverExit, sleep(10_000).then(() => 'timeout')]);
     t.equal(code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr: serverErr });
     t.ok(await until(() => !mounted(), 5000), 'the mount is gone');
-    const tracers = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    const tracers = (): string[] => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
       try {
         return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'kdbusfs-fdinst';
       } catch {
         return false;
       }
     });
-    t.same(tracers, [], 'no tracer task is left behind');
+    // the tracer task learns of the server's exit a moment after it (a parent-death signal)
+    await until(() => tracers().length === 0, 5000);
+    t.same(tracers(), [], 'no tracer task is left behind');
   });
 });
