@@ -14,20 +14,14 @@
 //      (EOVERFLOW), the receiver's pool (EXFULL / ENOBUFS)
 //
 // This process never touches the mount synchronously; every wait is bounded.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import t, { type Test } from 'tap';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cli = join(root, 'dist/lib/cli.js');
-const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
-const run = promisify(execFile);
+import t from 'tap';
+import {
+  compileClient, connect, fails, hello, live, makeBus, mountType, needRootAndFuse, ok, Peer, peerSet, sleep,
+  startServer, stopServer, withTimeout, type NewPeer, type Reply, type Tap,
+} from './harness.js';
 
 // kdbus.h values
 const HELLO_ACCEPT_FD = 1;
@@ -42,182 +36,18 @@ const CONN_MAX_REQUESTS_PENDING = 128;
 
 t.setTimeout(60_000);
 
-if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
-  process.exit(0);
-}
+needRootAndFuse();
 
 const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-calls-'));
 chmodSync(tmp, 0o755); // uid 65534 peers must reach the mount inside
 const client = join(tmp, 'kdbus-peer');
-await run('gcc', ['-O2', '-Wall', '-pthread', `-I${uapi}`, '-o', client, join(root, 'test/clients/kdbus-peer.c')],
-  { timeout: 30_000 });
+await compileClient('kdbus-peer.c', client, ['-pthread']);
 
-// ---- helpers (as in test/integration.test.ts) ----
+// ---- helpers (the harness: test/harness.ts) ----
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    if (await check()) return true;
-  }
-  return false;
-}
-
-function mountType(dir: string): string | null {
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
-    .find((l) => l.split(' ')[1] === dir);
-  return line ? line.split(' ')[2]! : null;
-}
-
-async function statOf(path: string): Promise<{ mode: number; uid: number; gid: number } | null> {
-  try {
-    const s = await withTimeout(stat(path), 5000, `stat ${path}`);
-    return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
-}
-
-interface Reply {
-  ok: boolean;
-  err: string | null;
-  kv: Record<string, string>;
-  line: string;
-}
-
-const live = new Set<Peer>();
-
-/** One kdbus-peer process: a command line in, one answer line out. */
-class Peer {
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  id = 0;
-  private out = '';
-  private lines: string[] = [];
-  private waiter: ((line: string | null) => void) | null = null;
-  private closed = false;
-  stderr = '';
-
-  constructor(readonly name: string) {
-    this.child = spawn(client, [], { stdio: ['pipe', 'pipe', 'pipe'] });
-    live.add(this);
-    this.child.stdout!.on('data', (d: Buffer) => {
-      this.out += d.toString();
-      let nl: number;
-      while ((nl = this.out.indexOf('\n')) >= 0) {
-        this.lines.push(this.out.slice(0, nl));
-        this.out = this.out.slice(nl + 1);
-      }
-      this.wake();
-    });
-    this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    this.child.stdin!.on('error', () => { /* the peer died; its answers say so */ });
-    this.exited = new Promise((done) => this.child.on('close', (code, signal) => {
-      this.closed = true;
-      live.delete(this);
-      this.wake();
-      done({ code, signal });
-    }));
-  }
-
-  private wake(): void {
-    if (!this.waiter) return;
-    if (this.lines.length) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(this.lines.shift()!);
-    } else if (this.closed) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(null);
-    }
-  }
-
-  private nextLine(ms: number, what: string): Promise<string> {
-    if (this.waiter) throw new Error(`${this.name}: two commands at once`);
-    const line = new Promise<string>((resolve, reject) => {
-      this.waiter = (l) => (l === null ? reject(new Error(`${this.name} exited during: ${what} ${this.stderr}`)) : resolve(l));
-      this.wake();
-    });
-    return withTimeout(line, ms, `${this.name}: ${what}`).catch((e) => {
-      this.waiter = null;
-      this.kill();
-      throw e;
-    });
-  }
-
-  async ready(): Promise<this> {
-    await this.nextLine(5000, 'start');
-    return this;
-  }
-
-  async cmd(line: string, ms = 5000): Promise<Reply> {
-    const answer = this.nextLine(ms, line);
-    this.child.stdin!.write(line + '\n');
-    return parse(await answer);
-  }
-
-  kill(): void {
-    if (!this.closed) this.child.kill('SIGKILL');
-  }
-}
-
-function parse(line: string): Reply {
-  const words = line.split(' ');
-  const kv: Record<string, string> = {};
-  for (const w of words) {
-    const i = w.indexOf('=');
-    if (i > 0) kv[w.slice(0, i)] = w.slice(i + 1);
-  }
-  const ok = words[0] === 'ok';
-  return { ok, err: ok ? null : (words[1] ?? '?'), kv, line };
-}
-
-type Tap = Test;
-type NewPeer = (name: string) => Promise<Peer>;
-
+/** A test's peers (kdbus-peer processes), killed when the test ends. */
 function peers(t: Tap): NewPeer {
-  const mine: Peer[] = [];
-  t.teardown(async () => {
-    for (const p of mine) p.kill();
-    await Promise.all(mine.map((p) => withTimeout(p.exited, 5000, `${p.name} exits`).catch(() => undefined)));
-  });
-  return async (name) => {
-    const p = new Peer(name);
-    mine.push(p);
-    return p.ready();
-  };
-}
-
-function ok(t: Tap, r: Reply, what: string): Reply {
-  t.ok(r.ok, what, { answer: r.line });
-  return r;
-}
-
-function fails(t: Tap, r: Reply, errno: string, what: string, extra: object = {}): void {
-  t.equal(r.err, errno, what, { answer: r.line, ...extra });
-}
-
-/** HELLO (ACCEPT_FD) on bus; sets p.id. */
-async function hello(t: Tap, p: Peer, bus: string): Promise<Peer> {
-  const r = ok(t, await p.cmd(`hello ${bus}`), `${p.name}: HELLO`);
-  p.id = Number(r.kv.id ?? 0);
-  return p;
-}
-
-/** HELLO with options (kdbus-peer's connect); sets p.id. */
-async function connect(t: Tap, p: Peer, bus: string, opts: string, what: string): Promise<Peer> {
-  const r = ok(t, await p.cmd(`connect ${bus} ${opts}`), what);
-  p.id = Number(r.kv.id ?? 0);
-  return p;
+  return peerSet(t, client);
 }
 
 /** A peer that dropped to uid (and gid) before opening anything. */
@@ -225,12 +55,6 @@ async function asUser(t: Tap, newPeer: NewPeer, name: string, uid: number): Prom
   const p = await newPeer(name);
   ok(t, await p.cmd(`setuid ${uid} ${uid}`), `${name}: drops to uid ${uid}`);
   return p;
-}
-
-async function makeBus(t: Tap, newPeer: NewPeer, dir: string, name: string): Promise<{ maker: Peer; path: string }> {
-  const maker = await newPeer(`maker(${name})`);
-  ok(t, await maker.cmd(`make ${dir}/control ${name} world 64 1`), `root: BUS_MAKE ${name} with MAKE_ACCESS_WORLD`);
-  return { maker, path: `${dir}/${name}/bus` };
 }
 
 /** The next notification of p (waits up to ms), freed; its notify= field. */
@@ -770,30 +594,8 @@ async function poolFull(t: Tap, dir: string): Promise<void> {
 await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   const dir = join(tmp, 'mnt');
   mkdirSync(dir);
-  const server = spawn(process.execPath, [cli, 'mount', dir], {
-    env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  let exited = false;
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-    server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
-  t.teardown(async () => {
-    if (!exited) {
-      server.kill('SIGKILL');
-      await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
-    }
-    if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
-  });
-  const up = await until(async () => {
-    if (exited) return true;
-    if (mountType(dir) !== 'fuse.kdbusfs') return false;
-    return (await statOf(join(dir, 'control')).catch(() => null)) !== null;
-  }, 10_000);
-  if (!up || exited) {
-    t.fail(`kdbusfs mount did not come up: ${stderr}`);
-    return;
-  }
+  const server = await startServer(t, dir);
+  if (!server) return;
 
   await t.test('1. EXPECT_REPLY: REPLY_TIMEOUT, REPLY_DEAD, unknown cookies, EMLINK', (t) => replies(t, dir));
   await t.test('2. synchronous calls: reply in the pool, ETIMEDOUT, ECANCELED, EPIPE', (t) => syncCalls(t, dir));
@@ -804,10 +606,7 @@ await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   await t.test('5c. quotas: a custom endpoint\'s anonymous user', (t) => endpointUser(t, dir));
 
   t.equal(live.size, 0, 'no peer process is left');
-  server.kill('SIGTERM');
-  const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
-  t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
-  t.equal(mountType(dir), null, 'the mount is gone');
+  await stopServer(t, server, dir);
 });
 
 t.teardown(() => {

@@ -28,21 +28,16 @@
 // every item allowed, so that the CAPS and EXE rules are exercised.
 //
 // This process never touches the mount synchronously; every wait is bounded.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync }
   from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
-import t, { type Test } from 'tap';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cli = join(root, 'dist/lib/cli.js');
-const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
-const run = promisify(execFile);
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import {
+  cli, compileClient, fails, live, mountType, needRootAndFuse, ok, Peer, peerSet, root, spawnServer, startServer,
+  statOf, stopServer, until, withTimeout, type NewPeer, type Reply, type Tap,
+} from './harness.js';
 
 /** The container's id map: 0..65535 inside are 100000..165535 on the host. */
 const MAP: Array<[number, number, number]> = [[0, 100000, 65536]];
@@ -57,10 +52,7 @@ const DEFAULT_MASK = 0x281fn;
 
 t.setTimeout(60_000);
 
-if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
-  process.exit(0);
-}
+needRootAndFuse();
 const nsenter = ['/usr/bin/nsenter', '/bin/nsenter'].find((p) => existsSync(p));
 const maxUserNs = existsSync('/proc/sys/user/max_user_namespaces')
   ? Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim()) : 0;
@@ -72,171 +64,20 @@ if (!nsenter || !existsSync('/proc/self/ns/user') || !(maxUserNs > 0)) {
 const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-ctr-'));
 chmodSync(tmp, 0o755); // container uids (host 100000+) must reach what is inside
 const client = join(tmp, 'kdbus-peer');
-await run('gcc', ['-O2', '-Wall', '-pthread', `-I${uapi}`, '-o', client, join(root, 'test/clients/kdbus-peer.c')],
-  { timeout: 30_000 });
+await compileClient('kdbus-peer.c', client, ['-pthread']);
 const overflowUid = Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
 const overflowGid = Number(readFileSync('/proc/sys/kernel/overflowgid', 'utf8').trim());
 const capLastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
 const hostPidNs = readlinkSync('/proc/self/ns/pid');
 
-// ---- helpers (as in test/names-policy.test.ts) ----
+// ---- helpers (the harness: test/harness.ts) ----
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    if (await check()) return true;
-  }
-  return false;
-}
-
-function mountType(dir: string): string | null {
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
-    .find((l) => l.split(' ')[1] === dir);
-  return line ? line.split(' ')[2]! : null;
-}
-
-async function statOf(path: string): Promise<{ mode: number; uid: number; gid: number; dir: boolean } | null> {
-  try {
-    const s = await withTimeout(stat(path), 5000, `stat ${path}`);
-    return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, dir: s.isDirectory() };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
-}
-
-interface Reply {
-  ok: boolean;
-  err: string | null;
-  kv: Record<string, string>;
-  line: string;
-}
-
-const live = new Set<Peer>();
-
-/** One kdbus-peer process (or nsenter running one): a command line in, one answer line out. */
-class Peer {
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  id = 0;
-  private out = '';
-  private lines: string[] = [];
-  private waiter: ((line: string | null) => void) | null = null;
-  private closed = false;
-  stderr = '';
-
-  constructor(readonly name: string, argv: string[] = [client]) {
-    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    live.add(this);
-    this.child.stdout!.on('data', (d: Buffer) => {
-      this.out += d.toString();
-      let nl: number;
-      while ((nl = this.out.indexOf('\n')) >= 0) {
-        this.lines.push(this.out.slice(0, nl));
-        this.out = this.out.slice(nl + 1);
-      }
-      this.wake();
-    });
-    this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    this.child.stdin!.on('error', () => { /* the peer died; its answers say so */ });
-    this.exited = new Promise((done) => this.child.on('close', (code, signal) => {
-      this.closed = true;
-      live.delete(this);
-      this.wake();
-      done({ code, signal });
-    }));
-  }
-
-  /** The pid of the process this test spawned (kdbus-peer, or nsenter). */
-  get pid(): number { return this.child.pid!; }
-
-  private wake(): void {
-    if (!this.waiter) return;
-    if (this.lines.length) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(this.lines.shift()!);
-    } else if (this.closed) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(null);
-    }
-  }
-
-  private nextLine(ms: number, what: string): Promise<string> {
-    if (this.waiter) throw new Error(`${this.name}: two commands at once`);
-    const line = new Promise<string>((resolve, reject) => {
-      this.waiter = (l) => (l === null ? reject(new Error(`${this.name} exited during: ${what} ${this.stderr}`)) : resolve(l));
-      this.wake();
-    });
-    return withTimeout(line, ms, `${this.name}: ${what}`).catch((e) => {
-      this.waiter = null;
-      this.kill();
-      throw e;
-    });
-  }
-
-  async ready(): Promise<this> {
-    await this.nextLine(5000, 'start');
-    return this;
-  }
-
-  async cmd(line: string, ms = 5000): Promise<Reply> {
-    const answer = this.nextLine(ms, line);
-    this.child.stdin!.write(line + '\n');
-    return parse(await answer);
-  }
-
-  kill(): void {
-    if (!this.closed) this.child.kill('SIGKILL');
-  }
-}
-
-function parse(line: string): Reply {
-  const words = line.split(' ');
-  const kv: Record<string, string> = {};
-  for (const w of words) {
-    const i = w.indexOf('=');
-    if (i > 0) kv[w.slice(0, i)] = w.slice(i + 1);
-  }
-  const ok = words[0] === 'ok';
-  return { ok, err: ok ? null : (words[1] ?? '?'), kv, line };
-}
-
-type Tap = Test;
-type NewPeer = (name: string, argv?: string[]) => Promise<Peer>;
-
+/** A test's peers (kdbus-peer processes), killed when the test ends. */
 function peers(t: Tap): NewPeer {
-  const mine: Peer[] = [];
-  t.teardown(async () => {
-    // Killing a container's first peer (its pid 1) kills everything in its pid namespace.
-    for (const p of mine) p.kill();
-    await Promise.all(mine.map((p) => withTimeout(p.exited, 5000, `${p.name} exits`).catch(() => undefined)));
-  });
-  return async (name, argv) => {
-    const p = new Peer(name, argv);
-    mine.push(p);
-    return p.ready();
-  };
+  return peerSet(t, client);
 }
 
-function ok(t: Tap, r: Reply, what: string): Reply {
-  t.ok(r.ok, what, { answer: r.line });
-  return r;
-}
-
-function fails(t: Tap, r: Reply, errno: string, what: string, extra: object = {}): void {
-  t.equal(r.err, errno, what, { answer: r.line, ...extra });
-}
-
-/** HELLO with options (kdbus-peer's connect); sets p.id. */
+/** HELLO with options (kdbus-peer's connect, trimmed: opts may be empty); sets p.id. */
 async function connect(t: Tap, p: Peer, bus: string, opts: string, what: string): Promise<Peer> {
   const r = ok(t, await p.cmd(`connect ${bus} ${opts}`.trim()), what);
   p.id = Number(r.kv.id ?? 0);
@@ -569,24 +410,12 @@ async function rootless(t: Tap): Promise<void> {
 
   // The server: F's root (host uid 100000, no capability in the initial user
   // namespace), in F's user and mount namespaces; no --no-passthrough.
-  const server = spawn(nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--', process.execPath, cli, 'mount', mnt], {
-    env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  let exited = false;
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-    server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
-  t.teardown(async () => {
-    if (!exited) {
-      server.kill('SIGKILL');
-      await withTimeout(ended, 5000, 'rootless server dies').catch(() => undefined);
-    }
-  });
+  const server = spawnServer(t, nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--', process.execPath, cli, 'mount', mnt],
+    { dies: 'rootless server dies' });
 
   const f2 = await join_(t, newPeer, f, 'F2');
-  const up = await until(async () => exited || (await f2.peer.cmd(`open ${mnt}/control`)).ok, 10_000);
-  if (!t.ok(up && !exited, 'the rootless kdbusfs comes up: F2 opens control', { stderr })) return;
+  const up = await until(async () => server.exited || (await f2.peer.cmd(`open ${mnt}/control`)).ok, 10_000);
+  if (!t.ok(up && !server.exited, 'the rootless kdbusfs comes up: F2 opens control', { stderr: server.stderr })) return;
   t.equal(mountType(mnt), null, 'the mount exists only in F\'s mount namespace');
   ok(t, await f2.peer.cmd(`make ${mnt}/control 0-rootless world 64 1`),
     'F2: BUS_MAKE "0-rootless": this domain\'s user namespace is the container\'s, where F2 is uid 0');
@@ -594,7 +423,7 @@ async function rootless(t: Tap): Promise<void> {
     `F2: "${CROOT}-rootless" (its host uid) is EINVAL here`);
   const bus = `${mnt}/0-rootless/bus`;
   await connect(t, f2.peer, bus, `recv:${ATTACH_ANY}`, 'F2 (container root): HELLO, without --no-passthrough');
-  t.comment(`server stderr: ${stderr.trim() || '(nothing)'}`);
+  t.comment(`server stderr: ${server.stderr.trim() || '(nothing)'}`);
   const f3 = await join_(t, newPeer, f, 'F3');
   ok(t, await f3.peer.cmd('setuid 1000 1000'), 'F3 drops to container uid 1000 (host 101000)');
   await connect(t, f3.peer, bus, `recv:${ATTACH_ANY}`, 'F3 (container uid 1000): HELLO');
@@ -609,9 +438,9 @@ async function rootless(t: Tap): Promise<void> {
   fails(t, await hostRoot.cmd(`open /proc/${f.hostPid}/root${mnt}/control`), 'EACCES',
     'host root, outside the container\'s user namespace, gets EACCES (FUSE allow_other stops at the mounter\'s user namespace)');
 
-  server.kill('SIGTERM');
-  const end = await withTimeout(ended, 10_000, 'rootless kdbusfs exits on SIGTERM').catch(() => null);
-  t.equal(end?.code, 0, 'the rootless kdbusfs exits 0 on SIGTERM', { stderr });
+  server.child.kill('SIGTERM');
+  const end = await withTimeout(server.ended, 10_000, 'rootless kdbusfs exits on SIGTERM').catch(() => null);
+  t.equal(end?.code, 0, 'the rootless kdbusfs exits 0 on SIGTERM', { stderr: server.stderr });
   fails(t, await f2.peer.cmd(`open ${mnt}/control`), 'ENOENT', 'and its mount is gone from F\'s namespace');
 }
 
@@ -636,40 +465,15 @@ for (const [i, mode] of modes.entries()) {
       `process.argv.splice(1, 0, ${JSON.stringify(cli)});`,
       `await import(${JSON.stringify(pathToFileURL(cli).href)});`,
     ].join('\n')];
-    const server = spawn(process.execPath, [...start, 'mount', dir, ...mode.pools], {
-      env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    let exited = false;
-    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-      server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
-    t.teardown(async () => {
-      if (!exited) {
-        server.kill('SIGKILL');
-        await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
-      }
-      if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
-    });
-    const up = await until(async () => {
-      if (exited) return true;
-      if (mountType(dir) !== 'fuse.kdbusfs') return false;
-      return (await statOf(join(dir, 'control')).catch(() => null)) !== null;
-    }, 10_000);
-    if (!up || exited) {
-      t.fail(`kdbusfs mount did not come up: ${stderr}`);
-      return;
-    }
+    const server = await startServer(t, dir, { start, args: mode.pools });
+    if (!server) return;
 
     await t.test('1. a bus directory bound into a container: metadata both ways', (t) => busDir(t, dir, mode.mask));
     await t.test('2. the kdbusfs root bound into a container: control, bus names', (t) => rootDir(t, dir));
     await t.test('3. a single endpoint file bound: one open at a time', (t) => singleFile(t, dir));
 
     t.equal(live.size, 0, 'no peer process is left');
-    server.kill('SIGTERM');
-    const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
-    t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
-    t.equal(mountType(dir), null, 'the mount is gone');
+    await stopServer(t, server, dir);
   });
 }
 

@@ -16,20 +16,15 @@
 //     within 64 MiB of it.
 // Also: a worker killed around an fd install is reaped by its parent, not
 // left a zombie traced by the server's fd-install tracer ("zombies=").
-import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import t from 'tap';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cli = join(root, 'dist/lib/cli.js');
-const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
-const run = promisify(execFile);
+import {
+  compileClient, mountType, needRootAndFuse, sleep, startServer, stopServer, until as untilEvery, withTimeout,
+} from './harness.js';
 
 const SEED = 20151;
 const PROCS = 8;
@@ -40,36 +35,21 @@ const RSS_SLACK = 64 << 20;
 
 t.setTimeout(60_000);
 
-if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
-  process.exit(0);
-}
+needRootAndFuse();
 
 const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-fuzz-'));
 chmodSync(tmp, 0o755); // workers under uid 65534/65533 must reach the mount
 const client = join(tmp, 'fuzz-client');
-await run('gcc', ['-O2', '-Wall', '-Wno-format', `-I${uapi}`, '-o', client, join(root, 'test/clients/fuzz-client.c')],
-  { timeout: 30_000 });
+await compileClient('fuzz-client.c', client, ['-Wno-format']);
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
+/** Polls every 50 ms (the harness's until polls every 20). */
+function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  return untilEvery(check, ms, 50);
 }
 
-async function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
-    if (await check()) return true;
-  }
-  return false;
-}
-
-function mountType(dir: string): string | null {
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
-    .find((l) => l.split(' ')[1] === dir);
-  return line ? line.split(' ')[2]! : null;
+/** Served: dir/control can be stat'ed within 2 s. */
+function controlServed(dir: string): Promise<boolean> {
+  return withTimeout(stat(join(dir, 'control')), 2000, 'stat control').then(() => true, () => false);
 }
 
 /** The server's open fds and resident set size (bytes). */
@@ -92,32 +72,8 @@ async function client$(args: string[], ms: number): Promise<{ code: number | nul
 await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${SECONDS} s`, async (t) => {
   const dir = join(tmp, 'kdbus');
   mkdirSync(dir);
-  const server = spawn(process.execPath, [cli, 'mount', dir], {
-    env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  let exited = false;
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-    server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
-
-  t.teardown(async () => {
-    if (!exited) {
-      server.kill('SIGKILL');
-      await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
-    }
-    if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
-    if (!mountType(dir)) rmSync(tmp, { recursive: true, force: true });
-  });
-
-  const up = await until(async () => {
-    if (exited) return true;
-    if (mountType(dir) !== 'fuse.kdbusfs') return false;
-    return withTimeout(stat(join(dir, 'control')), 2000, 'stat control').then(() => true, () => false);
-  }, 10_000);
-  if (!up || exited) {
-    t.fail(`kdbusfs mount did not come up: ${stderr}`);
-  } else {
+  const server = await startServer(t, dir, { probe: controlServed, every: 50 });
+  if (server) {
     const onlyControl = async (): Promise<boolean> => {
       const names = await withTimeout(readdir(dir), 5000, 'readdir').catch(() => null);
       return names !== null && names.length === 1 && names[0] === 'control';
@@ -128,8 +84,8 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     t.match(warm.out, /^check ok/, 'before: a fresh client makes a bus and passes a message byte for byte', warm);
     t.ok(await until(onlyControl, 5000), 'before: the checker\'s bus is gone with its control fd');
     await sleep(200);
-    if (exited) throw new Error(`kdbusfs exited: ${JSON.stringify(await ended)} ${stderr}`);
-    const base = usage(server.pid!);
+    if (server.exited) throw new Error(`kdbusfs exited: ${JSON.stringify(await server.ended)} ${server.stderr}`);
+    const base = usage(server.child.pid!);
 
     const fuzz = await client$(['fuzz', dir, String(SEED), String(PROCS), String(REQUESTS), String(SECONDS)], 40_000);
     const counts: Record<string, number> = {};
@@ -145,19 +101,21 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     t.equal(counts.violations, 0, '2. no connection received data it could not attribute, no offset outside its pool');
     t.equal(counts.zombies ?? 0, 0, 'killed workers are reaped: none is left a zombie traced by the server');
 
-    t.equal(exited, false, '1. the server process is alive after the fuzzing');
+    t.equal(server.exited, false, '1. the server process is alive after the fuzzing');
     const after = await client$(['check', dir, '0-fuzz-after'], 20_000);
     t.match(after.out, /^check ok/, '1. after: a fresh client makes a bus, HELLO, sends and receives byte for byte', after);
 
     t.ok(await until(onlyControl, 10_000), '3. every bus is gone: only control is left in the root');
-    let now = usage(server.pid!);
-    await until(() => { now = usage(server.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000);
+    let now = usage(server.child.pid!);
+    await until(() => { now = usage(server.child.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000);
     t.ok(Math.abs(now.fds - base.fds) <= FD_SLACK, `3. server fd count back to its baseline ±${FD_SLACK} (${base.fds} -> ${now.fds})`);
     t.ok(now.rss <= base.rss + RSS_SLACK,
       `3. server RSS within 64 MiB of its baseline (${(base.rss / 2 ** 20).toFixed(1)} -> ${(now.rss / 2 ** 20).toFixed(1)} MiB)`);
 
-    server.kill('SIGTERM');
-    const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
-    t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
+    await stopServer(t, server);
   }
+});
+
+t.teardown(() => {
+  if (!mountType(join(tmp, 'kdbus'))) rmSync(tmp, { recursive: true, force: true });
 });

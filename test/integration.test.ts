@@ -7,20 +7,15 @@
 // This process never touches the mount synchronously: a stuck server can
 // only make an awaited promise time out, never block the event loop. Every
 // wait has a timeout.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import t, { type Test } from 'tap';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cli = join(root, 'dist/lib/cli.js');
-const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
-const run = promisify(execFile);
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  compileClient, fails, live, mountType, needRootAndFuse, ok, Peer, peerSet, sleep, startServer, statOf, stopServer,
+  until, withTimeout, type NewPeer, type Reply, type Tap,
+} from './harness.js';
 
 const NOBODY = 65534;
 const POOL = 16 << 20;
@@ -34,185 +29,28 @@ const POLL_SYSCALLS: Record<string, number[]> = { x64: [7, 271], arm64: [73], ia
 
 t.setTimeout(60_000);
 
-if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) {
-  t.plan(0, 'needs root and /dev/fuse to mount kdbusfs');
-  process.exit(0);
-}
+needRootAndFuse();
 
 const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-integration-'));
 chmodSync(tmp, 0o755); // uid 65534 peers must reach the mounts inside
 const client = join(tmp, 'kdbus-peer');
-await run('gcc', ['-O2', '-Wall', `-I${uapi}`, '-o', client, join(root, 'test/clients/kdbus-peer.c')], { timeout: 30_000 });
+await compileClient('kdbus-peer.c', client);
 
-// ---- helpers ----
+// ---- helpers (the harness: test/harness.ts) ----
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
+/** A test's peers (kdbus-peer processes), killed when the test ends. */
+function peers(t: Tap): NewPeer {
+  return peerSet(t, client);
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    if (await check()) return true;
-  }
-  return false;
-}
-
-/** The fstype mounted at dir, from the mount table (never touching dir). */
-function mountType(dir: string): string | null {
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').reverse()
-    .find((l) => l.split(' ')[1] === dir);
-  return line ? line.split(' ')[2]! : null;
-}
-
-/** stat through the mount, bounded; null when the path does not exist. */
-async function statOf(path: string): Promise<{ mode: number; uid: number; gid: number; dir: boolean } | null> {
-  try {
-    const s = await withTimeout(stat(path), 5000, `stat ${path}`);
-    return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, dir: s.isDirectory() };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
-}
-
-interface Reply {
-  ok: boolean;
-  /** the errno name of an "err" answer */
-  err: string | null;
-  kv: Record<string, string>;
-  line: string;
-}
-
-const live = new Set<Peer>();
-
-/** One kdbus-peer process: a command line in, one answer line out. */
-class Peer {
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  id = 0;
-  private out = '';
-  private lines: string[] = [];
-  private waiter: ((line: string | null) => void) | null = null;
-  private closed = false;
-  stderr = '';
-
-  constructor(readonly name: string) {
-    this.child = spawn(client, [], { stdio: ['pipe', 'pipe', 'pipe'] });
-    live.add(this);
-    this.child.stdout!.on('data', (d: Buffer) => {
-      this.out += d.toString();
-      let nl: number;
-      while ((nl = this.out.indexOf('\n')) >= 0) {
-        this.lines.push(this.out.slice(0, nl));
-        this.out = this.out.slice(nl + 1);
-      }
-      this.wake();
-    });
-    this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    this.child.stdin!.on('error', () => { /* the peer died; its answers say so */ });
-    this.exited = new Promise((done) => this.child.on('close', (code, signal) => {
-      this.closed = true;
-      live.delete(this);
-      this.wake();
-      done({ code, signal });
-    }));
-  }
-
-  get pid(): number { return this.child.pid!; }
-
-  private wake(): void {
-    if (!this.waiter) return;
-    if (this.lines.length) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(this.lines.shift()!);
-    } else if (this.closed) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(null);
-    }
-  }
-
-  private nextLine(ms: number, what: string): Promise<string> {
-    if (this.waiter) throw new Error(`${this.name}: two commands at once`);
-    const line = new Promise<string>((resolve, reject) => {
-      this.waiter = (l) => (l === null ? reject(new Error(`${this.name} exited during: ${what} ${this.stderr}`)) : resolve(l));
-      this.wake();
-    });
-    return withTimeout(line, ms, `${this.name}: ${what}`).catch((e) => {
-      // Answers would come out of step after a lost one: this peer is done.
-      this.waiter = null;
-      this.kill();
-      throw e;
-    });
-  }
-
-  async ready(): Promise<this> {
-    await this.nextLine(5000, 'start');
-    return this;
-  }
-
-  async cmd(line: string, ms = 5000): Promise<Reply> {
-    const answer = this.nextLine(ms, line);
-    this.child.stdin!.write(line + '\n');
-    return parse(await answer);
-  }
-
-  kill(): void {
-    if (!this.closed) this.child.kill('SIGKILL');
-  }
-}
-
-function parse(line: string): Reply {
-  const words = line.split(' ');
-  const kv: Record<string, string> = {};
-  for (const w of words) {
-    const i = w.indexOf('=');
-    if (i > 0) kv[w.slice(0, i)] = w.slice(i + 1);
-  }
-  const ok = words[0] === 'ok';
-  return { ok, err: ok ? null : (words[1] ?? '?'), kv, line };
-}
-
-/** A test's peers, killed when the test ends. */
-function peers(t: Tap): (name: string) => Promise<Peer> {
-  const mine: Peer[] = [];
-  t.teardown(async () => {
-    for (const p of mine) p.kill();
-    await Promise.all(mine.map((p) => withTimeout(p.exited, 5000, `${p.name} exits`).catch(() => undefined)));
-  });
-  return async (name) => {
-    const p = new Peer(name);
-    mine.push(p);
-    return p.ready();
-  };
-}
-
-type Tap = Test;
-
-/** Asserts an ok answer; returns it. */
-function ok(t: Tap, r: Reply, what: string): Reply {
-  t.ok(r.ok, what, { answer: r.line });
-  return r;
-}
-
-/** Asserts an error answer with the given errno name. */
-function fails(t: Tap, r: Reply, errno: string, what: string, extra: object = {}): void {
-  t.equal(r.err, errno, what, { answer: r.line, ...extra });
-}
-
-/** HELLO on bus; sets and returns p.id. */
+/** HELLO on bus; sets and returns p.id (named "P HELLO", not the harness's "P: HELLO"). */
 async function hello(t: Tap, p: Peer, bus: string): Promise<Peer> {
   const r = ok(t, await p.cmd(`hello ${bus}`), `${p.name} HELLO`);
   p.id = Number(r.kv.id ?? 0);
   return p;
 }
 
-/** A bus made by a root peer that keeps its control fd open. */
+/** A bus made by a root peer that keeps its control fd open (bloom parameters, named "BUS_MAKE name"). */
 async function makeBus(t: Tap, newPeer: (n: string) => Promise<Peer>, dir: string, name: string, bloom = 64, nHash = 1):
     Promise<{ maker: Peer; path: string }> {
   const maker = await newPeer(`maker(${name})`);
@@ -267,15 +105,15 @@ async function tree(t: Tap, dir: string): Promise<void> {
   await hello(t, user, `${dir}/${NOBODY}-tree/bus`);
 
   ok(t, await rootMaker.cmd('unmake'), 'root maker closes its control fd');
-  t.ok(await until('0-tree is gone', async () => (await statOf(`${dir}/0-tree`)) === null, 3000),
+  t.ok(await until(async () => (await statOf(`${dir}/0-tree`)) === null, 3000),
     'closing the control fd removes 0-tree/');
   ok(t, await userMaker.cmd('unmake'), 'uid 65534 maker closes its control fd');
-  t.ok(await until('65534-tree is gone', async () => (await statOf(`${dir}/${NOBODY}-tree`)) === null, 3000),
+  t.ok(await until(async () => (await statOf(`${dir}/${NOBODY}-tree`)) === null, 3000),
     'closing the control fd removes 65534-tree/');
   fails(t, await user.cmd(`send ${user.id} cookie:1 vec:8`), 'ECONNRESET', 'a connection on the removed bus is shut down');
   privMaker.kill();
   await withTimeout(privMaker.exited, 5000, 'maker exits');
-  t.ok(await until('0-private is gone', async () => (await statOf(`${dir}/0-private`)) === null, 3000),
+  t.ok(await until(async () => (await statOf(`${dir}/0-private`)) === null, 3000),
     'the control fd closed by process exit removes 0-private/');
   const after = await withTimeout(readdir(dir), 5000, 'readdir');
   t.same(after, ['control'], 'only control is left in the root');
@@ -538,7 +376,7 @@ async function polling(t: Tap, dir: string): Promise<void> {
 
   let settled = false;
   const polled = b.cmd('poll 5000', 8000).finally(() => { settled = true; });
-  const blocked = await until('the poller sleeps in poll()', () => inPoll(b.pid), 3000);
+  const blocked = await until(() => inPoll(b.pid), 3000);
   t.ok(blocked, 'the poller is blocked in poll()');
   await sleep(100);
   t.notOk(settled, 'and stays blocked while nothing arrives');
@@ -577,31 +415,8 @@ for (const mode of modes) {
   await t.test(mode.name, async (t) => {
     const dir = join(tmp, mode.args.length ? 'page-cache' : 'passthrough');
     mkdirSync(dir);
-    const server = spawn(process.execPath, [cli, 'mount', dir, ...mode.args], {
-      env: { ...process.env, KDBUSFS_QUIET: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    server.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    let exited = false;
-    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-      server.on('close', (code, signal) => { exited = true; done({ code, signal }); }));
-    t.teardown(async () => {
-      if (!exited) {
-        server.kill('SIGKILL');
-        await withTimeout(ended, 5000, 'server dies').catch(() => undefined);
-      }
-      if (mountType(dir)) await run(process.execPath, [cli, 'umount', dir], { timeout: 10_000 }).catch(() => undefined);
-    });
-
-    const up = await until(`${dir} is served`, async () => {
-      if (exited) return true;
-      if (mountType(dir) !== 'fuse.kdbusfs') return false;
-      return (await statOf(join(dir, 'control')).catch(() => null)) !== null;
-    }, 10_000);
-    if (!up || exited) {
-      t.fail(`kdbusfs mount did not come up: ${stderr}`);
-      return;
-    }
+    const server = await startServer(t, dir, { args: mode.args });
+    if (!server) return;
 
     await t.test('1. tree: control, buses, modes, owners, removal', (t) => tree(t, dir));
     await t.test('2. HELLO and pool: ids, bloom parameter, ID_ADD/ID_REMOVE', (t) => helloPool(t, dir));
@@ -613,10 +428,7 @@ for (const mode of modes) {
     await t.test('8. poll() wakes on a message', (t) => polling(t, dir));
 
     t.equal(live.size, 0, 'no peer process is left');
-    server.kill('SIGTERM');
-    const r = await withTimeout(ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
-    t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr });
-    t.equal(mountType(dir), null, 'the mount is gone from /proc/self/mounts');
+    await stopServer(t, server, dir, 'the mount is gone from /proc/self/mounts');
   });
 }
 
