@@ -38,6 +38,8 @@ if [[ -f package-lock.json ]]; then
 else
   npm install --no-audit --no-fund </dev/null >&2 || setup_failed "npm install"
 fi
+# tap runs the tests without type checking: check them (and lib) against each other here.
+npx tsc -p test/tsconfig.json </dev/null >&2 || setup_failed "type check of test/ and lib/"
 
 tap_out=$(mktemp)
 trap 'rm -f "$tap_out"' EXIT
