@@ -679,7 +679,7 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
     if (size >= 8 && size <= in.in_size) {
       // The kernel already copied it all: spare the ~2.5 us of process_vm_readv.
       command = Napi::Buffer<uint8_t>::Copy(env, head, size);
-      if (size == in.in_size) headBuf = command;  // the same bytes: one Buffer serves as both
+      headBuf = command;  // it starts with the same bytes: one Buffer serves as both
     } else if (size >= 8 && size <= kMaxCommandRead) {
       Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
       int e = procmem::Read(static_cast<pid_t>(h.pid), in.arg, buf.Data(), size);

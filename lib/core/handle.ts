@@ -111,6 +111,12 @@ class WriteBack {
   }
 }
 
+/** Where a command keeps its flags, kernel_flags and items. */
+interface CommandLayout { flags: number; kernel_flags: number; items: number }
+
+/** A command read and checked: the kernel's copy, its write-back, flags and item list size. */
+interface Command { buf: Buffer; w: WriteBack; flags: bigint; itemsSize: number }
+
 export abstract class Handle {
   constructor(protected readonly env: HandleEnv) {}
 
@@ -123,6 +129,21 @@ export abstract class Handle {
   abstract poll(): number;
 
   /** Runs one ioctl; returns 0 or -errno. */
+  /**
+   * The start every command shares, in the kernel's order: kdbus_memdup_user
+   * (size within [fixed part, max]), kdbus_negotiate_flags (kernel_flags
+   * written back, unknown flags EINVAL), kdbus_items_validate.
+   */
+  protected command(call: Call, layout: CommandLayout, max: number, valid: bigint): Command {
+    const buf = commandBuffer(call.arg, call.head, call.command, layout.items, max);
+    const w = this.writeBack(buf);
+    const flags = buf.readBigUInt64LE(layout.flags);
+    negotiateFlags(flags, valid, (v) => w.u64(layout.kernel_flags, v));
+    const itemsSize = buf.length - layout.items;
+    validateItems(buf, layout.items, itemsSize);
+    return { buf, w, flags, itemsSize };
+  }
+
   /** Starts the caller-visible copy of the command that writes go to. */
   protected writeBack(cmd: Buffer): WriteBack {
     this.writer = new WriteBack(cmd);
@@ -179,12 +200,7 @@ export class ControlHandle extends Handle {
   ioctl(call: Call, cmd: number): void {
     if (cmd !== CMD.BUS_MAKE) fail(errno.ENOTTY, 'not a control command');
     if (this.bus) fail(errno.EBADFD, 'this handle already made a bus');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MAKE.items, LIMITS.MAKE_MAX_SIZE);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_MAKE.flags), MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD,
-      (v) => w.u64(CMD_MAKE.kernel_flags, v));
-    const itemsSize = buf.length - CMD_MAKE.items;
-    validateItems(buf, CMD_MAKE.items, itemsSize);
+    const { buf, itemsSize } = this.command(call, CMD_MAKE, LIMITS.MAKE_MAX_SIZE, MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD);
     this.bus = this.makeBus(call, buf, itemsSize);
   }
 
@@ -322,11 +338,7 @@ export class EndpointHandle extends Handle {
 
   /** KDBUS_CMD_ENDPOINT_UPDATE: replaces the custom endpoint's policy. */
   private endpointUpdate(ep: Endpoint, call: Call): void {
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_UPDATE.items, LIMITS.UPDATE_MAX_SIZE);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_UPDATE.flags), 0n, (v) => w.u64(CMD_UPDATE.kernel_flags, v));
-    const itemsSize = buf.length - CMD_UPDATE.items;
-    validateItems(buf, CMD_UPDATE.items, itemsSize);
+    const { buf, w, itemsSize } = this.command(call, CMD_UPDATE, LIMITS.UPDATE_MAX_SIZE, 0n);
     ep.policy.set(buf, CMD_UPDATE.items, itemsSize, 0, true, ep);
     w.u64(CMD_UPDATE.return_flags, 0n);
   }
@@ -501,12 +513,7 @@ export class EndpointHandle extends Handle {
 
   private send(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections send');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_SEND.items, LIMITS.SEND_MAX_SIZE);
-    const w = this.writeBack(buf);
-    const flags = buf.readBigUInt64LE(CMD_SEND.flags);
-    negotiateFlags(flags, SEND_SYNC_REPLY, (v) => w.u64(CMD_SEND.kernel_flags, v));
-    const itemsSize = buf.length - CMD_SEND.items;
-    validateItems(buf, CMD_SEND.items, itemsSize);
+    const { buf, w, flags, itemsSize } = this.command(call, CMD_SEND, LIMITS.SEND_MAX_SIZE, SEND_SYNC_REPLY);
     const m = kmsgFromSend(this.env, call.tid, flags, u64(buf, CMD_SEND.msg_address), conn.id,
       Number(conn.bus.bloom.size), (v) => w.u64(CMD_SEND.kernel_msg_flags, v));
     const sync = (flags & SEND_SYNC_REPLY) !== 0n;
@@ -555,11 +562,8 @@ export class EndpointHandle extends Handle {
 
   private recv(conn: Connection, call: Call): void {
     if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders do not receive');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_RECV.items, LIMITS.RECV_MAX_SIZE);
-    const w = this.writeBack(buf);
-    const flags = buf.readBigUInt64LE(CMD_RECV.flags);
-    negotiateFlags(flags, RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY, (v) => w.u64(CMD_RECV.kernel_flags, v));
-    validateItems(buf, CMD_RECV.items, buf.length - CMD_RECV.items);
+    const { buf, w, flags } = this.command(call, CMD_RECV, LIMITS.RECV_MAX_SIZE,
+      RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY);
     if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
     const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid);
     if (r.install) return this.recvInstall(conn, call, w, r.install);
@@ -613,11 +617,7 @@ export class EndpointHandle extends Handle {
 
   private free(conn: Connection, call: Call): void {
     if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders have no pool use');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_FREE.items, LIMITS.CMD_MAX_SIZE);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_FREE.flags), 0n, (v) => w.u64(CMD_FREE.kernel_flags, v));
-    const itemsSize = buf.length - CMD_FREE.items;
-    validateItems(buf, CMD_FREE.items, itemsSize);
+    const { buf, w, itemsSize } = this.command(call, CMD_FREE, LIMITS.CMD_MAX_SIZE, 0n);
     for (const it of items(buf, CMD_FREE.items, itemsSize)) fail(errno.EINVAL, `item ${it.type} not allowed in FREE`);
     conn.pool.freeByUser(u64(buf, CMD_FREE.offset));
     w.u64(CMD_FREE.return_flags, 0n);
@@ -652,12 +652,8 @@ export class EndpointHandle extends Handle {
   }
 
   private nameList(conn: Connection, call: Call): void {
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_NAME_LIST.items, LIMITS.CMD_MAX_SIZE);
-    const w = this.writeBack(buf);
-    const flags = buf.readBigUInt64LE(CMD_NAME_LIST.flags);
-    negotiateFlags(flags, NAME_LIST_UNIQUE | NAME_LIST_NAMES | NAME_LIST_ACTIVATORS | NAME_LIST_QUEUED,
-      (v) => w.u64(CMD_NAME_LIST.kernel_flags, v));
-    validateItems(buf, CMD_NAME_LIST.items, buf.length - CMD_NAME_LIST.items);
+    const { w, flags } = this.command(call, CMD_NAME_LIST, LIMITS.CMD_MAX_SIZE,
+      NAME_LIST_UNIQUE | NAME_LIST_NAMES | NAME_LIST_ACTIVATORS | NAME_LIST_QUEUED);
     const list = conn.bus.names.list(conn, flags, conn.bus.connections.values());
     const off = this.publish(conn, list);
     w.u64(CMD_NAME_LIST.offset, BigInt(off));
@@ -675,13 +671,8 @@ export class EndpointHandle extends Handle {
     return off;
   }
 
-  private infoCommand(call: Call): { buf: Buffer; w: WriteBack } {
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_INFO.items,
-      CMD_INFO.items + LIMITS.NAME_MAX_LEN + 1);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_INFO.flags), ATTACH_ALL, (v) => w.u64(CMD_INFO.kernel_flags, v));
-    validateItems(buf, CMD_INFO.items, buf.length - CMD_INFO.items);
-    return { buf, w };
+  private infoCommand(call: Call): Command {
+    return this.command(call, CMD_INFO, CMD_INFO.items + LIMITS.NAME_MAX_LEN + 1, ATTACH_ALL);
   }
 
   private connInfo(conn: Connection, call: Call): void {
@@ -723,11 +714,7 @@ export class EndpointHandle extends Handle {
 
   private connUpdate(conn: Connection, call: Call): void {
     if (!conn.isOrdinary && !conn.isPolicyHolder && !conn.isMonitor) fail(errno.EOPNOTSUPP, 'CONN_UPDATE');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_UPDATE.items, LIMITS.UPDATE_MAX_SIZE);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_UPDATE.flags), 0n, (v) => w.u64(CMD_UPDATE.kernel_flags, v));
-    const itemsSize = buf.length - CMD_UPDATE.items;
-    validateItems(buf, CMD_UPDATE.items, itemsSize);
+    const { buf, w, itemsSize } = this.command(call, CMD_UPDATE, LIMITS.UPDATE_MAX_SIZE, 0n);
     let send: bigint | null = null;
     let recv: bigint | null = null;
     let policy = false;
@@ -757,12 +744,7 @@ export class EndpointHandle extends Handle {
 
   private matchAdd(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections add matches');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, LIMITS.MATCH_MAX_SIZE);
-    const w = this.writeBack(buf);
-    const flags = buf.readBigUInt64LE(CMD_MATCH.flags);
-    negotiateFlags(flags, MATCH_REPLACE, (v) => w.u64(CMD_MATCH.kernel_flags, v));
-    const itemsSize = buf.length - CMD_MATCH.items;
-    validateItems(buf, CMD_MATCH.items, itemsSize);
+    const { buf, w, flags, itemsSize } = this.command(call, CMD_MATCH, LIMITS.MATCH_MAX_SIZE, MATCH_REPLACE);
     conn.matches.add(buf.readBigUInt64LE(CMD_MATCH.cookie), buf, CMD_MATCH.items, itemsSize,
       (flags & MATCH_REPLACE) !== 0n, Number(conn.bus.bloom.size));
     w.u64(CMD_MATCH.return_flags, 0n);
@@ -770,10 +752,7 @@ export class EndpointHandle extends Handle {
 
   private matchRemove(conn: Connection, call: Call): void {
     if (!conn.isOrdinary) fail(errno.EOPNOTSUPP, 'only ordinary connections remove matches');
-    const buf = commandBuffer(call.arg, call.head, call.command, CMD_MATCH.items, CMD_MATCH.items);
-    const w = this.writeBack(buf);
-    negotiateFlags(buf.readBigUInt64LE(CMD_MATCH.flags), 0n, (v) => w.u64(CMD_MATCH.kernel_flags, v));
-    validateItems(buf, CMD_MATCH.items, buf.length - CMD_MATCH.items);
+    const { buf, w } = this.command(call, CMD_MATCH, CMD_MATCH.items, 0n);
     conn.matches.remove(buf.readBigUInt64LE(CMD_MATCH.cookie));
     w.u64(CMD_MATCH.return_flags, 0n);
   }

@@ -14,26 +14,10 @@ import type { Pool } from './pool.js';
 import type { ProcMeta, ConnMeta } from './metadata.js';
 import type { Reply } from './reply.js';
 import type { User } from './user.js';
+import type { FdFacts } from '../fuse/native.js';
 
 const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
 const MEMFD_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
-
-/** What the server knows of an fd it holds (native fdStat). */
-export interface FdFacts {
-  /** memfd seals (F_GET_SEALS), -1 if not a memfd */
-  seals: number;
-  size: number;
-  mode: number;
-  /** the file system's device and the inode number */
-  dev: number;
-  ino: number;
-  /** opened with O_PATH */
-  pathOnly: boolean;
-  /** a socket's SO_DOMAIN, -1 for other files */
-  domain: number;
-  /** a file of a kdbusfs mount this server serves (a kdbus handle) */
-  kdbus: boolean;
-}
 
 /** Native helpers a message needs from the server (fd access). */
 export interface FdAccess {

@@ -31,8 +31,9 @@ export interface SessionHandlers {
   /**
    * An ioctl on fh by thread tid (the caller's thread id in the server's pid
    * namespace; a plain number, as this is the hot path). head is the fixed
-   * part the kernel copied (_IOC_SIZE(cmd) bytes). For kdbus commands (type 0x95, head >= 8 bytes, arg 8-aligned) the
-   * native side reads the u64 size at the head's start and, when
+   * part the kernel copied (_IOC_SIZE(cmd) bytes), or, when the whole command
+   * fitted in it, the command Buffer itself (one allocation instead of two).
+   * For kdbus commands (type 0x95, head >= 8 bytes, arg 8-aligned) the native side reads the u64 size at the head's start and, when
    * 8 <= size <= MAX_COMMAND_READ, reads the whole command from the caller with
    * process_vm_readv: cmd is then that Buffer, or a negative errno if the read
    * failed; otherwise cmd is null.
