@@ -116,9 +116,9 @@ export class KdbusServer {
       }),
       watchFd: native.watchFd,
       unwatchFd: native.unwatchFd,
-      replyIoctl: (unique, result) => {
+      replyIoctl: (unique, result, out) => {
         this.parked.delete(unique);
-        native.replyIoctl(sid, unique, result);
+        native.replyIoctl(sid, unique, result, out);
       },
       poolSetup: (size): PoolBacking | number => {
         const r = native.poolSetup(sid, fh, size);
@@ -172,9 +172,9 @@ export class KdbusServer {
                 command: Buffer | number | null): number | undefined {
     const h = this.handles.get(fh);
     if (!h) return -errno.EBADF;
-    const r = h.run({ unique, tid, arg, head, command }, cmd);
+    const r = h.run({ unique, cmd, tid, arg, head, command }, cmd);
     if (typeof r === 'number') return r;
-    this.parked.set(unique, r);
+    if (r !== null) this.parked.set(unique, r); // else answered already
     return undefined;
   }
 

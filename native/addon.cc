@@ -319,10 +319,13 @@ class Addon : public Napi::Addon<Addon> {
     uint64_t unique;
     int32_t result;
     if (!U64(info, 1, "unique", &unique) || !I32(info, 2, "result", &result)) return env.Undefined();
+    const uint8_t* out = nullptr;
+    size_t outLen = 0;
+    if (info.Length() > 3 && !info[3].IsUndefined() && !Bytes(info, 3, &out, &outLen)) return env.Undefined();
     // A session that is gone has no parked requests left: nothing to answer.
     Session* s = Find(info, true);
     if (env.IsExceptionPending()) return env.Undefined();
-    return Napi::Boolean::New(env, s && s->ReplyIoctl(unique, result));
+    return Napi::Boolean::New(env, s && s->ReplyIoctl(unique, result, out, outLen));
   }
 
   Napi::Value NotifyPoll(const Napi::CallbackInfo& info) {

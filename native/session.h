@@ -39,7 +39,9 @@ class Session {
   uint64_t dev() const { return dev_; }
   bool passthrough() const { return passthrough_; }
 
-  bool ReplyIoctl(uint64_t unique, int result);
+  // Answers a parked ioctl. out (a success only): bytes the kernel copies to
+  // the start of the caller's argument, at most the ioctl's _IOC_SIZE.
+  bool ReplyIoctl(uint64_t unique, int result, const uint8_t* out = nullptr, size_t outLen = 0);
   void NotifyPoll(uint64_t kh);
 
   // The pool of an open file, or nullptr.

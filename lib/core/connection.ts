@@ -69,9 +69,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   wake: Waker = () => {};
   /** entries out of the queue while their fds are installed (BYEBYE waits for them too) */
   installing = 0;
-  /** the thread of the ioctl being served, for decisions on its current credentials */
-  private callerTid = 0;
-  private callerCreds: PolicyCreds | null = null;
+  /** current_cred() of the ioctl being served (beginCall) */
+  private readonly caller = new CallerCreds(this);
 
   constructor(readonly bus: Bus, readonly ep: Endpoint, readonly id: bigint, readonly flags: bigint,
               attachSend: bigint, attachRecv: bigint, readonly pool: Pool, readonly user: User,
@@ -98,17 +97,16 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
 
   /** Starts serving an ioctl of thread tid on this connection. */
   beginCall(tid: number): void {
-    this.callerTid = tid;
-    this.callerCreds = null;
+    this.caller.begin(tid);
   }
 
   /**
-   * current_cred() of the ioctl being served, read from /proc only when a
-   * decision needs it; HELLO's credentials if the caller is gone.
+   * current_cred() of the ioctl being served. Its fields are read from /proc
+   * only when a decision looks at one (a privileged sender's talk check never
+   * does); HELLO's credentials if the caller is gone.
    */
   currentCreds(): PolicyCreds {
-    if (!this.callerCreds) this.callerCreds = (this.callerTid && taskCreds(this.callerTid)) || this.creds;
-    return this.callerCreds;
+    return this.caller;
   }
 
   /** Active-reference check of every connected ioctl (kdbus_conn_acquire). */
@@ -378,4 +376,31 @@ export function helloItems(bloomSize: bigint, bloomHashes: bigint): Buffer {
   b.writeBigUInt64LE(bloomSize, 24);
   b.writeBigUInt64LE(bloomHashes, 32);
   return b;
+}
+
+/**
+ * The credentials of a connection's current caller, read from /proc at the
+ * first field looked at, once per ioctl: the read costs more than a whole
+ * message's routing, and most ioctls decide without it.
+ */
+class CallerCreds implements PolicyCreds {
+  private tid = 0;
+  private read: PolicyCreds | null = null;
+  constructor(private readonly conn: { readonly creds: PolicyCreds }) {}
+
+  begin(tid: number): void {
+    this.tid = tid;
+    this.read = null;
+  }
+  private get c(): PolicyCreds {
+    this.read ??= (this.tid && taskCreds(this.tid)) || this.conn.creds;
+    return this.read;
+  }
+  get uid(): number { return this.c.uid; }
+  get euid(): number { return this.c.euid; }
+  get fsuid(): number { return this.c.fsuid; }
+  get gid(): number { return this.c.gid; }
+  get egid(): number { return this.c.egid; }
+  get fsgid(): number { return this.c.fsgid; }
+  get groups(): number[] { return this.c.groups; }
 }

@@ -29,6 +29,8 @@ import { log, logging } from '../log.js';
 export interface Call {
   /** the FUSE request, for answering a parked ioctl later */
   unique: number;
+  /** the ioctl command number */
+  cmd: number;
   tid: number;
   arg: number;
   head: Buffer;
@@ -46,8 +48,11 @@ const INSTALLING: Parked = { interrupted() {} };
 /** Server services a handle needs: caller memory, fds, and its own pool. */
 export interface HandleEnv extends FdAccess, FdWatcher {
   memWrite(tid: number, addr: number, data: Buffer): number;
-  /** Answers a parked ioctl. */
-  replyIoctl(unique: number, result: number): void;
+  /**
+   * Answers an ioctl; out (a success of an _IOC_READ command only, at most
+   * its head): bytes the kernel copies to the start of the caller's argument.
+   */
+  replyIoctl(unique: number, result: number, out?: Buffer): void;
   /**
    * Installs fds (the server's copies) in the process of thread tid, whose
    * ioctl `unique` is parked, and answers that ioctl with what done returns
@@ -109,7 +114,26 @@ class WriteBack {
     this.hi = 0;
     return r;
   }
+  /**
+   * Writes what changed and answers the ioctl. A success whose writes all
+   * lie in the head of an _IOWR command carries them in the reply, and the
+   * kernel copies them out in the caller's own context: ~3 us less than
+   * process_vm_writev. That copy starts at byte 0; the bytes before the first
+   * change are the caller's own, as read when the ioctl began.
+   */
+  answer(env: HandleEnv, call: Call, result: number): void {
+    if (result >= 0 && this.user && this.hi > 0 && (call.cmd >>> 30) & IOC_READ &&
+        this.hi <= call.head.length) {
+      env.replyIoctl(call.unique, result, this.user.subarray(0, this.hi));
+      return;
+    }
+    if (this.flush(env, call) < 0 && result >= 0) result = -errno.EFAULT;
+    env.replyIoctl(call.unique, result);
+  }
 }
+
+/** _IOC_READ in an ioctl number's direction bits (30-31): the kernel copies the head back out. */
+const IOC_READ = 2;
 
 /** Where a command keeps its flags, kernel_flags and items. */
 interface CommandLayout { flags: number; kernel_flags: number; items: number }
@@ -162,8 +186,11 @@ export abstract class Handle {
     return w;
   }
 
-  /** Runs one ioctl; returns 0 or -errno, or the call it parked on. */
-  run(call: Call, cmd: number): number | Parked {
+  /**
+   * Runs one ioctl; returns 0 or -errno, the call it parked on, or null if
+   * it answered the ioctl itself (with its write-back).
+   */
+  run(call: Call, cmd: number): number | Parked | null {
     this.writer = null;
     this.parkedCall = null;
     let ret = 0;
@@ -177,8 +204,11 @@ export abstract class Handle {
     // (read through a method: TypeScript cannot see that ioctl() set it)
     const writer = this.takeWriter();
     const parked = this.takeParked();
-    if (writer !== null && writer.flush(this.env, call) < 0 && ret === 0) ret = -errno.EFAULT;
-    return parked ?? ret;
+    // a parked call's writes go out with its answer
+    if (parked) return parked;
+    if (writer === null) return ret;
+    writer.answer(this.env, call, ret);
+    return null;
   }
 }
 
@@ -534,10 +564,7 @@ export class EndpointHandle extends Handle {
       }
       const parked = new SyncCall(call.unique, conn, call.tid, {
         writeU64: (off, v) => w.u64(off, v),
-        answer: (result) => {
-          w.flush(this.env, call);
-          this.env.replyIoctl(call.unique, result);
-        },
+        answer: (result) => w.answer(this.env, call, result),
         installFds: (fds, done) => this.env.installFds(call.unique, call.tid, fds, (result, why) => {
           const r = done(result, why);
           return w.flush(this.env, call) < 0 && r === 0 ? -errno.EFAULT : r;

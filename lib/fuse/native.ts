@@ -139,9 +139,11 @@ export interface Native {
   /**
    * Answers a parked ioctl. result >= 0, or a negative errno. Returns false
    * (and does nothing) if unique is not parked: already answered, or the
-   * session ended.
+   * session ended. out (a success only, at most the ioctl's _IOC_SIZE bytes,
+   * _IOC_READ commands only): bytes the kernel copies to the start of the
+   * caller's argument.
    */
-  replyIoctl(sid: number, unique: number, result: number): boolean;
+  replyIoctl(sid: number, unique: number, result: number, out?: Buffer): boolean;
   /** Wakes a poller (FUSE_NOTIFY_POLL). */
   notifyPoll(sid: number, kh: number): void;
 
