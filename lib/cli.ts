@@ -24,7 +24,9 @@ Run \`kdbusfs <command> --help\` for a command's options.
   mount: `Usage: kdbusfs mount [DIR] [--no-passthrough]
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
-which unmount it and exit 0. Needs root (/dev/fuse and mount(2)).
+which unmount it and exit 0. Needs root (/dev/fuse and mount(2)). SIGUSR2
+writes a census of the server's state (buses, connections, names, queued
+messages, pool slices, held fds, memory...) to stderr as one JSON line.
 
 DIR defaults to ${DEFAULT_MOUNTPOINT}, where the kernel module mounted it. Without
 the module that directory does not exist and sysfs cannot create it, so kdbusfs
@@ -86,6 +88,7 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
   const { native } = await import('./fuse/native.js');
   const { KdbusServer } = await import('./server.js');
+  const { censusLine } = await import('./core/census.js');
 
   const wanted = resolve(positionals[0] ?? DEFAULT_MOUNTPOINT);
   // A server that crashed leaves a dead mount (ENOTCONN) that would make the new one fail.
@@ -108,6 +111,7 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGUSR2', () => process.stderr.write(censusLine(server.census())));
   return 'serving';
 }
 

@@ -6,6 +6,7 @@ import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/nat
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
 import { ControlHandle, EndpointHandle, Handle, type HandleEnv, type Parked } from './core/handle.js';
 import type { Bus } from './core/bus.js';
+import { FdLedger, takeCensus, type Census } from './core/census.js';
 import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
@@ -30,6 +31,8 @@ export class KdbusServer {
   private readonly parked = new Map<number, Parked>();
   /** endpoint files by tag */
   private readonly endpoints = new Map<number, Endpoint>();
+  /** fds taken from clients and fd watches, for the census */
+  private readonly fds = new FdLedger();
   private nextTag = CONTROL_TAG + 1;
   private sid = -1;
   private stopped = false;
@@ -74,6 +77,12 @@ export class KdbusServer {
     return native.sessionInfo(this.sid).passthrough;
   }
 
+  /** Every live object, counted (lib/core/census.ts). */
+  census(): Census {
+    return takeCensus(this.domain, { handles: this.handles.values(), parked: this.parked.size,
+      pollers: this.pollers.size, endpointFiles: this.endpoints.size, fds: this.fds });
+  }
+
   /** Unmounts and tears every bus down. Idempotent. */
   stop(): void {
     if (this.stopped) return;
@@ -105,17 +114,26 @@ export class KdbusServer {
     return {
       memRead: native.memRead,
       memWrite: native.memWrite,
-      takeFd: native.takeFd,
+      takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd)),
       fdStat: native.fdStat,
-      closeFd: native.closeFd,
-      releaseFds: native.releaseFds,
+      closeFd: (fd) => {
+        this.fds.released(1);
+        native.closeFd(fd);
+      },
+      releaseFds: (fds) => {
+        this.fds.released(fds.length);
+        native.releaseFds(fds);
+      },
       // the native side answers the ioctl (with what done returns): it is no longer ours
       installFds: (unique, tid, fds, done) => native.fdInstall(sid, unique, tid, fds, (result, why) => {
         this.parked.delete(unique);
         return done(result, why);
       }),
-      watchFd: native.watchFd,
-      unwatchFd: native.unwatchFd,
+      watchFd: (fd, onReadable) => this.fds.watching(native.watchFd(fd, onReadable)),
+      unwatchFd: (id) => {
+        this.fds.unwatched();
+        native.unwatchFd(id);
+      },
       replyIoctl: (unique, result, out) => {
         this.parked.delete(unique);
         native.replyIoctl(sid, unique, result, out);

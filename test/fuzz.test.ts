@@ -11,9 +11,11 @@
 //     a bus and pass a message byte for byte afterwards;
 //  2. no connection receives data it cannot attribute to a message sent to
 //     it (the client counts no violation: markers, pool-relative offsets);
-//  3. after all clients are gone the server is back to its baseline: only
-//     `control` in the root, its fd count within 2 of the baseline, its RSS
-//     within 64 MiB of it.
+//  3. after all clients are gone the server is back to its baseline: its
+//     census (lib/core/census.ts: buses, connections, names, matches,
+//     replies, queued messages, pool slices, charges, held fds...) equals
+//     the one taken before, only `control` is in the root, its fd count is
+//     within 2 of the baseline, its RSS within 64 MiB of it.
 // Also: a worker killed around an fd install is reaped by its parent, not
 // left a zombie traced by the server's fd-install tracer ("zombies=").
 import { execFile } from 'node:child_process';
@@ -23,7 +25,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  compileClient, mountType, needRootAndFuse, sleep, startServer, stopServer, until as untilEvery, withTimeout,
+  census, censusBack, compileClient, mountType, needRootAndFuse, sleep, startServer, stopServer, until as untilEvery,
+  withTimeout,
 } from './harness.js';
 
 const SEED = 20151;
@@ -86,6 +89,7 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     await sleep(200);
     if (server.exited) throw new Error(`kdbusfs exited: ${JSON.stringify(await server.ended)} ${server.stderr}`);
     const base = usage(server.child.pid!);
+    const baseCensus = await census(server);
 
     const fuzz = await client$(['fuzz', dir, String(SEED), String(PROCS), String(REQUESTS), String(SECONDS)], 40_000);
     const counts: Record<string, number> = {};
@@ -106,6 +110,8 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     t.match(after.out, /^check ok/, '1. after: a fresh client makes a bus, HELLO, sends and receives byte for byte', after);
 
     t.ok(await until(onlyControl, 10_000), '3. every bus is gone: only control is left in the root');
+    const { off } = await censusBack(server, baseCensus);
+    t.same(off, {}, '3. the server\'s census is back to its baseline: every count as before');
     let now = usage(server.child.pid!);
     await until(() => { now = usage(server.child.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000);
     t.ok(Math.abs(now.fds - base.fds) <= FD_SLACK, `3. server fd count back to its baseline ±${FD_SLACK} (${base.fds} -> ${now.fds})`);

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
+import type { Census } from '../lib/core/census.js';
 
 export { sleep };
 export type Tap = Test;
@@ -141,6 +142,47 @@ export async function stopServer(t: Tap, s: Server, dir?: string, gone = 'the mo
   const r = await withTimeout(s.ended, 10_000, 'kdbusfs exits on SIGTERM').catch(() => null);
   t.equal(r?.code, 0, 'kdbusfs exits 0 on SIGTERM', { stderr: s.stderr });
   if (dir !== undefined) t.equal(mountType(dir), null, gone);
+}
+
+// ---- the server's census (lib/core/census.ts) ----
+
+export type { Census };
+
+/** SIGUSR2 makes the server write its census as one stderr line: sends it, waits for that line. */
+export async function census(s: Server, ms = 5000): Promise<Census> {
+  const from = s.stderr.length;
+  s.child.kill('SIGUSR2');
+  let found: Census | null = null;
+  await until(() => {
+    const m = /kdbusfs\[census\] (\{.*\})\n/.exec(s.stderr.slice(from));
+    if (m) found = JSON.parse(m[1]!) as Census;
+    return found !== null;
+  }, ms);
+  if (!found) throw new Error(`no census line from the server within ${ms} ms (exited: ${s.exited})`);
+  return found;
+}
+
+/** The counts (memory aside) that differ between two censuses: name -> [base, now]. */
+export function censusDiff(base: Census, now: Census): Record<string, [number, number]> {
+  const out: Record<string, [number, number]> = {};
+  for (const [k, v] of Object.entries(now)) {
+    if (k === 'memory') continue;
+    const b = (base as unknown as Record<string, number>)[k]!;
+    if (v !== b) out[k] = [b, v as number];
+  }
+  return out;
+}
+
+/**
+ * Waits (up to ms) until every count of the server's census equals base's
+ * (closes and releases reach the server after the clients are gone);
+ * returns the last census and the counts still off (empty: back).
+ */
+export async function censusBack(s: Server, base: Census, ms = 5000):
+    Promise<{ now: Census; off: Record<string, [number, number]> }> {
+  let now = await census(s);
+  await until(async () => Object.keys(censusDiff(base, now = await census(s))).length === 0, ms, 50);
+  return { now, off: censusDiff(base, now) };
 }
 
 // ---- peers ----

@@ -70,6 +70,11 @@ export class Bus {
     return ++this.connSeq;
   }
 
+  /** Kernel notifications announced and not yet delivered (for the census). */
+  get notificationsPending(): number {
+    return this.pendingNotifications.length;
+  }
+
   /** The connection with a wire id, if any. */
   connection(id: bigint): Connection | undefined {
     return this.connections.get(id);

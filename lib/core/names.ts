@@ -89,6 +89,13 @@ export class NameRegistry {
     return this.entries.size;
   }
 
+  /** For the census: entries, queued would-be owners, connections with bookkeeping here. */
+  counts(): { names: number; waiters: number; clients: number } {
+    let waiters = 0;
+    for (const e of this.entries.values()) waiters += e.waiters.size;
+    return { names: this.entries.size, waiters, clients: this.conns.size };
+  }
+
   /**
    * kdbus_name_acquire: the registry operation itself, without the ioctl's
    * validity / limit / policy checks (HELLO uses it this way to register an

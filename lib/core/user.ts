@@ -41,4 +41,9 @@ export class UserRegistry {
   get size(): number {
     return this.users.size;
   }
+
+  /** Every user charged for something (for the census). */
+  all(): IterableIterator<User> {
+    return this.users.values();
+  }
 }
