@@ -142,9 +142,7 @@ export class KdbusServer {
         const r = native.poolSetup(sid, fh, size);
         if (r < 0) return r;
         return {
-          fh,
           write: (off, data) => native.poolWrite(sid, fh, off, data),
-          copyFromPool: (off, src, srcOff, len) => native.poolCopyFromPool(sid, fh, off, src.fh, srcOff, len),
           copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
           copyFromFd: (off, fd, fdOff, len) => native.poolCopyFromFd(sid, fh, off, fd, fdOff, len),
           flush: (off, len) => native.poolFlush(sid, fh, off, len),

@@ -53,7 +53,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("poolWrite", &Addon::PoolWrite),
         InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
         InstanceMethod("poolCopyFromFd", &Addon::PoolCopyFromFd),
-        InstanceMethod("poolCopyFromPool", &Addon::PoolCopyFromPool),
         InstanceMethod("poolFlush", &Addon::PoolFlush),
         InstanceMethod("takeFd", &Addon::TakeFd),
         InstanceMethod("fdStat", &Addon::FdStat),
@@ -401,19 +400,6 @@ class Addon : public Napi::Addon<Addon> {
     Pool* p = FindPool(info, s, fh, off, len);
     if (!p) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), p->CopyFromFd(off, fd, fdOff, len));
-  }
-
-  Napi::Value PoolCopyFromPool(const Napi::CallbackInfo& info) {
-    Session* s = Find(info);
-    uint64_t fh, off, srcFh, srcOff, len;
-    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !U64(info, 3, "srcFh", &srcFh) ||
-        !U64(info, 4, "srcOffset", &srcOff) || !U64(info, 5, "len", &len))
-      return info.Env().Undefined();
-    Pool* p = FindPool(info, s, fh, off, len);
-    if (!p) return info.Env().Undefined();
-    Pool* src = FindPool(info, s, srcFh, srcOff, len);
-    if (!src) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), p->CopyFromPool(off, *src, srcOff, len));
   }
 
   Napi::Value PoolFlush(const Napi::CallbackInfo& info) {

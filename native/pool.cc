@@ -1,5 +1,6 @@
 #include "pool.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -18,7 +19,7 @@ constexpr uint64_t kStoreChunk = 1 << 20;
 }  // namespace
 
 Pool* Pool::Create(int devfd, bool passthrough, int* err) {
-  int memfd = memfd_create("kdbusfs-pool", MFD_CLOEXEC);
+  int memfd = memfd_create("kdbusfs-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (memfd < 0) {
     *err = -errno;
     return nullptr;
@@ -59,6 +60,11 @@ int Pool::Setup(uint64_t size) {
   if (m == MAP_FAILED) return -errno;
   map_ = static_cast<uint8_t*>(m);
   size_ = size;
+  // Only the mapping just made may write from now on: a passthrough client's
+  // write(2) on its connection fd reaches this memfd and is refused (EPERM;
+  // kdbus had no write operation), nor can the pool change size under us.
+  // A writable mmap by the client is not stopped (README "Status").
+  if (fcntl(memfd_, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) < 0) return -errno;
   // The client's OPEN has long been answered: the kernel holds its own
   // reference to the backing file now.
   CloseBacking();
@@ -117,10 +123,4 @@ void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {
 ssize_t Pool::Read(uint64_t off, void* buf, size_t len) const {
   ssize_t r = pread(memfd_, buf, len, static_cast<off_t>(off));
   return r < 0 ? -errno : r;
-}
-
-int Pool::CopyFromPool(uint64_t off, const Pool& src, uint64_t srcOff, size_t len) {
-  if (!InBounds(off, len) || !src.InBounds(srcOff, len)) return -EFAULT;
-  memmove(map_ + off, src.map_ + srcOff, len);
-  return 0;
 }

@@ -19,7 +19,6 @@ const errnoOf = (fn: () => unknown): number | null => {
 
 /** A backing that only records calls; the allocator must not touch it. */
 class FakeBacking implements PoolBacking {
-  readonly fh = 1;
   calls: string[] = [];
   write(offset: number, data: Buffer): void {
     this.calls.push(`write ${offset} ${data.length}`);
@@ -30,10 +29,6 @@ class FakeBacking implements PoolBacking {
   }
   copyFromFd(offset: number, fd: number, fdOffset: number, len: number): number {
     this.calls.push(`copyFromFd ${offset} ${fd} ${fdOffset} ${len}`);
-    return 0;
-  }
-  copyFromPool(offset: number, src: PoolBacking, srcOffset: number, len: number): number {
-    this.calls.push(`copyFromPool ${offset} ${src.fh} ${srcOffset} ${len}`);
     return 0;
   }
   flush(offset: number, len: number): void {

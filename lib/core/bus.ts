@@ -126,7 +126,7 @@ export class Bus {
     conn.wake();
   }
 
-  private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool);
+  private stage = (m: Kmsg, pool: Pool): number => stagePayload(m, pool, this.fds);
 
   /**
    * kdbus_cmd_msg_send. For a synchronous call (sync set), returns the
@@ -282,7 +282,7 @@ export class Bus {
       try {
         // a connection that refused fds never gets a message with fds
         if (e.kmsg.fds.length && !to.acceptsFds) fail(errno.ECOMM, `${to.id} does not accept fds`);
-        to.adopt(e, from.pool);
+        to.adopt(e);
       } catch (err) {
         if (!(err instanceof KdbusError)) throw err;
         to.lostCount++;

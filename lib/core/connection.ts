@@ -150,19 +150,20 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
 
   /**
    * kdbus_queue_entry_move: takes over another connection's queued entry
-   * (an activator's, when its name gets an owner); the payload is copied
-   * pool to pool. The caller releases it from the old pool.
+   * (an activator's, when its name gets an owner, or back). kdbus copies the
+   * payload pool to pool; the old pool's client may have written there, so
+   * it comes from the message's own copy (stagePayload keeps one for every
+   * message sent to a name, and only those move). The caller releases the
+   * entry from the old pool.
    */
-  adopt(e: QueueEntry, from: Pool): void {
+  adopt(e: QueueEntry): void {
     let payloadOff = -1;
     if (e.payloadOff >= 0) {
-      const size = e.kmsg.payloadSize;
-      payloadOff = this.pool.alloc(size);
-      if (this.pool.backing.copyFromPool(payloadOff, from.backing, e.payloadOff, size) < 0) {
-        this.pool.release(payloadOff);
-        fail(errno.EFAULT, 'payload move failed');
-      }
-      this.pool.backing.flush(payloadOff, size);
+      const bytes = e.kmsg.payload;
+      if (!bytes) fail(errno.EFAULT, 'a message sent by id does not move');
+      payloadOff = this.pool.alloc(bytes.length);
+      this.pool.backing.write(payloadOff, bytes);
+      this.pool.backing.flush(payloadOff, bytes.length);
     }
     this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null });
     e.kmsg.hold();

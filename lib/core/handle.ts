@@ -591,7 +591,8 @@ export class EndpointHandle extends Handle {
     if (conn.isPolicyHolder) fail(errno.EOPNOTSUPP, 'policy holders do not receive');
     const { buf, w, flags } = this.command(call, CMD_RECV, LIMITS.RECV_MAX_SIZE,
       RECV_PEEK | RECV_DROP | RECV_USE_PRIORITY);
-    if (buf.readBigUInt64LE(CMD_RECV.msg_offset) > 0n) fail(errno.EINVAL, 'msg.offset must be 0');
+    // msg.offset is an output: handle.c zeroes the kernel's copy before
+    // kdbus_cmd_msg_recv's "offset > 0: EINVAL" could see what came in
     const r = conn.recv(flags, buf.readBigInt64LE(CMD_RECV.priority), call.tid);
     if (r.install) return this.recvInstall(conn, call, w, r.install);
     w.u64(CMD_RECV.dropped_msgs, r.dropped);

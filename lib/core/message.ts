@@ -60,6 +60,12 @@ export class Kmsg {
   parts: Part[] = [];
   /** bytes the payload takes in a receiver's pool (kmsg->pool_size) */
   payloadSize = 0;
+  /**
+   * The payload slice's bytes, for a message sent to a name: read from the
+   * sender once, at its first staging (stagePayload), and the source when
+   * the message moves to another connection's pool (Connection.adopt).
+   */
+  payload: Buffer | null = null;
   bloomGeneration = 0n;
   bloom: BigUint64Array | null = null;
   /** the sender's thread, whose memory the vectors are read from */
@@ -294,12 +300,25 @@ export function passesFds(e: QueueEntry): boolean {
 /**
  * Copies a message's payload into the receiver's pool at send time: one
  * copy, straight from the sender's memory. Returns the slice offset or -1.
+ *
+ * A message sent to a name may later move to another connection's pool
+ * (kdbus_conn_move_messages: from an implementer back to the name's
+ * activator, from there to the next implementer). kdbus copies it pool to
+ * pool; here the pool it sits in is no source, since its client can write
+ * there (a writable mapping, README "Status"). So such a message keeps its
+ * payload (m.payload), read from the sender once and written from there.
  */
-export function stagePayload(m: Kmsg, pool: Pool): number {
+export function stagePayload(m: Kmsg, pool: Pool, mem: Pick<FdAccess, 'memRead'>): number {
   if (m.payloadSize === 0) return -1;
   const avail = pool.remain();
   if (m.payloadSize < avail && m.payloadSize > avail / 2) fail(errno.EXFULL, 'receiver pool too full');
+  if (m.dstNameId > 0n) m.payload ??= readPayload(m, mem);
   const off = pool.alloc(m.payloadSize);
+  if (m.payload) {
+    pool.backing.write(off, m.payload);
+    pool.backing.flush(off, m.payloadSize);
+    return off;
+  }
   try {
     for (const p of m.parts) {
       if (p.kind === 'vec' && p.off >= 0) {
@@ -315,6 +334,18 @@ export function stagePayload(m: Kmsg, pool: Pool): number {
   }
   pool.backing.flush(off, m.payloadSize);
   return off;
+}
+
+/** The payload slice of m, its vectors read from the sender (NULL vectors and memfds add zeros). */
+function readPayload(m: Kmsg, mem: Pick<FdAccess, 'memRead'>): Buffer {
+  const b = Buffer.alloc(m.payloadSize);
+  for (const p of m.parts) {
+    if (p.kind !== 'vec' || p.off < 0 || p.size === 0) continue;
+    const r = mem.memRead(m.senderTid, p.addr, p.size);
+    if (typeof r === 'number') fail(errno.EFAULT, 'payload vector unreadable');
+    r.copy(b, p.off);
+  }
+  return b;
 }
 
 const SIZEOF_MEMFD_ITEM = ITEM_HEADER_SIZE + SIZEOF_MEMFD;

@@ -21,15 +21,11 @@ interface Slice {
 
 /** Where the bytes go: the native pool of one open file (see lib/fuse/native.ts). */
 export interface PoolBacking {
-  /** which open file's pool this is (for pool to pool copies) */
-  readonly fh: number;
   write(offset: number, data: Buffer): void;
   /** Copies from a process's memory straight into the pool; 0 or -errno. */
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number;
   /** Copies from an fd the server holds; 0 or -errno. */
   copyFromFd(offset: number, fd: number, fdOffset: number, len: number): number;
-  /** Copies from another pool of the same session; 0 or -errno. */
-  copyFromPool(offset: number, src: PoolBacking, srcOffset: number, len: number): number;
   /** Makes the range visible to the client (page-cache pools). */
   flush(offset: number, len: number): void;
 }

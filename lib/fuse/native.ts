@@ -166,8 +166,6 @@ export interface Native {
   /** Copies len bytes from an fd the server holds (pread at fdOffset) into fh's pool. 0 or -errno. */
   poolCopyFromFd(sid: number, fh: number, offset: number, fd: number,
                  fdOffset: number, len: number): number;
-  /** Copies len bytes from srcFh's pool at srcOffset into fh's pool at offset. 0 or -errno. */
-  poolCopyFromPool(sid: number, fh: number, offset: number, srcFh: number, srcOffset: number, len: number): number;
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 

@@ -105,6 +105,35 @@
 //                                  flags= and the metadata of the info
 // More connect OPTs: recv:FLAGS (attach_flags_recv), send:FLAGS
 // (attach_flags_send; default _KDBUS_ATTACH_ANY).
+//
+// Commands for refusals (test/security.test.ts):
+//   mapw                           try to map the pool writable: answers
+//                                  mmap=OK|ENAME (PROT_READ|PROT_WRITE,
+//                                  MAP_SHARED) mprotect=OK|ENAME (a read-only
+//                                  mapping made writable); nothing is written
+//   scribble mmap|write [all]      overwrite the payload (every PAYLOAD_OFF
+//                                  range) of the message at the head of the
+//                                  queue (RECV with PEEK, slice freed), or with
+//                                  "all" the whole pool, with 0x5a, through a
+//                                  writable shared mapping of the pool or
+//                                  pwrite(2) on the connection fd; answers
+//                                  bytes=N, or err ENAME mmap|pwrite
+//   reopen PATH                    open PATH as a second handle (e.g. the bus
+//                                  file, or /proc/PID/fd/N of a connection),
+//                                  mmap it before HELLO (premap=OK|ENAME,
+//                                  never touched), HELLO with a 1 MiB pool,
+//                                  map it and count the bytes outside the HELLO
+//                                  slice that are not zero (nonzero=N); closed
+//                                  again; err ENAME open|hello|mmap
+// hello and connect also answer fd= (the connection's fd) and map=START-END
+// (the pool mapping, hex, as in /proc/PID/maps).
+// More connect OPTs: fake-creds:UID (a KDBUS_ITEM_CREDS with every uid and
+// gid field UID), fake-pids:PID (KDBUS_ITEM_PIDS, pid=tid=PID, ppid 1),
+// fake-seclabel:LABEL (KDBUS_ITEM_SECLABEL).
+// More send OPTs: badvec:SIZE (a PAYLOAD_VEC on an unmapped page), kaddr
+// (msg_address in kernel space), pooloff:SIZE:OFFSET (a PAYLOAD_OFF item,
+// which only the kernel writes). More recv OPTs, and an info option: off:N
+// (the command's offset set to N on the way in).
 // Metadata answers: creds=UID,EUID,SUID,FSUID,GID,EGID,SGID,FSGID
 // pids=PID,TID,PPID auxgroups=G,G... caps=LASTCAP:INH:PRM:EFF:BND (each set's
 // 32-bit words in hex, low word first, joined by '.') exe=PATH comm=TID_COMM
@@ -416,8 +445,9 @@ static void do_hello(const char *path, uint64_t psize, uint64_t flags, const str
   for (int i = 0; i < 16; i++) sprintf(uuid + 2 * i, "%02x", h.id128[i]);
   int fe = do_free(h.offset);
   answer("ok id=%" PRIu64 " bus_flags=%" PRIu64 " offset=%" PRIu64 " items_size=%" PRIu64
-         " bloom_items=%d bloom_size=%" PRIu64 " bloom_n_hash=%" PRIu64 " id128=%s free=%s",
-         (uint64_t)h.id, (uint64_t)h.bus_flags, (uint64_t)h.offset, (uint64_t)h.items_size, found, bsize, nhash, uuid, fe ? ename(fe) : "0");
+         " bloom_items=%d bloom_size=%" PRIu64 " bloom_n_hash=%" PRIu64 " id128=%s free=%s fd=%d map=%lx-%lx",
+         (uint64_t)h.id, (uint64_t)h.bus_flags, (uint64_t)h.offset, (uint64_t)h.items_size, found, bsize, nhash, uuid, fe ? ename(fe) : "0",
+         fd, (unsigned long)(uintptr_t)pool, (unsigned long)((uintptr_t)pool + psize));
 }
 
 static void cmd_hello(char **av, int ac) {
@@ -446,7 +476,17 @@ static void cmd_connect(char **av, int ac) {
     else if (!strcmp(o, "noaccept")) flags &= ~(uint64_t)KDBUS_HELLO_ACCEPT_FD;
     else if (!strncmp(o, "recv:", 5)) arecv = strtoull(o + 5, NULL, 0);
     else if (!strncmp(o, "send:", 5)) asend = strtoull(o + 5, NULL, 0);
-    else {
+    else if (!strncmp(o, "fake-creds:", 11)) {
+      uint32_t id = (uint32_t)strtoul(o + 11, NULL, 10);
+      struct kdbus_creds c = { id, id, id, id, id, id, id, id };
+      ib_add(&b, KDBUS_ITEM_CREDS, &c, sizeof(c));
+    } else if (!strncmp(o, "fake-pids:", 10)) {
+      uint64_t pid = strtoull(o + 10, NULL, 10);
+      struct kdbus_pids pp = { pid, pid, 1 };
+      ib_add(&b, KDBUS_ITEM_PIDS, &pp, sizeof(pp));
+    } else if (!strncmp(o, "fake-seclabel:", 14)) {
+      ib_add(&b, KDBUS_ITEM_SECLABEL, o + 14, strlen(o + 14) + 1);
+    } else {
       free(b.p);
       return answer("err EINVAL bad option %s", o);
     }
@@ -544,7 +584,7 @@ static void cmd_match(char **av, int ac) {
 }
 
 struct part {
-  int kind;   // 0 vec, 1 null vec, 2 memfd
+  int kind;   // 0 vec, 1 null vec, 2 memfd (3, 4: unsealed, some seals), 5 badvec, 6 pooloff
   uint64_t size, start;
   uint8_t *buf;
   int fd;
@@ -571,6 +611,13 @@ static void *cancel_thread(void *arg) {
   return NULL;
 }
 
+// A page that was mapped and is not any more: nothing lives there.
+static void *unmapped_page(void) {
+  void *hole = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(hole, 4096);
+  return hole;
+}
+
 // Builds and sends one message; returns 0 or an errno. Fills *st with the
 // stream that was sent.
 static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct send_ctl *ctl) {
@@ -593,6 +640,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
     else if (!strncmp(o, "cancel:", 7)) { if (ctl) ctl->cancel_ms = atoi(o + 7); }
     else if (!strncmp(o, "bloom:", 6)) { has_bloom = 1; bloom_word = strtoull(o + 6, NULL, 16); }
     else if (!strcmp(o, "badaddr")) badaddr = 1;
+    else if (!strcmp(o, "kaddr")) badaddr = 2;
     else if (nparts < MAX_PARTS) {
       struct part *p = &parts[nparts];
       memset(p, 0, sizeof(*p));
@@ -606,6 +654,8 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
       else if (!strncmp(o, "memfd:", 6)) p->kind = 2;
       else if (!strncmp(o, "memfd-unsealed:", 15)) p->kind = 3;
       else if (!strncmp(o, "memfd-someseals:", 16)) p->kind = 4;
+      else if (!strncmp(o, "badvec:", 7)) p->kind = 5;
+      else if (!strncmp(o, "pooloff:", 8)) p->kind = 6;
       else return EINVAL;
       nparts++;
     }
@@ -618,7 +668,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
   // Fill every part with its slice of the stream pattern.
   for (int i = 0; i < nparts && !err; i++) {
     struct part *p = &parts[i];
-    if (p->kind == 1) continue;
+    if (p->kind == 1 || p->kind >= 5) continue;
     uint64_t total = p->start + p->size;
     p->buf = malloc(total ? total : 1);
     memset(p->buf, 0xee, p->start);
@@ -639,7 +689,7 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
   }
   size_t size = sizeof(struct kdbus_msg);
   for (int i = 0; i < nparts; i++)
-    size += ALIGN8(ITEM_HDR + (parts[i].kind <= 1 ? sizeof(struct kdbus_vec) : sizeof(struct kdbus_memfd)));
+    size += ALIGN8(ITEM_HDR + (parts[i].kind <= 1 || parts[i].kind >= 5 ? sizeof(struct kdbus_vec) : sizeof(struct kdbus_memfd)));
   if (has_bloom) size += ALIGN8(ITEM_HDR + sizeof(struct kdbus_bloom_filter) + bloom_size);
   if (dst_name) size += ALIGN8(ITEM_HDR + strlen(dst_name) + 1);
   struct kdbus_msg *m = calloc(1, size);
@@ -658,6 +708,12 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
       if (p->kind <= 1) {
         struct kdbus_vec v = { .size = p->size, .address = p->kind == 1 ? 0 : (uintptr_t)p->buf };
         it = item_put(it, KDBUS_ITEM_PAYLOAD_VEC, &v, sizeof(v));
+      } else if (p->kind == 5) {
+        struct kdbus_vec v = { .size = p->size, .address = (uintptr_t)unmapped_page() };
+        it = item_put(it, KDBUS_ITEM_PAYLOAD_VEC, &v, sizeof(v));
+      } else if (p->kind == 6) {
+        struct kdbus_vec v = { .size = p->size, .offset = p->start };
+        it = item_put(it, KDBUS_ITEM_PAYLOAD_OFF, &v, sizeof(v));
       } else {
         struct kdbus_memfd mf = { .start = p->start, .size = p->size, .fd = p->fd };
         it = item_put(it, KDBUS_ITEM_PAYLOAD_MEMFD, &mf, sizeof(mf));
@@ -695,13 +751,8 @@ static int send_msg(char **opts, int n, uint64_t dst, struct stream *st, struct 
         else err = EAGAIN;
       }
     }
-    void *hole = NULL;
-    if (badaddr) {
-      // A page that was mapped and is not any more: nothing lives there.
-      hole = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      munmap(hole, 4096);
-      cmd->msg_address = (uintptr_t)hole;
-    }
+    if (badaddr == 1) cmd->msg_address = (uintptr_t)unmapped_page();
+    else if (badaddr == 2) cmd->msg_address = 0xffff888000000000ULL;   // the kernel's direct map
     if (!err) {
       if (ctl) ctl->t0 = now_ns();
       if (ioctl(conn_fd, KDBUS_CMD_SEND, cmd) < 0) err = errno;
@@ -866,6 +917,7 @@ static void cmd_recv(char **av, int ac) {
       r.flags |= KDBUS_RECV_USE_PRIORITY;
       r.priority = !strcmp(av[i] + 5, "max") ? INT64_MAX : strtoll(av[i] + 5, NULL, 0);
     } else if (!strncmp(av[i], "wait:", 5)) wait_in(atoi(av[i] + 5));
+    else if (!strncmp(av[i], "off:", 4)) r.msg.offset = strtoull(av[i] + 4, NULL, 0);
   }
   if (ioctl(conn_fd, KDBUS_CMD_RECV, &r) < 0) {
     int e = errno;
@@ -1035,7 +1087,10 @@ static void cmd_info(char **av, int ac) {
   size_t size = sizeof(struct kdbus_cmd_info) + (byname ? ALIGN8(ITEM_HDR + nlen) : 0);
   struct kdbus_cmd_info *c = calloc(1, size);
   c->size = size;
-  c->flags = ac > 2 ? strtoull(av[2], NULL, 0) : 0;
+  for (int i = 2; i < ac; i++) {
+    if (!strncmp(av[i], "off:", 4)) c->offset = strtoull(av[i] + 4, NULL, 0);
+    else c->flags = strtoull(av[i], NULL, 0);
+  }
   if (byname) item_put(c->items, KDBUS_ITEM_NAME, av[1], nlen);
   else c->id = strtoull(av[1], NULL, 0);
   if (ioctl(conn_fd, KDBUS_CMD_CONN_INFO, c) < 0) {
@@ -1431,6 +1486,111 @@ static void cmd_infometa(char **av, int ac) {
   answer("ok id=%" PRIu64 " flags=%" PRIu64 " free=%s%s", id, fl, fe ? ename(fe) : "0", meta);
 }
 
+// ---- refusals: writable pools, second handles ----
+
+static void cmd_mapw(void) {
+  if (conn_fd < 0) return answer("err ENOTCONN not connected");
+  void *w = mmap(NULL, pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, conn_fd, 0);
+  int em = w == MAP_FAILED ? errno : 0;
+  if (!em) munmap(w, pool_size);
+  void *r = mmap(NULL, pool_size, PROT_READ, MAP_SHARED, conn_fd, 0);
+  int ep = r == MAP_FAILED ? errno : 0;
+  if (!ep) {
+    if (mprotect(r, pool_size, PROT_READ | PROT_WRITE) < 0) ep = errno;
+    munmap(r, pool_size);
+  }
+  answer("ok mmap=%s mprotect=%s", em ? ename(em) : "OK", ep ? ename(ep) : "OK");
+}
+
+// The payload ranges (PAYLOAD_OFF items) of the message at the head of the
+// queue, looked at with RECV PEEK (the slice is freed again): their number,
+// or -errno.
+static int head_payload_ranges(uint64_t ranges[][2]) {
+  struct kdbus_cmd_recv r;
+  memset(&r, 0, sizeof(r));
+  r.size = sizeof(r);
+  r.flags = KDBUS_RECV_PEEK;
+  if (ioctl(conn_fd, KDBUS_CMD_RECV, &r) < 0) return -errno;
+  uint64_t off = r.msg.offset;
+  if (off >= pool_size) return -ERANGE;
+  int n = 0;
+  const struct kdbus_msg *m = (const void *)(pool + off);
+  const uint8_t *end = (const uint8_t *)m + (m->size <= pool_size - off ? m->size : 0);
+  for (const struct kdbus_item *it = m->items;
+       (const uint8_t *)it + ITEM_HDR <= end && it->size >= ITEM_HDR && (const uint8_t *)it + it->size <= end && n < MAX_PARTS;
+       it = ITEM_NEXT(it)) {
+    if (it->type != KDBUS_ITEM_PAYLOAD_OFF || it->vec.offset == ~0ULL) continue;
+    if (it->vec.offset > pool_size || it->vec.size > pool_size - it->vec.offset) continue;
+    ranges[n][0] = it->vec.offset;
+    ranges[n][1] = it->vec.size;
+    n++;
+  }
+  do_free(off);
+  return n;
+}
+
+static void cmd_scribble(char **av, int ac) {
+  if (ac < 2 || (strcmp(av[1], "mmap") && strcmp(av[1], "write"))) return answer("err EINVAL usage");
+  if (conn_fd < 0) return answer("err ENOTCONN not connected");
+  uint64_t ranges[MAX_PARTS][2] = { { 0, pool_size } };
+  int n = 1;
+  if (ac < 3 || strcmp(av[2], "all")) n = head_payload_ranges(ranges);
+  if (n < 0) return answer("err %s recv", ename(-n));
+  uint8_t *w = NULL;
+  if (!strcmp(av[1], "mmap")) {
+    w = mmap(NULL, pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, conn_fd, 0);
+    if (w == MAP_FAILED) return answer("err %s mmap", ename(errno));
+  }
+  uint64_t bytes = 0;
+  int e = 0;
+  for (int i = 0; i < n && !e; i++) {
+    if (w) {
+      memset(w + ranges[i][0], 0x5a, ranges[i][1]);
+      bytes += ranges[i][1];
+      continue;
+    }
+    uint8_t *junk = malloc(ranges[i][1] ? ranges[i][1] : 1);
+    memset(junk, 0x5a, ranges[i][1]);
+    ssize_t wr = pwrite(conn_fd, junk, ranges[i][1], (off_t)ranges[i][0]);
+    free(junk);
+    if (wr < 0) e = errno;
+    else bytes += (uint64_t)wr;
+  }
+  if (w) munmap(w, pool_size);
+  if (e) return answer("err %s pwrite bytes=%" PRIu64, ename(e), bytes);
+  answer("ok bytes=%" PRIu64 " ranges=%d", bytes, n);
+}
+
+static void cmd_reopen(char **av, int ac) {
+  if (ac < 2) return answer("err EINVAL usage");
+  const uint64_t psize = 1ULL << 20;
+  int fd = open(av[1], O_RDWR | O_CLOEXEC);
+  if (fd < 0) return answer("err %s open", ename(errno));
+  // kdbus refuses to map a handle that is not connected (EPERM)
+  void *early = mmap(NULL, psize, PROT_READ, MAP_SHARED, fd, 0);
+  int pe = early == MAP_FAILED ? errno : 0;
+  if (!pe) munmap(early, psize);
+  struct kdbus_cmd_hello h;
+  fill_hello(&h, psize);
+  if (ioctl(fd, KDBUS_CMD_HELLO, &h) < 0) {
+    int e = errno;
+    close(fd);
+    return answer("err %s hello premap=%s", ename(e), pe ? ename(pe) : "OK");
+  }
+  const uint8_t *p = mmap(NULL, psize, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    return answer("err %s mmap premap=%s", ename(e), pe ? ename(pe) : "OK");
+  }
+  uint64_t nonzero = 0;
+  for (uint64_t i = 0; i < psize; i++)
+    if (p[i] && (i < h.offset || i >= h.offset + h.items_size)) nonzero++;
+  munmap((void *)p, psize);
+  close(fd);
+  answer("ok premap=%s id=%" PRIu64 " nonzero=%" PRIu64, pe ? ename(pe) : "OK", (uint64_t)h.id, nonzero);
+}
+
 static void cmd_bye(void) {
   if (conn_fd < 0) return answer("err ENOTCONN not connected");
   munmap(pool, pool_size);
@@ -1485,6 +1645,9 @@ int main(void) {
     else if (!strcmp(c, "whoami")) cmd_whoami();
     else if (!strcmp(c, "recvmeta")) cmd_recvmeta(av, ac);
     else if (!strcmp(c, "infometa")) cmd_infometa(av, ac);
+    else if (!strcmp(c, "mapw")) cmd_mapw();
+    else if (!strcmp(c, "scribble")) cmd_scribble(av, ac);
+    else if (!strcmp(c, "reopen")) cmd_reopen(av, ac);
     else if (!strcmp(c, "exit")) break;
     else answer("err EINVAL unknown command %s", c);
   }
