@@ -207,6 +207,11 @@ start=$(date +%s)
 for s in "${SYSTEMS[@]}"; do
   measure "start|rss|$s" start_rss "$s"
 done
+# idle memory first, on servers no workload has grown yet; again after each mode's run
+pfx=""
+for s in "${SYSTEMS[@]}"; do
+  measure "fresh|rss idle|$s" idle_rss "$s"
+done
 for mode in $MODES; do
   if [[ $mode == pinned ]]; then
     pin_servers 0; pfx="taskset -c 0"
@@ -289,15 +294,24 @@ ratio() { # KEY_A KEY_B INVERT: cost ratio of A to B (>1: A is slower or bigger)
     row "signal to 1 subscriber" "signal 1" /s 1
     row "signal to 10 subscribers" "signal 10" /s 1
     row "connect + HELLO + close" "connect" us 0
-    row "server RSS, $IDLE_CONNS idle connections" "rss idle" KiB 0
+    row "server RSS, $IDLE_CONNS idle connections, after the workloads above" "rss idle" KiB 0
     row "server RSS, peak under broadcast to 10" "rss load" KiB 0
   done
   echo
-  echo "Server RSS at start, before any client: dbus-broker $(cell "start|rss|dbus-broker" KiB),"
-  echo "dbus-daemon $(cell "start|rss|dbus-daemon" KiB), kdbusfs $(cell "start|rss|kdbusfs" KiB)."
-  echo "kdbusfs (Node's heap) and dbus-daemon keep their high-water mark after the"
-  echo "clients leave, so their later repetitions and the broadcast row include what"
-  echo "earlier ones used; dbus-broker gives memory back, so its figures can drop."
+  echo "## Server memory before any workload"
+  echo
+  echo "| figure | dbus-broker | dbus-daemon | kdbusfs | kdbusfs ÷ dbus-broker | dbus-daemon ÷ dbus-broker |"
+  echo "|---|---|---|---|---|---|"
+  for f in "start|rss|start, no client" "fresh|rss idle|$IDLE_CONNS idle connections"; do
+    k=${f%|*}; label=${f##*|}
+    echo "| server RSS, $label | $(cell "$k|dbus-broker" KiB) | $(cell "$k|dbus-daemon" KiB) | $(cell "$k|kdbusfs" KiB) | **$(ratio "$k|kdbusfs" "$k|dbus-broker" 0)** | $(ratio "$k|dbus-daemon" "$k|dbus-broker" 0) |"
+  done
+  echo
+  echo "The idle figure is taken first, on servers no workload has grown yet, and"
+  echo "again after each mode's workloads (rows above): kdbusfs (Node's heap) and"
+  echo "dbus-daemon keep their high-water mark after the clients leave, so those"
+  echo "later rows include what earlier workloads used; dbus-broker gives memory"
+  echo "back, so its figures can drop."
   echo
   echo "The socketpair floor has no broker: its \"connect\" is a unix stream"
   echo "connect + accept + close in one process, and it has no broadcast or server."

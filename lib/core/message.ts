@@ -112,6 +112,10 @@ export class Kmsg {
   }
 }
 
+const PAGE_SIZE = 4096;
+/** bytes read at msg_address before the size is known: a message with a few small items */
+const MSG_FIRST_READ = 512;
+
 /**
  * kdbus_kmsg_new_from_cmd + kdbus_msg_scan_items. `writeMsgFlags` stores
  * kernel_msg_flags in the caller's command, as the kernel does before it
@@ -121,11 +125,13 @@ export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgA
                              connId: bigint, bloomSize: number,
                              writeMsgFlags: (v: bigint) => void): Kmsg {
   if (msgAddress % 8 !== 0) fail(errno.EFAULT, 'unaligned message pointer');
-  const head = fds.memRead(tid, msgAddress, 8);
+  // One read serves most messages: as much as the size's own page holds
+  // (readable if the size is), up to MSG_FIRST_READ; the rest only if needed.
+  const head = fds.memRead(tid, msgAddress, Math.min(MSG_FIRST_READ, PAGE_SIZE - (msgAddress % PAGE_SIZE)));
   if (typeof head === 'number') fail(errno.EFAULT, 'message unreadable');
   const size = head.readBigUInt64LE(0);
   if (size < BigInt(MSG.items) || size > BigInt(LIMITS.MSG_MAX_SIZE)) fail(errno.EINVAL, `message size ${size}`);
-  const buf = fds.memRead(tid, msgAddress, Number(size));
+  const buf = size <= head.length ? head.subarray(0, Number(size)) : fds.memRead(tid, msgAddress, Number(size));
   if (typeof buf === 'number') fail(errno.EFAULT, 'message unreadable');
   if (buf.readBigUInt64LE(MSG.size) !== size) fail(errno.EINVAL, 'message size changed');
 
