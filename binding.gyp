@@ -10,7 +10,9 @@
         "native/pool.cc",
         "native/procmem.cc",
         "native/fdwatch.cc",
-        "native/fdinstall.cc"
+        "native/fdinstall.cc",
+        "native/loopcall.cc",
+        "native/stallrescue.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "fuse_kernel.h"
+#include "loopcall.h"
 #include "procmem.h"
 
 namespace {
@@ -110,6 +111,9 @@ void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {
     oh.len = static_cast<uint32_t>(sizeof oh + sizeof st + n);
     oh.error = FUSE_NOTIFY_STORE;
     iovec iov[3] = {{&oh, sizeof oh}, {&st, sizeof st}, {map_ + start, n}};
+    // A page a client is faulting in stays locked until its READ is answered:
+    // the store waits for it, and a StallRescue answers it meanwhile.
+    loopcall::Scope stall;
     if (writev(devfd_, iov, 3) < 0) {
       // ENOENT: the kernel already dropped the inode; nobody can see the pool.
       if (errno != ENOENT && errno != ENODEV)

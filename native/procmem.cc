@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "loopcall.h"
+
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
@@ -22,6 +24,9 @@ int Read(pid_t tid, uint64_t addr, void* dst, size_t len) {
   if (len == 0) return 0;
   iovec local{dst, len};
   iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), len};
+  // The range may be a page of a page-cache pool: faulting it in asks this
+  // process for a FUSE READ (see StallRescue).
+  loopcall::Scope stall;
   ssize_t r = process_vm_readv(tid, &local, 1, &remote, 1, 0);
   if (r < 0) return -errno;
   return static_cast<size_t>(r) == len ? 0 : -EFAULT;
@@ -31,6 +36,7 @@ int Write(pid_t tid, uint64_t addr, const void* src, size_t len) {
   if (len == 0) return 0;
   iovec local{const_cast<void*>(src), len};
   iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), len};
+  loopcall::Scope stall;  // as in Read: a writable mapping of a pool faults in through FUSE
   ssize_t r = process_vm_writev(tid, &local, 1, &remote, 1, 0);
   if (r < 0) return -errno;
   return static_cast<size_t>(r) == len ? 0 : -EFAULT;

@@ -9,6 +9,8 @@
 namespace procmem {
 
 // process_vm_readv / process_vm_writev. 0, or -errno (-EFAULT when short).
+// On the loop thread each is a loopcall::Scope: it may wait for a FUSE READ
+// of this very process.
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len);
 int Write(pid_t tid, uint64_t addr, const void* src, size_t len);
 

@@ -129,6 +129,7 @@ Session* Session::Mount(Napi::Env env, const MountParams& params, bool passthrou
     *err = std::string("kdbusfs: uv_poll_start: ") + uv_strerror(r);
     return nullptr;
   }
+  if (!s->rescue_.Start(loop, s->fd_, kInBufSize, kMaxWrite, OnRescued, s.get(), err)) return nullptr;
   return s.release();
 }
 
@@ -164,6 +165,8 @@ void Session::StopServing() {
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
   }
+  // Before the pools and fd_ it reads from go.
+  rescue_.Stop();
   // Pools first: they close their backing ids on fd_.
   files_.clear();
   dirs_.clear();
@@ -200,6 +203,9 @@ void Session::OnPoll(uv_poll_t* handle, int status, int events) {
 
 void Session::Serve() {
   for (int i = 0; i < kBatch && fd_ >= 0; i++) {
+    // Requests the rescue read while this thread was stuck arrived first.
+    for (std::vector<uint8_t> req; fd_ >= 0 && rescue_.TakeRescued(&req);) HandleRequest(req.data(), req.size());
+    if (fd_ < 0) return;
     ssize_t r = read(fd_, in_.data(), in_.size());
     if (r < 0) {
       int e = errno;
@@ -209,22 +215,31 @@ void Session::Serve() {
       End();
       return;
     }
-    if (static_cast<size_t>(r) < sizeof(fuse_in_header)) {
-      fprintf(stderr, "kdbusfs: short FUSE request (%zd bytes)\n", r);
-      continue;
-    }
-    fuse_in_header h;
-    memcpy(&h, in_.data(), sizeof h);
-    size_t body = static_cast<size_t>(r) - sizeof h;
-    size_t ext = static_cast<size_t>(h.total_extlen) * 8;
-    if (h.len != static_cast<size_t>(r) || ext > body) {
-      fprintf(stderr, "kdbusfs: malformed FUSE request (opcode %u)\n", h.opcode);
-      Reply(h.unique, -EIO);
-      continue;
-    }
-    Napi::HandleScope scope(env_);
-    Dispatch(h, in_.data() + sizeof h, body - ext);
+    HandleRequest(in_.data(), static_cast<size_t>(r));
   }
+}
+
+void Session::HandleRequest(const uint8_t* req, size_t len) {
+  if (len < sizeof(fuse_in_header)) {
+    fprintf(stderr, "kdbusfs: short FUSE request (%zu bytes)\n", len);
+    return;
+  }
+  fuse_in_header h;
+  memcpy(&h, req, sizeof h);
+  size_t body = len - sizeof h;
+  size_t ext = static_cast<size_t>(h.total_extlen) * 8;
+  if (h.len != len || ext > body) {
+    fprintf(stderr, "kdbusfs: malformed FUSE request (opcode %u)\n", h.opcode);
+    Reply(h.unique, -EIO);
+    return;
+  }
+  Napi::HandleScope scope(env_);
+  Dispatch(h, req + sizeof h, body - ext);
+}
+
+void Session::OnRescued(void* session) {
+  Session* s = static_cast<Session*>(session);
+  if (s->poll_) OnPoll(s->poll_, 0, UV_READABLE);
 }
 
 void Session::Dispatch(const fuse_in_header& h, const uint8_t* p, size_t n) {
@@ -562,6 +577,7 @@ void Session::OnOpen(const fuse_in_header& h, const uint8_t* p, size_t n) {
   } else if (res & kOpenDirectIo) {
     out.open_flags |= FOPEN_DIRECT_IO;
   }
+  if (f.pool) rescue_.AddPool(fh, f.pool.get());
   files_.emplace(fh, std::move(f));
   tree_.MarkOpen(h.nodeid, fh);
   if (Reply(h.unique, 0, &out, sizeof out) < 0) CloseFile(fh);  // no RELEASE will come
@@ -575,6 +591,7 @@ void Session::CloseFile(uint64_t fh) {
   auto it = files_.find(fh);
   if (it == files_.end()) return;
   tree_.MarkClosed(it->second.nodeid);
+  rescue_.RemovePool(fh);
   files_.erase(it);
 }
 

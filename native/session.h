@@ -15,6 +15,7 @@
 
 #include "mount.h"
 #include "pool.h"
+#include "stallrescue.h"
 #include "tree.h"
 
 class Session {
@@ -64,6 +65,9 @@ class Session {
 
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void Serve();
+  // One request, read from /dev/fuse or by the rescue: checked, then dispatched.
+  void HandleRequest(const uint8_t* req, size_t len);
+  static void OnRescued(void* session);
   void Dispatch(const fuse_in_header& h, const uint8_t* body, size_t len);
   void End();
   void StopServing();
@@ -120,6 +124,7 @@ class Session {
   std::unordered_map<uint64_t, OpenFile> files_;
   std::unordered_map<uint64_t, std::vector<DirEntry>> dirs_;
   std::unordered_map<uint64_t, Caller> parked_;  // unanswered ioctls by unique
+  StallRescue rescue_;  // reads for this thread while it waits on its own mount
   std::vector<uint8_t> in_;
   std::vector<uint8_t> out_;
 };
