@@ -5,8 +5,7 @@
 #   bench/fuzz-long.sh [SECONDS=120] [PROCS=32] [REQUESTS=100000000] [SEED=1] [ROUNDS=1]
 #
 # As root; KDBUSFS_MOUNT_ARGS adds arguments to `kdbusfs mount` (e.g.
-# --no-passthrough, which currently deadlocks: a SEND whose msg_address lies
-# in an untouched page of the sender's own pool). Each round: fuzz for SECONDS
+# --no-passthrough for page-cache pools). Each round: fuzz for SECONDS
 # (or REQUESTS in all), then a fresh client makes a bus and passes a message byte for byte, and the server's
 # leftovers are measured. Prints the client's counts per round, the findings
 # it wrote (HANG, STUCK, VIOLATION, CRASH, ZOMBIE lines) and the server's fd
