@@ -34,6 +34,36 @@ const char* ErrnoName(int e) {
   }
 }
 
+// Tree names are bytes, as kdbus names are (a bus may be "1000-bus\xE9"): JS
+// passes them as byte strings, one char per byte. Not napi's latin1 read,
+// which would silently truncate a char above 0xFF; such a name is refused.
+bool NameBytes(const Napi::String& s, std::string* out) {
+  std::u16string chars = s.Utf16Value();
+  out->clear();
+  out->reserve(chars.size());
+  for (char16_t c : chars) {
+    if (c > 0xFF) return false;
+    out->push_back(static_cast<char>(c));
+  }
+  return true;
+}
+
+// A name for a message: printable ASCII as is, every other byte as \xNN.
+std::string Shown(const std::string& name) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : name) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  return out;
+}
+
 class Addon : public Napi::Addon<Addon> {
  public:
   Addon(Napi::Env env, Napi::Object exports) {
@@ -277,14 +307,16 @@ class Addon : public Napi::Addon<Addon> {
     if (!U64(info, 4, "mode", &mode) || !U64(info, 5, "uid", &uid) || !U64(info, 6, "gid", &gid))
       return env.Undefined();
     if (!info[7].IsNumber()) return FailType(env, "kdbusfs: tag must be a number");
-    std::string name = info[2].As<Napi::String>().Utf8Value();
+    std::string name;
+    if (!NameBytes(info[2].As<Napi::String>(), &name))
+      return FailType(env, "kdbusfs: name must be a byte string (no char above U+00FF)");
     int64_t r = s->tree().Add(parent, name, info[3].ToBoolean().Value(), static_cast<uint32_t>(mode),
                               static_cast<uint32_t>(uid), static_cast<uint32_t>(gid),
                               info[7].As<Napi::Number>().DoubleValue());
     if (r < 0) {
       int e = static_cast<int>(-r);
       Napi::Error err = Napi::Error::New(env, "kdbusfs: nodeAdd(" + std::to_string(parent) + ", '" +
-                                                  name + "'): " + strerror(e));
+                                                  Shown(name) + "'): " + strerror(e));
       err.Set("code", Napi::String::New(env, ErrnoName(e)));
       err.ThrowAsJavaScriptException();
       return env.Undefined();

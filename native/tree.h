@@ -23,7 +23,8 @@ class Tree {
 
   Tree(uint32_t rootMode, uint32_t rootUid, uint32_t rootGid);
 
-  // Changes made by the server. They return 0 or -errno.
+  // Changes made by the server. They return 0 or -errno. Names are bytes,
+  // compared and listed as given (kdbus names may hold Latin-1 letters).
   int64_t Add(uint64_t parent, const std::string& name, bool isDir, uint32_t mode,
               uint32_t uid, uint32_t gid, double tag);
   int Remove(uint64_t ino);

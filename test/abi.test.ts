@@ -13,7 +13,8 @@ import {
   SIZEOF_AUDIT,
 } from '../lib/abi/kdbus.js';
 import {
-  commandBuffer, negotiateFlags, validateItems, singleItem, items, itemString, strValid, sysnameValid, u64,
+  commandBuffer, negotiateFlags, validateItems, singleItem, items, itemString, itemSysname, strValid, sysnameBytes,
+  sysnameShown, sysnameValid, u64,
 } from '../lib/abi/items.js';
 import { errno, KdbusError } from '../lib/core/errors.js';
 
@@ -332,11 +333,22 @@ t.test('validateItems: every item type (kdbus_item_validate)', async (t) => {
     // lib/ctype.c marks 0xC0-0xD6, 0xD8-0xF6, 0xF8-0xFF as _U/_L, so
     // kdbus_sysname_is_valid() accepts e.g. the raw byte 0xE9; UTF-8 'é'
     // (0xC3 0xA9) is rejected because 0xA9 is _P (tested above).
-    const raw = Buffer.from([0x62, 0x75, 0x73, 0xe9, 0x00]); // "bus\xE9"
-    t.equal(check(item(ITEM.MAKE_NAME, raw)), null, 'MAKE_NAME "bus\\xE9"', {
-      todo: 'items.ts:85-95 sysnameValid() (called at items.ts:102) runs on the UTF-8-decoded string (0xE9 becomes U+FFFD) instead of '
-        + 'the bytes with the kernel ctype table (util.c kdbus_sysname_is_valid isalpha)',
-    });
+    const raw = (...bytes: number[]): Buffer => Buffer.from([...bytes, 0]);
+    for (const [tn, type] of [['MAKE_NAME', ITEM.MAKE_NAME], ['CONN_DESCRIPTION', ITEM.CONN_DESCRIPTION]] as const) {
+      t.equal(check(item(type, raw(0x62, 0x75, 0x73, 0xe9))), null, `${tn}: "bus\\xE9"`);
+      t.equal(check(item(type, raw(0xe9, 0x2d, 0xff))), null, `${tn}: "\\xE9-\\xFF" ('-' inside)`);
+      t.equal(check(item(type, raw(0x61, 0xd7))), errno.EINVAL, `${tn}: 0xD7 (multiplication sign) is _P`);
+      t.equal(check(item(type, raw(0x61, 0xa9))), errno.EINVAL, `${tn}: 0xA9 is _P`);
+    }
+    // every single-byte name: letters of the Latin-1 table, digits, '_'
+    const letter = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0xc0 && c <= 0xd6) || (c >= 0xd8 && c <= 0xf6) || (c >= 0xf8 && c <= 0xff);
+    const wrong: number[] = [];
+    for (let c = 1; c < 256; c++) {
+      const want = letter(c) || (c >= 0x30 && c <= 0x39) || c === 0x5f ? null : errno.EINVAL;
+      if (check(item(ITEM.MAKE_NAME, raw(c))) !== want) wrong.push(c);
+    }
+    t.same(wrong, [], 'bytes 1-255 as one-byte names: accepted exactly when isalpha, isdigit or \'_\'');
   });
 });
 
@@ -385,6 +397,19 @@ t.test('helpers', async (t) => {
     t.notOk(sysnameValid(''));
     t.notOk(sysnameValid('a-'));
     t.notOk(sysnameValid('.a'));
+    t.ok(sysnameValid('1000-bus\xe9'), 'a byte string with a Latin-1 letter');
+    t.notOk(sysnameValid('a\u0100'), 'a char above 0xFF is no byte');
+  });
+
+  t.test('sysnames are byte strings', async (t) => {
+    const bytes = Buffer.from([0x31, 0x2d, 0x62, 0xe9, 0xff, 0]);
+    const buf = Buffer.concat([zeros(HDR), item(ITEM.CONN_DESCRIPTION, bytes)]);
+    const it = singleItem(buf, HDR, buf.length - HDR, ITEM.CONN_DESCRIPTION);
+    const name = itemSysname(buf, it);
+    t.equal(name, '1-b\xe9\xff', 'one char per byte');
+    t.same(sysnameBytes(name), bytes.subarray(0, 5), 'the same bytes back');
+    t.equal(sysnameShown(name), '1-b\\xE9\\xFF', 'logged with the bytes escaped');
+    t.equal(sysnameShown('a b\t'), 'a b\\x09');
   });
 
   t.test('u64 saturates', async (t) => {

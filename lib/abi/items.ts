@@ -82,13 +82,44 @@ export function itemString(buf: Buffer, it: Item): string {
   return buf.toString('utf8', it.data, it.data + it.len - 1);
 }
 
-/** kdbus_sysname_is_valid: [A-Za-z0-9_], with '-' and '.' allowed inside. */
+/**
+ * A sysname item (MAKE_NAME, CONN_DESCRIPTION) as a byte string: one char
+ * per byte (Latin-1). The kernel checks and keeps these names as bytes, never
+ * as text, so a byte like 0xE9 must come back out (tree, items, logs) as
+ * exactly that byte; write them with sysnameBytes, log them with sysnameShown.
+ */
+export function itemSysname(buf: Buffer, it: Item): string {
+  return buf.toString('latin1', it.data, it.data + it.len - 1);
+}
+
+/** The bytes of a sysname (see itemSysname). */
+export function sysnameBytes(name: string): Buffer {
+  return Buffer.from(name, 'latin1');
+}
+
+/** A sysname for logs and error messages: printable ASCII as is, every other byte as \xNN. */
+export function sysnameShown(name: string): string {
+  return name.replace(/[^\x20-\x7e]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/**
+ * isalpha() of the kernel (lib/ctype.c): its table is Latin-1, so besides
+ * A-Z and a-z the bytes 0xC0-0xFF are letters, except 0xD7 and 0xF7 (the
+ * multiplication and division signs).
+ */
+function kernelIsAlpha(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0xc0 && c <= 0xff && c !== 0xd7 && c !== 0xf7);
+}
+
+/**
+ * kdbus_sysname_is_valid on a byte string (itemSysname): isalpha, isdigit
+ * or '_', with '-' and '.' allowed inside.
+ */
 export function sysnameValid(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    const alnum = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
-    if (alnum || c === 0x5f) continue;
+    if (kernelIsAlpha(c) || (c >= 0x30 && c <= 0x39) || c === 0x5f) continue;
     if (i > 0 && i + 1 < name.length && (c === 0x2d || c === 0x2e)) continue;
     return false;
   }
@@ -100,7 +131,7 @@ function validateNameItem(buf: Buffer, it: Item): void {
   if (it.size < ITEM_HEADER_SIZE + 2) fail(errno.EINVAL, 'name item too short');
   if (it.size > ITEM_HEADER_SIZE + LIMITS.SYSNAME_MAX_LEN + 1) fail(errno.ENAMETOOLONG, 'name too long');
   if (!strValid(buf, it.data, it.len)) fail(errno.EINVAL, 'name not a string');
-  if (!sysnameValid(itemString(buf, it))) fail(errno.EINVAL, 'invalid name');
+  if (!sysnameValid(itemSysname(buf, it))) fail(errno.EINVAL, 'invalid name');
 }
 
 function validateItem(buf: Buffer, it: Item): void {

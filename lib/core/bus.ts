@@ -18,6 +18,7 @@ import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
 import type { Pool } from './pool.js';
 import { log, logError } from '../log.js';
+import { sysnameBytes, sysnameShown } from '../abi/items.js';
 
 function uuid4(): Buffer {
   const b = randomBytes(16);
@@ -43,7 +44,8 @@ export class Bus {
   /** the directory node in the tree */
   ino = 0;
 
-  constructor(readonly domain: Domain, readonly name: string, readonly id: bigint,
+  constructor(readonly domain: Domain,
+              /** MAKE_NAME, a byte string (itemSysname) */ readonly name: string, readonly id: bigint,
               readonly flags: bigint, readonly bloom: BloomParameter,
               /** ATTACH_FLAGS_RECV of BUS_MAKE: what every sender must attach */
               readonly attachFlagsReq: bigint,
@@ -369,8 +371,8 @@ export class Bus {
     const left = [this.connections.size && `${this.connections.size} connections`,
       this.names.size() && `${this.names.size()} names`, this.policy.size && `${this.policy.size} policy entries`,
       this.pendingNotifications.length && `${this.pendingNotifications.length} notifications`].filter(Boolean);
-    if (left.length) logError('bus', `bus ${this.name} torn down with ${left.join(', ')} left: a kdbusfs bug`);
-    log('bus', `bus ${this.name} removed`);
+    if (left.length) logError('bus', `bus ${sysnameShown(this.name)} torn down with ${left.join(', ')} left: a kdbusfs bug`);
+    log('bus', `bus ${sysnameShown(this.name)} removed`);
   }
 
   /**
@@ -378,11 +380,11 @@ export class Bus {
    * creator's metadata as far as the creator agreed to share it.
    */
   creatorInfo(requested: bigint, viewerTid: number): Buffer {
-    const nameBytes = Buffer.byteLength(this.name) + 1;
-    const nameItem = Buffer.alloc(align8(ITEM_HEADER_SIZE + nameBytes));
-    nameItem.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), 0);
+    const name = sysnameBytes(this.name);
+    const nameItem = Buffer.alloc(align8(ITEM_HEADER_SIZE + name.length + 1));
+    nameItem.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + name.length + 1), 0);
     nameItem.writeBigUInt64LE(BigInt(ITEM.MAKE_NAME), 8);
-    nameItem.write(this.name, ITEM_HEADER_SIZE);
+    name.copy(nameItem, ITEM_HEADER_SIZE);
     const meta = exportMeta(this.creatorMeta, null, requested & this.attachFlagsOwner, { tid: viewerTid });
     const head = Buffer.alloc(INFO.items);
     head.writeBigUInt64LE(BigInt(INFO.items + nameItem.length + meta.length), INFO.size);

@@ -74,7 +74,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
 
   constructor(readonly bus: Bus, readonly ep: Endpoint, readonly id: bigint, readonly flags: bigint,
               attachSend: bigint, attachRecv: bigint, readonly pool: Pool, readonly user: User,
-              readonly privileged: boolean, readonly description: string | null,
+              readonly privileged: boolean,
+              /** CONN_DESCRIPTION, a byte string (itemSysname) */ readonly description: string | null,
               readonly meta: ProcMeta, readonly fakedMeta: boolean,
               /** the caller's thread at HELLO */ readonly tid: number,
               /** credentials at HELLO (conn->cred) */ readonly creds: PolicyCreds,

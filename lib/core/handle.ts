@@ -9,7 +9,8 @@ import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_M
   NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_ACTIVATOR, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
   RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS,
   align8 } from '../abi/kdbus.js';
-import { commandBuffer, items, itemString, negotiateFlags, singleItem, u64, validateItems } from '../abi/items.js';
+import { commandBuffer, items, itemString, itemSysname, negotiateFlags, singleItem, sysnameShown, u64,
+  validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
 import { Bus } from './bus.js';
 import { Connection, helloItems, sanitizeAttachFlags, type PendingInstall } from './connection.js';
@@ -244,7 +245,7 @@ export class ControlHandle extends Handle {
       switch (it.type) {
         case ITEM.MAKE_NAME:
           if (name !== null) fail(errno.EEXIST, 'MAKE_NAME repeated');
-          name = itemString(buf, it);
+          name = itemSysname(buf, it);
           break;
         case ITEM.BLOOM_PARAMETER:
           if (bloom) fail(errno.EEXIST, 'BLOOM_PARAMETER repeated');
@@ -269,8 +270,10 @@ export class ControlHandle extends Handle {
     const req = sanitizeAttachFlags(attachRecv ?? 0n);
     const owner = sanitizeAttachFlags(attachOwner ?? 0n);
     const creds = callerCreds(call);
-    if (!name.startsWith(`${creds.euid}-`)) fail(errno.EINVAL, `bus name "${name}" lacks the "${creds.euid}-" prefix`);
-    if (this.domain.buses.has(name)) fail(errno.EEXIST, `bus ${name} exists`);
+    if (!name.startsWith(`${creds.euid}-`)) {
+      fail(errno.EINVAL, `bus name "${sysnameShown(name)}" lacks the "${creds.euid}-" prefix`);
+    }
+    if (this.domain.buses.has(name)) fail(errno.EEXIST, `bus ${sysnameShown(name)} exists`);
 
     const user = this.domain.users.get(creds.uid);
     this.domain.users.chargeBus(user);
@@ -287,7 +290,7 @@ export class ControlHandle extends Handle {
     const ep = new Endpoint(bus, 'bus', bus.uid, bus.gid, endpointMode(group, world), false);
     bus.endpoints.set('bus', ep);
     this.makeEndpointFile(bus, ep);
-    log('bus', `bus ${name} created by uid ${creds.euid} (tid ${call.tid})`);
+    log('bus', `bus ${sysnameShown(name)} created by uid ${creds.euid} (tid ${call.tid})`);
     return bus;
   }
 
@@ -351,19 +354,21 @@ export class EndpointHandle extends Handle {
     negotiateFlags(flags, MAKE_ACCESS_GROUP | MAKE_ACCESS_WORLD, (v) => w.u64(CMD_MAKE.kernel_flags, v));
     const itemsSize = buf.length - CMD_MAKE.items;
     validateItems(buf, CMD_MAKE.items, itemsSize);
-    const name = itemString(buf, singleItem(buf, CMD_MAKE.items, itemsSize, ITEM.MAKE_NAME));
+    const name = itemSysname(buf, singleItem(buf, CMD_MAKE.items, itemsSize, ITEM.MAKE_NAME));
     const creds = callerCreds(call);
     const bus = this.ep.bus;
-    if (!name.startsWith(`${creds.euid}-`)) fail(errno.EINVAL, `endpoint name "${name}" lacks the "${creds.euid}-" prefix`);
+    if (!name.startsWith(`${creds.euid}-`)) {
+      fail(errno.EINVAL, `endpoint name "${sysnameShown(name)}" lacks the "${creds.euid}-" prefix`);
+    }
     if (!bus.active) fail(errno.ESHUTDOWN, 'bus is gone');
-    if (bus.endpoints.has(name)) fail(errno.EEXIST, `endpoint ${name} exists`);
+    if (bus.endpoints.has(name)) fail(errno.EEXIST, `endpoint ${sysnameShown(name)} exists`);
     const ep = new Endpoint(bus, name, creds.euid, creds.egid,
       endpointMode((flags & MAKE_ACCESS_GROUP) !== 0n, (flags & MAKE_ACCESS_WORLD) !== 0n), true);
     ep.policy.set(buf, CMD_MAKE.items, itemsSize, 0, true, ep);
     bus.endpoints.set(name, ep);
     this.makeEndpointFile(bus, ep);
     this.owned = ep;
-    log('bus', `bus ${bus.name}: endpoint ${name} made by uid ${creds.euid}`);
+    log('bus', `bus ${sysnameShown(bus.name)}: endpoint ${sysnameShown(name)} made by uid ${creds.euid}`);
   }
 
   /** KDBUS_CMD_ENDPOINT_UPDATE: replaces the custom endpoint's policy. */
@@ -409,8 +414,8 @@ export class EndpointHandle extends Handle {
     this.conn = conn;
     // copy_to_user of the whole fixed part
     w.bytes(0, buf.subarray(0, CMD_HELLO.items));
-    log('conn', `bus ${bus.name}: connection ${conn.id} (tid ${call.tid}, uid ${conn.user.uid}` +
-      `${conn.description ? `, "${conn.description}"` : ''})`);
+    log('conn', `bus ${sysnameShown(bus.name)}: connection ${conn.id} (tid ${call.tid}, uid ${conn.user.uid}` +
+      `${conn.description ? `, "${sysnameShown(conn.description)}"` : ''})`);
   }
 
   /** kdbus_conn_new: every HELLO rule, in the kernel's order. */
@@ -453,7 +458,7 @@ export class EndpointHandle extends Handle {
           break;
         case ITEM.CONN_DESCRIPTION:
           if (description !== null) fail(errno.EINVAL, 'CONN_DESCRIPTION repeated');
-          description = itemString(buf, it);
+          description = itemSysname(buf, it);
           break;
         case ITEM.POLICY_ACCESS:
         case ITEM.BLOOM_MASK:
@@ -790,7 +795,7 @@ export class EndpointHandle extends Handle {
     if (!conn || !conn.active) return;
     conn.bus.disconnect(conn);
     conn.bus.flushNotifications();
-    log('conn', `bus ${conn.bus.name}: connection ${conn.id} gone`);
+    log('conn', `bus ${sysnameShown(conn.bus.name)}: connection ${conn.id} gone`);
   }
 
   release(): void {

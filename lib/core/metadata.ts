@@ -683,6 +683,7 @@ function cgroupPath(text: string): string | null {
 export interface ConnMeta {
   timestamp?: { seqnum: bigint; monotonicNs: bigint; realtimeNs: bigint };
   names?: Array<{ name: string; flags: bigint }>;
+  /** a byte string (itemSysname) */
   description?: string;
 }
 
@@ -732,9 +733,10 @@ function cut(str: string): string {
   return nul < 0 ? str : str.slice(0, nul);
 }
 
-function jsStrPart(type: number, str: string): Part {
+/** A C-string item from a byte string (one char per byte: a sysname, see itemSysname). */
+function byteStrPart(type: number, str: string): Part {
   str = cut(str);
-  return { type, len: Buffer.byteLength(str, 'utf8') + 1, write: (out, off) => { out.write(str, off, 'utf8'); } };
+  return { type, len: str.length + 1, write: (out, off) => { out.write(str, off, 'latin1'); } };
 }
 
 function u32sPart(type: number, values: ArrayLike<number>): Part {
@@ -884,7 +886,7 @@ export function exportMeta(proc: ProcMeta | null, conn: ConnMeta | null, mask: b
       }
     }
     if ((mask & ATTACH.CONN_DESCRIPTION) && conn.description !== undefined) {
-      parts.push(jsStrPart(ITEM.CONN_DESCRIPTION, conn.description));
+      parts.push(byteStrPart(ITEM.CONN_DESCRIPTION, conn.description));
     }
     if ((mask & ATTACH.TIMESTAMP) && conn.timestamp) {
       const ts = conn.timestamp;

@@ -129,7 +129,10 @@ export interface Native {
   /** If dir is a dead FUSE mount (ENOTCONN), detach it. Returns true if it did. */
   clearStaleMount(dir: string): boolean;
 
-  /** The tree. Root is ino 1. Nodes are answered natively (LOOKUP, GETATTR, READDIR...). */
+  /**
+   * The tree. Root is ino 1. Nodes are answered natively (LOOKUP, GETATTR, READDIR...).
+   * name is a byte string, one char per byte (kdbus names are bytes); a char above 0xFF throws.
+   */
   nodeAdd(sid: number, parent: number, name: string, isDir: boolean,
           mode: number, uid: number, gid: number, tag: number): number;
   /** Unlinks a node (and, for a directory, everything below it). Later LOOKUPs get ENOENT. */
