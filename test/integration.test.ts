@@ -8,7 +8,7 @@
 // only make an awaited promise time out, never block the event loop. Every
 // wait has a timeout.
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -35,6 +35,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-integration-'));
 chmodSync(tmp, 0o755); // uid 65534 peers must reach the mounts inside
 const client = join(tmp, 'kdbus-peer');
 await compileClient('kdbus-peer.c', client);
+const sysnameClient = join(tmp, 'sysname-client');
+await compileClient('sysname-client.c', sysnameClient);
 
 // ---- helpers (the harness: test/harness.ts) ----
 
@@ -365,6 +367,30 @@ async function badInput(t: Tap, dir: string): Promise<void> {
   t.ok(late.id > spammer.id, 'a new connection is accepted after all this');
 }
 
+/**
+ * Names are bytes to the kernel: kdbus_sysname_is_valid takes 0xE9 for a
+ * letter (Latin-1 isalpha), and the name must come back out byte for byte.
+ */
+async function latin1Names(t: Tap, dir: string): Promise<void> {
+  const newPeer = peers(t);
+  const name = Buffer.concat([Buffer.from(`${process.getuid!()}-bus`), Buffer.from([0xe9])]);
+  const desc = Buffer.from([0x64, 0x65, 0x73, 0x63, 0xe9]); // "desc\xE9"
+  const a = await newPeer('latin1', [sysnameClient]);
+  ok(t, await a.cmd(`make ${dir}/control ${name.toString('hex')}`), 'BUS_MAKE "<uid>-bus\\xE9"');
+  const listed = await withTimeout(readdir(dir, { encoding: 'buffer' }), 5000, 'readdir');
+  t.ok(listed.some((n) => n.equals(name)), 'readdir lists the bus directory with exactly those bytes',
+    { listed: listed.map((n) => n.toString('hex')) });
+  const busDir = Buffer.concat([Buffer.from(`${dir}/`), name]);
+  t.ok((await withTimeout(stat(busDir), 5000, 'stat the bus directory')).isDirectory(), 'it is a directory');
+  // node writes a path string as UTF-8: "bus\xC3\xA9", where the name would be had it been stored as text
+  t.equal(await statOf(busDir.toString('latin1')), null, 'the UTF-8 spelling of the same text is no name in the tree');
+  const path = Buffer.concat([busDir, Buffer.from('/bus')]);
+  const r = ok(t, await a.cmd(`hello ${path.toString('hex')} ${desc.toString('hex')}`),
+    'open and HELLO on its bus file, with CONN_DESCRIPTION "desc\\xE9"');
+  t.equal(r.kv.desc, desc.toString('hex'), 'CONN_INFO gives the CONN_DESCRIPTION back byte for byte');
+  t.equal(r.kv.creator, name.toString('hex'), 'BUS_CREATOR_INFO gives the bus name back byte for byte');
+}
+
 async function polling(t: Tap, dir: string): Promise<void> {
   const newPeer = peers(t);
   const { path } = await makeBus(t, newPeer, dir, '0-poll');
@@ -426,6 +452,7 @@ for (const mode of modes) {
     await t.test('6. uid 65534 on a world bus made by root', (t) => nonRoot(t, dir));
     await t.test('7. bad input and a killed client', (t) => badInput(t, dir));
     await t.test('8. poll() wakes on a message', (t) => polling(t, dir));
+    await t.test('9. a bus name and a description with a Latin-1 letter byte', (t) => latin1Names(t, dir));
 
     t.equal(live.size, 0, 'no peer process is left');
     await stopServer(t, server, dir, 'the mount is gone from /proc/self/mounts');
