@@ -1,6 +1,7 @@
 #include "stallrescue.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
@@ -82,6 +83,7 @@ void StallRescue::RemovePool(uint64_t fh) {
 }
 
 void StallRescue::Run() {
+  pthread_setname_np(pthread_self(), "kdbusfs-rescue");  // for top -H, ps -L
   uint32_t before = loopcall::Count();
   while (!stop_.load()) {
     pollfd p{wakefd_, POLLIN, 0};
@@ -91,7 +93,15 @@ void StallRescue::Run() {
     if (now != before) {
       before = now;  // calls come and go: the loop is busy, look again in a tick
     } else if (now & 1) {
-      Rescue(now);  // one call has lasted a whole tick
+      // One call has lasted a whole tick. Given up on, it is left alone for
+      // longer and longer (unread requests can still be abandoned by their
+      // callers, read ones cannot), and tried again in case it does come to
+      // wait on this mount.
+      for (int ms = kGiveUpMs; Rescue(now); ms = std::min(2 * ms, kRetryMaxMs)) {
+        pollfd wake{wakefd_, POLLIN, 0};
+        poll(&wake, 1, ms);
+        if (stop_.load() || loopcall::Count() != now) break;
+      }
       before = loopcall::Count();
     } else {
       loopcall::WaitForCall(now);  // idle for a tick: sleep until a call starts
@@ -100,8 +110,9 @@ void StallRescue::Run() {
   }
 }
 
-void StallRescue::Rescue(uint32_t stuck) {
-  auto start = std::chrono::steady_clock::now();
+bool StallRescue::Rescue(uint32_t stuck) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start = Clock::now(), progress = start;
   {
     std::lock_guard<std::mutex> g(mu_);
     served_ = own_ = failed_ = setAside_ = 0;
@@ -109,6 +120,7 @@ void StallRescue::Rescue(uint32_t stuck) {
     // call by then sees active_ before it reads devfd itself (both seq_cst).
     active_.store(true);
   }
+  bool gaveUp = false;
   for (;;) {
     bool idle = false, setAside = false;
     {
@@ -117,6 +129,7 @@ void StallRescue::Rescue(uint32_t stuck) {
       ssize_t r = read(devfd_, in_.data(), in_.size());
       if (r >= 0) {
         setAside = Handle(static_cast<size_t>(r));
+        if (!setAside) progress = Clock::now();
       } else if (errno == EAGAIN) {
         idle = true;
       } else if (errno != EINTR && errno != ENOENT) {
@@ -124,24 +137,36 @@ void StallRescue::Rescue(uint32_t stuck) {
       }
     }
     if (setAside) uv_async_send(async_);
+    if (idle && Clock::now() - progress > std::chrono::milliseconds(kGiveUpMs)) {
+      gaveUp = true;
+      break;
+    }
     if (idle) {
       pollfd p[2] = {{devfd_, POLLIN, 0}, {wakefd_, POLLIN, 0}};
       poll(p, 2, kTickMs);
     }
   }
-  std::lock_guard<std::mutex> g(mu_);
-  active_.store(false);
-  if (own_ || served_) {
-    long ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::steady_clock::now() - start).count());
-    // own_: a pointer into a page never read (a page-cache pool page, say);
-    // served_ alone: most likely a NOTIFY_STORE that waited for a client's fault.
-    fprintf(stderr,
-            "kdbusfs: the loop thread was stuck for over %d ms waiting on this mount; the rescue "
-            "thread answered %u READs it caused itself (%u with EIO: not a pool) and %u READs of "
-            "clients' pools, and set aside %u requests, in %ld ms\n",
-            kTickMs, own_, failed_, served_, setAside_, ms);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    active_.store(false);
+    long ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+    if (gaveUp) {
+      fprintf(stderr,
+              "kdbusfs: the loop thread is stuck on something no READ of this mount answers (a client "
+              "pointer into another FUSE mount?); the rescue thread stops reading after %ld ms (%u "
+              "pool READs answered, %u requests set aside)\n",
+              ms, own_ + served_, setAside_);
+    } else if (own_ || served_) {
+      // own_: a pointer into a page never read (a page-cache pool page, say);
+      // served_ alone: most likely a NOTIFY_STORE that waited for a client's fault.
+      fprintf(stderr,
+              "kdbusfs: the loop thread was stuck for over %d ms waiting on this mount; the rescue "
+              "thread answered %u READs it caused itself (%u with EIO: not a pool) and %u READs of "
+              "clients' pools, and set aside %u requests, in %ld ms\n",
+              kTickMs, own_, failed_, served_, setAside_, ms);
+    }
   }
+  return gaveUp;
 }
 
 bool StallRescue::Handle(size_t len) {

@@ -15,6 +15,8 @@
 // and sets every other request aside, in arrival order, for the loop thread,
 // which takes them (TakeRescued) before it reads /dev/fuse again. While the
 // loop is idle the thread sleeps; while it is busy it wakes once per tick.
+// A stall no READ of this mount eases (kGiveUpMs) is left alone, retried
+// less and less often.
 #pragma once
 
 #include <uv.h>
@@ -63,9 +65,17 @@ class StallRescue {
   // A call stuck this long (to twice as long) is rescued; a busy loop wakes
   // the thread this often.
   static constexpr int kTickMs = 5;
+  // A stall that no READ has eased for this long is not ours to rescue: the
+  // READs the loop thread waits for come at once. Reading on would only take
+  // requests their callers could otherwise still abandon.
+  static constexpr int kGiveUpMs = 1000;
+  // Then it tries again after 1, 2, 4... seconds, up to this.
+  static constexpr int kRetryMaxMs = 32000;
 
   void Run();
-  void Rescue(uint32_t stuck);
+  // Reads for the loop thread while it stays in call `stuck`. Returns true if
+  // it gave up (kGiveUpMs) with the loop thread still stuck.
+  bool Rescue(uint32_t stuck);
   // One request read by the rescue: answered, or set aside. Under mu_.
   // Returns true if it was set aside.
   bool Handle(size_t len);

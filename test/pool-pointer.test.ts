@@ -7,16 +7,23 @@
 // the same client runs against passthrough pools, which never had the fault
 // path, as a control.
 //
+//
+// Last, a pointer into another FUSE mount whose server does not answer (a
+// second kdbusfs, stopped with SIGSTOP): nothing this server can answer, so
+// its rescue thread gives up after a second and stops reading requests,
+// which their callers can then still abandon (a request already read cannot
+// be killed).
+//
 // A hanging server leaves the client blocked in its ioctl, unkillable until
 // the server dies: the client's promise is bounded, and the harness kills
 // the server when the test ends.
-import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { compileClient, needRootAndFuse, startServer, stopServer, withTimeout } from './harness.js';
+import { compileClient, needRootAndFuse, startServer, stopServer, until, withTimeout } from './harness.js';
 
 const CASES = ['msg', 'other', 'vec', 'cmd', 'store', 'pass'];
 
@@ -64,3 +71,50 @@ for (const mode of ['page-cache', 'passthrough'] as const) {
     await stopServer(t, server, dir);
   });
 }
+
+/** The kernel function a process sleeps in ('' if gone). */
+function wchan(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+await t.test('a pointer into another FUSE mount that does not answer', async (t) => {
+  const dirA = join(tmp, 'stalled');
+  const dirB = join(tmp, 'stopped');
+  mkdirSync(dirA);
+  mkdirSync(dirB);
+  const a = await startServer(t, dirA);
+  const b = await startServer(t, dirB, { args: ['--no-passthrough'] });
+  if (!a || !b) return;
+  const c = spawn(client, [dirA, `foreign=${dirB}`, 'pass'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((done) => c.on('close', (code) => done(code)));
+  t.teardown(() => { c.kill('SIGKILL'); });
+  t.ok(await until(() => out.includes('foreign ready'), 10_000), 'the client holds a never-read pool page of B', { out });
+
+  b.child.kill('SIGSTOP');
+  t.teardown(() => { b.child.kill('SIGCONT'); });
+  c.stdin.write('go\n');
+  t.ok(await until(() => a.stderr.includes('stops reading'), 5000), 'A\'s rescue thread gives up', { stderr: a.stderr });
+
+  // A request to A now stays unread: its caller can still be killed.
+  const probe = spawn('stat', [join(dirA, 'control')], { stdio: 'ignore' });
+  const probeExit = new Promise<void>((done) => probe.on('close', () => done()));
+  t.ok(await until(() => wchan(probe.pid!).startsWith('request_wait_answer'), 2000, 5),
+    'a stat of A\'s control waits for A');
+  probe.kill('SIGKILL');
+  t.ok(await withTimeout(probeExit, 500, 'probe dies').then(() => true, () => false),
+    'the waiting stat dies at once on SIGKILL (its request was not read)');
+
+  b.child.kill('SIGCONT');
+  const code = await withTimeout(exited, 10_000, 'the client finishes once B answers').catch(() => null);
+  t.equal(code, 0, 'the SEND ends once B answers (EINVAL: a page of zeros), and A serves again', { out });
+  t.match(out, /^foreign ok/m, 'case foreign');
+  t.match(out, /^pass ok/m, 'case pass');
+  await stopServer(t, a, dirA);
+  await stopServer(t, b, dirB);
+});

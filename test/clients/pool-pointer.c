@@ -24,6 +24,11 @@
 //          B sends it: the server's NOTIFY_STORE of that page waits for the
 //          page lock A's fault holds until its READ is answered
 //   pass   a plain message A -> B arrives (the server still serves)
+//   foreign=DIR2  connects C to a bus made on the kdbusfs mount DIR2 (another
+//          server, page-cache pools), prints "foreign ready" and waits for a
+//          line on stdin (the test stops DIR2's server meanwhile), then sends
+//          on A with msg_address in C's pool: EINVAL once DIR2's server
+//          answers that page's READ again
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +58,6 @@ struct conn {
   uint64_t hello_off, hello_size;
 };
 
-static char buspath[4096];
 
 static struct kdbus_item *add_item(uint8_t **w, uint64_t type, uint64_t payload) {
   struct kdbus_item *it = (void *)*w;
@@ -64,10 +68,12 @@ static struct kdbus_item *add_item(uint8_t **w, uint64_t type, uint64_t payload)
   return it;
 }
 
-static int make_bus(const char *dir, const char *name) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/control", dir);
-  int fd = open(path, O_RDWR | O_CLOEXEC);
+// Makes bus NAME on DIR/control and sets path to DIR/NAME/bus.
+static int make_bus(const char *dir, const char *name, char *path, size_t len) {
+  char control[4096];
+  snprintf(control, sizeof(control), "%s/control", dir);
+  snprintf(path, len, "%s/%s/bus", dir, name);
+  int fd = open(control, O_RDWR | O_CLOEXEC);
   if (fd < 0) return -1;
   uint64_t buf[64] = {0};
   uint8_t *w = (uint8_t *)buf;
@@ -84,8 +90,8 @@ static int make_bus(const char *dir, const char *name) {
   return fd;  // kept open: the bus lives as long
 }
 
-static int connect_bus(struct conn *c) {
-  c->fd = open(buspath, O_RDWR | O_CLOEXEC);
+static int connect_bus(struct conn *c, const char *path) {
+  c->fd = open(path, O_RDWR | O_CLOEXEC);
   if (c->fd < 0) return -1;
   struct kdbus_cmd_hello h;
   memset(&h, 0, sizeof(h));
@@ -288,21 +294,37 @@ static int case_pass(struct conn *a, struct conn *b) {
   return 0;
 }
 
+static int case_foreign(struct conn *a, const char *dir2) {
+  char name[64], path[4096];
+  snprintf(name, sizeof(name), "0-poolptr-foreign-%d", (int)getpid());
+  struct conn c;
+  if (make_bus(dir2, name, path, sizeof(path)) < 0 || connect_bus(&c, path) < 0) {
+    printf("foreign FAIL on %s: %s\n", dir2, strerror(errno));
+    return 1;
+  }
+  printf("foreign ready\n");
+  char line[16];
+  if (!fgets(line, sizeof(line), stdin)) {
+    printf("foreign FAIL no go line\n");
+    return 1;
+  }
+  return expect_errno("foreign", send_at(a, c.pool + POOL / 2), EINVAL);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: %s DIR CASE...\n", argv[0]);
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  char name[64];
+  char name[64], path[4096];
   snprintf(name, sizeof(name), "0-poolptr-%d", (int)getpid());
-  snprintf(buspath, sizeof(buspath), "%s/%s/bus", argv[1], name);
-  if (make_bus(argv[1], name) < 0) {
+  if (make_bus(argv[1], name, path, sizeof(path)) < 0) {
     perror("BUS_MAKE");
     return 2;
   }
   struct conn a, b;
-  if (connect_bus(&a) < 0 || connect_bus(&b) < 0) {
+  if (connect_bus(&a, path) < 0 || connect_bus(&b, path) < 0) {
     perror("HELLO");
     return 2;
   }
@@ -312,6 +334,10 @@ int main(int argc, char **argv) {
   } cases[] = {{"msg", case_msg}, {"other", case_other}, {"vec", case_vec}, {"cmd", case_cmd}, {"store", case_store}, {"pass", case_pass}};
   int failed = 0;
   for (int i = 2; i < argc; i++) {
+    if (strncmp(argv[i], "foreign=", 8) == 0) {
+      failed |= case_foreign(&a, argv[i] + 8);
+      continue;
+    }
     size_t k = 0;
     while (k < sizeof(cases) / sizeof(cases[0]) && strcmp(cases[k].name, argv[i]) != 0) k++;
     if (k == sizeof(cases) / sizeof(cases[0])) {
