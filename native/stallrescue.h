@@ -1,9 +1,11 @@
 // A second reader of one session's /dev/fuse, for the moments the loop
-// thread is stuck in a loopcall::Scope: a client pointed the server at a
-// page of a page-cache pool that was never read (msg_address, a payload
-// vector, an ioctl's items...), so process_vm_readv faults that page in and
-// the kernel asks this same session for a FUSE READ, which the loop thread,
-// waiting inside process_vm_readv, would never read.
+// thread is stuck in a loopcall::Scope waiting for a READ of this very
+// session, which it would never read:
+//  - a client pointed the server at a page of a page-cache pool that was
+//    never read (msg_address, a payload vector, an ioctl's items...):
+//    process_vm_readv faults that page in, and the kernel asks for a READ;
+//  - the server stores a message (NOTIFY_STORE) into a page a client is
+//    faulting in: the page stays locked until that client's READ is answered.
 //
 // Requests are not addressed to a reader (every reader of a FUSE connection
 // takes the next one), so a reader that served pool READs all the time would
