@@ -13,7 +13,7 @@ import {
   SIZEOF_AUDIT,
 } from '../lib/abi/kdbus.js';
 import {
-  commandBuffer, negotiateFlags, validateItems, singleItem, items, itemString, itemSysname, strValid, sysnameBytes,
+  commandBuffer, negotiateFlags, validateItems, singleItem, items, itemSysname, strValid, sysnameBytes,
   sysnameShown, sysnameValid, u64,
 } from '../lib/abi/items.js';
 import { errno, KdbusError } from '../lib/core/errors.js';
@@ -362,7 +362,7 @@ t.test('singleItem (kdbus_items_get)', async (t) => {
   t.equal(it.size, 16 + 5);
   t.equal(it.data, HDR + 24 + 16);
   t.equal(it.len, 5);
-  t.equal(itemString(buf, it), 'bus1');
+  t.equal(itemSysname(buf, it), 'bus1');
   t.equal(buf.readBigUInt64LE(singleItem(buf, HDR, size, ITEM.ID).data), 7n);
 
   t.equal(errnoOf(() => singleItem(buf, HDR, size, ITEM.NAME)), errno.EBADMSG, 'missing');

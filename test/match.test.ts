@@ -399,6 +399,18 @@ t.test('matches: kernel notifications', async (t) => {
   });
 });
 
+t.test('names are bytes: rules with a Latin-1 letter byte match byte for byte', async (t) => {
+  const bytes = (s: string): Buffer => Buffer.from(s + '\0', 'latin1');
+  const byName = single([item(ITEM.NAME, bytes('org.caf\xe9.x'))]);
+  t.ok(byName.matches(user(5n, { names: ['org.caf\xe9.x'] }), 1), 'a NAME rule with the byte 0xE9');
+  t.notOk(byName.matches(user(5n, { names: ['org.caf\xc9.x'] }), 1), '0xC9 is another byte');
+  t.equal(addErr(new MatchDb(), 1n, [item(ITEM.NAME, bytes('org.caf\xc3\xa9.x'))]), errno.EINVAL,
+    'the UTF-8 spelling of "café" is no valid name (0xA9 is no letter)');
+  const added = single([item(ITEM.NAME_ADD, Buffer.concat([u64s(ANY, 0n, ANY, 0n), bytes('org.caf\xe9.x')]))]);
+  t.ok(added.matches(notify(ITEM.NAME_ADD, 0n, 1n, 'org.caf\xe9.x'), 1), 'a NAME_ADD rule with the byte 0xE9');
+  t.notOk(added.matches(notify(ITEM.NAME_ADD, 0n, 1n, 'org.caf\xc9.x'), 1), 'not another name');
+});
+
 t.test('bloomMatches (kdbus_match_bloom)', async (t) => {
   const A = (...v: bigint[]): BigUint64Array => BigUint64Array.from(v);
   t.ok(bloomMatches(A(0b111n), 0n, A(0b101n), 1, 1), 'subset');

@@ -62,14 +62,17 @@ const errnoOf = (fn: () => unknown): number | null => {
   }
 };
 
-/** struct kdbus_cmd_name with the given items (type, string payload). */
+/**
+ * struct kdbus_cmd_name with the given items (type, payload as a byte string:
+ * one char per byte, as the registry keeps names).
+ */
 function cmdName(flags: bigint, ...its: Array<[number, string]>): Buffer {
   const parts = its.map(([type, s]) => {
-    const len = 16 + Buffer.byteLength(s) + 1;
+    const len = 16 + Buffer.byteLength(s, 'latin1') + 1;
     const b = Buffer.alloc(align8(len));
     b.writeBigUInt64LE(BigInt(len), 0);
     b.writeBigUInt64LE(BigInt(type), 8);
-    b.write(s, 16);
+    b.write(s, 16, 'latin1');
     return b;
   });
   const body = Buffer.concat(parts);
@@ -90,7 +93,7 @@ function cmdRelease(reg: NameRegistry, c: NameClient, name: string): void {
   reg.cmdRelease(c, cmd, CMD_NAME.items, cmd.length - CMD_NAME.items);
 }
 
-/** Parses a struct kdbus_name_list into records. */
+/** Parses a struct kdbus_name_list into records (names as byte strings). */
 function parseList(b: Buffer): Array<{ id: bigint; connFlags: bigint; name?: string; flags?: bigint }> {
   const out: Array<{ id: bigint; connFlags: bigint; name?: string; flags?: bigint }> = [];
   const total = Number(b.readBigUInt64LE(0));
@@ -106,7 +109,7 @@ function parseList(b: Buffer): Array<{ id: bigint; connFlags: bigint; name?: str
       const isize = Number(b.readBigUInt64LE(off + 24));
       if (Number(b.readBigUInt64LE(off + 32)) !== ITEM.OWNED_NAME) throw new Error('not OWNED_NAME');
       r.flags = b.readBigUInt64LE(off + 40);
-      r.name = b.toString('utf8', off + 48, off + 24 + isize - 1);
+      r.name = b.toString('latin1', off + 48, off + 24 + isize - 1);
       if (b[off + 24 + isize - 1] !== 0) throw new Error('name not terminated');
     }
     out.push(r);
@@ -120,7 +123,7 @@ t.test('name validity (kdbus_name_is_valid)', async (t) => {
     t.ok(nameValid(n, false), `valid: ${n}`);
   }
   for (const n of ['.bla.blaz', 'foo', 'foo.bla.bl.*', '', 'foo.', 'foo..bar', '1foo.bar', 'foo.1bar',
-    'foo.b@r', 'foo.bär', 'foo bar.baz', 'x.' + 'y'.repeat(254), '*', '*.foo', 'foo.*']) {
+    'foo.b@r', 'foo bar.baz', 'x.' + 'y'.repeat(254), '*', '*.foo', 'foo.*']) {
     t.notOk(nameValid(n, false), `invalid: ${JSON.stringify(n)}`);
   }
   t.ok(nameValid('foo.bla.bl.*', true), 'wildcard allowed for policy names');
@@ -130,6 +133,66 @@ t.test('name validity (kdbus_name_is_valid)', async (t) => {
   t.notOk(nameValid('foo.b*', true), '* only as a whole element');
   t.notOk(nameValid('.*', true));
   t.notOk(nameValid('foo.**', true));
+});
+
+// Names are byte strings (one char per byte). kdbus_name_is_valid tests each
+// byte with the kernel's isalpha/isdigit, whose table (lib/ctype.c) is
+// Latin-1: 0xC0-0xD6, 0xD8-0xF6 and 0xF8-0xFF are letters too.
+const latin1Letter = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
+  (c >= 0xc0 && c <= 0xd6) || (c >= 0xd8 && c <= 0xf6) || (c >= 0xf8 && c <= 0xff);
+
+t.test('name validity: every byte 1-255 (kernel ctype, Latin-1)', async (t) => {
+  const wrong: string[] = [];
+  for (let c = 1; c < 256; c++) {
+    const b = String.fromCharCode(c);
+    const digit = c >= 0x30 && c <= 0x39;
+    const atStart = latin1Letter(c) || b === '_' || b === '-';
+    const inside = atStart || digit;
+    const cases: Array<[string, boolean, boolean]> = [
+      [`${b}x.y`, false, atStart], [`x.${b}y`, false, atStart], [`x.${b}`, false, atStart],
+      [`x${b}.y`, false, inside], [`x.y${b}`, false, inside], [`x.y${b}z`, false, inside || b === '.'],
+      // a policy name may end in a '*' element, nowhere else
+      [`x.${b}`, true, atStart || b === '*'], [`${b}.y`, true, atStart], [`x.y${b}`, true, inside],
+    ];
+    for (const [name, wild, want] of cases) {
+      if (nameValid(name, wild) !== want) {
+        wrong.push(`0x${c.toString(16)} in ${JSON.stringify(name)}${wild ? ' (wildcard)' : ''}`);
+      }
+    }
+  }
+  t.same(wrong, [], 'each byte valid exactly where kdbus_name_is_valid takes it');
+  t.ok(nameValid('org.caf\xe9.x', false), 'a Latin-1 letter byte inside an element');
+  t.ok(nameValid('\xc0\xff.\xd8', false), 'and at element starts');
+  t.notOk(nameValid('org.caf\xc3\xa9.x', false), 'the UTF-8 spelling of "café": 0xA9 is no letter');
+  t.notOk(nameValid('org.\xd7.x', false), '0xD7 (multiplication sign) is no letter');
+  t.notOk(nameValid('org.\xf7.x', false), '0xF7 (division sign) is no letter');
+  t.notOk(nameValid('org.caf\u00e9\u0301.x', false), 'a char above 0xFF is no byte');
+  t.ok(nameValid('x.' + '\xe9'.repeat(253), false), 'KDBUS_NAME_MAX_LEN (255) counts bytes');
+  t.notOk(nameValid('x.' + '\xe9'.repeat(254), false), '256 bytes are too long');
+  t.ok(nameValid('\xe9.' + '\xe9'.repeat(251) + '.*', true), 'a 255-byte wildcard name');
+});
+
+t.test('names are bytes: acquired, listed, notified and released byte for byte', async (t) => {
+  const { reg, ev } = setup();
+  const a = conn(1, HELLO_ACCEPT_FD);
+  const name = 'org.caf\xe9.x'; // the byte 0xE9
+  t.equal(cmdAcquire(reg, a, name), 0n, 'acquire');
+  t.same(ev.take(), [['add', 0n, 0n, 1n, 0n, name]], 'NAME_ADD with the same byte string');
+  t.same(reg.ownedNames(a), [{ name, flags: 0n }]);
+  t.equal(errnoOf(() => cmdAcquire(reg, conn(2), 'org.caf\xc3\xa9.x')), errno.EINVAL,
+    'the UTF-8 spelling is no valid name');
+  t.equal(errnoOf(() => cmdRelease(reg, a, 'org.caf\xc9.x')), errno.ESRCH, '0xC9 is another name than 0xE9');
+
+  const list = reg.list(a, NAME_LIST_NAMES, [a]);
+  t.same(parseList(list), [{ id: 1n, connFlags: HELLO_ACCEPT_FD, name, flags: 0n }]);
+  // item: 16 header + 8 flags + 10 name bytes + NUL = 35 (a UTF-8 encoding would make it 36)
+  t.equal(list.readBigUInt64LE(32), 35n, 'OWNED_NAME item size counts bytes');
+  t.same(list.subarray(56, 72), Buffer.from([...Buffer.from('org.caf'), 0xe9, ...Buffer.from('.x'), 0, 0, 0, 0, 0, 0]),
+    'the name\'s bytes, then NUL and padding');
+
+  cmdRelease(reg, a, name);
+  t.same(ev.take(), [['remove', 1n, 0n, 0n, 0n, name]], 'NAME_REMOVE with the same byte string');
+  t.equal(reg.size(), 0);
 });
 
 t.test('acquire, EALREADY, EEXIST, release, ESRCH (test-names.c)', async (t) => {

@@ -161,6 +161,17 @@ t.test('wildcards: one more element, exact entries first', async (t) => {
   t.equal(db.query(creds(1), 'org.act.x'), ACCESS_OWN, 'plain names are fine without wildcards');
 });
 
+t.test('names are bytes: a Latin-1 letter byte in exact and wildcard names', async (t) => {
+  const db = new PolicyDb();
+  const bytes = (s: string): Buffer => item(ITEM.NAME, Buffer.from(s + '\0', 'latin1'));
+  set(db, {}, cmd(bytes('org.caf\xe9.*'), world(POLICY_TALK), bytes('org.caf\xe9.own'), world(POLICY_OWN)));
+  t.equal(db.query(creds(1), 'org.caf\xe9.x'), ACCESS_TALK, 'the wildcard "org.caf\\xE9.*" covers one more element');
+  t.equal(db.query(creds(1), 'org.caf\xe9.own'), ACCESS_OWN, 'the exact entry first');
+  t.equal(db.query(creds(1), 'org.caf\xc9.x'), NO_ACCESS, '0xC9 is another byte');
+  t.equal(errOf(() => set(db, {}, cmd(bytes('org.caf\xc3\xa9.*'), world(POLICY_SEE)))), errno.EINVAL,
+    'the UTF-8 spelling of "café" is no valid name (0xA9 is no letter)');
+});
+
 t.test('duplicates across owners: EEXIST, except specific vs wildcard (test-policy.c)', async (t) => {
   const db = new PolicyDb();
   const a = {}, b = {};

@@ -77,16 +77,13 @@ export function strValid(buf: Buffer, off: number, len: number): boolean {
   return len > 0 && buf.indexOf(0, off) === off + len - 1;
 }
 
-/** The NUL-terminated string payload of an item (validated already). */
-export function itemString(buf: Buffer, it: Item): string {
-  return buf.toString('utf8', it.data, it.data + it.len - 1);
-}
-
 /**
  * A sysname item (MAKE_NAME, CONN_DESCRIPTION) as a byte string: one char
  * per byte (Latin-1). The kernel checks and keeps these names as bytes, never
  * as text, so a byte like 0xE9 must come back out (tree, items, logs) as
  * exactly that byte; write them with sysnameBytes, log them with sysnameShown.
+ * Well-known names (NAME, DST_NAME, a NAME_* match rule's name) are bytes
+ * the same way (kdbus_name_is_valid) and go through the same three helpers.
  */
 export function itemSysname(buf: Buffer, it: Item): string {
   return buf.toString('latin1', it.data, it.data + it.len - 1);
@@ -107,7 +104,7 @@ export function sysnameShown(name: string): string {
  * A-Z and a-z the bytes 0xC0-0xFF are letters, except 0xD7 and 0xF7 (the
  * multiplication and division signs).
  */
-function kernelIsAlpha(c: number): boolean {
+export function kernelIsAlpha(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0xc0 && c <= 0xff && c !== 0xd7 && c !== 0xf7);
 }
 

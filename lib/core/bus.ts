@@ -143,9 +143,9 @@ export class Bus {
     let dst: Connection;
     if (m.dstName !== null) {
       const entry = this.names.lookup(m.dstName);
-      if (!entry) fail(errno.ESRCH, `no owner for ${m.dstName}`);
+      if (!entry) fail(errno.ESRCH, `no owner for ${sysnameShown(m.dstName)}`);
       if (m.dstId !== KDBUS_DST_ID_NAME && m.dstId !== entry.owner.id) {
-        fail(errno.EREMCHG, `${m.dstName} is not owned by ${m.dstId}`);
+        fail(errno.EREMCHG, `${sysnameShown(m.dstName)} is not owned by ${m.dstId}`);
       }
       dst = entry.owner as Connection;
       m.dstNameId = entry.nameId;
@@ -324,7 +324,7 @@ export class Bus {
   }
 
   notifyNameChange(type: number, oldId: bigint, oldFlags: bigint, newId: bigint, newFlags: bigint, name: string): void {
-    const nameBytes = Buffer.from(name + '\0');
+    const nameBytes = Buffer.concat([sysnameBytes(name), Buffer.alloc(1)]);
     const p = Buffer.alloc(SIZEOF_NOTIFY_NAME_CHANGE + nameBytes.length);
     p.writeBigUInt64LE(oldId, 0);
     p.writeBigUInt64LE(oldFlags, 8);

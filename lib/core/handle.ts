@@ -9,7 +9,7 @@ import { ATTACH, ATTACH_ALL, CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_M
   NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_ACTIVATOR, NAME_QUEUE, NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK,
   RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY, SEND_SYNC_REPLY, SIZEOF_CREDS, SIZEOF_PIDS,
   align8 } from '../abi/kdbus.js';
-import { commandBuffer, items, itemString, itemSysname, negotiateFlags, singleItem, sysnameShown, u64,
+import { commandBuffer, items, itemSysname, negotiateFlags, singleItem, sysnameShown, u64,
   validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
 import { Bus } from './bus.js';
@@ -398,7 +398,7 @@ export class EndpointHandle extends Handle {
     try {
       if (conn.isActivator) {
         for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
-          if (it.type === ITEM.NAME) bus.names.acquire(conn, itemString(buf, it), NAME_ACTIVATOR);
+          if (it.type === ITEM.NAME) bus.names.acquire(conn, itemSysname(buf, it), NAME_ACTIVATOR);
         }
       }
       // activators and policy holders bring the bus policy for their name
@@ -432,15 +432,15 @@ export class EndpointHandle extends Handle {
     let name: string | null = null;
     let creds: Buffer | null = null;
     let pids: Buffer | null = null;
-    let seclabel: string | null = null;
+    let seclabel: Buffer | null = null;
     let description: string | null = null;
     for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
       switch (it.type) {
         case ITEM.NAME:
           if (!isActivator && !isHolder) fail(errno.EINVAL, 'NAME needs ACTIVATOR or POLICY_HOLDER');
           if (name !== null) fail(errno.EINVAL, 'NAME repeated');
-          name = itemString(buf, it);
-          if (!nameValid(name, true)) fail(errno.EINVAL, `invalid name "${name}"`);
+          name = itemSysname(buf, it);
+          if (!nameValid(name, true)) fail(errno.EINVAL, `invalid name "${sysnameShown(name)}"`);
           break;
         case ITEM.CREDS:
           if (!this.privileged) fail(errno.EPERM, 'unprivileged CREDS');
@@ -454,7 +454,7 @@ export class EndpointHandle extends Handle {
           break;
         case ITEM.SECLABEL:
           if (!this.privileged) fail(errno.EPERM, 'unprivileged SECLABEL');
-          seclabel = itemString(buf, it);
+          seclabel = buf.subarray(it.data, it.data + it.len - 1); // a label is bytes, not text
           break;
         case ITEM.CONN_DESCRIPTION:
           if (description !== null) fail(errno.EINVAL, 'CONN_DESCRIPTION repeated');
@@ -718,12 +718,14 @@ export class EndpointHandle extends Handle {
       for (const it of items(buf, CMD_INFO.items, buf.length - CMD_INFO.items)) {
         if (it.type !== ITEM.NAME) continue;
         if (name !== null) fail(errno.EINVAL, 'NAME repeated');
-        name = itemString(buf, it);
+        name = itemSysname(buf, it);
       }
       if (name === null || !nameValid(name, false)) fail(errno.EINVAL, 'CONN_INFO needs a valid NAME');
       const entry = bus.names.lookup(name);
       // pretend a name does not exist if the caller may not see it
-      if (!entry || !policySeeName(conn, name, conn.currentCreds())) fail(errno.ESRCH, `no owner for ${name}`);
+      if (!entry || !policySeeName(conn, name, conn.currentCreds())) {
+        fail(errno.ESRCH, `no owner for ${sysnameShown(name)}`);
+      }
       owner = entry.owner as Connection;
     } else {
       owner = bus.connection(id);

@@ -1,8 +1,9 @@
 // A connection's match database (ipc/kdbus/match.c): which broadcasts and
 // kernel notifications it wants. An entry matches when all of its rules do;
-// an entry with no rules matches everything.
+// an entry with no rules matches everything. Names are byte strings
+// (itemSysname), compared byte for byte as match.c's strcmp does.
 import { ITEM, LIMITS, KDBUS_MATCH_ID_ANY, SIZEOF_NOTIFY_NAME_CHANGE } from '../abi/kdbus.js';
-import { items, itemString } from '../abi/items.js';
+import { items, itemSysname, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
 import { nameValid } from './names.js';
 
@@ -39,8 +40,8 @@ export class MatchDb {
           break;
         }
         case ITEM.NAME: {
-          const name = itemString(cmd, it);
-          if (!nameValid(name, false)) fail(errno.EINVAL, `invalid match name "${name}"`);
+          const name = itemSysname(cmd, it);
+          if (!nameValid(name, false)) fail(errno.EINVAL, `invalid match name "${sysnameShown(name)}"`);
           rules.push({ type: ITEM.NAME, name });
           break;
         }
@@ -52,7 +53,7 @@ export class MatchDb {
         case ITEM.NAME_CHANGE: {
           const hasName = it.len > SIZEOF_NOTIFY_NAME_CHANGE;
           rules.push({ type: it.type, oldId: cmd.readBigUInt64LE(it.data), newId: cmd.readBigUInt64LE(it.data + 16),
-            name: hasName ? cmd.toString('utf8', it.data + 32, cmd.indexOf(0, it.data + 32)) : null });
+            name: hasName ? cmd.toString('latin1', it.data + 32, cmd.indexOf(0, it.data + 32)) : null });
           break;
         }
         case ITEM.ID_ADD:

@@ -7,7 +7,7 @@
 import { ITEM, MSG, LIMITS, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_EXPECT_REPLY,
   MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SEND_SYNC_REPLY, SIZEOF_MEMFD, SIZEOF_VEC,
   ITEM_HEADER_SIZE, align8, KDBUS_FLAG_KERNEL } from '../abi/kdbus.js';
-import { items, itemString, validateItems } from '../abi/items.js';
+import { items, itemSysname, sysnameShown, validateItems } from '../abi/items.js';
 import { errno, fail } from './errors.js';
 import { nameValid } from './names.js';
 import type { Pool } from './pool.js';
@@ -221,8 +221,8 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
       case ITEM.DST_NAME: {
         if (hasName) fail(errno.EEXIST, 'DST_NAME repeated');
         hasName = true;
-        const name = itemString(buf, it);
-        if (!nameValid(name, false)) fail(errno.EINVAL, `invalid destination name "${name}"`);
+        const name = itemSysname(buf, it);
+        if (!nameValid(name, false)) fail(errno.EINVAL, `invalid destination name "${sysnameShown(name)}"`);
         m.dstName = name;
         break;
       }
@@ -372,7 +372,7 @@ export interface PayloadItems {
 export function payloadItems(e: QueueEntry): PayloadItems {
   const m = e.kmsg;
   let size = 0;
-  const nameBytes = m.dstName !== null ? Buffer.byteLength(m.dstName) + 1 : 0;
+  const nameBytes = m.dstName !== null ? m.dstName.length + 1 : 0; // a byte string: one char per byte
   if (m.dstName !== null) size += align8(ITEM_HEADER_SIZE + nameBytes);
   for (const p of m.parts) size += p.kind === 'vec' ? ITEM_HEADER_SIZE + SIZEOF_VEC : SIZEOF_MEMFD_ITEM;
   const fdsSize = ITEM_HEADER_SIZE + 4 * m.fds.length;
@@ -384,7 +384,7 @@ export function payloadItems(e: QueueEntry): PayloadItems {
   if (m.dstName !== null) {
     out.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + nameBytes), o);
     out.writeBigUInt64LE(BigInt(ITEM.DST_NAME), o + 8);
-    out.write(m.dstName, o + 16);
+    out.write(m.dstName, o + 16, 'latin1');
     o += align8(ITEM_HEADER_SIZE + nameBytes);
   }
   // without a payload slice, offsets are relative to 0 (kdbus: payload_off 0)

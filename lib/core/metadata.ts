@@ -682,6 +682,7 @@ function cgroupPath(text: string): string | null {
 /** Connection metadata at send time (kdbus_meta_conn): TIMESTAMP, NAMES, CONN_DESCRIPTION. */
 export interface ConnMeta {
   timestamp?: { seqnum: bigint; monotonicNs: bigint; realtimeNs: bigint };
+  /** byte strings (itemSysname), as the name registry keeps them */
   names?: Array<{ name: string; flags: bigint }>;
   /** a byte string (itemSysname) */
   description?: string;
@@ -876,12 +877,12 @@ export function exportMeta(proc: ProcMeta | null, conn: ConnMeta | null, mask: b
   if (conn) {
     if ((mask & ATTACH.NAMES) && conn.names) {
       for (const n of conn.names) {
-        // struct kdbus_name { u64 flags; char name[]; }
+        // struct kdbus_name { u64 flags; char name[]; }, the name a byte string (itemSysname)
         const name = cut(n.name);
         const flags = n.flags;
         parts.push({
-          type: ITEM.OWNED_NAME, len: 8 + Buffer.byteLength(name, 'utf8') + 1,
-          write: (out, off) => { writeU64(out, flags, off); out.write(name, off + 8, 'utf8'); },
+          type: ITEM.OWNED_NAME, len: 8 + name.length + 1,
+          write: (out, off) => { writeU64(out, flags, off); out.write(name, off + 8, 'latin1'); },
         });
       }
     }

@@ -1,13 +1,15 @@
 // The well-known name registry of a bus (ipc/kdbus/names.c, plus the name
 // parts of handle.c and connection.c): ownership, waiting queues,
 // replacement, activators, the NAME_* notifications and NAME_LIST.
+// Names are byte strings (itemSysname): "org.caf\xE9.x" holds the byte
+// 0xE9, a letter to the kernel, and goes back out as exactly that byte.
 import {
   ITEM, LIMITS, NAME_INFO, NAME_LIST_HEADER, ITEM_HEADER_SIZE, align8,
   HELLO_ACTIVATOR, HELLO_POLICY_HOLDER, HELLO_MONITOR,
   NAME_REPLACE_EXISTING, NAME_ALLOW_REPLACEMENT, NAME_QUEUE, NAME_IN_QUEUE, NAME_ACTIVATOR,
   NAME_LIST_UNIQUE, NAME_LIST_NAMES, NAME_LIST_ACTIVATORS, NAME_LIST_QUEUED,
 } from '../abi/kdbus.js';
-import { items, itemString } from '../abi/items.js';
+import { items, itemSysname, kernelIsAlpha, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
 
 /** What the registry needs from a connection. */
@@ -42,6 +44,7 @@ export interface NameEvents {
 
 /** A name in the registry (struct kdbus_name_entry). */
 interface NameEntry {
+  /** a byte string (itemSysname) */
   readonly name: string;
   /** Sequence number of this registration; messages sent to the name carry it. */
   readonly nameId: bigint;
@@ -113,7 +116,7 @@ export class NameRegistry {
       return flags;
     }
 
-    if (e.owner.id === conn.id) fail(errno.EALREADY, `already owns ${name}`);
+    if (e.owner.id === conn.id) fail(errno.EALREADY, `already owns ${sysnameShown(name)}`);
 
     if (isActivator(conn)) {
       if (activatorOf) {
@@ -147,7 +150,7 @@ export class NameRegistry {
       return flags | NAME_IN_QUEUE;
     }
 
-    return fail(errno.EEXIST, `${name} is owned by ${e.owner.id}`);
+    return fail(errno.EEXIST, `${sysnameShown(name)} is owned by ${e.owner.id}`);
   }
 
   /**
@@ -161,7 +164,7 @@ export class NameRegistry {
     const name = this.commandName(cmd, itemsStart, itemsSize);
     // only owned names count, queued ones do not (conn->name_count)
     if ((this.conns.get(conn.id)?.owned.size ?? 0) + 1 > LIMITS.CONN_MAX_NAMES) fail(errno.E2BIG, 'too many names');
-    if (!this.events.canOwn(conn, name)) fail(errno.EPERM, `may not own ${name}`);
+    if (!this.events.canOwn(conn, name)) fail(errno.EPERM, `may not own ${sysnameShown(name)}`);
     return this.acquire(conn, name, flags);
   }
 
@@ -178,7 +181,7 @@ export class NameRegistry {
    */
   release(conn: NameClient, name: string): void {
     const e = this.entries.get(name);
-    if (!e) fail(errno.ESRCH, `${name} not found`);
+    if (!e) fail(errno.ESRCH, `${sysnameShown(name)} not found`);
     if (e.owner.id === conn.id) {
       this.passOn(e);
       return;
@@ -188,7 +191,7 @@ export class NameRegistry {
       this.dequeue(w);
       return;
     }
-    fail(errno.ESRCH, `${name} not owned by ${conn.id}`);
+    fail(errno.ESRCH, `${sysnameShown(name)} not owned by ${conn.id}`);
   }
 
   /**
@@ -292,10 +295,10 @@ export class NameRegistry {
     for (const it of items(cmd, itemsStart, itemsSize)) {
       if (it.type !== ITEM.NAME) continue;
       if (name !== null) fail(errno.EINVAL, 'NAME item repeated');
-      name = itemString(cmd, it);
+      name = itemSysname(cmd, it);
     }
     if (name === null) fail(errno.EINVAL, 'no NAME item');
-    if (!nameValid(name, false)) fail(errno.EINVAL, `invalid name "${name}"`);
+    if (!nameValid(name, false)) fail(errno.EINVAL, `invalid name "${sysnameShown(name)}"`);
     return name;
   }
 
@@ -366,13 +369,11 @@ export class NameRegistry {
 }
 
 /**
- * kdbus_name_is_valid: two or more non-empty dot-separated elements of
- * [A-Za-z0-9_-], none starting with a digit, at most KDBUS_NAME_MAX_LEN
- * bytes; with allowWildcard (policy names) the last element may be "*".
- * kdbus checks bytes with the kernel's ctype, whose isalpha also accepts the
- * Latin-1 letters 0xC0-0xFF; a UTF-8 string never passes with a non-ASCII
- * character (its continuation bytes 0x80-0xBF are not letters), so checking
- * for ASCII here is the same thing.
+ * kdbus_name_is_valid on a byte string (itemSysname): two or more non-empty
+ * dot-separated elements of isalpha, isdigit, '_' and '-', none starting
+ * with a digit, at most KDBUS_NAME_MAX_LEN bytes; with allowWildcard (policy
+ * names) the last element may be "*". isalpha is the kernel's, whose Latin-1
+ * table also counts 0xC0-0xFF (except 0xD7 and 0xF7) as letters.
  */
 export function nameValid(name: string, allowWildcard: boolean): boolean {
   let elementStart = true; // kdbus's "dot": at the start of an element
@@ -385,9 +386,8 @@ export function nameValid(name: string, allowWildcard: boolean): boolean {
       elementStart = true;
       continue;
     }
-    const alpha = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
     const digit = c >= 0x30 && c <= 0x39;
-    const ok = alpha || (digit && !elementStart) || c === 0x5f /* _ */ || c === 0x2d /* - */ ||
+    const ok = kernelIsAlpha(c) || (digit && !elementStart) || c === 0x5f /* _ */ || c === 0x2d /* - */ ||
       (allowWildcard && elementStart && c === 0x2a /* * */ && i === name.length - 1);
     if (!ok) return false;
     elementStart = false;
@@ -402,7 +402,7 @@ export function nameValid(name: string, allowWildcard: boolean): boolean {
  */
 function nameInfo(owner: NameClient, e: NameEntry | null): Buffer {
   const headerSize = NAME_INFO.items;
-  const nameBytes = e ? Buffer.byteLength(e.name) + 1 : 0;
+  const nameBytes = e ? e.name.length + 1 : 0; // a byte string: one char per byte
   const itemSize = e ? ITEM_HEADER_SIZE + 8 + nameBytes : 0;
   const size = align8(headerSize + itemSize);
   const b = Buffer.alloc(size);
@@ -414,7 +414,7 @@ function nameInfo(owner: NameClient, e: NameEntry | null): Buffer {
     b.writeBigUInt64LE(BigInt(itemSize), it);
     b.writeBigUInt64LE(BigInt(ITEM.OWNED_NAME), it + 8);
     b.writeBigUInt64LE(e.flags, it + 16);
-    b.write(e.name, it + 24);
+    b.write(e.name, it + 24, 'latin1');
   }
   return b;
 }

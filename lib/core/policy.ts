@@ -22,7 +22,7 @@
 //     the code passes true), owner = the endpoint.
 import { ITEM, LIMITS, POLICY_ACCESS_USER, POLICY_ACCESS_GROUP, POLICY_ACCESS_WORLD,
   POLICY_SEE, POLICY_TALK, POLICY_OWN } from '../abi/kdbus.js';
-import { items, itemString } from '../abi/items.js';
+import { items, itemSysname, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
 import { nameValid } from './names.js';
 
@@ -55,7 +55,10 @@ interface AccessRule {
 
 /** struct kdbus_policy_db_entry */
 interface Entry {
-  /** the name; for a wildcard entry the part before the trailing ".*" */
+  /**
+   * the name, a byte string (itemSysname) like every name it is looked up
+   * with; for a wildcard entry the part before the trailing ".*"
+   */
   readonly name: string;
   readonly wildcard: boolean;
   readonly owner: object;
@@ -122,8 +125,8 @@ export class PolicyDb {
     for (const it of items(cmd, itemsStart, itemsSize)) {
       if (it.type === ITEM.NAME) {
         if (maxPolicies > 0 && ++count > maxPolicies) fail(errno.E2BIG, 'too many policy names');
-        const str = itemString(cmd, it);
-        if (!nameValid(str, true)) fail(errno.EINVAL, `invalid policy name "${str}"`);
+        const str = itemSysname(cmd, it);
+        if (!nameValid(str, true)) fail(errno.EINVAL, `invalid policy name "${sysnameShown(str)}"`);
         let name = str;
         let wildcard = false;
         // A trailing ".*" makes a wildcard entry, stored without the suffix.
@@ -134,7 +137,7 @@ export class PolicyDb {
         // is ever refused. We implement what kdbus.txt (11.2), the comment
         // above that test and the lookup code intend.
         if (str.length > 2 && str.endsWith('.*')) {
-          if (!allowWildcards) fail(errno.EINVAL, `wildcard policy name "${str}" not allowed here`);
+          if (!allowWildcards) fail(errno.EINVAL, `wildcard policy name "${sysnameShown(str)}" not allowed here`);
           name = str.slice(0, -2);
           wildcard = true;
         }
@@ -154,7 +157,7 @@ export class PolicyDb {
       const key = (e.wildcard ? '*' : '=') + e.name;
       const other = (e.wildcard ? this.wild : this.exact).get(e.name);
       if (taken.has(key) || (other && other.owner !== owner)) {
-        fail(errno.EEXIST, `policy for "${e.name}${e.wildcard ? '.*' : ''}" already set`);
+        fail(errno.EEXIST, `policy for "${sysnameShown(e.name)}${e.wildcard ? '.*' : ''}" already set`);
       }
       taken.add(key);
     }
