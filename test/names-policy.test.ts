@@ -11,6 +11,9 @@
 //      move back when it goes away
 //   4. policy seen by an unprivileged user (uid 65534): OWN, TALK, SEE on a
 //      custom endpoint, wildcard names, privileged-only operations
+//   5. names are bytes (names.c kdbus_name_is_valid, Latin-1 isalpha): a
+//      name with the raw byte 0xE9 acquired, listed, notified, sent to
+//      and looked up byte for byte
 //
 // This process never touches the mount synchronously; every wait is bounded.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +34,7 @@ const NAME_ALLOW_REPLACEMENT = 2;
 const NAME_QUEUE = 4;
 const NAME_IN_QUEUE = 8;
 const NAME_ACTIVATOR = 16;
+const ATTACH_NAMES = 16;
 
 t.setTimeout(60_000);
 
@@ -648,6 +652,39 @@ async function seeEndpoint(t: Tap, dir: string): Promise<void> {
   await nothingQueued(t, c, 'and nothing after it');
 }
 
+// ---- 5. names are bytes ----
+
+async function latin1Name(t: Tap, dir: string): Promise<void> {
+  // kdbus_name_is_valid tests each byte with the kernel's isalpha, whose
+  // table (lib/ctype.c) is Latin-1: the single byte 0xE9 is a letter, and
+  // the name goes everywhere as bytes (kdbus-peer spells a byte \xNN, both
+  // in commands and in answers).
+  const name = 'org.caf\\xE9.x';
+  const newPeer = peers(t);
+  const { path } = await makeBus(t, newPeer, dir, '0-latin1');
+  const w = await hello(t, await newPeer('watcher'), path);
+  ok(t, await w.cmd(`match 1 name-add:${name}`), 'watcher: NAME_ADD for "org.caf\\xE9.x" (a rule by its bytes)');
+  const o = await hello(t, await newPeer('owner'), path);
+  t.equal((await o.cmd(`acquire ${name}`)).kv.flags, '0', 'the owner acquires "org.caf\\xE9.x"');
+  fails(t, await o.cmd('acquire org.caf\\xC3\\xA9.x'), 'EINVAL', 'its UTF-8 spelling is no valid name (0xA9 is no letter)');
+  t.equal(await notification(t, w, 'NAME_ADD'), `name-add:0:0:${o.id}:0:${name}`, 'NAME_ADD carries exactly those bytes');
+  await listIs(t, w, 'names', [rec(o, HELLO_ACCEPT_FD, name, 0)], 'NAME_LIST gives exactly those bytes');
+
+  const s = await hello(t, await newPeer('sender'), path);
+  const sent = ok(t, await s.cmd(`send name cookie:21 name:${name} vec:64`), 'SEND to the name by DST_NAME');
+  const got = ok(t, await o.cmd('recv wait:2000', 5000), 'the owner receives it');
+  t.equal(got.kv.src, String(s.id), 'from the sender');
+  t.equal(got.kv.stream, sent.kv.stream, 'with the payload sent');
+  t.equal(got.kv.dstname, name, 'its DST_NAME item has exactly those bytes');
+  ok(t, await o.cmd(`free ${got.kv.off}`), 'slice freed');
+
+  const info = ok(t, await s.cmd(`infometa ${name} ${ATTACH_NAMES}`), 'CONN_INFO by the name');
+  t.equal(info.kv.id, String(o.id), 'finds the owner');
+  t.equal(info.kv.names, name, 'whose OWNED_NAME item has exactly those bytes');
+  ok(t, await o.cmd(`release ${name}`), 'the owner releases it');
+  await listIs(t, w, 'names', [], 'and it is gone');
+}
+
 // ---- the mount ----
 
 await t.test('kdbusfs mount (passthrough pools)', async (t) => {
@@ -665,6 +702,7 @@ await t.test('kdbusfs mount (passthrough pools)', async (t) => {
   await t.test('4d. policy: SEE on a custom endpoint', (t) => seeEndpoint(t, dir));
   await t.test('4e. special connections, name limits, TALK by owned names', (t) => special(t, dir));
   await t.test('4f. policy: custom endpoint and bus database both decide', (t) => endpointAndBus(t, dir));
+  await t.test('5. a name with the Latin-1 letter byte 0xE9', (t) => latin1Name(t, dir));
 
   t.equal(live.size, 0, 'no peer process is left');
   await stopServer(t, server, dir);

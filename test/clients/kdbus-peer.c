@@ -11,6 +11,12 @@
 // that pattern and also reports an FNV-1a hash of the stream, so the test can
 // compare what was sent with what arrived.
 //
+// Any token may spell a byte as \xNN (hex), so that names with bytes that
+// are not text get through (e.g. "acquire org.caf\xE9.x": 0xE9 is a letter
+// to the kernel's Latin-1 isalpha). Names in answers (recs=, notify=,
+// dstname=, names=, desc=) show every byte that is not visible ASCII
+// (0x21-0x7E), and '\', the same way.
+//
 // Commands (tokens separated by single spaces):
 //   setuid UID GID                 drop to UID/GID (real, effective, saved)
 //   make CONTROL NAME ACCESS BLOOMSIZE NHASH   BUS_MAKE; ACCESS: world|group|none
@@ -141,6 +147,7 @@
 // (auxgroups=none: an AUXGROUPS item without groups), and metatypes=T,T...
 // (hex types of every item after the fixed part).
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -210,6 +217,38 @@ static void answer(const char *fmt, ...) {
   va_end(ap);
   putchar('\n');
   fflush(stdout);
+}
+
+// ---- names as bytes (see the top: \xNN) ----
+
+// Decodes the \xNN escapes of a token in place.
+static void unescape(char *s) {
+  char *o = s;
+  for (const char *p = s; *p;) {
+    if (p[0] == '\\' && p[1] == 'x' && isxdigit((unsigned char)p[2]) && isxdigit((unsigned char)p[3])) {
+      char hex[3] = { p[2], p[3], 0 };
+      *o++ = (char)strtoul(hex, NULL, 16);
+      p += 4;
+    } else {
+      *o++ = *p++;
+    }
+  }
+  *o = 0;
+}
+
+// The string s (at most n bytes, up to its NUL) with every byte that is not
+// visible ASCII, and '\', as \xNN; into out (cap >= 5), truncated to fit.
+static const char *escaped(const char *s, size_t n, char *out, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && s[i]; i++) {
+    unsigned char c = (unsigned char)s[i];
+    int plain = c > 0x20 && c < 0x7f && c != '\\';
+    if (o + (plain ? 1 : 4) >= cap) break;
+    if (plain) out[o++] = (char)c;
+    else o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+  }
+  out[o] = 0;
+  return out;
 }
 
 // ---- the payload pattern and stream hash ----
@@ -790,8 +829,8 @@ static void cmd_send(char **av, int ac) {
 struct got {
   uint64_t off, slice, msize, src, dst, cookie, flags, ptype, creply;
   int64_t prio;
-  char notify[400];
-  char dstname[300];
+  char notify[1200];
+  char dstname[1024];
   char parts[1024];
   char types[512];
   struct stream st;
@@ -859,11 +898,12 @@ static void parse_msg(uint64_t off, struct got *g) {
     case KDBUS_ITEM_NAME_REMOVE:
     case KDBUS_ITEM_NAME_CHANGE: {
       const struct kdbus_notify_name_change *nc = &it->name_change;
-      size_t max = it->size - ITEM_HDR - sizeof(*nc);
-      snprintf(g->notify, sizeof(g->notify), "%s:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%.*s",
+      size_t max = it->size >= ITEM_HDR + sizeof(*nc) ? it->size - ITEM_HDR - sizeof(*nc) : 0;
+      char esc[4 * 256];
+      snprintf(g->notify, sizeof(g->notify), "%s:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%s",
                it->type == KDBUS_ITEM_NAME_ADD ? "name-add" : it->type == KDBUS_ITEM_NAME_REMOVE ? "name-remove" : "name-change",
                (uint64_t)nc->old_id.id, (uint64_t)nc->old_id.flags, (uint64_t)nc->new_id.id, (uint64_t)nc->new_id.flags,
-               (int)strnlen(nc->name, it->size >= ITEM_HDR + sizeof(*nc) ? max : 0), nc->name);
+               escaped(nc->name, max, esc, sizeof(esc)));
       break;
     }
     case KDBUS_ITEM_REPLY_TIMEOUT:
@@ -872,7 +912,7 @@ static void parse_msg(uint64_t off, struct got *g) {
                it->type == KDBUS_ITEM_REPLY_TIMEOUT ? "reply-timeout" : "reply-dead", (uint64_t)it->size);
       break;
     case KDBUS_ITEM_DST_NAME:
-      snprintf(g->dstname, sizeof(g->dstname), "%.*s", (int)strnlen(it->str, it->size - ITEM_HDR), it->str);
+      escaped(it->str, it->size - ITEM_HDR, g->dstname, sizeof(g->dstname));
       break;
     default:
       break;
@@ -1053,6 +1093,7 @@ static void cmd_list(char **av, int ac) {
   while (!bad && (const uint8_t *)ni + sizeof(*ni) <= end) {
     if (ni->size < sizeof(*ni) || (const uint8_t *)ni + ni->size > end) { bad = 1; break; }
     const char *nm = NULL;
+    size_t nmax = 0;
     uint64_t nflags = 0;
     int nitems = 0;
     const uint8_t *rend = (const uint8_t *)ni + ni->size;
@@ -1060,13 +1101,15 @@ static void cmd_list(char **av, int ac) {
          (const uint8_t *)it + ITEM_HDR <= rend && it->size >= ITEM_HDR && (const uint8_t *)it + it->size <= rend;
          it = ITEM_NEXT(it)) {
       nitems++;
-      if (it->type == KDBUS_ITEM_OWNED_NAME) {
+      if (it->type == KDBUS_ITEM_OWNED_NAME && it->size >= ITEM_HDR + sizeof(uint64_t)) {
         nm = it->name.name;
+        nmax = it->size - ITEM_HDR - sizeof(uint64_t);
         nflags = it->name.flags;
       }
     }
+    char esc[4 * 256];
     if (nm) fprintf(f, "%s%" PRIu64 ":%" PRIu64 ":%s:%" PRIu64, n ? "," : "", (uint64_t)ni->owner_id,
-                    (uint64_t)ni->conn_flags, nm, nflags);
+                    (uint64_t)ni->conn_flags, escaped(nm, nmax, esc, sizeof(esc)), nflags);
     else fprintf(f, "%s%" PRIu64 ":%" PRIu64 ":-:-", n ? "," : "", (uint64_t)ni->owner_id, (uint64_t)ni->conn_flags);
     if (nitems > 1) fprintf(f, ":items=%d", nitems);
     n++;
@@ -1416,13 +1459,14 @@ static void meta_summary(const struct kdbus_item *it, const uint8_t *end, char *
       snprintf(comm, sizeof(comm), "%.*s", (int)strnlen(it->str, dlen), it->str);
       break;
     case KDBUS_ITEM_CONN_DESCRIPTION:
-      snprintf(desc, sizeof(desc), "%.*s", (int)strnlen(it->str, dlen), it->str);
+      escaped(it->str, dlen, desc, sizeof(desc));
       break;
     case KDBUS_ITEM_OWNED_NAME:
       if (dlen > sizeof(uint64_t) && nl < sizeof(names)) {
+        char esc[4 * 256];
         if (!nl) names[0] = 0;
-        nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s%.*s", nl ? "," : "",
-                               (int)strnlen(it->name.name, dlen - sizeof(uint64_t)), it->name.name);
+        nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? "," : "",
+                               escaped(it->name.name, dlen - sizeof(uint64_t), esc, sizeof(esc)));
       }
       break;
     default:
@@ -1610,7 +1654,7 @@ int main(void) {
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
     char *av[80];
     int ac = 0;
-    for (char *tok = strtok(line, " "); tok && ac < 80; tok = strtok(NULL, " ")) av[ac++] = tok;
+    for (char *tok = strtok(line, " "); tok && ac < 80; tok = strtok(NULL, " ")) unescape(av[ac++] = tok);
     if (ac == 0) continue;
     const char *c = av[0];
     if (!strcmp(c, "setuid")) cmd_setuid(av, ac);
