@@ -498,6 +498,78 @@ void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbe
 
 #endif  // __x86_64__
 
+// ---- a server killed under its tracer ----
+//
+// The tracer task shares the server's memory and fd table, not its thread
+// group: it outlives a server that is killed. The parent-death signal (the
+// server's threads are gone) makes it drop the server's files at once,
+// /dev/fuse among them: the kernel aborts the FUSE connection (every
+// request in flight fails with ECONNABORTED) and the watchdog detaches the
+// mount. The tracer's own flow then sees it (ServerGone) and puts back the
+// thread it holds: its installed fds closed, its ioctl failing with
+// ECONNABORTED (answered, it would return 0 with nothing written), its
+// registers and signal mask its own. Should that flow be stuck on a lock a
+// dead server thread held, an alarm puts the thread back from a signal
+// handler (without closing what was installed) and ends the tracer.
+
+#if defined(__x86_64__)
+// Async-signal-safe: stops t, sets its ioctl's result, restores, detaches.
+void PutBack(void* held) {
+  auto* t = static_cast<Tracee*>(held);
+  if (!t || t->dead) return;
+  ptrace(PTRACE_INTERRUPT, t->tid, nullptr, nullptr);  // running an injected call: a stop comes
+  user_regs_struct now;
+  for (int i = 0; ptrace(PTRACE_GETREGS, t->tid, nullptr, &now) < 0; i++) {
+    int status = 0;
+    pid_t w = i < 100 ? waitpid(t->tid, &status, __WALL) : -1;
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) return;
+  }
+  // Not saved yet: nothing was injected, these are the thread's own.
+  user_regs_struct r = t->regsSaved ? t->saved : now;
+  r.rax = static_cast<uint64_t>(-ECONNABORTED);
+  r.orig_rax = static_cast<uint64_t>(-1);  // at a syscall entry stop: no syscall
+  ptrace(PTRACE_SETREGS, t->tid, nullptr, &r);
+  if (t->maskSaved) ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t), &t->mask);
+  ptrace(PTRACE_DETACH, t->tid, nullptr, nullptr);
+}
+#else
+void PutBack(void*) {}
+#endif  // __x86_64__
+
+}  // namespace
+
+struct TracerSlot {
+  volatile pid_t tracer = 0;  // 0: free
+  void* volatile held = nullptr;  // the Tracee it holds
+  volatile sig_atomic_t filesClosed = 0;
+};
+
+namespace {
+
+TracerSlot gSlots[8];
+
+TracerSlot* SlotOf(pid_t tracer) {
+  for (TracerSlot& s : gSlots)
+    if (s.tracer == tracer) return &s;
+  return nullptr;
+}
+
+// SIGUSR1, the parent-death signal.
+void OnServerDeath(int) {
+  int e = errno;
+  if (TracerSlot* s = SlotOf(getpid())) s->filesClosed = 1;
+  syscall(SYS_close_range, 3U, ~0U, 0U);  // stderr stays, for the trace line
+  alarm(1);
+  errno = e;
+}
+
+// SIGALRM: the tracer did not finish within a second of the server's death.
+void OnStuck(int) {
+  if (TracerSlot* s = SlotOf(getpid())) PutBack(s->held);
+  _exit(0);
+}
+
 // Never destroyed: AtExit runs after static destructors registered later.
 std::vector<FdInstaller*>& Installers() {
   static auto* v = new std::vector<FdInstaller*>;
@@ -559,6 +631,10 @@ void FdInstaller::Shutdown() {
     std::lock_guard<std::mutex> g(mu_);
     stopping_ = true;
   }
+  {
+    std::lock_guard<std::mutex> g(closeMu_);
+    closeStopping_ = true;
+  }
   workCv_.notify_all();
   replyCv_.notify_all();
   closeCv_.notify_all();
@@ -605,8 +681,8 @@ int FdInstaller::Start(uint64_t sid, uint64_t unique, pid_t tid, const std::vect
 
 void FdInstaller::CloseLater(std::vector<int> fds) {
   if (fds.empty()) return;
-  std::lock_guard<std::mutex> g(mu_);
-  if (stopping_) {
+  std::lock_guard<std::mutex> g(closeMu_);
+  if (closeStopping_) {
     for (int fd : fds) close(fd);
     return;
   }
@@ -617,9 +693,9 @@ void FdInstaller::CloseLater(std::vector<int> fds) {
 
 void FdInstaller::Closer() {
   BlockSignals();
-  std::unique_lock<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l(closeMu_);
   for (;;) {
-    closeCv_.wait(l, [this] { return stopping_ || !closes_.empty(); });
+    closeCv_.wait(l, [this] { return closeStopping_ || !closes_.empty(); });
     if (closes_.empty()) return;  // stopping
     std::vector<int> v = std::move(closes_.front());
     closes_.pop_front();
@@ -660,22 +736,68 @@ void FdInstaller::Worker() {
 }
 
 int FdInstaller::TracerMain(void* arg) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  // this process exits: so do we
+  auto* self = static_cast<FdInstaller*>(arg);
+  for (TracerSlot& slot : gSlots) {
+    if (__sync_bool_compare_and_swap(&slot.tracer, 0, getpid())) {
+      self->slot_ = &slot;
+      break;
+    }
+  }
+  // Its own handler table (no CLONE_SIGHAND); every other signal stays blocked.
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnServerDeath;
+  sigaction(SIGUSR1, &sa, nullptr);
+  sa.sa_handler = OnStuck;
+  sigaction(SIGALRM, &sa, nullptr);
+  sigset_t ours;
+  sigemptyset(&ours);
+  sigaddset(&ours, SIGUSR1);
+  sigaddset(&ours, SIGALRM);
+  pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
+  prctl(PR_SET_PDEATHSIG, SIGUSR1);  // this process dies: see "a server killed under its tracer"
   prctl(PR_SET_NAME, "kdbusfs-fdinst", 0, 0, 0);
-  static_cast<FdInstaller*>(arg)->Loop();
+  self->Loop();
+  if (self->slot_) self->slot_->tracer = 0;
   return 0;
+}
+
+bool FdInstaller::ServerGone() {
+  if (serverGone_) return true;
+  // Tracing from a thread of the server: it dies with it.
+  if (!slot_) return false;
+  if (!slot_->filesClosed && getppid() == serverPid_) return false;
+  serverGone_ = true;
+  return true;
+}
+
+bool FdInstaller::Post() {
+  // The parent-death signal may close the async's eventfd, whose EBADF
+  // libuv answers with abort(): held off between the check and the write.
+  sigset_t death, old;
+  sigemptyset(&death);
+  sigaddset(&death, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &death, &old);
+  bool gone = ServerGone();
+  if (!gone) uv_async_send(async_);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return !gone;
 }
 
 void FdInstaller::Loop() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    workCv_.wait(l, [this] { return stopping_ || !jobs_.empty(); });
+    // a killed server never says stop: look for that every 50 ms
+    while (!workCv_.wait_for(l, std::chrono::milliseconds(50), [this] { return stopping_ || !jobs_.empty(); })) {
+      if (ServerGone()) return;
+    }
     if (stopping_) return;  // queued jobs are dropped by the destructor
     Job* j = jobs_.front();
     jobs_.pop_front();
     busy_ = true;
     l.unlock();
     Run(j);
+    if (ServerGone()) return;  // its files are closed, nobody is left to tell
     for (int fd : j->fds) close(fd);
     j->fds.clear();
     l.lock();
@@ -683,17 +805,23 @@ void FdInstaller::Loop() {
     idleCv_.notify_all();
     // Freed on the loop thread, which owns its JS callback.
     finished_.push_back(j);
-    uv_async_send(async_);
+    if (!Post()) return;
   }
 }
 
 int FdInstaller::AskLoop(Job* job, Ask ask, int aborted) {
+  // The server was killed: the ioctl was not answered, or, answered, it
+  // fails as every request in flight did (the message was never written).
+  const int gone = ask == Ask::kAnswer ? 0 : -ECONNABORTED;
+  if (ServerGone()) return gone;
   std::unique_lock<std::mutex> l(mu_);
   if (stopping_) return aborted;
   replied_ = false;
   requests_.push_back({job, ask});
-  uv_async_send(async_);
-  replyCv_.wait(l, [this] { return replied_ || stopping_; });
+  if (!Post()) return gone;
+  while (!replyCv_.wait_for(l, std::chrono::milliseconds(50), [this] { return replied_ || stopping_; })) {
+    if (ServerGone()) return gone;
+  }
   if (!replied_) return aborted;
   replied_ = false;
   return reply_;
@@ -720,6 +848,16 @@ void FdInstaller::Run(Job* job) {
     AskLoop(job, Ask::kDone, -ESHUTDOWN);
     return;
   }
+  // Seized: if the server dies now, OnStuck may have to put it back.
+  struct Holding {
+    TracerSlot* slot;
+    Holding(TracerSlot* s, Tracee* held) : slot(s) {
+      if (slot) slot->held = held;
+    }
+    ~Holding() {
+      if (slot) slot->held = nullptr;
+    }
+  } holding(slot_, &t);
   if (ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr) < 0) {
     // Seized but gone: nothing left to do but reap.
     job->error = -ESRCH;

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstdint>
@@ -26,6 +27,10 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+// Where a tracer task registers the thread it holds, for its signal
+// handlers (fdinstall.cc: a server killed under its tracer).
+struct TracerSlot;
 
 class FdInstaller {
  public:
@@ -64,8 +69,13 @@ class FdInstaller {
   void Closer();
   void Run(Job* job);
   // Posts a request to the loop thread and waits for its reply. Returns
-  // `aborted` when the installer is shutting down.
+  // `aborted` when the installer is shutting down; when the server process
+  // is gone, 0 (not answered) or -ECONNABORTED (the ioctl's result).
   int AskLoop(Job* job, Ask ask, int aborted);
+  // uv_async_send to the loop thread, unless the server is gone. False then.
+  bool Post();
+  // In the tracer task: whether the server process died under it (killed).
+  bool ServerGone();
   static void OnAsync(uv_async_t* h);
   void Drain();
   void Shutdown();
@@ -89,6 +99,14 @@ class FdInstaller {
   int reply_ = 0;
   bool busy_ = false;
   bool stopping_ = false;
+  const pid_t serverPid_ = getpid();
+  TracerSlot* slot_ = nullptr;  // the tracer task's (none when tracing from a thread)
+  bool serverGone_ = false;     // the tracer task's own
+  // The closer's queue has a lock of its own: releasing a message's fds
+  // (on the loop thread, while the tracer waits for it) must not take mu_,
+  // which a server killed meanwhile would leave held.
+  std::mutex closeMu_;
+  bool closeStopping_ = false;
   std::deque<std::vector<int>> closes_;
   std::thread worker_;
   std::thread closer_;

@@ -14,12 +14,13 @@
 //      and did not answer, a request of its own pending elsewhere, and a
 //      message of its own still queued elsewhere
 //   d. a receiver killed while the fds of its RECV are installed
-//   e. the server itself
+//   e. the server itself: clients idle, parked in a call, polling; and
+//      (e2) a receiver held by the fd installer at that moment
 // After each of a-d, with every client gone, the census is back to the
 // server's baseline.
 //
 // This process never touches the mount synchronously; every wait is bounded.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -43,9 +44,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-faults-'));
 chmodSync(tmp, 0o755);
 const client = join(tmp, 'kdbus-peer');
 await compileClient('kdbus-peer.c', client, ['-pthread']);
-// The fd installer's timing line per install (native/fdinstall.cc) says when
-// a receiver died in the middle of one (result -ESRCH).
-process.env.KDBUSFS_FDINSTALL_TRACE = '1';
 
 // ---- helpers ----
 
@@ -74,6 +72,28 @@ async function kill(t: Tap, p: Peer): Promise<Exit> {
   const e = await withTimeout(p.exited, 5000, `${p.name} dies`);
   t.equal(e.signal, 'SIGKILL', `${p.name} died of SIGKILL`);
   return e;
+}
+
+/**
+ * Busy-waits (up to ms) until the fd installer holds process pid (its
+ * TracerPid is set: native/fdinstall.cc seizes the receiving thread for the
+ * few hundred microseconds of an install); with borrowed, until it also
+ * blocked every signal of the thread, which it does once the thread stopped
+ * on its way back from its answered RECV, for the fds' injection. Reads
+ * /proc only.
+ */
+function heldByInstaller(pid: number, ms: number, borrowed = false): boolean {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      return false;
+    }
+    if (/^TracerPid:\s*0$/m.test(status)) continue;
+    if (!borrowed || !/^SigBlk:\s*0+$/m.test(status)) return true;
+  }
+  return false;
 }
 
 type Counts = Partial<Omit<Census, 'memory'>>;
@@ -252,38 +272,25 @@ async function messages(t: Tap, s: Server, dir: string): Promise<void> {
 
 async function midInstall(t: Tap, s: Server, dir: string): Promise<void> {
   // A RECV with fds (native/fdinstall.cc) holds the receiving thread
-  // stopped while the fds go in; SIGKILL ends it there. The install fails
-  // (-ESRCH: it died before the fds were in; -EFAULT: after, before its
-  // command could be written), the message is freed with the connection.
-  // Receivers are killed at random points of a drain of 32 messages with
-  // three memfds each, until two of them died held by the installer.
+  // stopped while the fds go in; SIGKILL ends it there. The install fails,
+  // the message goes back to the queue and is freed with the connection.
+  // Each receiver drains 32 messages with three memfds each and is killed
+  // the moment the installer holds it.
   const newPeer = peerSet(t, client);
   const { path } = await makeBus(t, newPeer, dir, '0-fd');
   const snd = await hello(t, await newPeer('sender'), path);
-  const queue32 = async (v: Peer): Promise<boolean> => {
-    const r = await snd.cmd(`sendmany ${v.id} 32 cookie:1 vec:8 memfd:64 memfd:64 memfd:64`);
-    if (r.kv.sent === '32') return true;
-    t.fail('32 messages with memfds queued', { answer: r.line });
-    return false;
-  };
-  // How long an undisturbed drain takes here
-  const probe = await hello(t, await newPeer('receiver (timed)'), path);
-  if (!(await queue32(probe))) return;
-  const t0 = process.hrtime.bigint();
-  const drained = await probe.cmd('drain');
-  const drainMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  t.equal(drained.kv.n, '32', `an undisturbed drain receives all 32 (${drainMs.toFixed(1)} ms)`, { answer: drained.line });
   const before = await census(s);
-
-  const from = s.stderr.length;
-  const heldDeaths = (): string[] => [...s.stderr.slice(from).matchAll(/fd install tid \d+: \d+ fds, result (-3|-14):/g)]
-    .map((m) => m[1]!);
+  let held = 0;
   let tries = 0;
-  for (; tries < 60 && heldDeaths().length < 2; tries++) {
+  for (; tries < 10 && held < 3; tries++) {
     const v = await hello(t, await newPeer(`receiver ${tries}`), path);
-    if (!(await queue32(v))) break;
+    const r = await snd.cmd(`sendmany ${v.id} 32 cookie:1 vec:8 memfd:64 memfd:64 memfd:64`);
+    if (r.kv.sent !== '32') {
+      t.fail('32 messages with memfds queued', { answer: r.line });
+      break;
+    }
     v.child.stdin!.write('drain\n');
-    await sleep(drainMs * (0.1 + 0.8 * Math.random()));
+    if (heldByInstaller(v.pid, 3000)) held++;
     v.child.kill('SIGKILL');
     await withTimeout(v.exited, 5000, 'the receiver dies (not left stopped or a zombie)');
     const back = await censusBack(s, before);
@@ -292,9 +299,7 @@ async function midInstall(t: Tap, s: Server, dir: string): Promise<void> {
       break;
     }
   }
-  const deaths = heldDeaths();
-  t.ok(deaths.length >= 2, `receivers killed while the installer held them: ${deaths.length} in ${tries} tries ` +
-    `(results ${deaths.join(', ')})`);
+  t.equal(held, 3, `3 receivers killed while the installer held them (${tries} tries)`);
   await expectCensus(t, s, { installing: 0, parked: 0, heldFds: 0, queued: 0, connections: before.connections },
     'every killed receiver left nothing: no install, parked RECV, held fd or queued message');
   const v = await hello(t, await newPeer('receiver, not killed'), path);
@@ -350,6 +355,72 @@ async function serverKilled(t: Tap, dir: string): Promise<void> {
   await stopServer(t, s2, dir);
 }
 
+// ---- e2. the server killed while it installs fds ----
+
+/** Tasks of the fd installer (native/fdinstall.cc) of servers mounted on dir. */
+function tracersOf(dir: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'kdbusfs-fdinst') continue;
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(dir)) out.push(Number(p));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** SigBlk and TracerPid of a process, and its open fds. */
+function taskState(pid: number): { sigBlk: string; tracer: string; fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (k: string): string => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(status)?.[1] ?? '?';
+  return { sigBlk: field('SigBlk'), tracer: field('TracerPid'), fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+async function serverKilledMidInstall(t: Tap, dir: string): Promise<void> {
+  // The fd installer holds a receiving thread stopped, its ioctl already
+  // answered, its registers and signal mask borrowed, while it installs the
+  // fds. Its tracer task shares the server's memory and files, not its
+  // thread group, so it outlives a server that is killed: it must drop the
+  // server's files (the FUSE connection aborts at once), put the thread back
+  // (its ioctl failing with ECONNABORTED: the message was never written; the
+  // fds it got closed; its own signal mask) and go. Each server is killed
+  // the moment the installer, injecting, holds a receiver draining messages
+  // with memfds.
+  const newPeer = peerSet(t, client);
+  let held = 0;
+  let tries = 0;
+  for (; tries < 6 && held < 3; tries++) {
+    const s = await startServer(t, dir);
+    if (!s) return;
+    const { maker, path } = await makeBus(t, newPeer, dir, '0-fk');
+    const snd = await hello(t, await newPeer(`sender ${tries}`), path);
+    const v = await hello(t, await newPeer(`receiver ${tries}`), path);
+    const r = await snd.cmd(`sendmany ${v.id} 32 cookie:1 vec:8 memfd:64 memfd:64 memfd:64`);
+    if (r.kv.sent !== '32') t.fail('32 messages queued', { answer: r.line });
+    const before = taskState(v.pid);
+    const drain = v.cmd('drain', 10_000);
+    if (heldByInstaller(v.pid, 3000, true)) held++;
+    s.child.kill('SIGKILL');
+    await withTimeout(s.ended, 5000, 'the server dies');
+    const d = await drain;
+    const after = taskState(v.pid);
+    const where = `server ${tries}`;
+    if (!['ECONNABORTED', 'ENOTCONN'].includes(d.err ?? '')) t.fail(`${where}: the drain fails cleanly`, { answer: d.line });
+    if (after.sigBlk !== before.sigBlk || after.tracer !== '0' || after.fds !== before.fds) {
+      t.fail(`${where}: the receiver is as it was`, { before, after, answer: d.line });
+    }
+    if (!(await until(() => tracersOf(dir).length === 0, 3000))) t.fail(`${where}: the installer task is gone`);
+    if (!(await until(() => mountType(dir) === null, 5000))) t.fail(`${where}: the watchdog detached the mount`);
+    for (const p of [maker, snd, v]) p.kill();
+  }
+  t.equal(held, 3, `3 servers killed while their installer held a receiver, every signal blocked (${tries} tries)`);
+  t.pass('each receiver kept its signal mask and its fds and was let go; each drain ended with ECONNABORTED ' +
+    'or ENOTCONN; no installer task outlived its server; each mount was detached');
+}
+
 // ---- the mount ----
 
 await t.test('kdbusfs mount: clients killed in every state', async (t) => {
@@ -378,6 +449,8 @@ await t.test('kdbusfs mount: clients killed in every state', async (t) => {
 
 await t.test('e. the server SIGKILLed: clean errors, the mount detached, a new mount at once', (t) =>
   serverKilled(t, join(tmp, 'mnt2')));
+await t.test('e2. the server SIGKILLed while it installs fds in a receiver', (t) =>
+  serverKilledMidInstall(t, join(tmp, 'mnt2')));
 
 t.teardown(() => {
   for (const p of live) p.kill();
