@@ -1,6 +1,9 @@
 // The JS surface (lib/fuse/native.ts): argument checking and conversion only.
 #include <napi.h>
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <climits>
@@ -72,6 +75,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("sessionInfo", &Addon::SessionInfo),
         InstanceMethod("sessionUnmount", &Addon::SessionUnmount),
         InstanceMethod("clearStaleMount", &Addon::ClearStale),
+        InstanceMethod("execSelf", &Addon::ExecSelf),
         InstanceMethod("nodeAdd", &Addon::NodeAdd),
         InstanceMethod("nodeRemove", &Addon::NodeRemove),
         InstanceMethod("nodeSetAttr", &Addon::NodeSetAttr),
@@ -296,6 +300,36 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value ClearStale(const Napi::CallbackInfo& info) {
     if (!info[0].IsString()) return FailType(info.Env(), "kdbusfs: clearStaleMount(dir)");
     return Napi::Boolean::New(info.Env(), ClearStaleMount(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  // execv(2) of path with argv: this process becomes it, with its pid and
+  // stdio (Node's other fds are close-on-exec). Returns -errno, only on failure.
+  Napi::Value ExecSelf(const Napi::CallbackInfo& info) {
+    if (!info[0].IsString() || !info[1].IsArray()) return FailType(info.Env(), "kdbusfs: execSelf(path, argv)");
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<std::string> args;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr.Get(i);
+      if (!v.IsString()) return FailType(info.Env(), "kdbusfs: execSelf: argv must be strings");
+      args.push_back(v.As<Napi::String>().Utf8Value());
+    }
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // stdio must survive the exec (Node may have marked it close-on-exec).
+    for (int fd = 0; fd <= 2; fd++) {
+      int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    // The new image inherits the signal mask: it must start with none blocked.
+    sigset_t none, old;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, &old);
+    execv(path.c_str(), argv.data());
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return Napi::Number::New(info.Env(), -e);
   }
 
   Napi::Value NodeAdd(const Napi::CallbackInfo& info) {

@@ -128,6 +128,8 @@ export interface Native {
   sessionUnmount(sid: number): void;
   /** If dir is a dead FUSE mount (ENOTCONN), detach it. Returns true if it did. */
   clearStaleMount(dir: string): boolean;
+  /** execv(2): this process becomes path with argv (pid and stdio kept). Returns -errno on failure only. */
+  execSelf(path: string, argv: string[]): number;
 
   /**
    * The tree. Root is ino 1. Nodes are answered natively (LOOKUP, GETATTR, READDIR...).
