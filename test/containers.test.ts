@@ -459,7 +459,8 @@ for (const [i, mode] of modes.entries()) {
   await t.test(`kdbusfs mount (${mode.name})`, async (t) => {
     const dir = join(tmp, `mnt-${i}`);
     mkdirSync(dir);
-    const start = mode.mask === DEFAULT_MASK ? [cli] : ['--input-type=module', '-e', [
+    // (the wrapper gives node the heap flag `kdbusfs mount` would re-execute itself for: a re-exec would lose the mask)
+    const start = mode.mask === DEFAULT_MASK ? [cli] : ['--max-semi-space-size=2', '--input-type=module', '-e', [
       `const m = await import(${JSON.stringify(pathToFileURL(join(root, 'dist/lib/core/module.js')).href)});`,
       `m.moduleParams.attachFlagsMask = ${mode.mask}n;`,
       `process.argv.splice(1, 0, ${JSON.stringify(cli)});`,

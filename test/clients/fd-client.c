@@ -41,19 +41,10 @@
 
 #include <linux/kdbus.h>
 
-#ifndef F_ADD_SEALS
-#define F_ADD_SEALS 1033
-#define F_GET_SEALS 1034
-#define F_SEAL_SEAL 0x0001
-#define F_SEAL_SHRINK 0x0002
-#define F_SEAL_GROW 0x0004
-#define F_SEAL_WRITE 0x0008
-#endif
+#include "client.h"
+
 #define ALL_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define ITEM_HDR offsetof(struct kdbus_item, data)
-#define ITEM_NEXT(it) ((struct kdbus_item *)((uint8_t *)(it) + ALIGN8((it)->size)))
 #define POOL (4u << 20)
 #define NOBODY 65534
 
@@ -81,17 +72,6 @@ static void die(const char *what) {
   printf("check fatal 0 %s: %s\n", what, strerror(errno));
   fflush(stdout);
   exit(1);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static const char *ename(int e) {
-  const char *n = strerrorname_np(e);
-  return n ? n : "E?";
 }
 
 // ---- bus, connections, messages ----

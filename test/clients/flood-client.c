@@ -51,35 +51,13 @@
 
 #include <linux/kdbus.h>
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define ITEM_HDR offsetof(struct kdbus_item, data)
-#define ITEM_NEXT(it) ((struct kdbus_item *)((uint8_t *)(it) + ALIGN8((it)->size)))
+#include "client.h"
+
 #define POOL_SIZE (8u << 20)
 #define MAX_SRCS 64
 
 static int conn_fd = -1;
 static uint8_t *pool;
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static const char *ename(int e) {
-  const char *n = strerrorname_np(e);
-  return n ? n : "E?";
-}
-
-static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void answer(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  putchar('\n');
-  fflush(stdout);
-}
 
 static int do_free(uint64_t off) {
   struct kdbus_cmd_free f = { .size = sizeof(f), .offset = off };

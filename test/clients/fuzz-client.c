@@ -48,16 +48,8 @@
 
 #include <linux/kdbus.h>
 
-#ifndef F_ADD_SEALS
-#define F_ADD_SEALS 1033
-#define F_SEAL_SEAL 0x0001
-#define F_SEAL_SHRINK 0x0002
-#define F_SEAL_GROW 0x0004
-#define F_SEAL_WRITE 0x0008
-#endif
+#include "client.h"
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define HDR offsetof(struct kdbus_item, data)
 #define MAGIC 0x5a5a7a7a66757a7aULL
 #define WATCHDOG 10 /* seconds: no single request may take longer */
 #define POOL (1 << 20)
@@ -226,8 +218,8 @@ static int make_memfd(const uint8_t *data, uint64_t len, int seal) {
 
 static struct kdbus_item *add_item(uint8_t **w, uint64_t type, uint64_t payload) {
   struct kdbus_item *it = (void *)*w;
-  memset(it, 0, ALIGN8(HDR + payload));
-  it->size = HDR + payload;
+  memset(it, 0, ALIGN8(ITEM_HDR + payload));
+  it->size = ITEM_HDR + payload;
   it->type = type;
   *w += ALIGN8(it->size);
   return it;
@@ -272,7 +264,7 @@ static const char *describe(const struct kdbus_msg *msg) {
   static char d[2048];
   int o = snprintf(d, sizeof(d), "size=%llu flags=%llx", (unsigned long long)msg->size, (unsigned long long)msg->flags);
   const uint8_t *end = (const uint8_t *)msg + msg->size;
-  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + HDR <= end && it->size >= HDR && o < 1900;
+  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + ITEM_HDR <= end && it->size >= ITEM_HDR && o < 1900;
        it = (const void *)((const uint8_t *)it + ALIGN8(it->size))) {
     o += snprintf(d + o, sizeof(d) - o, " [type=%llx size=%llu", (unsigned long long)it->type, (unsigned long long)it->size);
     if (it->type == KDBUS_ITEM_PAYLOAD_OFF || it->type == KDBUS_ITEM_PAYLOAD_MEMFD)
@@ -325,7 +317,7 @@ static void check_msg(uint64_t off, uint64_t size) {
   static uint8_t data[1 << 18];
   uint64_t n = 0;
   const uint8_t *end = (const uint8_t *)msg + msg->size;
-  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + HDR <= end && it->size >= HDR;
+  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + ITEM_HDR <= end && it->size >= ITEM_HDR;
        it = (const void *)((const uint8_t *)it + ALIGN8(it->size))) {
     if ((const uint8_t *)it + it->size > end) { violation("RECV item past the message end"); break; }
     if (it->type == KDBUS_ITEM_PAYLOAD_OFF) {
@@ -345,7 +337,7 @@ static void check_msg(uint64_t off, uint64_t size) {
       else n += c;
       close(fd);
     } else if (it->type == KDBUS_ITEM_FDS) {
-      for (uint64_t k = 0; k < (it->size - HDR) / sizeof(int); k++)
+      for (uint64_t k = 0; k < (it->size - ITEM_HDR) / sizeof(int); k++)
         if (it->fds[k] > 2) close(it->fds[k]);
     } else if (it->type == KDBUS_ITEM_PIDS) {
       /* the sender pid, checked against a marker below */
@@ -535,7 +527,7 @@ static void rand_item(uint8_t **w, uint8_t *limit) {
     break;
   default:
     it = add_item(w, type, 8 * below(5));
-    for (uint64_t k = 0; k < it->size - HDR; k++) it->data[k] = chance(50) ? 0 : (uint8_t)rnd();
+    for (uint64_t k = 0; k < it->size - ITEM_HDR; k++) it->data[k] = chance(50) ? 0 : (uint8_t)rnd();
     break;
   }
   if (chance(15)) it->size = chance(50) ? below(it->size + 16) : rnd() % 100000;
@@ -647,7 +639,7 @@ static void names_matches(void) {
   if (chance(50)) {
     it = add_item(&w, chance(50) ? KDBUS_ITEM_ID_ADD : KDBUS_ITEM_NAME_ADD, sizeof(struct kdbus_notify_id_change));
     it->id_change.id = KDBUS_MATCH_ID_ANY;
-    if (it->type == KDBUS_ITEM_NAME_ADD) { it->size = HDR + sizeof(struct kdbus_notify_name_change); w = buf + sizeof(*m) + ALIGN8(it->size); }
+    if (it->type == KDBUS_ITEM_NAME_ADD) { it->size = ITEM_HDR + sizeof(struct kdbus_notify_name_change); w = buf + sizeof(*m) + ALIGN8(it->size); }
   } else {
     it = add_item(&w, KDBUS_ITEM_BLOOM_MASK, 8 + BLOOM);
   }
@@ -882,7 +874,7 @@ static int check_main(const char *name) {
   uint64_t n = 0;
   for (const struct kdbus_item *i = got->items; (const uint8_t *)i < (const uint8_t *)got + got->size;
        i = (const void *)((const uint8_t *)i + ALIGN8(i->size))) {
-    if (i->size < HDR) break;
+    if (i->size < ITEM_HDR) break;
     if (getenv("FZ_DEBUG")) fprintf(stderr, "item type=%llx size=%llu a=%llu b=%llu\n", (unsigned long long)i->type, (unsigned long long)i->size, (unsigned long long)i->data64[0], (unsigned long long)i->data64[1]);
     if (i->type == KDBUS_ITEM_PAYLOAD_OFF && i->vec.offset != ~0ULL) {
       if (n + i->vec.size > sizeof(rcv)) { fprintf(stderr, "check: too much payload\n"); return 1; }

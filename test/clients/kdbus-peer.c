@@ -177,17 +177,8 @@
 
 #include <linux/kdbus.h>
 
-#ifndef F_ADD_SEALS
-#define F_ADD_SEALS 1033
-#define F_SEAL_SEAL 0x0001
-#define F_SEAL_SHRINK 0x0002
-#define F_SEAL_GROW 0x0004
-#define F_SEAL_WRITE 0x0008
-#endif
+#include "client.h"
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define ITEM_HDR offsetof(struct kdbus_item, data)
-#define ITEM_NEXT(it) ((struct kdbus_item *)((uint8_t *)(it) + ALIGN8((it)->size)))
 #define MAX_PARTS 64
 
 static int ctl_fd = -1;
@@ -197,27 +188,6 @@ static uint64_t pool_size;
 static uint64_t my_id;
 static uint64_t bloom_size = 8;
 static int ep_fd = -1;
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static const char *ename(int e) {
-  const char *n = strerrorname_np(e);
-  return n ? n : "E?";
-}
-
-static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void answer(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  putchar('\n');
-  fflush(stdout);
-}
 
 // ---- names as bytes (see the top: \xNN) ----
 

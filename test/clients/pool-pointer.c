@@ -46,8 +46,8 @@
 
 #include <linux/kdbus.h>
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define HDR offsetof(struct kdbus_item, data)
+#include "client.h"
+
 #define POOL (1 << 20)
 #define PAGE 4096
 
@@ -58,11 +58,10 @@ struct conn {
   uint64_t hello_off, hello_size;
 };
 
-
 static struct kdbus_item *add_item(uint8_t **w, uint64_t type, uint64_t payload) {
   struct kdbus_item *it = (void *)*w;
-  memset(it, 0, ALIGN8(HDR + payload));
-  it->size = HDR + payload;
+  memset(it, 0, ALIGN8(ITEM_HDR + payload));
+  it->size = ITEM_HDR + payload;
   it->type = type;
   *w += ALIGN8(it->size);
   return it;
@@ -141,7 +140,7 @@ static int64_t recv_payload(struct conn *c, uint64_t cookie, uint8_t *out, uint6
   int64_t n = m->cookie == cookie ? 0 : -EBADMSG;
   for (const struct kdbus_item *i = m->items; n >= 0 && (const uint8_t *)i < (const uint8_t *)m + m->size;
        i = (const void *)((const uint8_t *)i + ALIGN8(i->size))) {
-    if (i->size < HDR) break;
+    if (i->size < ITEM_HDR) break;
     if (i->type != KDBUS_ITEM_PAYLOAD_OFF || i->vec.offset == ~0ULL) continue;
     if ((uint64_t)n + i->vec.size > cap) return -E2BIG;
     memcpy(out + n, c->pool + i->vec.offset, i->vec.size);
@@ -212,7 +211,7 @@ static int case_cmd(struct conn *a, struct conn *b) {
   // The head ends exactly where page 3 ends; one item header would follow in page 4.
   struct kdbus_cmd_send *s = (void *)(p + 4 * PAGE - sizeof(*s));
   memset(s, 0, sizeof(*s));
-  s->size = sizeof(*s) + HDR;
+  s->size = sizeof(*s) + ITEM_HDR;
   s->msg_address = (uintptr_t)msg;
   int e = ioctl(a->fd, KDBUS_CMD_SEND, s) < 0 ? errno : 0;
   munmap(p, POOL);

@@ -78,17 +78,8 @@
 
 #include <linux/kdbus.h>
 
-#ifndef F_ADD_SEALS
-#define F_ADD_SEALS 1033
-#define F_SEAL_SEAL 0x0001
-#define F_SEAL_SHRINK 0x0002
-#define F_SEAL_GROW 0x0004
-#define F_SEAL_WRITE 0x0008
-#endif
+#include "client.h"
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
-#define HDR offsetof(struct kdbus_item, data)
-#define ITEM_NEXT(it) ((struct kdbus_item *)((uint8_t *)(it) + ALIGN8((it)->size)))
 #define MAGIC 0x6b64627573736f6bULL
 #define PER_WORKER 8
 #define POOL (1 << 20)
@@ -182,12 +173,6 @@ static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 static int chance(double pct) { return (double)below(1000000) < pct * 10000; }
 static inline uint8_t pat(uint64_t mid, uint64_t k) { return (uint8_t)(k * 131 + (k >> 8) * 7 + mid * 17 + (mid >> 11) + 1); }
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static int worker_index = -1;
 static void report(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void report(const char *kind, const char *fmt, ...) {
@@ -201,19 +186,6 @@ static void report(const char *kind, const char *fmt, ...) {
   va_end(ap);
 }
 #define UNEXPECTED(...) do { INC(unexpected); report("UNEXPECTED", __VA_ARGS__); } while (0)
-
-static const char *ename(int e) {
-  switch (e) {
-#define E(x) case x: return #x;
-    E(EPERM) E(ENOENT) E(ESRCH) E(EINTR) E(ENXIO) E(E2BIG) E(EBADF) E(EAGAIN) E(ENOMEM) E(EFAULT)
-    E(EBUSY) E(EEXIST) E(EINVAL) E(ENFILE) E(EMFILE) E(ENOTTY) E(EFBIG) E(ENOSPC) E(EMLINK) E(EPIPE)
-    E(ENOMSG) E(EBADSLT) E(ENOBUFS) E(EXFULL) E(ECONNRESET) E(ETIMEDOUT) E(ECANCELED) E(EALREADY)
-    E(EADDRINUSE) E(EADDRNOTAVAIL) E(EREMCHG) E(EOVERFLOW) E(EMSGSIZE) E(ECOMM) E(EREMOTEIO) E(ESHUTDOWN)
-    E(EOPNOTSUPP) E(ENOTUNIQ) E(EBADMSG) E(EDESTADDRREQ) E(ECONNREFUSED) E(ENOTCONN) E(EHOSTUNREACH)
-#undef E
-  default: return "E?";
-  }
-}
 
 // ---- connections of this worker ----
 
@@ -281,8 +253,8 @@ struct out {
 
 static struct kdbus_item *add_item(struct out *o, uint64_t type, uint64_t size) {
   struct kdbus_item *it = (void *)o->w;
-  memset(it, 0, ALIGN8(HDR + size));
-  it->size = HDR + size;
+  memset(it, 0, ALIGN8(ITEM_HDR + size));
+  it->size = ITEM_HDR + size;
   it->type = type;
   o->w += ALIGN8(it->size);
   return it;
@@ -391,7 +363,7 @@ static void send_reply(struct conn *c, const struct kdbus_msg *req, const struct
 static uint64_t take(struct conn *c, const struct kdbus_msg *msg, int sync_reply) {
   static uint8_t data[sizeof(struct hdr) + MAX_PAYLOAD];
   if (msg->src_id == KDBUS_SRC_ID_KERNEL) {
-    for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + HDR <= (const uint8_t *)msg + msg->size && it->size >= HDR;
+    for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + ITEM_HDR <= (const uint8_t *)msg + msg->size && it->size >= ITEM_HDR;
          it = ITEM_NEXT(it)) {
       if (it->type == KDBUS_ITEM_REPLY_TIMEOUT || it->type == KDBUS_ITEM_REPLY_DEAD) {
         if (it->type == KDBUS_ITEM_REPLY_TIMEOUT) INC(notif_timeout); else INC(notif_dead);
@@ -414,8 +386,8 @@ static uint64_t take(struct conn *c, const struct kdbus_msg *msg, int sync_reply
   uint64_t n = 0;
   int64_t meta_uid = -1, meta_pid = -1;
   int fds = 0, bad = 0;
-  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + HDR <= (const uint8_t *)msg + msg->size; it = ITEM_NEXT(it)) {
-    if (it->size < HDR) { bad = 1; break; }
+  for (const struct kdbus_item *it = msg->items; (const uint8_t *)it + ITEM_HDR <= (const uint8_t *)msg + msg->size; it = ITEM_NEXT(it)) {
+    if (it->size < ITEM_HDR) { bad = 1; break; }
     if (it->type == KDBUS_ITEM_CREDS) meta_uid = it->creds.euid;
     if (it->type == KDBUS_ITEM_PIDS) meta_pid = (int64_t)it->pids.pid;
     if (it->type == KDBUS_ITEM_PAYLOAD_OFF) {
@@ -430,7 +402,7 @@ static uint64_t take(struct conn *c, const struct kdbus_msg *msg, int sync_reply
       else n += it->memfd.size;
       if (it->memfd.fd >= 0) close(it->memfd.fd);
     } else if (it->type == KDBUS_ITEM_FDS) {
-      for (uint64_t k = 0; k < (it->size - HDR) / sizeof(int); k++) {
+      for (uint64_t k = 0; k < (it->size - ITEM_HDR) / sizeof(int); k++) {
         fds++;
         if (it->fds[k] < 0) { INC(fds_missing); continue; }
         uint64_t v = 0;
@@ -652,7 +624,7 @@ static int name_cmd(struct conn *c, unsigned long ioc, const char *name, uint64_
   memset(&b, 0, sizeof(b));
   struct kdbus_item *it = b.cmd.items;
   it->type = KDBUS_ITEM_NAME;
-  it->size = HDR + strlen(name) + 1;
+  it->size = ITEM_HDR + strlen(name) + 1;
   strcpy(it->str, name);
   b.cmd.size = sizeof(b.cmd) + ALIGN8(it->size);
   b.cmd.flags = flags;
@@ -688,7 +660,7 @@ static int match_bloom(struct conn *c, uint64_t cookie, int topic, uint64_t flag
   b.cmd.size = sizeof(b);
   b.cmd.cookie = cookie;
   b.cmd.flags = flags;
-  b.size = HDR + BLOOM;
+  b.size = ITEM_HDR + BLOOM;
   b.type = KDBUS_ITEM_BLOOM_MASK;
   b.mask = 1ULL << topic;
   return ioctl(c->fd, KDBUS_CMD_MATCH_ADD, &b) < 0 ? errno : 0;
@@ -703,7 +675,7 @@ static void act_match(struct conn *c) {
       memset(&b, 0, sizeof(b));
       b.cmd.size = sizeof(b);
       b.cmd.cookie = cookie;
-      b.size = HDR + sizeof(b.id);
+      b.size = ITEM_HDR + sizeof(b.id);
       b.type = chance(50) ? KDBUS_ITEM_ID_ADD : KDBUS_ITEM_ID_REMOVE;
       b.id.id = KDBUS_MATCH_ID_ANY;
       e = ioctl(c->fd, KDBUS_CMD_MATCH_ADD, &b) < 0 ? errno : 0;
@@ -1127,7 +1099,7 @@ static int make_bus(char *bus, size_t len) {
   m.bloom.p.n_hash = 1;
   snprintf(m.name.str, sizeof(m.name.str), "0-soak-%d", getpid());
   m.name.type = KDBUS_ITEM_MAKE_NAME;
-  m.name.size = HDR + strlen(m.name.str) + 1;
+  m.name.size = ITEM_HDR + strlen(m.name.str) + 1;
   m.head.flags = KDBUS_MAKE_ACCESS_WORLD;
   m.head.size = sizeof(m.head) + sizeof(m.bloom) + ALIGN8(m.name.size);
   if (ioctl(fd, KDBUS_CMD_BUS_MAKE, &m) < 0) { fprintf(stderr, "BUS_MAKE: %s\n", ename(errno)); exit(2); }
@@ -1150,7 +1122,7 @@ static int policy_holder(void) {
   b.h.pool_size = POOL;
   b.name.type = KDBUS_ITEM_NAME;
   strcpy(b.name.str, "soak.*");
-  b.name.size = HDR + strlen(b.name.str) + 1;
+  b.name.size = ITEM_HDR + strlen(b.name.str) + 1;
   b.access.type = KDBUS_ITEM_POLICY_ACCESS;
   b.access.size = sizeof(b.access);
   b.access.a.type = KDBUS_POLICY_ACCESS_WORLD;

@@ -29,24 +29,9 @@
 
 #include <linux/kdbus.h>
 
-#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
-#define ITEM_HDR offsetof(struct kdbus_item, data)
+#include "client.h"
+
 #define POOL_SIZE (1 << 20)
-
-static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void answer(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  putchar('\n');
-  fflush(stdout);
-}
-
-static const char *ename(int e) {
-  const char *n = strerrorname_np(e);
-  return n ? n : "E?";
-}
 
 // Decodes hex into a NUL-terminated byte string; NULL if hex is not hex.
 static char *unhex(const char *hex) {

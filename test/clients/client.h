@@ -1,0 +1,53 @@
+// What the kdbus test clients share (test/clients/*.c, built against
+// include/uapi/linux/kdbus.h only): item arithmetic, the memfd seal
+// constants older libc headers lack, a monotonic clock, errno names, and the
+// line protocol's one answer line.
+#ifndef KDBUSFS_TEST_CLIENT_H
+#define KDBUSFS_TEST_CLIENT_H
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <linux/kdbus.h>
+
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
+#define ITEM_HDR offsetof(struct kdbus_item, data)
+#define ITEM_NEXT(it) ((struct kdbus_item *)((uint8_t *)(it) + ALIGN8((it)->size)))
+
+static inline int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline const char *ename(int e) {
+  const char *n = strerrorname_np(e);
+  return n ? n : "E?";
+}
+
+// One answer line on stdout ("ok ..." / "err ENAME ..."), flushed at once.
+static inline void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void answer(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  putchar('\n');
+  fflush(stdout);
+}
+
+#endif
