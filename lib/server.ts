@@ -150,7 +150,12 @@ export class KdbusServer {
       },
       wake: () => {
         const kh = this.pollers.get(fh);
-        if (kh !== undefined) native.notifyPoll(sid, kh);
+        if (kh === undefined) return;
+        // One notification per registration (as libfuse's poll handles): a
+        // woken poller polls again, and so registers again, before it sleeps;
+        // messages queued meanwhile cost no notification.
+        this.pollers.delete(fh);
+        native.notifyPoll(sid, kh);
       },
     };
   }
