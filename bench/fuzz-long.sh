@@ -9,10 +9,12 @@
 # (or REQUESTS in all), then a fresh client makes a bus and passes a message byte for byte, and the server's
 # leftovers are measured. Prints the client's counts per round, the findings
 # it wrote (HANG, STUCK, VIOLATION, CRASH, ZOMBIE lines) and the server's fd
-# count and RSS against the baseline; exits non-zero on a hang, a violation,
+# count, RSS and census (every live object counted) against the baseline;
+# exits non-zero on a hang, a violation, a census not back at the baseline,
 # a dead server, a failed check or a bus left over.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/census.sh
 SECONDS_=${1:-120}
 PROCS=${2:-32}
 REQUESTS=${3:-100000000}
@@ -52,7 +54,8 @@ timeout 30 "$tmp/fuzz-client" check "$mnt" 0-fuzz-warmup >/dev/null || { echo "w
 only_control
 sleep 0.3
 read -r fd0 rss0 < <(usage)
-echo "baseline: fds=$fd0 rss=${rss0}kB"
+census0=$(census "$server" "$tmp/server.log")
+echo "baseline: fds=$fd0 rss=${rss0}kB census=$census0"
 for round in $(seq "$ROUNDS"); do
   seed=$((SEED + round - 1))
   echo "== round $round: seed=$seed procs=$PROCS requests=$REQUESTS seconds=$SECONDS_"
@@ -72,6 +75,9 @@ for round in $(seq "$ROUNDS"); do
   if only_control; then echo "buses left: none"; else echo "BUSES LEFT: $(ls "$mnt" | tr '\n' ' ')"; fail=1; fi
   sleep 0.5
   read -r fd1 rss1 < <(usage)
+  census1=$(census "$server" "$tmp/server.log")
+  if [[ -n $census0 && $census1 == "$census0" ]]; then echo "census: back to the baseline"
+  else echo "CENSUS NOT BACK: $census0 -> $census1"; fail=1; fi
   echo "server: fds $fd0 -> $fd1 (bound ±2), rss ${rss0}kB -> ${rss1}kB (+$(( (rss1 - rss0) / 1024 )) MiB, bound +64)"
   (( fd1 - fd0 > 2 || fd0 - fd1 > 2 )) && { echo "FD COUNT NOT BACK"; fail=1; }
   (( rss1 - rss0 > 65536 )) && { echo "RSS NOT BACK"; fail=1; }

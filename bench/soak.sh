@@ -22,11 +22,13 @@
 #    drained, is at most RSS_BOUND_MIB above the same figure after WARMUP
 #    seconds; its fd count there is the same (±2 for fds still in flight);
 #  - back to baseline once every client is gone: only `control` in the root,
-#    the server's fd count within 2 of the one before the run, and its RSS
+#    the server's census (every live object counted) as before the run, its
+#    fd count within 2 of the one before the run, and its RSS
 #    no higher than at the end of the traffic (+8 MiB).
 # Exits non-zero if any check fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/census.sh
 SECONDS_=${1:-600}
 CONNS=${2:-200}
 RATE=${3:-1500}
@@ -67,8 +69,8 @@ only_control() {
 }
 
 sleep 0.5
-fd0=$(fds) rss0=$(rss_kb)
-echo "server before: fds=$fd0 rss=${rss0}kB"
+fd0=$(fds) rss0=$(rss_kb) census0=$(census "$server" "$tmp/server.log")
+echo "server before: fds=$fd0 rss=${rss0}kB census=$census0"
 start=$(date +%s)
 timeout $((SECONDS_ + WARMUP + 900)) "$tmp/soak-client" "$mnt" "$SECONDS_" "$CONNS" --rate "$RATE" --warmup "$WARMUP" \
   --sample "$SAMPLE" --kill-every "$KILL_EVERY" --seed "$SEED" --server-pid "$server" 2>"$tmp/err" | tee "$tmp/out"
@@ -96,7 +98,9 @@ fi
 if only_control; then echo "buses left: none"; else echo "BUSES LEFT: $(ls "$mnt" | tr '\n' ' ')"; fail=1; fi
 fd1=$(fds)
 for _ in $(seq 50); do (( fd1 - fd0 <= 2 && fd0 - fd1 <= 2 )) && break; sleep 0.2; fd1=$(fds); done
-rss1=$(rss_kb)
+rss1=$(rss_kb) census1=$(census "$server" "$tmp/server.log")
+if [[ -n $census0 && $census1 == "$census0" ]]; then echo "census: back to the baseline"
+else echo "CENSUS NOT BACK: $census0 -> $census1"; fail=1; fi
 echo "server after all clients left: fds $fd0 -> $fd1 (bound ±2), rss ${rss0}kB -> ${rss1}kB (at the end of the traffic: ${end_rss:-?}kB, bound +8 MiB)"
 (( fd1 - fd0 > 2 || fd0 - fd1 > 2 )) && { echo "FD COUNT NOT BACK"; fail=1; }
 [[ -n $end_rss ]] && (( rss1 > end_rss + 8192 )) && { echo "RSS GREW AFTER THE CLIENTS LEFT"; fail=1; }
