@@ -28,7 +28,7 @@
 # Exits non-zero if any check fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-. bench/census.sh
+. bench/long-form.sh
 SECONDS_=${1:-600}
 CONNS=${2:-200}
 RATE=${3:-1500}
@@ -47,19 +47,7 @@ mnt=$tmp/kdbus
 mkdir "$mnt"
 gcc -O2 -Wall -I"$UAPI" -o "$tmp/soak-client" test/clients/soak-client.c || exit 2
 
-# shellcheck disable=SC2086
-KDBUSFS_QUIET=1 node dist/lib/cli.js mount "$mnt" ${KDBUSFS_MOUNT_ARGS:-} 2>"$tmp/server.log" &
-server=$!
-cleanup() {
-  kill -TERM "$server" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server" 2>/dev/null
-  grep -q " $mnt " /proc/self/mounts && node dist/lib/cli.js umount "$mnt" 2>/dev/null
-  grep -q " $mnt " /proc/self/mounts || rm -rf "$tmp"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do [[ -e $mnt/control ]] && break; sleep 0.1; done
-[[ -e $mnt/control ]] || { echo "mount did not come up"; cat "$tmp/server.log"; exit 1; }
+serve
 
 fds() { ls "/proc/$server/fd" | wc -l; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$server/status"; }
