@@ -69,10 +69,10 @@ export interface HandleEnv extends FdAccess, FdWatcher {
 
 /**
  * The caller's command as user memory will hold it: kdbus_member_set_user
- * and copy_to_user writes land here, and are written back in one
- * process_vm_writev when the ioctl ends, whether it succeeded or not (the
- * kernel's writes before a failure stay visible). The parsed command stays
- * the kernel's own copy.
+ * and copy_to_user writes land here, and go back to the caller when the
+ * ioctl is answered (answer()), whether it succeeded or not (the kernel's
+ * writes before a failure stay visible). The parsed command stays the
+ * kernel's own copy.
  */
 class WriteBack {
   /** copy-on-write of the command: only made once a write changes a byte */
@@ -153,7 +153,6 @@ export abstract class Handle {
   abstract release(): void;
   abstract poll(): number;
 
-  /** Runs one ioctl; returns 0 or -errno. */
   /**
    * The start every command shares, in the kernel's order: kdbus_memdup_user
    * (size within [fixed part, max]), kdbus_negotiate_flags (kernel_flags
