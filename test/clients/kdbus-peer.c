@@ -109,8 +109,10 @@
 //                                  (see below), FREE the slice
 //   infometa ID|NAME FLAGS         CONN_INFO with attach FLAGS; answers id=
 //                                  flags= and the metadata of the info
+//   creator                        BUS_CREATOR_INFO; answers id= and
+//                                  name= (its MAKE_NAME item)
 // More connect OPTs: recv:FLAGS (attach_flags_recv), send:FLAGS
-// (attach_flags_send; default _KDBUS_ATTACH_ANY).
+// (attach_flags_send; default _KDBUS_ATTACH_ANY), desc:DESC (CONN_DESCRIPTION).
 //
 // Commands for refusals (test/security.test.ts):
 //   mapw                           try to map the pool writable: answers
@@ -495,6 +497,8 @@ static void cmd_connect(char **av, int ac) {
       ib_add(&b, KDBUS_ITEM_PIDS, &pp, sizeof(pp));
     } else if (!strncmp(o, "fake-seclabel:", 14)) {
       ib_add(&b, KDBUS_ITEM_SECLABEL, o + 14, strlen(o + 14) + 1);
+    } else if (!strncmp(o, "desc:", 5)) {
+      ib_add(&b, KDBUS_ITEM_CONN_DESCRIPTION, o + 5, strlen(o + 5) + 1);
     } else {
       free(b.p);
       return answer("err EINVAL bad option %s", o);
@@ -1469,6 +1473,22 @@ static void cmd_recvmeta(char **av, int ac) {
   answer("ok src=%" PRIu64 " cookie=%" PRIu64 " free=%s%s", src, cookie, fe ? ename(fe) : "0", meta);
 }
 
+static void cmd_creator(void) {
+  if (conn_fd < 0) return answer("err ENOTCONN not connected");
+  struct kdbus_cmd_info c = { .size = sizeof(c) };
+  if (ioctl(conn_fd, KDBUS_CMD_BUS_CREATOR_INFO, &c) < 0) return answer("err %s bus_creator_info", ename(errno));
+  if (c.offset >= pool_size) return answer("err ERANGE off=%" PRIu64, (uint64_t)c.offset);
+  const struct kdbus_info *info = (const void *)(pool + c.offset);
+  char name[4 * 64 + 8] = "-"; // a sysname: at most 63 bytes (limits.h), each at most "\xNN"
+  const uint8_t *end = (const uint8_t *)info + info->size;
+  for (const struct kdbus_item *it = info->items; (const uint8_t *)it + ITEM_HDR <= end && it->size >= ITEM_HDR;
+       it = ITEM_NEXT(it))
+    if (it->type == KDBUS_ITEM_MAKE_NAME) escaped(it->str, it->size - ITEM_HDR, name, sizeof(name));
+  uint64_t id = info->id;
+  int fe = do_free(c.offset);
+  answer("ok id=%" PRIu64 " name=%s free=%s", id, name, fe ? ename(fe) : "0");
+}
+
 static void cmd_infometa(char **av, int ac) {
   if (ac < 3) return answer("err EINVAL usage");
   if (conn_fd < 0) return answer("err ENOTCONN not connected");
@@ -1659,6 +1679,7 @@ int main(void) {
     else if (!strcmp(c, "whoami")) cmd_whoami();
     else if (!strcmp(c, "recvmeta")) cmd_recvmeta(av, ac);
     else if (!strcmp(c, "infometa")) cmd_infometa(av, ac);
+    else if (!strcmp(c, "creator")) cmd_creator();
     else if (!strcmp(c, "mapw")) cmd_mapw();
     else if (!strcmp(c, "scribble")) cmd_scribble(av, ac);
     else if (!strcmp(c, "reopen")) cmd_reopen(av, ac);
