@@ -3,6 +3,7 @@
 // handle and each ioctl, poll and release to it, in the order /dev/fuse
 // delivered them.
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
+import { POLLERR } from './abi/poll.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
 import { ControlHandle, EndpointHandle, Handle, type HandleEnv, type Parked } from './core/handle.js';
 import type { Bus } from './core/bus.js';
@@ -201,7 +202,7 @@ export class KdbusServer {
 
   private poll(fh: number, kh: number, flags: number): number {
     const h = this.handles.get(fh);
-    if (!h) return 0x8;
+    if (!h) return POLLERR;
     if (flags & POLL_SCHEDULE_NOTIFY) this.pollers.set(fh, kh);
     return h.poll();
   }

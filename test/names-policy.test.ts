@@ -134,6 +134,9 @@ async function nameList(t: Tap, dir: string): Promise<void> {
     'P2 queues for list.b: the flags come back with IN_QUEUE', { answer: q.line });
 
   await listIs(t, lister, 'none', [], 'no flags: an empty list');
+  // names.c kdbus_cmd_name_list: "no items supported so far", any item is EINVAL
+  fails(t, await lister.cmd('list names name:list.a'), 'EINVAL', 'NAME_LIST with a NAME item: EINVAL');
+  fails(t, await lister.cmd('list none policy:world:see'), 'EINVAL', 'NAME_LIST with a POLICY_ACCESS item: EINVAL');
   await listIs(t, lister, 'unique', [rec(p1, A), rec(p2, A), rec(p3, A), rec(lister, A)],
     'UNIQUE: every ordinary connection once, without name; no activator');
   await listIs(t, lister, 'names', [rec(p1, A, 'list.a', NAME_ALLOW_REPLACEMENT), rec(p1, A, 'list.b', NAME_QUEUE)],

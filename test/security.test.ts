@@ -21,6 +21,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import t from 'tap';
+import { ITEM } from '../lib/abi/kdbus.js';
 import {
   compileClient, connect, fails, hello, live, mountType, needRootAndFuse, ok, Peer, peerSet, startServer, statOf,
   stopServer, type NewPeer, type Reply, type Tap,
@@ -328,14 +329,24 @@ async function impersonation(t: Tap, dir: string): Promise<void> {
   fails(t, await mixed.cmd(`connect ${bus} fake-creds:0`), 'EPERM', 'it fakes credentials: EPERM');
   await nothingQueued(t, w, 'no refused HELLO became a connection');
 
-  // the bus owner may, and the receiver sees what it claimed
-  const f = await connect(t, await as(t, newPeer, OTHER, 'F (bus owner)'), bus, 'fake-creds:4242 fake-pids:1',
+  // the bus owner may; CONN_INFO shows what it claimed, its messages carry
+  // no process metadata at all (connection.c kdbus_conn_unicast and bus.c
+  // broadcasts collect it only if !conn_src->faked_meta), only connection
+  // metadata (TIMESTAMP, NAMES, CONN_DESCRIPTION)
+  const f = await connect(t, await as(t, newPeer, OTHER, 'F (bus owner)'), bus, 'fake-creds:4242 fake-pids:1 desc:faker',
     'uid 65533 on its own bus: HELLO with faked CREDS and PIDS');
-  const rcv = await connect(t, await as(t, newPeer, OTHER, 'receiver'), bus, 'recv:0x6', 'receiver: attach CREDS|PIDS');
+  const rcv = await connect(t, await as(t, newPeer, OTHER, 'receiver'), bus, 'recv:0x2007',
+    'receiver: attach TIMESTAMP|CREDS|PIDS|CONN_DESCRIPTION');
+  const info = await rcv.cmd(`infometa ${f.id} 0x6`);
+  t.equal(info.kv.creds, '4242,4242,4242,4242,4242,4242,4242,4242', 'CONN_INFO shows the faked credentials', { answer: info.line });
+  t.equal(info.kv.pids, '1,1,1', 'and the faked pids (of a process that exists: kdbus_meta_proc_fake)');
   ok(t, await f.cmd(`send ${rcv.id} cookie:30 vec:8`), 'F → receiver');
   const meta = await rcv.cmd('recvmeta wait:1000');
-  t.equal(meta.kv.creds, '4242,4242,4242,4242,4242,4242,4242,4242', 'the receiver sees the faked credentials', { answer: meta.line });
-  t.equal(meta.kv.pids, '1,1,1', 'and the faked pids (of a process that exists: kdbus_meta_proc_fake)');
+  t.equal(meta.kv.creds, '-', 'its message carries no CREDS', { answer: meta.line });
+  t.equal(meta.kv.pids, '-', 'and no PIDS', { answer: meta.line });
+  t.equal(meta.kv.desc, 'faker', 'but its CONN_DESCRIPTION', { answer: meta.line });
+  const metaTypes = (meta.kv.metatypes ?? '').split(',').map((h) => parseInt(h, 16)).filter((x) => x >= ITEM.TIMESTAMP);
+  t.same(metaTypes.sort(), [ITEM.TIMESTAMP, ITEM.CONN_DESCRIPTION].sort(), 'and TIMESTAMP: connection metadata only', { answer: meta.line });
 }
 
 // ---- the mount ----

@@ -3,22 +3,24 @@
 // and kernel notifications (notify.c), which are queued while an operation
 // runs and delivered when it ends, as kdbus_notify_flush does.
 import { randomBytes } from 'node:crypto';
+import { CMD_MAKE, MAKE_ACCESS_GROUP, MAKE_ACCESS_WORLD, LIMITS } from '../abi/kdbus.js';
 import { ATTACH, INFO, ITEM, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_EXPECT_REPLY,
   MSG_NO_AUTO_START, MSG_SIGNAL, PAYLOAD_KERNEL, SIZEOF_NOTIFY_ID_CHANGE,
   SIZEOF_NOTIFY_NAME_CHANGE, ITEM_HEADER_SIZE, align8 } from '../abi/kdbus.js';
 import { errno, fail, KdbusError } from './errors.js';
 import { Kmsg, stagePayload, type FdAccess, type QueueEntry } from './message.js';
 import { NameRegistry } from './names.js';
-import { ProcMeta, exportMeta, timestampNow } from './metadata.js';
+import { PROC_ATTACH, ProcMeta, exportMeta, timestampNow } from './metadata.js';
 import { replyFind, replyLink, replyNew, replyUnlink, replyWakeSync, type Reply, type SyncWaiter } from './reply.js';
-import type { Connection } from './connection.js';
+import { callerCreds, sanitizeAttachFlags, type Connection } from './connection.js';
 import { PolicyDb, policyOwnName, policySeeName, policySeeNotification, policyTalk } from './policy.js';
 import type { Domain } from './domain.js';
-import type { Endpoint } from './endpoint.js';
+import { Endpoint, endpointMode } from './endpoint.js';
+import { ROOT_INO } from './domain.js';
 import type { User } from './user.js';
 import type { Pool } from './pool.js';
 import { log, logError } from '../log.js';
-import { sysnameBytes, sysnameShown } from '../abi/items.js';
+import { items, itemSysname, sysnameBytes, sysnameShown } from '../abi/items.js';
 
 function uuid4(): Buffer {
   const b = randomBytes(16);
@@ -28,6 +30,85 @@ function uuid4(): Buffer {
 }
 
 export interface BloomParameter { size: bigint; nHash: bigint }
+
+/** A BUS_MAKE, decoded and checked by the edge. */
+export interface BusMake {
+  domain: Domain;
+  tid: number;
+  /** the kernel's copy of struct kdbus_cmd_make */
+  cmd: Buffer;
+  itemsSize: number;
+  fds: FdAccess;
+  /** puts the bus's default endpoint file into the tree */
+  makeEndpointFile(bus: Bus, ep: Endpoint): void;
+}
+
+/** kdbus_bus_new + kdbus_bus_activate: the bus, its directory and its endpoint "bus". */
+export function busNew(b: BusMake): Bus {
+  const { domain, cmd: buf } = b;
+  let name: string | null = null;
+  let bloom: BloomParameter | null = null;
+  let attachOwner: bigint | null = null;
+  let attachRecv: bigint | null = null;
+  for (const it of items(buf, CMD_MAKE.items, b.itemsSize)) {
+    switch (it.type) {
+      case ITEM.MAKE_NAME:
+        if (name !== null) fail(errno.EEXIST, 'MAKE_NAME repeated');
+        name = itemSysname(buf, it);
+        break;
+      case ITEM.BLOOM_PARAMETER:
+        if (bloom) fail(errno.EEXIST, 'BLOOM_PARAMETER repeated');
+        bloom = { size: buf.readBigUInt64LE(it.data), nHash: buf.readBigUInt64LE(it.data + 8) };
+        break;
+      case ITEM.ATTACH_FLAGS_SEND:
+        if (attachOwner !== null) fail(errno.EEXIST, 'ATTACH_FLAGS_SEND repeated');
+        attachOwner = buf.readBigUInt64LE(it.data);
+        break;
+      case ITEM.ATTACH_FLAGS_RECV:
+        if (attachRecv !== null) fail(errno.EEXIST, 'ATTACH_FLAGS_RECV repeated');
+        attachRecv = buf.readBigUInt64LE(it.data);
+        break;
+      default:
+        fail(errno.EINVAL, `item ${it.type} not allowed in BUS_MAKE`);
+    }
+  }
+  if (name === null || !bloom) fail(errno.EBADMSG, 'BUS_MAKE needs MAKE_NAME and BLOOM_PARAMETER');
+  if (bloom.size < 8n || bloom.size > BigInt(LIMITS.BUS_BLOOM_MAX_SIZE)) fail(errno.EINVAL, 'bloom size');
+  if (bloom.size % 8n !== 0n) fail(errno.EINVAL, 'bloom size not 8-aligned');
+  if (bloom.nHash < 1n) fail(errno.EINVAL, 'bloom n_hash');
+  const req = sanitizeAttachFlags(attachRecv ?? 0n);
+  const owner = sanitizeAttachFlags(attachOwner ?? 0n);
+  const creds = callerCreds(b.tid);
+  if (!name.startsWith(`${creds.euid}-`)) {
+    fail(errno.EINVAL, `bus name "${sysnameShown(name)}" lacks the "${creds.euid}-" prefix`);
+  }
+  if (domain.buses.has(name)) fail(errno.EEXIST, `bus ${sysnameShown(name)} exists`);
+
+  const user = domain.users.get(creds.uid);
+  domain.users.chargeBus(user);
+  const flags = buf.readBigUInt64LE(CMD_MAKE.flags);
+  const meta = ProcMeta.collect(b.tid, PROC_ATTACH);
+  const bus = new Bus(domain, name, domain.nextBusId(), flags, bloom, req, owner,
+    creds.euid, creds.egid, user, meta, b.fds);
+  const group = (flags & MAKE_ACCESS_GROUP) !== 0n;
+  const world = (flags & MAKE_ACCESS_WORLD) !== 0n;
+  const dirMode = 0o500 | (group || world ? 0o050 : 0) | (world ? 0o005 : 0);
+  bus.ino = domain.tree.addDir(ROOT_INO, name, dirMode, bus.uid, bus.gid);
+  domain.buses.set(name, bus);
+  const ep = new Endpoint(bus, 'bus', bus.uid, bus.gid, endpointMode(group, world), false);
+  bus.endpoints.set('bus', ep);
+  b.makeEndpointFile(bus, ep);
+  log('bus', `bus ${sysnameShown(name)} created by uid ${creds.euid} (tid ${b.tid})`);
+  return bus;
+}
+
+/** The end of a bus its control file made: everything on it goes, then the bus itself. */
+export function busRelease(bus: Bus): void {
+  bus.deactivate();
+  bus.domain.buses.delete(bus.name);
+  bus.domain.tree.remove(bus.ino);
+  bus.domain.users.uncharge(bus.creator, 'buses');
+}
 
 export class Bus {
   /** generate_random_uuid: a version 4 UUID */
@@ -239,15 +320,18 @@ export class Bus {
     }
   }
 
-  /** Sender metadata for this receiver: proc metadata read now, names and timestamp at send. */
+  /**
+   * Sender metadata for this receiver: proc metadata read now, names and
+   * timestamp at send. A sender that faked its credentials at HELLO sends no
+   * process metadata at all (kdbus collects it only if !faked_meta); its
+   * faked values show in CONN_INFO only.
+   */
   private collectMeta(src: Connection, dst: Connection, m: Kmsg): void {
     const flags = src.attachFlagsSend & dst.attachFlagsRecv;
-    const procFlags = flags & ~(ATTACH.TIMESTAMP | ATTACH.NAMES | ATTACH.CONN_DESCRIPTION);
+    const procFlags = flags & PROC_ATTACH;
     if (!src.fakedMeta && procFlags) {
       if (!m.procMeta) m.procMeta = ProcMeta.collect(m.senderTid, procFlags);
       else m.procMeta.collectMore(m.senderTid, procFlags);
-    } else if (src.fakedMeta) {
-      m.procMeta = src.meta;
     }
     const want = flags & (ATTACH.TIMESTAMP | ATTACH.NAMES | ATTACH.CONN_DESCRIPTION);
     const have = m.connMeta ? (m.connMeta.timestamp ? ATTACH.TIMESTAMP : 0n) |

@@ -14,9 +14,8 @@ import { readFileSync } from 'node:fs';
 import { CMD_SEND, RECV_RETURN_INCOMPLETE_FDS } from '../abi/kdbus.js';
 import { errno, KdbusError } from './errors.js';
 import { monotonicNs, replyUnlink, type Reply, type SyncWaiter } from './reply.js';
-import type { Connection, PendingInstall } from './connection.js';
+import type { Connection, PendingInstall, Received } from './connection.js';
 import type { QueueEntry } from './message.js';
-import { log } from '../log.js';
 
 /**
  * The end of an fd install (native fdInstall): the receiver's fd numbers
@@ -152,43 +151,35 @@ export class SyncCall implements SyncWaiter {
       this.conn.discard(entry);
       return -e.errno;
     }
-    const started = this.ioctl.installFds(p.fds, (result, why) => {
-      if (typeof result === 'number') {
-        this.conn.abortInstall(p);
-        log('call', `tid ${this.tid}: a synchronous reply with ${p.fds.length} fds is lost: ` +
-          `${why ?? 'fd install failed'} (errno ${-result})`);
-        return result;
-      }
-      if (!this.conn.active) {
-        this.conn.abortInstall(p);
-        return -errno.ECONNRESET;
-      }
-      const incomplete = this.conn.finishInstall(p, result);
-      this.ioctl.writeU64(CMD_SEND.return_flags, 0n);
-      this.ioctl.writeU64(CMD_SEND.reply_offset, BigInt(p.off));
-      this.ioctl.writeU64(CMD_SEND.reply_msg_size, BigInt(p.size));
-      this.ioctl.writeU64(CMD_SEND.reply_return_flags, incomplete ? RECV_RETURN_INCOMPLETE_FDS : 0n);
+    try {
+      this.conn.installThen(p, (fds, done) => this.ioctl.installFds(fds, done), (reply) => {
+        this.answered(reply);
+        return 0;
+      });
       return 0;
-    });
-    if (started < 0) this.conn.abortInstall(p);
-    return started;
+    } catch (e) { // it could not start: the reply is dropped already
+      if (!(e instanceof KdbusError)) throw e;
+      return -e.errno;
+    }
   }
 
   /** The reply into the caller's pool, its place written into cmd->reply. */
   private install(entry: QueueEntry): number {
     try {
-      const { off, size } = this.conn.install(entry, true, this.tid);
-      this.conn.pool.publish(off);
-      this.conn.pool.release(off);
-      this.ioctl.writeU64(CMD_SEND.return_flags, 0n);
-      this.ioctl.writeU64(CMD_SEND.reply_offset, BigInt(off));
-      this.ioctl.writeU64(CMD_SEND.reply_msg_size, BigInt(size));
-      this.ioctl.writeU64(CMD_SEND.reply_return_flags, 0n);
+      this.answered(this.conn.handOver(entry, true, false, this.tid));
       return 0;
     } catch (e) {
       if (!(e instanceof KdbusError)) throw e;
       this.conn.discard(entry);
       return -e.errno;
     }
+  }
+
+  /** Where the reply went, into the caller's cmd->reply. */
+  private answered(reply: Received): void {
+    this.ioctl.writeU64(CMD_SEND.return_flags, 0n);
+    this.ioctl.writeU64(CMD_SEND.reply_offset, BigInt(reply.off));
+    this.ioctl.writeU64(CMD_SEND.reply_msg_size, BigInt(reply.size));
+    this.ioctl.writeU64(CMD_SEND.reply_return_flags, reply.incomplete ? RECV_RETURN_INCOMPLETE_FDS : 0n);
   }
 }

@@ -8,7 +8,6 @@
 // server's fd count and RSS.
 import type { Connection } from './connection.js';
 import type { Domain } from './domain.js';
-import { EndpointHandle, type Handle } from './handle.js';
 
 export interface Census {
   buses: number;
@@ -89,7 +88,8 @@ export class FdLedger {
 
 /** What the server holds beside the domain. */
 export interface ServerHoldings {
-  handles: Iterable<Handle>;
+  /** every open file's handle (lib/core/handle.ts) */
+  handles: Iterable<{ connection(): Connection | null }>;
   parked: number;
   pollers: number;
   endpointFiles: number;
@@ -122,7 +122,8 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
   }
   for (const h of held.handles) {
     c.handles++;
-    if (h instanceof EndpointHandle && h.conn) conns.add(h.conn);
+    const conn = h.connection();
+    if (conn) conns.add(conn);
   }
   for (const conn of conns) {
     c.matches += conn.matches.size;

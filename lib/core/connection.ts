@@ -1,22 +1,27 @@
 // A connection to a bus (ipc/kdbus/connection.c): made by HELLO on an
 // endpoint handle, it owns a pool, a queue, a match database and pending
 // replies, and is torn down by BYEBYE or the handle's release.
-import { ATTACH, ATTACH_ALL, ATTACH_ANY, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
-  HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, LIMITS, MSG, RECV_DROP, RECV_PEEK,
-  RECV_USE_PRIORITY, align8 } from '../abi/kdbus.js';
+import { ATTACH, ATTACH_ALL, ATTACH_ANY, CMD_HELLO, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
+  HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, KDBUS_FLAG_KERNEL, LIMITS, MSG, NAME_ACTIVATOR,
+  RECV_DROP, RECV_PEEK, RECV_USE_PRIORITY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
+import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../abi/poll.js';
+import { items, itemSysname, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
-import { Pool } from './pool.js';
+import { Pool, type PoolBacking } from './pool.js';
 import { Queue } from './queue.js';
 import { MatchDb } from './match.js';
 import { msgHeader, payloadItems, type Kmsg, type QueueEntry, type FdAccess } from './message.js';
-import { exportMeta, timestampNow, type ProcMeta, type ConnMeta } from './metadata.js';
+import { exportMeta, PROC_ATTACH, ProcMeta, timestampNow, type ConnMeta } from './metadata.js';
+import { nameValid } from './names.js';
 import type { Reply, ReplyPeer } from './reply.js';
 import type { Bus } from './bus.js';
 import type { Endpoint } from './endpoint.js';
 import type { User } from './user.js';
 import type { NameClient } from './names.js';
 import type { PolicyConn, PolicyCreds } from './policy.js';
-import { taskCreds } from './task.js';
+import type { InstallDone } from './call.js';
+import { taskCreds, type TaskCreds } from './task.js';
+import { log } from '../log.js';
 
 /** kdbus_sanitize_attach_flags: ANY means ALL; unknown bits are EINVAL. */
 export function sanitizeAttachFlags(flags: bigint): bigint {
@@ -27,6 +32,13 @@ export function sanitizeAttachFlags(flags: bigint): bigint {
 
 /** Wakes the connection's poller (FUSE_NOTIFY_POLL). */
 export type Waker = () => void;
+
+/** The credentials of an ioctl's caller; ESRCH if it is gone. */
+export function callerCreds(tid: number): TaskCreds {
+  const c = taskCreds(tid);
+  if (!c) fail(errno.ESRCH, `caller ${tid} vanished`);
+  return c;
+}
 
 /**
  * A message being received with fds (kdbus_queue_entry_install with
@@ -49,6 +61,45 @@ export interface PendingInstall {
   fds: number[];
 }
 
+/** Where a received message went (struct kdbus_msg_info). */
+export interface Received {
+  off: number;
+  size: number;
+  /** some fd could not be installed (RECV_RETURN_INCOMPLETE_FDS) */
+  incomplete: boolean;
+}
+
+/** What a RECV found: a message (in the pool, or to install with fds), or lost messages to report. */
+export type RecvResult =
+  | { kind: 'received'; msg: Received }
+  | { kind: 'install'; install: PendingInstall }
+  | { kind: 'lost'; dropped: bigint };
+
+/** Everything a connection is made with (kdbus_conn_new). */
+export interface ConnectionOptions {
+  bus: Bus;
+  ep: Endpoint;
+  id: bigint;
+  /** HELLO flags */
+  flags: bigint;
+  attachFlagsSend: bigint;
+  attachFlagsRecv: bigint;
+  pool: Pool;
+  user: User;
+  privileged: boolean;
+  /** CONN_DESCRIPTION, a byte string (itemSysname) */
+  description: string | null;
+  /** process metadata at HELLO, or what a privileged HELLO claimed */
+  meta: ProcMeta;
+  fakedMeta: boolean;
+  /** the caller's thread at HELLO */
+  tid: number;
+  /** credentials at HELLO (conn->cred) */
+  creds: PolicyCreds;
+  fds: FdAccess;
+  wake: Waker;
+}
+
 /** The message laid out for a receiver, with where its fd numbers go. */
 interface Composed {
   buf: Buffer;
@@ -66,22 +117,42 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   readonly msgUsers = new Map<User, number>();
   attachFlagsSend: bigint;
   attachFlagsRecv: bigint;
-  wake: Waker = () => {};
+  readonly wake: Waker;
   /** entries out of the queue while their fds are installed (BYEBYE waits for them too) */
   installing = 0;
   /** current_cred() of the ioctl being served (beginCall) */
   private readonly caller = new CallerCreds(this);
+  readonly bus: Bus;
+  readonly ep: Endpoint;
+  readonly id: bigint;
+  readonly flags: bigint;
+  readonly pool: Pool;
+  readonly user: User;
+  readonly privileged: boolean;
+  readonly description: string | null;
+  readonly meta: ProcMeta;
+  readonly fakedMeta: boolean;
+  readonly tid: number;
+  readonly creds: PolicyCreds;
+  readonly fds: FdAccess;
 
-  constructor(readonly bus: Bus, readonly ep: Endpoint, readonly id: bigint, readonly flags: bigint,
-              attachSend: bigint, attachRecv: bigint, readonly pool: Pool, readonly user: User,
-              readonly privileged: boolean,
-              /** CONN_DESCRIPTION, a byte string (itemSysname) */ readonly description: string | null,
-              readonly meta: ProcMeta, readonly fakedMeta: boolean,
-              /** the caller's thread at HELLO */ readonly tid: number,
-              /** credentials at HELLO (conn->cred) */ readonly creds: PolicyCreds,
-              readonly fds: FdAccess) {
-    this.attachFlagsSend = attachSend;
-    this.attachFlagsRecv = attachRecv;
+  constructor(o: ConnectionOptions) {
+    this.bus = o.bus;
+    this.ep = o.ep;
+    this.id = o.id;
+    this.flags = o.flags;
+    this.attachFlagsSend = o.attachFlagsSend;
+    this.attachFlagsRecv = o.attachFlagsRecv;
+    this.pool = o.pool;
+    this.user = o.user;
+    this.privileged = o.privileged;
+    this.description = o.description;
+    this.meta = o.meta;
+    this.fakedMeta = o.fakedMeta;
+    this.tid = o.tid;
+    this.creds = o.creds;
+    this.fds = o.fds;
+    this.wake = o.wake;
   }
 
   get isActivator(): boolean { return (this.flags & HELLO_ACTIVATOR) !== 0n; }
@@ -163,8 +234,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       const bytes = e.kmsg.payload;
       if (!bytes) fail(errno.EFAULT, 'a message sent by id does not move');
       payloadOff = this.pool.alloc(bytes.length);
-      this.pool.backing.write(payloadOff, bytes);
-      this.pool.backing.flush(payloadOff, bytes.length);
+      this.pool.fill(payloadOff, bytes);
     }
     this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null });
     e.kmsg.hold();
@@ -228,8 +298,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     const { buf } = this.compose(e, receiverTid);
     const size = buf.length;
     const off = this.pool.alloc(size);
-    this.pool.backing.write(off, buf);
-    this.pool.backing.flush(off, size);
+    this.pool.fill(off, buf);
     if (ownsPayload && e.payloadOff >= 0) this.pool.setChild(off, e.payloadOff);
     return { off, size };
   }
@@ -260,8 +329,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       if (n < 0) incomplete = true;
       p.buf.writeInt32LE(n < 0 ? -1 : n, p.slots[i]!);
     }
-    this.pool.backing.write(p.off, p.buf);
-    this.pool.backing.flush(p.off, p.size);
+    this.pool.fill(p.off, p.buf);
     if (p.entry.payloadOff >= 0) this.pool.setChild(p.off, p.entry.payloadOff);
     this.pool.publish(p.off);
     this.pool.release(p.off);
@@ -285,6 +353,36 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     this.requeue(p.entry);
   }
 
+  /**
+   * Installs p's fds in the receiver (install: native fdInstall, through the
+   * handle that parked the ioctl), then hands the message over and lets
+   * `received` write where it went (it returns the ioctl's result), or puts
+   * everything back when nothing could be installed or we went away
+   * meanwhile. If the install cannot start, p is put back and its errno raised.
+   */
+  installThen(p: PendingInstall, install: (fds: number[], done: InstallDone) => number,
+              received: (msg: Received) => number): void {
+    const started = install(p.fds, (result, why) => {
+      if (typeof result === 'number') {
+        this.abortInstall(p);
+        log(p.queued ? 'recv' : 'call', `connection ${this.id}: ${p.queued ? 'RECV of a message' : 'a synchronous reply'}` +
+          ` with ${p.fds.length} fds failed: ${why ?? 'fd install failed'} (errno ${-result})` +
+          `${!p.queued ? '; the reply is lost' : this.active ? '; it stays queued' : ''}`);
+        return result;
+      }
+      if (!this.active) {
+        this.abortInstall(p);
+        return -errno.ECONNRESET;
+      }
+      const incomplete = this.finishInstall(p, result);
+      return received({ off: p.off, size: p.size, incomplete });
+    });
+    if (started < 0) {
+      this.abortInstall(p);
+      fail(-started, 'cannot start installing fds');
+    }
+  }
+
   /** Puts an entry taken out of the queue back at its head (rare: an aborted install). */
   private requeue(e: QueueEntry): void {
     const rest = [...this.queue.entries()];
@@ -296,40 +394,42 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   }
 
   /**
-   * KDBUS_CMD_RECV. Returns what goes back into struct kdbus_cmd_recv, or, for
-   * a message whose fds must be installed, the install to carry out.
+   * KDBUS_CMD_RECV: the message at the head of the queue (EAGAIN if none,
+   * ENOMSG if none at that priority) handed over, or, for a message whose fds
+   * must be installed, the install to carry out; or the count of messages
+   * lost since the last RECV, which the edge reports with EOVERFLOW.
    */
-  recv(flags: bigint, priority: bigint, receiverTid: number):
-      { ret: number; dropped: bigint; off: bigint; size: bigint; install: PendingInstall | null } {
-    const peeked = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
-    if (peeked === 'EAGAIN') fail(errno.EAGAIN, 'queue empty');
-    if (peeked === 'ENOMSG') fail(errno.ENOMSG, 'nothing at that priority');
-    const e = peeked;
+  recv(flags: bigint, priority: bigint, receiverTid: number): RecvResult {
+    const e = this.queue.peek(priority, (flags & RECV_USE_PRIORITY) !== 0n);
     if (flags & RECV_DROP) {
       this.dequeue(e, true);
       if (e.reply && e.reply.waiter.replies.has(e.reply)) this.bus.replyDropped(e.reply, e);
-      return { ret: 0, dropped: 0n, off: 0n, size: 0n, install: null };
+      return { kind: 'received', msg: { off: 0, size: 0, incomplete: false } };
     }
     if (this.lostCount) {
       const dropped = BigInt(this.lostCount);
       this.lostCount = 0;
-      return { ret: -errno.EOVERFLOW, dropped, off: 0n, size: 0n, install: null };
+      return { kind: 'lost', dropped };
     }
     const peek = (flags & RECV_PEEK) !== 0n;
     // PEEK installs no fds (their numbers read -1)
     if (!peek && e.kmsg.installCount > 0) {
-      return { ret: 0, dropped: 0n, off: 0n, size: 0n, install: this.beginInstall(e, receiverTid, true) };
+      return { kind: 'install', install: this.beginInstall(e, receiverTid, true) };
     }
-    // a peeked entry stays queued and keeps its payload; a received one hands it to the message slice
-    const { off, size } = this.install(e, !peek, receiverTid);
+    return { kind: 'received', msg: this.handOver(e, !peek, true, receiverTid) };
+  }
+
+  /**
+   * A message without fds to install, handed to the receiver. A taken entry
+   * gives its payload slice to the message's and, if queued, leaves the
+   * queue; a peeked one stays as it was.
+   */
+  handOver(e: QueueEntry, take: boolean, queued: boolean, receiverTid: number): Received {
+    const { off, size } = this.install(e, take, receiverTid);
     this.pool.publish(off);
-    if (peek) {
-      this.pool.release(off);
-    } else {
-      this.dequeue(e, false);
-      this.pool.release(off);
-    }
-    return { ret: 0, dropped: 0n, off: BigInt(off), size: BigInt(size), install: null };
+    if (take && queued) this.dequeue(e, false);
+    this.pool.release(off);
+    return { off, size, incomplete: false };
   }
 
   /** KDBUS_CMD_CONN_UPDATE attach flags part (policy is the bus's). */
@@ -363,7 +463,6 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   }
 
   pollMask(): number {
-    const POLLIN = 0x1, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
     if (!this.active) return POLLERR | POLLHUP;
     return POLLOUT | POLLWRNORM | (this.queue.count ? POLLIN | POLLRDNORM : 0);
   }
@@ -378,6 +477,141 @@ export function helloItems(bloomSize: bigint, bloomHashes: bigint): Buffer {
   b.writeBigUInt64LE(bloomSize, 24);
   b.writeBigUInt64LE(bloomHashes, 32);
   return b;
+}
+
+/** A HELLO, decoded and checked by the edge. */
+export interface Hello {
+  ep: Endpoint;
+  /** decided when the handle was opened (EndpointHandle.privilegedAtOpen) */
+  privileged: boolean;
+  tid: number;
+  /** the kernel's copy of struct kdbus_cmd_hello: the answer's fields are written into it */
+  cmd: Buffer;
+  flags: bigint;
+  itemsSize: number;
+  /** sizes the handle's pool (its file's memory) */
+  poolSetup(size: number): PoolBacking | number;
+  fds: FdAccess;
+  wake: Waker;
+}
+
+/**
+ * KDBUS_CMD_HELLO: the connection made (connNew) and linked into its bus; an
+ * activator takes its name, an activator or policy holder brings the bus
+ * policy for it.
+ */
+export function connHello(h: Hello): Connection {
+  const conn = connNew(h);
+  const bus = conn.bus;
+  bus.connect(conn);
+  try {
+    if (conn.isActivator) {
+      for (const it of items(h.cmd, CMD_HELLO.items, h.itemsSize)) {
+        if (it.type === ITEM.NAME) bus.names.acquire(conn, itemSysname(h.cmd, it), NAME_ACTIVATOR);
+      }
+    }
+    if (conn.isActivator || conn.isPolicyHolder) {
+      bus.policy.set(h.cmd, CMD_HELLO.items, h.itemsSize, 1, conn.isPolicyHolder, conn);
+    }
+  } catch (e) {
+    bus.disconnect(conn);
+    throw e;
+  } finally {
+    bus.flushNotifications();
+  }
+  return conn;
+}
+
+/** kdbus_conn_new: every HELLO rule, in the kernel's order. */
+function connNew(h: Hello): Connection {
+  const { ep, cmd: buf, flags, itemsSize, privileged } = h;
+  const bus = ep.bus;
+  const poolSize = buf.readBigUInt64LE(CMD_HELLO.pool_size);
+  if (poolSize === 0n || poolSize % 4096n !== 0n) fail(errno.EFAULT, `bad pool size ${poolSize}`);
+  if (poolSize > 0xffff_ffffn) fail(errno.ENOMEM, 'pool too large');
+  if (!ep.active) fail(errno.ESHUTDOWN, 'endpoint is gone');
+  const isMonitor = (flags & HELLO_MONITOR) !== 0n;
+  const isActivator = (flags & HELLO_ACTIVATOR) !== 0n;
+  const isHolder = (flags & HELLO_POLICY_HOLDER) !== 0n;
+  if (Number(isMonitor) + Number(isActivator) + Number(isHolder) > 1) fail(errno.EINVAL, 'conflicting HELLO flags');
+  if (isMonitor && ep.hasPolicy) fail(errno.EOPNOTSUPP, 'no monitors on custom endpoints');
+  if (!privileged && (isActivator || isHolder || isMonitor)) fail(errno.EPERM, 'unprivileged special connection');
+  let name: string | null = null;
+  let creds: Buffer | null = null;
+  let pids: Buffer | null = null;
+  let seclabel: Buffer | null = null;
+  let description: string | null = null;
+  for (const it of items(buf, CMD_HELLO.items, itemsSize)) {
+    switch (it.type) {
+      case ITEM.NAME:
+        if (!isActivator && !isHolder) fail(errno.EINVAL, 'NAME needs ACTIVATOR or POLICY_HOLDER');
+        if (name !== null) fail(errno.EINVAL, 'NAME repeated');
+        name = itemSysname(buf, it);
+        if (!nameValid(name, true)) fail(errno.EINVAL, `invalid name "${sysnameShown(name)}"`);
+        break;
+      case ITEM.CREDS:
+        if (!privileged) fail(errno.EPERM, 'unprivileged CREDS');
+        if (it.size !== align8(ITEM_HEADER_SIZE + SIZEOF_CREDS)) fail(errno.EINVAL, 'bad CREDS');
+        creds = buf.subarray(it.data, it.data + SIZEOF_CREDS);
+        break;
+      case ITEM.PIDS:
+        if (!privileged) fail(errno.EPERM, 'unprivileged PIDS');
+        if (it.size !== align8(ITEM_HEADER_SIZE + SIZEOF_PIDS)) fail(errno.EINVAL, 'bad PIDS');
+        pids = buf.subarray(it.data, it.data + SIZEOF_PIDS);
+        break;
+      case ITEM.SECLABEL:
+        if (!privileged) fail(errno.EPERM, 'unprivileged SECLABEL');
+        seclabel = buf.subarray(it.data, it.data + it.len - 1); // a label is bytes, not text
+        break;
+      case ITEM.CONN_DESCRIPTION:
+        if (description !== null) fail(errno.EINVAL, 'CONN_DESCRIPTION repeated');
+        description = itemSysname(buf, it);
+        break;
+      case ITEM.POLICY_ACCESS:
+      case ITEM.BLOOM_MASK:
+      case ITEM.ID:
+      case ITEM.NAME_ADD:
+      case ITEM.NAME_REMOVE:
+      case ITEM.NAME_CHANGE:
+      case ITEM.ID_ADD:
+      case ITEM.ID_REMOVE:
+        break;
+      default:
+        fail(errno.EINVAL, `item ${it.type} not allowed in HELLO`);
+    }
+  }
+  if ((isActivator || isHolder) && name === null) fail(errno.EINVAL, 'ACTIVATOR and POLICY_HOLDER need a NAME');
+  const attachFlagsSend = sanitizeAttachFlags(buf.readBigUInt64LE(CMD_HELLO.attach_flags_send));
+  const attachFlagsRecv = sanitizeAttachFlags(buf.readBigUInt64LE(CMD_HELLO.attach_flags_recv));
+  buf.writeBigUInt64LE(bus.attachFlagsReq | KDBUS_FLAG_KERNEL, CMD_HELLO.attach_flags_send);
+  if (bus.attachFlagsReq & ~attachFlagsSend) fail(errno.ECONNREFUSED, 'HELLO lacks attach flags the bus requires');
+
+  const task = callerCreds(h.tid);
+  // connections on a custom endpoint share its anonymous user (kdbus_ep_new)
+  const user = ep.user ?? bus.domain.users.get(task.uid);
+  bus.domain.users.chargeConnection(user);
+  try {
+    const backing = h.poolSetup(Number(poolSize));
+    if (typeof backing === 'number') fail(-backing, 'pool setup failed');
+    const pool = new Pool(Number(poolSize), backing);
+    // privileged processes can impersonate somebody else
+    const fakedMeta = creds !== null || pids !== null || seclabel !== null;
+    const meta = fakedMeta ? ProcMeta.fake(creds, pids, seclabel, h.tid) : ProcMeta.collect(h.tid, PROC_ATTACH);
+    const conn = new Connection({ bus, ep, id: bus.nextConnId(), flags, attachFlagsSend, attachFlagsRecv, pool, user,
+      privileged, description, meta, fakedMeta, tid: h.tid, creds: task, fds: h.fds, wake: h.wake });
+    ep.connections.add(conn);
+
+    buf.writeBigUInt64LE(bus.flags, CMD_HELLO.bus_flags);
+    buf.writeBigUInt64LE(conn.id, CMD_HELLO.id);
+    bus.id128.copy(buf, CMD_HELLO.id128);
+    const list = helloItems(bus.bloom.size, bus.bloom.nHash);
+    buf.writeBigUInt64LE(BigInt(pool.handOver(list)), CMD_HELLO.offset);
+    buf.writeBigUInt64LE(BigInt(list.length), CMD_HELLO.items_size);
+    return conn;
+  } catch (e) {
+    bus.domain.users.uncharge(user, 'connections');
+    throw e;
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 // A domain (ipc/kdbus/domain.c): one per mount. Its root holds the control
 // file, where BUS_MAKE creates buses as <uid>-<name> directories.
-import { Bus } from './bus.js';
+import type { Bus } from './bus.js';
 import { UserRegistry } from './user.js';
 
 /** The file tree the domain keeps current (the native addon answers from it). */

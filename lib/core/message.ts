@@ -14,10 +14,24 @@ import type { Pool } from './pool.js';
 import type { ProcMeta, ConnMeta } from './metadata.js';
 import type { Reply } from './reply.js';
 import type { User } from './user.js';
-import type { FdFacts } from '../fuse/native.js';
 
 const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
 const MEMFD_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+/** What a message checks of an fd it carries (the server's fdStat gives it). */
+export interface FdFacts {
+  /** memfd seals (F_GET_SEALS), -1 if not a memfd (or O_PATH) */
+  seals: number;
+  size: number;
+  /** st_mode */
+  mode: number;
+  /** opened with O_PATH */
+  pathOnly: boolean;
+  /** a socket's SO_DOMAIN, -1 for other files */
+  domain: number;
+  /** a kdbus handle of this server */
+  kdbus: boolean;
+}
 
 /** Native helpers a message needs from the server (fd access). */
 export interface FdAccess {
@@ -298,11 +312,6 @@ export interface QueueEntry {
   user: User | null;
 }
 
-/** Whether receiving this entry installs fds (memfds or an FDS item): not the fast path. */
-export function passesFds(e: QueueEntry): boolean {
-  return e.kmsg.installCount > 0;
-}
-
 /**
  * Copies a message's payload into the receiver's pool at send time: one
  * copy, straight from the sender's memory. Returns the slice offset or -1.
@@ -321,8 +330,7 @@ export function stagePayload(m: Kmsg, pool: Pool, mem: Pick<FdAccess, 'memRead'>
   if (m.dstNameId > 0n) m.payload ??= readPayload(m, mem);
   const off = pool.alloc(m.payloadSize);
   if (m.payload) {
-    pool.backing.write(off, m.payload);
-    pool.backing.flush(off, m.payloadSize);
+    pool.fill(off, m.payload);
     return off;
   }
   try {

@@ -75,6 +75,24 @@ export class Pool {
     return best.off;
   }
 
+  /** Writes data at off and makes it visible to the client (kdbus_pool_slice_copy_kvec). */
+  fill(off: number, data: Buffer): void {
+    this.backing.write(off, data);
+    this.backing.flush(off, data.length);
+  }
+
+  /**
+   * A command's answer (HELLO's items, a name list, an info): written into a
+   * new slice that goes to the client at once. Returns its offset.
+   */
+  handOver(data: Buffer): number {
+    const off = this.alloc(data.length);
+    this.fill(off, data);
+    this.publish(off);
+    this.release(off);
+    return off;
+  }
+
   /** kdbus_pool_slice_publish: the client now holds a ref (it must FREE it). */
   publish(off: number): void {
     const s = this.busySlices.get(off);

@@ -1,6 +1,7 @@
 // A connection's incoming message queue (ipc/kdbus/queue.c): FIFO order for
 // plain RECV, lowest priority value first (FIFO within one priority) for
 // RECV with USE_PRIORITY.
+import { errno, fail } from './errors.js';
 import type { QueueEntry } from './message.js';
 
 export class Queue {
@@ -25,11 +26,11 @@ export class Queue {
   }
 
   /** kdbus_queue_entry_peek: EAGAIN when empty; ENOMSG when nothing is at or below `priority`. */
-  peek(priority: bigint, usePriority: boolean): QueueEntry | 'EAGAIN' | 'ENOMSG' {
-    if (this.fifo.size === 0) return 'EAGAIN';
+  peek(priority: bigint, usePriority: boolean): QueueEntry {
+    if (this.fifo.size === 0) fail(errno.EAGAIN, 'queue empty');
     if (!usePriority) return this.fifo.values().next().value as QueueEntry;
     const lowest = this.priorities[0];
-    if (lowest > priority) return 'ENOMSG';
+    if (lowest > priority) fail(errno.ENOMSG, 'nothing at that priority');
     return this.byPriority.get(lowest)!.values().next().value as QueueEntry;
   }
 

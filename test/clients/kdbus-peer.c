@@ -55,7 +55,8 @@
 //   acquire NAME [replace] [allow] [queue]   NAME_ACQUIRE; answers the flags
 //                                  the kernel wrote back
 //   release NAME                   NAME_RELEASE
-//   list FLAG[,FLAG...]            NAME_LIST (unique,names,activators,queued);
+//   list FLAG[,FLAG...] [OPT...]   NAME_LIST (unique,names,activators,queued;
+//                                  OPT: name:/policy: items, which kdbus refuses);
 //                                  recs=OWNER:CONNFLAGS:NAME:NAMEFLAGS,... in
 //                                  pool order ("-" for a record without name);
 //                                  the slice is freed afterwards
@@ -1050,11 +1051,22 @@ static void cmd_list(char **av, int ac) {
     else if (!strcmp(t, "none")) continue;
     else return answer("err EINVAL bad list flag %s", t);
   }
-  struct kdbus_cmd_name_list c;
-  memset(&c, 0, sizeof(c));
-  c.size = sizeof(c);
-  c.flags = flags;
-  if (ioctl(conn_fd, KDBUS_CMD_NAME_LIST, &c) < 0) return answer("err %s name_list", ename(errno));
+  struct ibuf b = { 0 };
+  for (int i = 2; i < ac; i++) {
+    if (policy_opt(&b, av[i]) != 1) {
+      free(b.p);
+      return answer("err EINVAL bad option %s", av[i]);
+    }
+  }
+  struct kdbus_cmd_name_list *lc = calloc(1, sizeof(*lc) + b.len);
+  lc->size = sizeof(*lc) + b.len;
+  lc->flags = flags;
+  if (b.len) memcpy(lc->items, b.p, b.len);
+  free(b.p);
+  int e = ioctl(conn_fd, KDBUS_CMD_NAME_LIST, lc) < 0 ? errno : 0;
+  struct kdbus_cmd_name_list c = *lc;
+  free(lc);
+  if (e) return answer("err %s name_list", ename(e));
   if (c.offset >= pool_size) return answer("err ERANGE off=%" PRIu64, (uint64_t)c.offset);
   char *out = NULL;
   size_t outlen = 0;
