@@ -144,7 +144,6 @@ export class KdbusServer {
         return {
           write: (off, data) => native.poolWrite(sid, fh, off, data),
           copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
-          copyFromFd: (off, fd, fdOff, len) => native.poolCopyFromFd(sid, fh, off, fd, fdOff, len),
           flush: (off, len) => native.poolFlush(sid, fh, off, len),
         };
       },

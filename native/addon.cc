@@ -78,7 +78,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("execSelf", &Addon::ExecSelf),
         InstanceMethod("nodeAdd", &Addon::NodeAdd),
         InstanceMethod("nodeRemove", &Addon::NodeRemove),
-        InstanceMethod("nodeSetAttr", &Addon::NodeSetAttr),
         InstanceMethod("replyIoctl", &Addon::ReplyIoctl),
         InstanceMethod("notifyPoll", &Addon::NotifyPoll),
         InstanceMethod("memRead", &Addon::MemRead),
@@ -86,7 +85,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("poolSetup", &Addon::PoolSetup),
         InstanceMethod("poolWrite", &Addon::PoolWrite),
         InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
-        InstanceMethod("poolCopyFromFd", &Addon::PoolCopyFromFd),
         InstanceMethod("poolFlush", &Addon::PoolFlush),
         InstanceMethod("takeFd", &Addon::TakeFd),
         InstanceMethod("fdStat", &Addon::FdStat),
@@ -367,18 +365,6 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  Napi::Value NodeSetAttr(const Napi::CallbackInfo& info) {
-    Session* s = Find(info);
-    uint64_t ino, mode, uid, gid;
-    if (!s || !U64(info, 1, "ino", &ino) || !U64(info, 2, "mode", &mode) || !U64(info, 3, "uid", &uid) ||
-        !U64(info, 4, "gid", &gid))
-      return info.Env().Undefined();
-    if (s->tree().SetAttr(ino, static_cast<uint32_t>(mode), static_cast<uint32_t>(uid),
-                          static_cast<uint32_t>(gid)) < 0)
-      return Fail(info.Env(), "kdbusfs: nodeSetAttr: no node " + std::to_string(ino));
-    return info.Env().Undefined();
-  }
-
   Napi::Value ReplyIoctl(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t unique;
@@ -454,18 +440,6 @@ class Addon : public Napi::Addon<Addon> {
     Pool* p = FindPool(info, s, fh, off, len);
     if (!p) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), p->CopyFromProcess(off, tid, addr, len));
-  }
-
-  Napi::Value PoolCopyFromFd(const Napi::CallbackInfo& info) {
-    Session* s = Find(info);
-    uint64_t fh, off, fdOff, len;
-    int32_t fd;
-    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !I32(info, 3, "fd", &fd) ||
-        !U64(info, 4, "fdOffset", &fdOff) || !U64(info, 5, "len", &len))
-      return info.Env().Undefined();
-    Pool* p = FindPool(info, s, fh, off, len);
-    if (!p) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), p->CopyFromFd(off, fd, fdOff, len));
   }
 
   Napi::Value PoolFlush(const Napi::CallbackInfo& info) {

@@ -139,7 +139,6 @@ export interface Native {
           mode: number, uid: number, gid: number, tag: number): number;
   /** Unlinks a node (and, for a directory, everything below it). Later LOOKUPs get ENOENT. */
   nodeRemove(sid: number, ino: number): void;
-  nodeSetAttr(sid: number, ino: number, mode: number, uid: number, gid: number): void;
 
   /**
    * Answers a parked ioctl. result >= 0, or a negative errno. Returns false
@@ -168,9 +167,6 @@ export interface Native {
   /** Copies len bytes from the caller's memory straight into fh's pool (one copy). 0 or -errno. */
   poolCopyFromProcess(sid: number, fh: number, offset: number, tid: number,
                       addr: number, len: number): number;
-  /** Copies len bytes from an fd the server holds (pread at fdOffset) into fh's pool. 0 or -errno. */
-  poolCopyFromFd(sid: number, fh: number, offset: number, fd: number,
-                 fdOffset: number, len: number): number;
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 
