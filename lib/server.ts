@@ -2,6 +2,7 @@
 // domain. It keeps the native file tree current, routes each open file to a
 // handle and each ioctl, poll and release to it, in the order /dev/fuse
 // delivered them.
+import { getSystemErrorName } from 'node:util';
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
 import { ControlHandle, EndpointHandle, Handle, type HandleEnv, type Parked } from './core/handle.js';
@@ -69,6 +70,9 @@ export class KdbusServer {
       write: () => -errno.EINVAL,
       destroyed: () => server.destroyed(),
     });
+    if (server.sid < 0) {
+      throw new Error(`kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
+    }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     return server;
   }

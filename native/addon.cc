@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fdcloser.h"
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
@@ -114,6 +116,7 @@ class Addon : public Napi::Addon<Addon> {
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
   std::unique_ptr<FdInstaller> installer_;
+  FdCloser closer_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -258,9 +261,12 @@ class Addon : public Napi::Addon<Addon> {
     if (mp.empty()) return FailType(env, "kdbusfs: option mountpoint is required");
     // The watchdog and unmount must name the mount the same way /proc does.
     char* real = realpath(mp.c_str(), nullptr);
-    if (!real)
-      return Fail(env, "kdbusfs: mount point " + mp + ": " + strerror(errno) +
-                           (errno == ENOTCONN ? " (a dead mount: clear it first)" : ""));
+    if (!real) {
+      int e = errno;
+      fprintf(stderr, "kdbusfs: mount point %s: %s%s\n", mp.c_str(), strerror(e),
+              e == ENOTCONN ? " (a dead mount: clear it first)" : "");
+      return Napi::Number::New(env, -e);
+    }
     p.mountpoint = real;
     free(real);
     p.allowOther = OptBool(o, "allowOther", false);
@@ -268,8 +274,13 @@ class Addon : public Napi::Addon<Addon> {
     bool passthrough = OptBool(o, "passthrough", true);
     if (env.IsExceptionPending()) return env.Undefined();
     std::string err;
-    Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err);
-    if (!s) return Fail(env, err);
+    int error;
+    Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err, &error);
+    if (!s && !error) return Fail(env, err);
+    if (!s) {
+      fprintf(stderr, "%s\n", err.c_str());
+      return Napi::Number::New(env, error);
+    }
     uint64_t sid = nextSid_++;
     sessions_[sid] = s;
     return Napi::Number::New(env, static_cast<double>(sid));
@@ -515,7 +526,7 @@ class Addon : public Napi::Addon<Addon> {
   // releaseFds(fds): closes them on a helper thread.
   Napi::Value ReleaseFds(const Napi::CallbackInfo& info) {
     std::vector<int> fds;
-    if (FdArray(info, 0, &fds)) installer_->CloseLater(std::move(fds));
+    if (FdArray(info, 0, &fds)) closer_.CloseLater(std::move(fds));
     return info.Env().Undefined();
   }
 

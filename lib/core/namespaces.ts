@@ -154,24 +154,29 @@ function findGlobalPid(ns: string, level: number, n: number): number | null {
 // ---------------------------------------------------------------------------
 // uid/gid maps
 
-/** from_kuid(): the id of kuid k inside a namespace with `map` (null map: the initial one), or -1 if unmapped. */
-export function fromKid(map: IdMap | null, k: number): number {
-  if (k === INVALID_ID) return -1;
-  if (map === null) return k;
+/**
+ * An id through `map` (null: the initial namespace, the identity): inward
+ * from a kuid to the id inside, or outward from an id inside to its kuid;
+ * -1 if the map has no line for it. INVALID stays unmapped.
+ */
+function throughMap(map: IdMap | null, id: number, outward: boolean): number {
+  if (id === INVALID_ID) return -1;
+  if (map === null) return id;
   for (const [inside, outside, count] of map) {
-    if (k >= outside && k - outside < count) return inside + (k - outside);
+    const from = outward ? inside : outside;
+    if (id >= from && id - from < count) return (outward ? outside : inside) + (id - from);
   }
   return -1;
 }
 
+/** from_kuid(): the id of kuid k inside a namespace with `map`, or -1 if unmapped. */
+export function fromKid(map: IdMap | null, k: number): number {
+  return throughMap(map, k, false);
+}
+
 /** make_kuid(): the kuid of id `id` inside a namespace with `map`, or -1 if it has none. */
 export function makeKid(map: IdMap | null, id: number): number {
-  if (id === INVALID_ID) return -1;
-  if (map === null) return id;
-  for (const [inside, outside, count] of map) {
-    if (id >= inside && id - inside < count) return outside + (id - inside);
-  }
-  return -1;
+  return throughMap(map, id, true);
 }
 
 // ---------------------------------------------------------------------------
