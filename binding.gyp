@@ -11,6 +11,10 @@
         "native/procmem.cc",
         "native/fdwatch.cc",
         "native/fdinstall.cc",
+        "native/fdtransfer.cc",
+        "native/syscall_inject.cc",
+        "native/fdcloser.cc",
+        "native/procfile.cc",
         "native/loopcall.cc",
         "native/stallrescue.cc"
       ],

@@ -3,10 +3,6 @@
 
 let quiet = process.env.KDBUSFS_QUIET === '1';
 
-export function setQuiet(on: boolean): void {
-  quiet = on;
-}
-
 function emit(level: string, component: string, msg: string): void {
   process.stderr.write(`${new Date().toISOString()} kdbusfs[${component}]${level} ${msg}\n`);
 }

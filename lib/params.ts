@@ -5,6 +5,7 @@
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import { moduleParams } from './core/module.js';
 import { native, OPEN_DIRECT_IO, type SessionHandlers } from './fuse/native.js';
 import { log } from './log.js';
@@ -88,16 +89,14 @@ export class ParamsSession {
       interrupt: () => {},
       destroyed: () => {},
     };
-    let sid: number;
-    try {
-      sid = native.sessionMount({
-        mountpoint: dir, fsname: 'kdbusfs-params', subtype: 'kdbusfs-params',
-        rootMode: 0o755, rootUid: 0, rootGid: 0,
-        allowOther: true, defaultPermissions: true, passthrough: false,
-      }, handlers);
-    } catch (e) {
+    const sid = native.sessionMount({
+      mountpoint: dir, fsname: 'kdbusfs-params', subtype: 'kdbusfs-params',
+      rootMode: 0o755, rootUid: 0, rootGid: 0,
+      allowOther: true, defaultPermissions: true, passthrough: false,
+    }, handlers);
+    if (sid < 0) {
       rmdirSync(dir);
-      throw e;
+      throw new Error(`kdbusfs: cannot serve module parameters on ${dir}: ${getSystemErrorName(sid)}`);
     }
     native.nodeAdd(sid, 1, PARAM_FILE, false, 0o644, 0, 0, 1);
     return new ParamsSession(dir, sid);

@@ -2,6 +2,7 @@
 // domain. It keeps the native file tree current, routes each open file to a
 // handle and each ioctl, poll and release to it, in the order /dev/fuse
 // delivered them.
+import { getSystemErrorName } from 'node:util';
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
 import { POLLERR } from './abi/poll.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
@@ -70,6 +71,9 @@ export class KdbusServer {
       write: () => -errno.EINVAL,
       destroyed: () => server.destroyed(),
     });
+    if (server.sid < 0) {
+      throw new Error(`kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
+    }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     return server;
   }
@@ -145,7 +149,6 @@ export class KdbusServer {
         return {
           write: (off, data) => native.poolWrite(sid, fh, off, data),
           copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
-          copyFromFd: (off, fd, fdOff, len) => native.poolCopyFromFd(sid, fh, off, fd, fdOff, len),
           flush: (off, len) => native.poolFlush(sid, fh, off, len),
         };
       },

@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fdcloser.h"
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
@@ -78,7 +80,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("execSelf", &Addon::ExecSelf),
         InstanceMethod("nodeAdd", &Addon::NodeAdd),
         InstanceMethod("nodeRemove", &Addon::NodeRemove),
-        InstanceMethod("nodeSetAttr", &Addon::NodeSetAttr),
         InstanceMethod("replyIoctl", &Addon::ReplyIoctl),
         InstanceMethod("notifyPoll", &Addon::NotifyPoll),
         InstanceMethod("memRead", &Addon::MemRead),
@@ -86,7 +87,6 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("poolSetup", &Addon::PoolSetup),
         InstanceMethod("poolWrite", &Addon::PoolWrite),
         InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
-        InstanceMethod("poolCopyFromFd", &Addon::PoolCopyFromFd),
         InstanceMethod("poolFlush", &Addon::PoolFlush),
         InstanceMethod("takeFd", &Addon::TakeFd),
         InstanceMethod("fdStat", &Addon::FdStat),
@@ -116,6 +116,7 @@ class Addon : public Napi::Addon<Addon> {
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
   std::unique_ptr<FdInstaller> installer_;
+  FdCloser closer_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -260,9 +261,12 @@ class Addon : public Napi::Addon<Addon> {
     if (mp.empty()) return FailType(env, "kdbusfs: option mountpoint is required");
     // The watchdog and unmount must name the mount the same way /proc does.
     char* real = realpath(mp.c_str(), nullptr);
-    if (!real)
-      return Fail(env, "kdbusfs: mount point " + mp + ": " + strerror(errno) +
-                           (errno == ENOTCONN ? " (a dead mount: clear it first)" : ""));
+    if (!real) {
+      int e = errno;
+      fprintf(stderr, "kdbusfs: mount point %s: %s%s\n", mp.c_str(), strerror(e),
+              e == ENOTCONN ? " (a dead mount: clear it first)" : "");
+      return Napi::Number::New(env, -e);
+    }
     p.mountpoint = real;
     free(real);
     p.allowOther = OptBool(o, "allowOther", false);
@@ -270,8 +274,13 @@ class Addon : public Napi::Addon<Addon> {
     bool passthrough = OptBool(o, "passthrough", true);
     if (env.IsExceptionPending()) return env.Undefined();
     std::string err;
-    Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err);
-    if (!s) return Fail(env, err);
+    int error;
+    Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err, &error);
+    if (!s && !error) return Fail(env, err);
+    if (!s) {
+      fprintf(stderr, "%s\n", err.c_str());
+      return Napi::Number::New(env, error);
+    }
     uint64_t sid = nextSid_++;
     sessions_[sid] = s;
     return Napi::Number::New(env, static_cast<double>(sid));
@@ -367,18 +376,6 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  Napi::Value NodeSetAttr(const Napi::CallbackInfo& info) {
-    Session* s = Find(info);
-    uint64_t ino, mode, uid, gid;
-    if (!s || !U64(info, 1, "ino", &ino) || !U64(info, 2, "mode", &mode) || !U64(info, 3, "uid", &uid) ||
-        !U64(info, 4, "gid", &gid))
-      return info.Env().Undefined();
-    if (s->tree().SetAttr(ino, static_cast<uint32_t>(mode), static_cast<uint32_t>(uid),
-                          static_cast<uint32_t>(gid)) < 0)
-      return Fail(info.Env(), "kdbusfs: nodeSetAttr: no node " + std::to_string(ino));
-    return info.Env().Undefined();
-  }
-
   Napi::Value ReplyIoctl(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t unique;
@@ -456,18 +453,6 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(info.Env(), p->CopyFromProcess(off, tid, addr, len));
   }
 
-  Napi::Value PoolCopyFromFd(const Napi::CallbackInfo& info) {
-    Session* s = Find(info);
-    uint64_t fh, off, fdOff, len;
-    int32_t fd;
-    if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !I32(info, 3, "fd", &fd) ||
-        !U64(info, 4, "fdOffset", &fdOff) || !U64(info, 5, "len", &len))
-      return info.Env().Undefined();
-    Pool* p = FindPool(info, s, fh, off, len);
-    if (!p) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), p->CopyFromFd(off, fd, fdOff, len));
-  }
-
   Napi::Value PoolFlush(const Napi::CallbackInfo& info) {
     Session* s = Find(info);
     uint64_t fh, off, len;
@@ -541,7 +526,7 @@ class Addon : public Napi::Addon<Addon> {
   // releaseFds(fds): closes them on a helper thread.
   Napi::Value ReleaseFds(const Napi::CallbackInfo& info) {
     std::vector<int> fds;
-    if (FdArray(info, 0, &fds)) installer_->CloseLater(std::move(fds));
+    if (FdArray(info, 0, &fds)) closer_.CloseLater(std::move(fds));
     return info.Env().Undefined();
   }
 

@@ -34,7 +34,6 @@
 // cannot be blocked, is sent again after the detach.
 #include "fdinstall.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -42,9 +41,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,7 +56,9 @@
 #include <cstring>
 #include <string>
 
-#include "procmem.h"
+#include "fdtransfer.h"
+#include "procfile.h"
+#include "syscall_inject.h"
 
 struct FdInstaller::Job {
   uint64_t sid = 0;
@@ -76,12 +75,6 @@ struct FdInstaller::Job {
 
 namespace {
 
-constexpr int kScmMaxFd = 253;  // SCM_MAX_FD: fds per SCM_RIGHTS message
-constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kScmMaxFd);
-// Scratch layout in the receiver: int sv[2] | 1 data byte | iovec | msghdr | cmsg buffer
-constexpr uint64_t kOffSv = 0, kOffByte = 8, kOffIov = 16, kOffMsg = 32, kOffCmsg = 96;
-constexpr uint64_t kScratchSize = kOffCmsg + kCmsgSpace;
-constexpr uint64_t kRedZone = 128;
 constexpr long kSysIoctl = 16;  // x86-64
 
 bool Tracing() {
@@ -95,200 +88,21 @@ uint64_t NowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-std::string ReadSmall(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
-  std::string out;
-  char buf[4096];
-  ssize_t r;
-  while ((r = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(r));
-  close(fd);
-  return out;
-}
-
-// The value of "Key:\t..." in /proc/<tid>/status, or "" if absent.
-std::string StatusField(const std::string& status, const char* key) {
-  std::string k = std::string("\n") + key + ":";
-  size_t at = status.find(k);
-  if (at == std::string::npos) return {};
-  at += k.size();
-  size_t end = status.find('\n', at);
-  std::string v = status.substr(at, end == std::string::npos ? std::string::npos : end - at);
-  size_t b = v.find_first_not_of(" \t");
-  return b == std::string::npos ? std::string() : v.substr(b);
-}
-
-#if defined(__x86_64__)
-
-struct Tracee {
-  pid_t tid = 0;
-  pid_t tgid = 0;
-  bool dead = false;
-  bool reaped = false;  // its exit was collected (or it is not ours to collect)
-  bool regsSaved = false;
-  bool maskSaved = false;
-  user_regs_struct saved{};
-  uint64_t mask = 0;
-  uint64_t syscallInsn = 0;  // address of the `syscall` instruction
-  uint64_t scratch = 0;
-  bool scratchMapped = false;
-  std::vector<int> signals;  // unblockable signals taken while we worked: sent again
-  int stops = 0;
-  int syscalls = 0;
-};
-
-// Waits for tid's next ptrace stop. Returns the waitpid status, or -1 if it died.
-int WaitStop(Tracee& t) {
-  for (;;) {
-    int status = 0;
-    pid_t r = waitpid(t.tid, &status, __WALL);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      t.dead = t.reaped = true;  // ECHILD: not ours any more (reaped, gone)
-      return -1;
-    }
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      t.dead = t.reaped = true;
-      return -1;
-    }
-    if (WIFSTOPPED(status)) {
-      t.stops++;
-      return status;
-    }
-  }
-}
-
-bool IsSyscallStop(int status) { return WSTOPSIG(status) == (SIGTRAP | 0x80); }
-bool IsEventStop(int status) { return (status >> 16) == PTRACE_EVENT_STOP; }
-
-// A thread that dies while we trace it stays a zombie until its tracer
-// collects its exit: its parent could never reap it. After a ptrace call
-// failed (the thread was killed), wait for that exit, bounded; a thread that
-// turns out to be alive and stopped is let go.
-void Reap(Tracee& t) {
-  for (int i = 0; i < 2000 && !t.reaped; i++) {
-    int status = 0;
-    pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || (r == t.tid && (WIFEXITED(status) || WIFSIGNALED(status)))) {
-      t.reaped = true;
-      return;
-    }
-    if (r == t.tid && WIFSTOPPED(status)) {
-      if (ptrace(PTRACE_DETACH, t.tid, nullptr, nullptr) == 0) {
-        t.reaped = true;
-        return;
-      }
-      continue;
-    }
-    usleep(1000);
-  }
-}
-
-// Resumes with PTRACE_SYSCALL until the next syscall stop. 0, or -ESRCH if it died.
-int ToSyscallStop(Tracee& t) {
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) {
-      // Not stopped any more: it is dying. Reap what is left.
-      if (!t.dead) WaitStop(t);
-      t.dead = true;
-      return -ESRCH;
-    }
-    int status = WaitStop(t);
-    if (status < 0) return -ESRCH;
-    if (IsSyscallStop(status)) return 0;
-    // A group stop (SEIZE reports it as PTRACE_EVENT_STOP): resume, the
-    // detach re-establishes it. A signal-delivery stop: only unblockable
-    // signals get here; it is suppressed now and sent again after the detach.
-    if (!IsEventStop(status)) {
-      int sig = WSTOPSIG(status);
-      if (sig != SIGTRAP) t.signals.push_back(sig);
-    }
-  }
-}
-
-// Runs one system call in the stopped thread. Returns its result (-errno on
-// failure), or -ESRCH (t.dead set) if the thread died.
-long Inject(Tracee& t, long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
-            uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0) {
-  if (t.dead) return -ESRCH;
-  user_regs_struct r = t.saved;
-  r.rip = t.syscallInsn;
-  r.rax = static_cast<uint64_t>(nr);
-  r.orig_rax = static_cast<uint64_t>(-1);  // no syscall restart on the way out of a stop
-  r.rdi = a0;
-  r.rsi = a1;
-  r.rdx = a2;
-  r.r10 = a3;
-  r.r8 = a4;
-  r.r9 = a5;
-  if (ptrace(PTRACE_SETREGS, t.tid, nullptr, &r) < 0) {
-    t.dead = true;
-    return -ESRCH;
-  }
-  t.syscalls++;
-  // Entry stop, then exit stop (an exit stop first would be a leftover: skip it).
-  for (int i = 0; i < 3; i++) {
-    if (ToSyscallStop(t) < 0) return -ESRCH;
-    __ptrace_syscall_info info{};
-    long n = ptrace(PTRACE_GET_SYSCALL_INFO, t.tid, sizeof info, &info);
-    if (n < 0) return -ESRCH;
-    if (info.op == PTRACE_SYSCALL_INFO_ENTRY) break;
-  }
-  if (ToSyscallStop(t) < 0) return -ESRCH;
-  user_regs_struct out;
-  if (ptrace(PTRACE_GETREGS, t.tid, nullptr, &out) < 0) {
-    t.dead = true;
-    return -ESRCH;
-  }
-  return static_cast<long>(out.rax);
-}
-
-// The lowest numbers free in tid's fd table: the first `count` of them.
-std::vector<int> LowestFree(pid_t tid, size_t count) {
-  std::vector<int> used;
-  std::string dir = "/proc/" + std::to_string(tid) + "/fd";
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-      used.push_back(atoi(e->d_name));
-    }
-    closedir(d);
-  }
-  std::sort(used.begin(), used.end());
-  std::vector<int> out;
-  size_t i = 0;
-  for (int n = 0; out.size() < count; n++) {
-    while (i < used.size() && used[i] < n) i++;
-    if (i < used.size() && used[i] == n) continue;
-    out.push_back(n);
-  }
-  return out;
-}
-
-// The soft RLIMIT_NOFILE of tid's process, or -1.
-long SoftNofile(pid_t tid) {
-  std::string limits = ReadSmall("/proc/" + std::to_string(tid) + "/limits");
-  size_t at = limits.find("Max open files");
-  if (at == std::string::npos) return -1;
-  return strtol(limits.c_str() + at + strlen("Max open files"), nullptr, 10);
-}
-
 // Checks made before anything is done to the thread. 0 or -errno (*why set).
-int Precheck(pid_t tid, Tracee* t, std::string* why) {
+int Precheck(pid_t tid, pid_t* tgid, std::string* why) {
   std::string base = "/proc/" + std::to_string(tid);
-  std::string status = ReadSmall(base + "/status");
+  std::string status = procfile::Read(base + "/status");
   if (status.empty()) {
     *why = "the thread is gone";
     return -ESRCH;
   }
-  t->tgid = static_cast<pid_t>(atoi(StatusField(status, "Tgid").c_str()));
-  std::string tracer = StatusField(status, "TracerPid");
+  *tgid = static_cast<pid_t>(atoi(procfile::StatusField(status, "Tgid").c_str()));
+  std::string tracer = procfile::StatusField(status, "TracerPid");
   if (!tracer.empty() && tracer != "0") {
     *why = "the thread is traced (by pid " + tracer + "): fds cannot be installed";
     return -EPERM;
   }
-  std::string seccomp = StatusField(status, "Seccomp");
+  std::string seccomp = procfile::StatusField(status, "Seccomp");
   if (!seccomp.empty() && seccomp != "0") {
     // A filter may kill the process on a syscall we would inject.
     *why = "the thread runs under seccomp (mode " + seccomp + "): fds cannot be installed safely";
@@ -299,7 +113,7 @@ int Precheck(pid_t tid, Tracee* t, std::string* why) {
   // 32-bit caller shows another number here; the instruction itself is
   // checked at the stop.
   for (int i = 0; i < 200; i++) {
-    std::string sc = ReadSmall(base + "/syscall");
+    std::string sc = procfile::Read(base + "/syscall");
     long nr = -1;
     if (sscanf(sc.c_str(), "%ld", &nr) == 1) {
       if (nr == kSysIoctl) break;
@@ -310,193 +124,6 @@ int Precheck(pid_t tid, Tracee* t, std::string* why) {
   }
   return 0;
 }
-
-// The stop's registers say the thread is returning from its ioctl, and the
-// instruction before rip is a 64-bit `syscall` (0f 05), which we reuse.
-bool AtIoctlReturn(Tracee& t) {
-  if (static_cast<long>(t.saved.orig_rax) != kSysIoctl) return false;
-  errno = 0;
-  long word = ptrace(PTRACE_PEEKTEXT, t.tid, reinterpret_cast<void*>(t.saved.rip - 2), nullptr);
-  if (errno) return false;
-  if ((word & 0xffff) != 0x050f) return false;
-  t.syscallInsn = t.saved.rip - 2;
-  return true;
-}
-
-// Sends fds over sock, kScmMaxFd per datagram. 0 or -errno.
-int SendFds(int sock, const std::vector<int>& fds) {
-  for (size_t at = 0; at < fds.size(); at += kScmMaxFd) {
-    size_t n = std::min<size_t>(kScmMaxFd, fds.size() - at);
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[kCmsgSpace];
-    memset(control, 0, sizeof control);
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(c), fds.data() + at, sizeof(int) * n);
-    if (sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return -errno;
-  }
-  return 0;
-}
-
-// Receives one datagram of up to `count` fds in the thread; appends a number
-// (or -errno) per fd to out.
-void RecvFds(Tracee& t, long sock, size_t count, std::vector<int>* out) {
-  size_t first = out->size();
-  out->resize(first + count, -EMFILE);
-  uint64_t s = t.scratch;
-  iovec iov{reinterpret_cast<void*>(s + kOffByte), 1};
-  msghdr msg{};
-  msg.msg_iov = reinterpret_cast<iovec*>(s + kOffIov);
-  msg.msg_iovlen = 1;
-  msg.msg_control = reinterpret_cast<void*>(s + kOffCmsg);
-  msg.msg_controllen = kCmsgSpace;
-  if (procmem::Write(t.tid, s + kOffIov, &iov, sizeof iov) < 0 ||
-      procmem::Write(t.tid, s + kOffMsg, &msg, sizeof msg) < 0) {
-    std::fill(out->begin() + first, out->end(), -EFAULT);
-    return;
-  }
-  long r = Inject(t, SYS_recvmsg, static_cast<uint64_t>(sock), s + kOffMsg,
-                  MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (r < 0) {
-    std::fill(out->begin() + first, out->end(), static_cast<int>(r));
-    return;
-  }
-  msghdr back;
-  alignas(cmsghdr) char control[kCmsgSpace];
-  if (procmem::Read(t.tid, s + kOffMsg, &back, sizeof back) < 0 ||
-      procmem::Read(t.tid, s + kOffCmsg, control, sizeof control) < 0) {
-    std::fill(out->begin() + first, out->end(), -EFAULT);
-    return;
-  }
-  size_t len = std::min<size_t>(back.msg_controllen, sizeof control);
-  // Walk the control messages of our local copy.
-  msghdr local{};
-  local.msg_control = control;
-  local.msg_controllen = len;
-  size_t got = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&local); c; c = CMSG_NXTHDR(&local, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n && got < count; i++, got++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      (*out)[first + got] = fd;
-    }
-  }
-  // The rest did not fit in the receiver's fd table (MSG_CTRUNC): -EMFILE.
-}
-
-// Closes fds (installed numbers) in the thread, runs of consecutive numbers at once.
-void CloseIn(Tracee& t, const std::vector<int>& numbers) {
-  std::vector<int> v;
-  for (int n : numbers)
-    if (n >= 0) v.push_back(n);
-  std::sort(v.begin(), v.end());
-  for (size_t i = 0; i < v.size() && !t.dead;) {
-    size_t j = i;
-    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) j++;
-    if (j > i)
-      Inject(t, SYS_close_range, static_cast<uint64_t>(v[i]), static_cast<uint64_t>(v[j]), 0);
-    else
-      Inject(t, SYS_close, static_cast<uint64_t>(v[i]));
-    i = j + 1;
-  }
-}
-
-// The fds into the stopped thread. Fills job->numbers, or sets job->error.
-void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbers,
-                 int* error, std::string* why) {
-  // Scratch below the red zone; the stack may have no page there yet (GUP
-  // does not grow stacks): then a page of its own.
-  t.scratch = (t.saved.rsp - kRedZone - kScratchSize) & ~uint64_t{63};
-  static const char zeros[kScratchSize] = {};
-  if (procmem::Write(t.tid, t.scratch, zeros, kScratchSize) < 0) {
-    long m = Inject(t, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    static_cast<uint64_t>(-1), 0);
-    if (m < 0 && m > -4096) {
-      *error = static_cast<int>(m);
-      *why = "no scratch memory in the receiver (mmap: " + std::string(strerror(static_cast<int>(-m))) + ")";
-      return;
-    }
-    t.scratch = static_cast<uint64_t>(m);
-    t.scratchMapped = true;
-  }
-
-  // The numbers the fds will take (as get_unused_fd_flags would give them),
-  // and the first one above them, for our socket.
-  std::vector<int> free = LowestFree(t.tid, fds.size() + 1);
-  int above = free.back();
-
-  long r = Inject(t, SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, t.scratch + kOffSv);
-  if (r < 0) {
-    if (r == -EMFILE || r == -ENFILE) {
-      // The receiver's fd table is full: every fd fails, as in kdbus.
-      numbers->assign(fds.size(), static_cast<int>(r));
-    } else {
-      *error = static_cast<int>(r);
-      *why = "socketpair in the receiver failed: " + std::string(strerror(static_cast<int>(-r)));
-    }
-    return;
-  }
-  int sv[2] = {-1, -1};
-  if (procmem::Read(t.tid, t.scratch + kOffSv, sv, sizeof sv) < 0) {
-    *error = -EFAULT;
-    *why = "reading the socket pair back failed";
-    return;
-  }
-  // Our end, b, is taken; a moves above the numbers the fds will take.
-  int ours = procmem::TakeFd(t.tid, sv[1]);
-  long sock = sv[0];
-  long moved = -1;
-  if (ours >= 0 && sock < above) {
-    moved = Inject(t, SYS_fcntl, static_cast<uint64_t>(sock), F_DUPFD_CLOEXEC, static_cast<uint64_t>(above));
-    if (moved < 0) {
-      // Past RLIMIT_NOFILE: the highest number allowed then, so that the fds
-      // still start at the lowest free one (one fewer fits than in kdbus).
-      long limit = SoftNofile(t.tid);
-      if (limit > std::max(sv[0], sv[1]) + 1)
-        moved = Inject(t, SYS_fcntl, static_cast<uint64_t>(sock), F_DUPFD_CLOEXEC, static_cast<uint64_t>(limit - 1));
-    }
-  }
-  // Close b, and a if it moved (else the fds land one number higher): the
-  // two are neighbours as a rule, one close_range then.
-  if (moved >= 0 && (sv[1] == sv[0] + 1 || sv[0] == sv[1] + 1)) {
-    Inject(t, SYS_close_range, static_cast<uint64_t>(std::min(sv[0], sv[1])),
-           static_cast<uint64_t>(std::max(sv[0], sv[1])), 0);
-  } else {
-    Inject(t, SYS_close, static_cast<uint64_t>(sv[1]));
-    if (moved >= 0) Inject(t, SYS_close, static_cast<uint64_t>(sock));
-  }
-  if (moved >= 0) sock = moved;
-  if (ours < 0) {
-    Inject(t, SYS_close, static_cast<uint64_t>(sock));
-    *error = ours;
-    *why = "taking the receiver's socket failed: " + std::string(strerror(-ours));
-    return;
-  }
-  int e = SendFds(ours, fds);
-  close(ours);
-  if (e < 0) {
-    Inject(t, SYS_close, static_cast<uint64_t>(sock));
-    *error = e;
-    *why = "sendmsg(SCM_RIGHTS) failed: " + std::string(strerror(-e));
-    return;
-  }
-  for (size_t at = 0; at < fds.size() && !t.dead; at += kScmMaxFd)
-    RecvFds(t, sock, std::min<size_t>(kScmMaxFd, fds.size() - at), numbers);
-  Inject(t, SYS_close, static_cast<uint64_t>(sock));
-  if (t.scratchMapped) Inject(t, SYS_munmap, t.scratch, 4096);
-}
-
-#endif  // __x86_64__
 
 // ---- a server killed under its tracer ----
 //
@@ -511,31 +138,6 @@ void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbe
 // registers and signal mask its own. Should that flow be stuck on a lock a
 // dead server thread held, an alarm puts the thread back from a signal
 // handler (without closing what was installed) and ends the tracer.
-
-#if defined(__x86_64__)
-// Async-signal-safe: stops t, sets its ioctl's result, restores, detaches.
-void PutBack(void* held) {
-  auto* t = static_cast<Tracee*>(held);
-  if (!t || t->dead) return;
-  ptrace(PTRACE_INTERRUPT, t->tid, nullptr, nullptr);  // running an injected call: a stop comes
-  user_regs_struct now;
-  for (int i = 0; ptrace(PTRACE_GETREGS, t->tid, nullptr, &now) < 0; i++) {
-    int status = 0;
-    pid_t w = i < 100 ? waitpid(t->tid, &status, __WALL) : -1;
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) return;
-  }
-  // Not saved yet: nothing was injected, these are the thread's own.
-  user_regs_struct r = t->regsSaved ? t->saved : now;
-  r.rax = static_cast<uint64_t>(-ECONNABORTED);
-  r.orig_rax = static_cast<uint64_t>(-1);  // at a syscall entry stop: no syscall
-  ptrace(PTRACE_SETREGS, t->tid, nullptr, &r);
-  if (t->maskSaved) ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t), &t->mask);
-  ptrace(PTRACE_DETACH, t->tid, nullptr, nullptr);
-}
-#else
-void PutBack(void*) {}
-#endif  // __x86_64__
 
 }  // namespace
 
@@ -566,7 +168,9 @@ void OnServerDeath(int) {
 
 // SIGALRM: the tracer did not finish within a second of the server's death.
 void OnStuck(int) {
-  if (TracerSlot* s = SlotOf(getpid())) PutBack(s->held);
+#if defined(__x86_64__)
+  if (TracerSlot* s = SlotOf(getpid())) inject::PutBack(static_cast<inject::Tracee*>(s->held), -ECONNABORTED);
+#endif
   _exit(0);
 }
 
@@ -613,7 +217,6 @@ FdInstaller::~FdInstaller() {
   }
   Shutdown();
   if (worker_.joinable()) worker_.join();
-  if (closer_.joinable()) closer_.join();
   for (Job* j : jobs_) {
     for (int fd : j->fds) close(fd);
     delete j;
@@ -621,8 +224,6 @@ FdInstaller::~FdInstaller() {
   jobs_.clear();
   for (Job* j : finished_) delete j;
   finished_.clear();
-  for (auto& v : closes_)
-    for (int fd : v) close(fd);
   uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
 }
 
@@ -631,13 +232,8 @@ void FdInstaller::Shutdown() {
     std::lock_guard<std::mutex> g(mu_);
     stopping_ = true;
   }
-  {
-    std::lock_guard<std::mutex> g(closeMu_);
-    closeStopping_ = true;
-  }
   workCv_.notify_all();
   replyCv_.notify_all();
-  closeCv_.notify_all();
 }
 
 // exit() without an environment teardown (process.exit): a thread we hold
@@ -677,32 +273,6 @@ int FdInstaller::Start(uint64_t sid, uint64_t unique, pid_t tid, const std::vect
   jobs_.push_back(j.release());
   workCv_.notify_one();
   return 0;
-}
-
-void FdInstaller::CloseLater(std::vector<int> fds) {
-  if (fds.empty()) return;
-  std::lock_guard<std::mutex> g(closeMu_);
-  if (closeStopping_) {
-    for (int fd : fds) close(fd);
-    return;
-  }
-  if (!closer_.joinable()) closer_ = std::thread(&FdInstaller::Closer, this);
-  closes_.push_back(std::move(fds));
-  closeCv_.notify_one();
-}
-
-void FdInstaller::Closer() {
-  BlockSignals();
-  std::unique_lock<std::mutex> l(closeMu_);
-  for (;;) {
-    closeCv_.wait(l, [this] { return closeStopping_ || !closes_.empty(); });
-    if (closes_.empty()) return;  // stopping
-    std::vector<int> v = std::move(closes_.front());
-    closes_.pop_front();
-    l.unlock();
-    for (int fd : v) close(fd);
-    l.lock();
-  }
 }
 
 // The tracer must not be a thread of this process: a ptrace stop is
@@ -835,9 +405,9 @@ void FdInstaller::Run(Job* job) {
   AskLoop(job, Ask::kDone, -ESHUTDOWN);
   return;
 #else
-  Tracee t;
+  inject::Tracee t;
   t.tid = job->tid;
-  int e = Precheck(job->tid, &t, &job->why);
+  int e = Precheck(job->tid, &t.tgid, &job->why);
   if (e == 0 && ptrace(PTRACE_SEIZE, t.tid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) < 0) {
     e = -errno;
     job->why = std::string("PTRACE_SEIZE: ") + strerror(errno);
@@ -851,7 +421,7 @@ void FdInstaller::Run(Job* job) {
   // Seized: if the server dies now, OnStuck may have to put it back.
   struct Holding {
     TracerSlot* slot;
-    Holding(TracerSlot* s, Tracee* held) : slot(s) {
+    Holding(TracerSlot* s, inject::Tracee* held) : slot(s) {
       if (slot) slot->held = held;
     }
     ~Holding() {
@@ -862,14 +432,14 @@ void FdInstaller::Run(Job* job) {
     // Seized but gone: nothing left to do but reap.
     job->error = -ESRCH;
     job->why = "the thread is gone";
-    WaitStop(t);
+    inject::WaitStop(t);
     AskLoop(job, Ask::kDone, -ESHUTDOWN);
     return;
   }
   // Answer the ioctl: the thread leaves the FUSE wait and stops (the
   // interrupt is pending) before it reaches user space.
   job->answered = AskLoop(job, Ask::kAnswer, 0) == 1;
-  if (WaitStop(t) < 0) {
+  if (inject::WaitStop(t) < 0) {
     job->error = -ESRCH;
     job->why = "the thread died";
     AskLoop(job, Ask::kDone, -ESHUTDOWN);
@@ -883,7 +453,7 @@ void FdInstaller::Run(Job* job) {
   } else if (t.dead) {
     job->error = -ESRCH;
     job->why = "the thread died";
-  } else if (!AtIoctlReturn(t) || static_cast<long>(t.saved.rax) != 0) {
+  } else if (!inject::AtSyscallReturn(t, kSysIoctl) || static_cast<long>(t.saved.rax) != 0) {
     job->error = -EIO;
     job->why = "the thread did not stop on its way back from its ioctl by `syscall` (orig_rax " +
                std::to_string(static_cast<long>(t.saved.orig_rax)) + ", rax " +
@@ -896,7 +466,7 @@ void FdInstaller::Run(Job* job) {
     t.maskSaved = true;
     uint64_t all = ~uint64_t{0};
     if (ptrace(PTRACE_SETSIGMASK, t.tid, sizeof(uint64_t), &all) < 0) t.dead = true;
-    InstallInto(t, job->fds, &job->numbers, &job->error, &job->why);
+    fdtransfer::InstallInto(t, job->fds, &job->numbers, &job->error, &job->why);
     if (t.dead) {
       job->error = -ESRCH;
       job->why = "the thread died";
@@ -905,7 +475,7 @@ void FdInstaller::Run(Job* job) {
   if (job->error) job->numbers.clear();
   uint64_t t1 = NowNs();
   int result = AskLoop(job, Ask::kDone, -ESHUTDOWN);
-  if (!t.dead && job->answered && result < 0) CloseIn(t, job->numbers);
+  if (!t.dead && job->answered && result < 0) fdtransfer::CloseIn(t, job->numbers);
   if (!t.dead) {
     if (t.regsSaved && job->answered) {
       user_regs_struct r = t.saved;
@@ -913,10 +483,10 @@ void FdInstaller::Run(Job* job) {
       ptrace(PTRACE_SETREGS, t.tid, nullptr, &r);
     }
     if (t.maskSaved) ptrace(PTRACE_SETSIGMASK, t.tid, sizeof(uint64_t), &t.mask);
-    if (ptrace(PTRACE_DETACH, t.tid, nullptr, nullptr) < 0) WaitStop(t);
+    if (ptrace(PTRACE_DETACH, t.tid, nullptr, nullptr) < 0) inject::WaitStop(t);
     for (int sig : t.signals) syscall(SYS_tgkill, t.tgid, t.tid, sig);
   }
-  if (t.dead) Reap(t);
+  if (t.dead) inject::Reap(t);
   if (Tracing()) {
     fprintf(stderr,
             "kdbusfs: fd install tid %d: %zu fds, result %d: %.0f us to install (%d stops, %d syscalls), "

@@ -4,12 +4,15 @@
 // its ioctl is answered, and while it is stopped on its way back to user
 // space it is made to run socketpair / fcntl / recvmsg(SCM_RIGHTS) / close
 // at its own syscall instruction. See lib/fuse/native.ts (fdInstall) for the
-// contract and fdinstall.cc for the sequence.
+// contract and fdinstall.cc for the sequence; the ptrace primitives are in
+// syscall_inject.h, the socket-pair transfer in fdtransfer.h. This file is
+// the jobs: the tracer task that runs them and their handoff to the loop.
 //
 // All ptrace requests come from one tracer task (ptrace requests must come
 // from the thread that attached, and the work must not run on the FUSE loop
-// thread): a task sharing our memory but not our thread group, see Worker(). The loop thread takes part twice per install, through a uv_async:
-// to answer the parked ioctl once the thread is seized, and to run the JS
+// thread): a task sharing our memory but not our thread group, see Worker().
+// The loop thread takes part twice per install, through a uv_async: to
+// answer the parked ioctl once the thread is seized, and to run the JS
 // callback once the fds are in place.
 #pragma once
 
@@ -50,11 +53,6 @@ class FdInstaller {
   int Start(uint64_t sid, uint64_t unique, pid_t tid, const std::vector<int>& fds,
             Napi::Function done);
 
-  // Closes fds on a helper thread: a close(2) runs the file's flush, which
-  // may block (a FUSE file waits for its server, kdbusfs's own files for
-  // this very loop); the kernel's fput never did.
-  void CloseLater(std::vector<int> fds);
-
  private:
   struct Job;
   enum class Ask { kAnswer, kDone };
@@ -66,7 +64,6 @@ class FdInstaller {
   void Worker();
   static int TracerMain(void* arg);
   void Loop();
-  void Closer();
   void Run(Job* job);
   // Posts a request to the loop thread and waits for its reply. Returns
   // `aborted` when the installer is shutting down; when the server process
@@ -90,7 +87,6 @@ class FdInstaller {
   std::mutex mu_;
   std::condition_variable workCv_;
   std::condition_variable replyCv_;
-  std::condition_variable closeCv_;
   std::condition_variable idleCv_;
   std::deque<Job*> jobs_;
   std::deque<Request> requests_;
@@ -102,12 +98,5 @@ class FdInstaller {
   const pid_t serverPid_ = getpid();
   TracerSlot* slot_ = nullptr;  // the tracer task's (none when tracing from a thread)
   bool serverGone_ = false;     // the tracer task's own
-  // The closer's queue has a lock of its own: releasing a message's fds
-  // (on the loop thread, while the tracer waits for it) must not take mu_,
-  // which a server killed meanwhile would leave held.
-  std::mutex closeMu_;
-  bool closeStopping_ = false;
-  std::deque<std::vector<int>> closes_;
   std::thread worker_;
-  std::thread closer_;
 };

@@ -24,8 +24,9 @@ std::string ErrnoText(int e) {
 int MountFuse(const MountParams& p, std::string* err) {
   int fd = open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    *err = "kdbusfs: cannot open /dev/fuse: " + ErrnoText(errno);
-    return -1;
+    int e = errno;
+    *err = "kdbusfs: cannot open /dev/fuse: " + ErrnoText(e);
+    return -e;
   }
   char data[256];
   snprintf(data, sizeof data, "fd=%d,rootmode=%o,user_id=%u,group_id=%u%s%s", fd,
@@ -36,7 +37,7 @@ int MountFuse(const MountParams& p, std::string* err) {
     int e = errno;
     close(fd);
     *err = "kdbusfs: mounting " + type + " on " + p.mountpoint + " failed: " + ErrnoText(e);
-    return -1;
+    return -e;
   }
   return fd;
 }
@@ -45,8 +46,9 @@ int Watchdog::Start(const std::string& mountpoint, std::string* err) {
   int fds[2];
   // CLOEXEC: processes the server spawns must not keep the write end open.
   if (pipe2(fds, O_CLOEXEC) < 0) {
-    *err = "kdbusfs: watchdog pipe: " + ErrnoText(errno);
-    return -1;
+    int e = errno;
+    *err = "kdbusfs: watchdog pipe: " + ErrnoText(e);
+    return -e;
   }
   const char* mp = mountpoint.c_str();
   pid_t pid = fork();
@@ -55,7 +57,7 @@ int Watchdog::Start(const std::string& mountpoint, std::string* err) {
     close(fds[0]);
     close(fds[1]);
     *err = "kdbusfs: watchdog fork: " + ErrnoText(e);
-    return -1;
+    return -e;
   }
   if (pid == 0) {
     // Only async-signal-safe calls from here on: the parent has threads.

@@ -18,12 +18,13 @@ struct MountParams {
   bool defaultPermissions = false;
 };
 
-// Opens /dev/fuse and mounts it. Returns the fd, or -1 with *err describing why.
+// Opens /dev/fuse and mounts it. Returns the fd, or -errno with *err describing why.
 int MountFuse(const MountParams& p, std::string* err);
 
 class Watchdog {
  public:
-  // Forks a process that detaches mountpoint once this process is gone.
+  // Forks a process that detaches mountpoint once this process is gone. 0 or
+  // -errno (*err says why).
   int Start(const std::string& mountpoint, std::string* err);
   // Tells it the mount was taken down properly and reaps it.
   void Stop();

@@ -80,20 +80,6 @@ int Pool::CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len) {
   return procmem::Read(tid, addr, map_ + off, len);
 }
 
-int Pool::CopyFromFd(uint64_t off, int fd, uint64_t fdOff, size_t len) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t r = pread(fd, map_ + off + done, len - done, static_cast<off_t>(fdOff + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (r == 0) return -EFAULT;
-    done += static_cast<size_t>(r);
-  }
-  return 0;
-}
-
 void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {
   if (passthrough_ || !map_ || len == 0) return;
   // Whole pages only: a fully stored page is uptodate, so the client never

@@ -27,7 +27,6 @@ class Pool {
   int Setup(uint64_t size);
   void Write(uint64_t off, const void* data, size_t len);
   int CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len);
-  int CopyFromFd(uint64_t off, int fd, uint64_t fdOff, size_t len);
   // Page-cache mode: pushes whole pages around [off, off+len) into the inode
   // nodeid with FUSE_NOTIFY_STORE. No-op with passthrough.
   void Flush(uint64_t nodeid, uint64_t off, uint64_t len);

@@ -87,7 +87,8 @@ Session::Session(Napi::Env env, const MountParams& params, bool passthrough)
       in_(kInBufSize) {}
 
 Session* Session::Mount(Napi::Env env, const MountParams& params, bool passthrough,
-                        Napi::Object handlers, std::string* err) {
+                        Napi::Object handlers, std::string* err, int* error) {
+  *error = 0;
   std::unique_ptr<Session> s(new Session(env, params, passthrough));
   s->handlers_ = Napi::Persistent(handlers);
   for (int i = 0; i < kHandlerCount; i++) {
@@ -108,28 +109,34 @@ Session* Session::Mount(Napi::Env env, const MountParams& params, bool passthrou
   }
   s->fd_ = MountFuse(params, err);
   if (s->fd_ < 0) {
+    *error = s->fd_;
     s->unmounted_ = true;
     return nullptr;
   }
   s->dev_ = MountDev(params.mountpoint, params.subtype.empty() ? "fuse" : "fuse." + params.subtype);
   if (!s->dev_) fprintf(stderr, "kdbusfs: %s not found in /proc/self/mountinfo\n", params.mountpoint.c_str());
   // From here on ~Session (via Unmount) undoes whatever was done.
-  if (s->watchdog_.Start(params.mountpoint, err) < 0) return nullptr;
+  if ((*error = s->watchdog_.Start(params.mountpoint, err)) < 0) return nullptr;
   s->poll_ = new uv_poll_t;
   int r = uv_poll_init(loop, s->poll_, s->fd_);
   if (r < 0) {
     delete s->poll_;
     s->poll_ = nullptr;
+    *error = r;  // libuv errors are -errno
     *err = std::string("kdbusfs: uv_poll_init: ") + uv_strerror(r);
     return nullptr;
   }
   s->poll_->data = s.get();
   r = uv_poll_start(s->poll_, UV_READABLE, OnPoll);
   if (r < 0) {
+    *error = r;
     *err = std::string("kdbusfs: uv_poll_start: ") + uv_strerror(r);
     return nullptr;
   }
-  if (!s->rescue_.Start(loop, s->fd_, kInBufSize, kMaxWrite, OnRescued, s.get(), err)) return nullptr;
+  if (!s->rescue_.Start(loop, s->fd_, kInBufSize, kMaxWrite, OnRescued, s.get(), err)) {
+    *error = -EIO;  // its thread or pipe could not be made (*err says which)
+    return nullptr;
+  }
   return s.release();
 }
 

@@ -20,9 +20,11 @@
 
 class Session {
  public:
-  // Mounts and starts serving. Returns nullptr and sets *err on failure.
+  // Mounts and starts serving. On failure returns nullptr, *err says why and
+  // *error is the system's -errno (0: a bug of the caller, such as a handler
+  // object that throws).
   static Session* Mount(Napi::Env env, const MountParams& params, bool passthrough,
-                        Napi::Object handlers, std::string* err);
+                        Napi::Object handlers, std::string* err, int* error);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

@@ -93,16 +93,6 @@ void Tree::MaybeFree(uint64_t ino) {
     nodes_.erase(it);
 }
 
-int Tree::SetAttr(uint64_t ino, uint32_t mode, uint32_t uid, uint32_t gid) {
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return -ENOENT;
-  it->second.mode = mode & 07777;
-  it->second.uid = uid;
-  it->second.gid = gid;
-  it->second.ctime = Now();
-  return 0;
-}
-
 void Tree::FillAttr(uint64_t ino, const Node& n, uint64_t size, fuse_attr* a) const {
   *a = fuse_attr{};
   a->ino = ino;

@@ -28,7 +28,6 @@ class Tree {
   int64_t Add(uint64_t parent, const std::string& name, bool isDir, uint32_t mode,
               uint32_t uid, uint32_t gid, double tag);
   int Remove(uint64_t ino);
-  int SetAttr(uint64_t ino, uint32_t mode, uint32_t uid, uint32_t gid);
 
   // Requests from the kernel.
   int Lookup(uint64_t parent, const std::string& name, uint64_t* nodeid, fuse_attr* attr);

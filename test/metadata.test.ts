@@ -6,7 +6,8 @@ import { userInfo } from 'node:os';
 import { ATTACH, ATTACH_ALL, ITEM, NAME_IN_QUEUE, NAME_ALLOW_REPLACEMENT, align8 } from '../lib/abi/kdbus.js';
 import { moduleParams, DEFAULT_ATTACH_FLAGS_MASK } from '../lib/core/module.js';
 import { KdbusError } from '../lib/core/errors.js';
-import { ProcMeta, TaskView, exportMeta, timestampNow, PROC_ATTACH, type ConnMeta } from '../lib/core/metadata.js';
+import { ProcMeta, exportMeta, timestampNow, PROC_ATTACH, type ConnMeta } from '../lib/core/metadata.js';
+import { TaskView } from '../lib/core/namespaces.js';
 
 interface Item { type: number; size: number; off: number; data: Buffer }
 

@@ -315,13 +315,6 @@ t.test('pool calls are bounds-checked', async (t) => {
   t.throws(() => native.poolFlush(pt.sid, fh, 1 << 20, 1), RangeError);
   t.throws(() => native.poolCopyFromProcess(pt.sid, fh, 0, process.pid, 0, (1 << 20) + 1), RangeError);
   t.equal(native.poolCopyFromProcess(pt.sid, fh, 0, process.pid, 8, 16), -14, 'EFAULT from a bad address');
-  t.equal(native.poolCopyFromFd(pt.sid, fh, 0, 987654, 0, 16), -9, 'EBADF from a bad fd');
-  const file = join(tmp, 'payload');
-  writeFileSync(file, 'x'.repeat(100));
-  const pfd = openSync(file, 'r');
-  t.equal(native.poolCopyFromFd(pt.sid, fh, 4096, pfd, 10, 90), 0, 'pread into the pool');
-  t.equal(native.poolCopyFromFd(pt.sid, fh, 4096, pfd, 10, 91), -14, 'EFAULT past the end of the file');
-  closeSync(pfd);
   native.poolWrite(pt.sid, fh, (1 << 20) - 2, Buffer.alloc(2));
   t.equal(native.replyIoctl(pt.sid, unique, 0), true);
   t.equal((await done).ret, '0');

@@ -27,10 +27,6 @@ class FakeBacking implements PoolBacking {
     this.calls.push(`copyFromProcess ${offset} ${tid} ${addr} ${len}`);
     return 0;
   }
-  copyFromFd(offset: number, fd: number, fdOffset: number, len: number): number {
-    this.calls.push(`copyFromFd ${offset} ${fd} ${fdOffset} ${len}`);
-    return 0;
-  }
   flush(offset: number, len: number): void {
     this.calls.push(`flush ${offset} ${len}`);
   }

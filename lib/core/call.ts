@@ -10,7 +10,7 @@
 // their handlers run when it completes, which is what kdbus's transparent
 // restart gives SA_RESTART callers. A caller that wants to abandon a call
 // early uses CANCEL_FD, kdbus's mechanism for that.
-import { readFileSync } from 'node:fs';
+import { procStatus } from './proc.js';
 import { CMD_SEND, RECV_RETURN_INCOMPLETE_FDS } from '../abi/kdbus.js';
 import { errno, KdbusError } from './errors.js';
 import { monotonicNs, replyUnlink, type Reply, type SyncWaiter } from './reply.js';
@@ -92,19 +92,9 @@ export class SyncCall implements SyncWaiter {
   }
 
   private fatalSignalPending(): boolean {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${this.tid}/status`, 'latin1');
-    } catch {
-      return true; // gone already
-    }
-    for (const key of ['\nShdPnd:', '\nSigPnd:']) {
-      const at = status.indexOf(key);
-      if (at < 0) continue;
-      const hex = status.slice(at + key.length, status.indexOf('\n', at + 1)).trim();
-      if (BigInt(`0x${hex}`) & SIGKILL_BIT) return true;
-    }
-    return false;
+    const status = procStatus(this.tid);
+    if (status === null) return true; // gone already
+    return ((status.mask('ShdPnd') | status.mask('SigPnd')) & SIGKILL_BIT) !== 0n;
   }
 
   private end(err: number, entry: QueueEntry | null): void {

@@ -2,128 +2,33 @@
 // and a connection looked like when a message was sent, a connection said
 // HELLO or a bus was made, and its export as items into a receiver's pool.
 //
-// The kernel reads `current`; we read /proc/<tid>/... of the calling thread.
-// The server runs in the initial user, pid, cgroup and mount namespaces, so
-// what /proc shows it is the kernel's own view: uids and gids are kuids,
-// pids are global pid numbers, cgroup paths are absolute. Translation into
-// the receiver's namespaces happens at export time, as the kernel does it at
-// RECV time (from_kuid_munged, pid_vnr, CAPS and EXE dropping).
-import { closeSync, openSync, readSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+// The kernel reads `current`; we read /proc/<tid>/... of the calling thread
+// (proc.ts). What we collect is the kernel's own view: uids and gids are
+// kuids, pids are global pid numbers, cgroup paths are absolute. Translation
+// into the receiver's namespaces (namespaces.ts) happens at export time, as
+// the kernel does it at RECV time (from_kuid_munged, pid_vnr, CAPS and EXE
+// dropping).
 import { ATTACH, ITEM, ITEM_HEADER_SIZE, SIZEOF_AUDIT, SIZEOF_CREDS, SIZEOF_PIDS,
   SIZEOF_TIMESTAMP, align8 } from '../abi/kdbus.js';
 import { moduleParams } from './module.js';
 import { errno, fail } from './errors.js';
+import { cString, nsId, procCString, procFile, procLink, procNumber, procStatus, procText,
+  type ProcStatus } from './proc.js';
+import { INVALID_ID, NULL_PID, SERVER_VIEW, TaskView, exeRelativeToRoot, fromKid, makeKid, overflow,
+  pidIn, pidNsLadder, pidRefIn, rootId, sameRoot, type PidRef, type RootId } from './namespaces.js';
 
 /** The attach flags that are process metadata (kdbus_meta_proc). */
 export const PROC_ATTACH = ATTACH.CREDS | ATTACH.PIDS | ATTACH.AUXGROUPS | ATTACH.TID_COMM |
   ATTACH.PID_COMM | ATTACH.EXE | ATTACH.CMDLINE | ATTACH.CGROUP | ATTACH.CAPS |
   ATTACH.SECLABEL | ATTACH.AUDIT;
-/** The attach flags that are connection metadata (kdbus_meta_conn). */
-export const CONN_ATTACH = ATTACH.TIMESTAMP | ATTACH.NAMES | ATTACH.CONN_DESCRIPTION;
 
-const INVALID_ID = 0xffff_ffff; // (uid_t)-1: INVALID_UID / INVALID_GID
 /** u32 words per capability set in the CAPS item: _KERNEL_CAPABILITY_U32S of v3 (64-bit sets). */
 const CAP_U32S_V3 = 2;
-
-// ---------------------------------------------------------------------------
-// /proc access
-
-const scratch = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * One procfs file into `scratch` with open/read/close, no fstat. A short read
- * is the end of a procfs file (seq_file and the simple readers fill the buffer
- * until they run out), so small files cost one read. Returns the byte count,
- * or a negative errno-ish code: -1 for open failures, -2 for EINVAL on read,
- * -3 for other read failures.
- */
-function readIntoScratch(path: string, partialOk = false): number {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return -1;
-  }
-  try {
-    const n = readSync(fd, scratch, 0, scratch.length, null);
-    return n < scratch.length || partialOk ? n : -3; // larger than anything we read: unreadable
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EINVAL' ? -2 : -3;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readText(path: string): string | null {
-  const n = readIntoScratch(path);
-  return n < 0 ? null : scratch.toString('latin1', 0, n);
-}
-
-/** The bytes of a procfs file as a C string: up to the first NUL, without a trailing newline. */
-function readCString(path: string): Buffer | null {
-  const n = readIntoScratch(path);
-  if (n < 0) return null;
-  let end = scratch.subarray(0, n).indexOf(0);
-  if (end < 0) end = n;
-  if (end > 0 && scratch[end - 1] === 0x0a) end--;
-  return Buffer.from(scratch.subarray(0, end));
-}
-
-function readLinkBuf(path: string): Buffer | null {
-  try {
-    return readlinkSync(path, { encoding: 'buffer' });
-  } catch {
-    return null;
-  }
-}
-
-/** Namespace identity: the target of /proc/<tid>/ns/<kind>, e.g. "user:[4026531837]". */
-function nsId(tid: number | 'self', kind: 'user' | 'pid' | 'mnt'): string | null {
-  try {
-    return readlinkSync(`/proc/${tid}/ns/${kind}`);
-  } catch {
-    return null;
-  }
-}
-
-/** The field after "\n<name>:" in a /proc/<tid>/status text. */
-function statusField(status: string, name: string): string | null {
-  const key = `\n${name}:`;
-  const at = status.indexOf(key);
-  if (at < 0) return null;
-  const end = status.indexOf('\n', at + key.length);
-  return status.slice(at + key.length, end < 0 ? undefined : end).trim();
-}
-
-function statusNumbers(status: string, name: string): number[] | null {
-  const f = statusField(status, name);
-  if (f === null) return null;
-  if (f === '') return [];
-  return f.split(/\s+/).map(Number);
-}
-
-function statusHex(status: string, name: string): bigint {
-  const f = statusField(status, name);
-  return f ? BigInt('0x' + f) : 0n;
-}
-
-function readSysctlNumber(path: string, dflt: number): number {
-  const t = readText(path);
-  const v = t === null ? NaN : Number(t.trim());
-  return Number.isFinite(v) ? v : dflt;
-}
 
 // Host constants, read once.
 let capLastCap: number | undefined;
 function lastCap(): number {
-  return (capLastCap ??= readSysctlNumber('/proc/sys/kernel/cap_last_cap', 40));
-}
-let overflowIds: { uid: number; gid: number } | undefined;
-function overflow(): { uid: number; gid: number } {
-  return (overflowIds ??= {
-    uid: readSysctlNumber('/proc/sys/kernel/overflowuid', 65534),
-    gid: readSysctlNumber('/proc/sys/kernel/overflowgid', 65534),
-  });
+  return (capLastCap ??= procNumber('/proc/sys/kernel/cap_last_cap', 40));
 }
 /**
  * Whether some LSM answers /proc/<tid>/attr/current. LSMs are not loaded at
@@ -131,242 +36,6 @@ function overflow(): { uid: number; gid: number } {
  * equivalent is security_secid_to_secctx() returning -EOPNOTSUPP.
  */
 let seclabelSupported: boolean | undefined;
-
-/**
- * An fs root's identity: its path as the server sees it, its device and
- * inode, and its mount namespace (path_equal() compares the mount too, and a
- * new mount namespace has copies of every mount).
- */
-export interface RootId {
-  path: Buffer;
-  dev: number;
-  ino: number;
-  mntNs: string | null;
-}
-
-function rootId(tid: number | 'self'): RootId | null {
-  const path = readLinkBuf(`/proc/${tid}/root`);
-  if (path === null) return null;
-  try {
-    const st = statSync(`/proc/${tid}/root`);
-    return { path, dev: st.dev, ino: st.ino, mntNs: nsId(tid, 'mnt') };
-  } catch {
-    return null;
-  }
-}
-
-function sameRoot(a: RootId, b: RootId): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.mntNs === b.mntNs && a.path.equals(b.path);
-}
-
-/** The server's own namespaces: the initial ones. */
-interface ServerNs {
-  userNs: string | null;
-  pidNs: string | null;
-  root: RootId | null;
-}
-let serverNsCache: ServerNs | undefined;
-function serverNs(): ServerNs {
-  return (serverNsCache ??= { userNs: nsId('self', 'user'), pidNs: nsId('self', 'pid'), root: rootId('self') });
-}
-
-// ---------------------------------------------------------------------------
-// pids across pid namespaces
-
-/**
- * A struct pid as far as userspace can see it: the pid number at each level
- * of pid namespace nesting (numbers[0] is the global pid, the server's view)
- * and the identity of the namespace at each level (null where unknown). An
- * empty `numbers` is the NULL pid (exported as 0).
- */
-export interface PidRef {
-  numbers: number[];
-  nsIds: (string | null)[];
-}
-
-const NULL_PID: PidRef = { numbers: [], nsIds: [] };
-
-/**
- * The identities of the pid namespaces at levels 0..level of task tid. Level 0
- * is the initial namespace (the server's), the last one is the task's own;
- * the ones between are found by walking up the parent chain, since a parent
- * always lives in its child's pid namespace or in an ancestor of it.
- */
-function pidNsLadder(tid: number, level: number, ppid: number): (string | null)[] {
-  const ids: (string | null)[] = new Array<string | null>(level + 1).fill(null);
-  ids[0] = serverNs().pidNs;
-  if (level === 0) return ids;
-  ids[level] = nsId(tid, 'pid');
-  let missing = level - 1;
-  let p = ppid;
-  for (let steps = 0; missing > 0 && p > 0 && steps < 256; steps++) {
-    const st = readText(`/proc/${p}/status`);
-    if (st === null) break;
-    const lp = (statusNumbers(st, 'NStgid') ?? [p]).length - 1;
-    if (lp <= 0) break;
-    if (lp < level && ids[lp] === null) {
-      ids[lp] = nsId(p, 'pid');
-      if (ids[lp] !== null) missing--;
-    }
-    p = Number(statusField(st, 'PPid') ?? 0);
-  }
-  return ids;
-}
-
-/** pid_vnr(): the number of `ref` in pid namespace `ns` (0 if not visible there). */
-function pidIn(ref: PidRef, ns: string | null): number {
-  if (ref.numbers.length === 0) return 0;
-  const server = serverNs().pidNs;
-  if (ns === null || ns === server) return ref.numbers[0];
-  for (let lvl = 1; lvl < ref.numbers.length; lvl++) {
-    if (ref.nsIds[lvl] === ns) return ref.numbers[lvl];
-  }
-  return 0;
-}
-
-/** A task by its global pid, as a PidRef (for faked PIDS), or null if there is none. */
-function pidRefOfGlobal(g: number): PidRef | null {
-  const st = readText(`/proc/${g}/status`);
-  if (st === null) return null;
-  const numbers = statusNumbers(st, 'NSpid') ?? [g];
-  const ppid = Number(statusField(st, 'PPid') ?? 0);
-  return { numbers, nsIds: pidNsLadder(g, numbers.length - 1, ppid) };
-}
-
-/**
- * find_vpid(n) in the pid namespace `ns` at nesting level `level`: the global
- * pid of the task numbered n there, or null. Walks /proc (processes, then
- * their threads): only faked PIDS from a nested pid namespace come here.
- */
-function findGlobalPid(ns: string, level: number, n: number): number | null {
-  let procs: string[];
-  try {
-    procs = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
-  } catch {
-    return null;
-  }
-  const matches = (tidPath: string, g: number): boolean => {
-    const st = readText(`${tidPath}/status`);
-    if (st === null) return false;
-    const nums = statusNumbers(st, 'NSpid');
-    return nums !== null && nums.length > level && nums[level] === n && nsId(g, 'pid') === ns;
-  };
-  for (const e of procs) if (matches(`/proc/${e}`, Number(e))) return Number(e);
-  for (const e of procs) {
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${e}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tids) if (t !== e && matches(`/proc/${e}/task/${t}`, Number(t))) return Number(t);
-  }
-  return null;
-}
-
-// ---------------------------------------------------------------------------
-// uid/gid maps
-
-/** An id map as /proc/<tid>/uid_map shows it to the server: [inside, outside(kuid), count]. */
-type IdMap = Array<[number, number, number]>;
-
-function readIdMap(tid: number, kind: 'uid_map' | 'gid_map'): IdMap | null {
-  const t = readText(`/proc/${tid}/${kind}`);
-  if (t === null) return null;
-  const map: IdMap = [];
-  for (const line of t.split('\n')) {
-    const f = line.trim().split(/\s+/).map(Number);
-    if (f.length === 3 && f.every(Number.isFinite)) map.push([f[0], f[1], f[2]]);
-  }
-  return map;
-}
-
-/** from_kuid(): the id of kuid k inside a namespace with `map` (null map: the initial one), or -1 if unmapped. */
-function fromKid(map: IdMap | null, k: number): number {
-  if (k === INVALID_ID) return -1;
-  if (map === null) return k;
-  for (const [inside, outside, count] of map) {
-    if (k >= outside && k - outside < count) return inside + (k - outside);
-  }
-  return -1;
-}
-
-/** make_kuid(): the kuid of id `id` inside a namespace with `map`, or -1 if it has none. */
-function makeKid(map: IdMap | null, id: number): number {
-  if (id === INVALID_ID) return -1;
-  if (map === null) return id;
-  for (const [inside, outside, count] of map) {
-    if (id >= inside && id - inside < count) return outside + (id - inside);
-  }
-  return -1;
-}
-
-// ---------------------------------------------------------------------------
-// The view of a task: the namespaces that translation needs
-
-/**
- * The namespaces of a task (the receiver at export time, or the HELLO caller
- * for faked metadata), read lazily and only what an export needs. A view is
- * cheap to make; one view can serve several exports to the same task.
- * `tid === null` is the server's own view (the initial namespaces).
- */
-export class TaskView {
-  private userNsCache: string | null | undefined;
-  private pidNsCache: string | null | undefined;
-  private rootCache: RootId | null | undefined;
-  private uidMapCache: IdMap | null | undefined;
-  private gidMapCache: IdMap | null | undefined;
-
-  constructor(readonly tid: number | null) {}
-
-  static of(r: { tid: number } | TaskView | null): TaskView {
-    if (r instanceof TaskView) return r;
-    return r === null ? SERVER_VIEW : new TaskView(r.tid);
-  }
-
-  /** The user namespace identity (the server's if unreadable). */
-  get userNs(): string | null {
-    if (this.userNsCache === undefined) {
-      this.userNsCache = (this.tid === null ? null : nsId(this.tid, 'user')) ?? serverNs().userNs;
-    }
-    return this.userNsCache;
-  }
-
-  /** The (active) pid namespace identity (the server's if unreadable). */
-  get pidNs(): string | null {
-    if (this.pidNsCache === undefined) {
-      this.pidNsCache = (this.tid === null ? null : nsId(this.tid, 'pid')) ?? serverNs().pidNs;
-    }
-    return this.pidNsCache;
-  }
-
-  /** The fs root (the server's if unreadable). */
-  get root(): RootId | null {
-    if (this.rootCache === undefined) {
-      this.rootCache = (this.tid === null ? null : rootId(this.tid)) ?? serverNs().root;
-    }
-    return this.rootCache;
-  }
-
-  /** The uid map, or null for the initial user namespace (identity). */
-  get uidMap(): IdMap | null {
-    if (this.uidMapCache === undefined) {
-      this.uidMapCache = this.tid === null || this.userNs === serverNs().userNs
-        ? null : readIdMap(this.tid, 'uid_map') ?? [];
-    }
-    return this.uidMapCache;
-  }
-
-  get gidMap(): IdMap | null {
-    if (this.gidMapCache === undefined) {
-      this.gidMapCache = this.tid === null || this.userNs === serverNs().userNs
-        ? null : readIdMap(this.tid, 'gid_map') ?? [];
-    }
-    return this.gidMapCache;
-  }
-}
-
-const SERVER_VIEW = new TaskView(null);
 
 // ---------------------------------------------------------------------------
 // Process metadata
@@ -432,16 +101,16 @@ export class ProcMeta {
     this.tried |= want;
 
     // /proc/<tid>/status serves CREDS, PIDS, AUXGROUPS, CAPS (and the tgid for PID_COMM).
-    let status: string | null | undefined;
-    const getStatus = (): string | null => {
-      if (status === undefined) status = readText(`/proc/${tid}/status`);
+    let status: ProcStatus | null | undefined;
+    const getStatus = (): ProcStatus | null => {
+      if (status === undefined) status = procStatus(tid);
       return status;
     };
 
     if (want & ATTACH.CREDS) {
       const st = getStatus();
-      const u = st && statusNumbers(st, 'Uid');
-      const g = st && statusNumbers(st, 'Gid');
+      const u = st?.numbers('Uid');
+      const g = st?.numbers('Gid');
       if (u && g && u.length >= 4 && g.length >= 4) {
         this.creds = Uint32Array.of(u[0], u[1], u[2], u[3], g[0], g[1], g[2], g[3]);
         this.valid |= ATTACH.CREDS;
@@ -451,11 +120,11 @@ export class ProcMeta {
     if (want & ATTACH.PIDS) {
       const st = getStatus();
       if (st) {
-        const tgid = Number(statusField(st, 'Tgid'));
-        const ttid = Number(statusField(st, 'Pid'));
-        const ppid = Number(statusField(st, 'PPid') ?? 0);
-        const nsPid = statusNumbers(st, 'NSpid') ?? [ttid];
-        const nsTgid = statusNumbers(st, 'NStgid') ?? [tgid];
+        const tgid = st.number('Tgid');
+        const ttid = st.number('Pid');
+        const ppid = st.number('PPid');
+        const nsPid = st.numbers('NSpid') ?? [ttid];
+        const nsTgid = st.numbers('NStgid') ?? [tgid];
         const level = nsPid.length - 1;
         const nsIds = pidNsLadder(tid, level, ppid);
         this.ns.pidNs = nsIds[level];
@@ -466,8 +135,7 @@ export class ProcMeta {
           parent = { numbers: [ppid], nsIds };
         } else {
           // The parent may sit in an ancestor namespace: take its own chain.
-          const pst = readText(`/proc/${ppid}/status`);
-          const pnums = (pst ? statusNumbers(pst, 'NStgid') : null) ?? [ppid];
+          const pnums = procStatus(ppid)?.numbers('NStgid') ?? [ppid];
           parent = { numbers: pnums.slice(0, level + 1), nsIds };
         }
         this.pids = { tgid: { numbers: nsTgid, nsIds }, tid: { numbers: nsPid, nsIds }, ppid: parent };
@@ -477,7 +145,7 @@ export class ProcMeta {
 
     if (want & ATTACH.AUXGROUPS) {
       const st = getStatus();
-      const groups = st && statusNumbers(st, 'Groups');
+      const groups = st?.numbers('Groups');
       if (groups) {
         this.auxgroups = groups;
         this.valid |= ATTACH.AUXGROUPS;
@@ -486,7 +154,7 @@ export class ProcMeta {
 
     if (want & ATTACH.TID_COMM) {
       // /proc/<tid>/comm is the thread's comm (the same file as /proc/<pid>/task/<tid>/comm).
-      const c = readCString(`/proc/${tid}/comm`);
+      const c = procCString(`/proc/${tid}/comm`);
       if (c) {
         this.tidComm = c;
         this.valid |= ATTACH.TID_COMM;
@@ -495,8 +163,8 @@ export class ProcMeta {
 
     if (want & ATTACH.PID_COMM) {
       const st = getStatus();
-      const tgid = st ? Number(statusField(st, 'Tgid')) : 0;
-      const c = tgid > 0 ? readCString(`/proc/${tgid}/comm`) : null;
+      const tgid = st ? st.number('Tgid') : 0;
+      const c = tgid > 0 ? procCString(`/proc/${tgid}/comm`) : null;
       if (c) {
         this.pidComm = c;
         this.valid |= ATTACH.PID_COMM;
@@ -505,7 +173,7 @@ export class ProcMeta {
 
     if (want & ATTACH.EXE) {
       // No mm (kernel thread, zombie): no item, as get_task_mm() failing.
-      const exe = readLinkBuf(`/proc/${tid}/exe`);
+      const exe = procLink(`/proc/${tid}/exe`);
       const root = exe ? rootId(tid) : null;
       if (exe && root) {
         this.exe = exe;
@@ -517,17 +185,15 @@ export class ProcMeta {
 
     if (want & ATTACH.CMDLINE) {
       // argv[0] only; an empty cmdline is a task without mm or arguments: no item.
-      const n = readIntoScratch(`/proc/${tid}/cmdline`, true);
-      if (n > 0) {
-        let end = scratch.subarray(0, n).indexOf(0);
-        if (end < 0) end = n;
-        this.cmdline = Buffer.from(scratch.subarray(0, end));
+      const b = procFile(`/proc/${tid}/cmdline`, true);
+      if (typeof b !== 'number' && b.length > 0) {
+        this.cmdline = cString(b, true);
         this.valid |= ATTACH.CMDLINE;
       }
     }
 
     if (want & ATTACH.CGROUP) {
-      const t = readText(`/proc/${tid}/cgroup`);
+      const t = procText(`/proc/${tid}/cgroup`);
       const path = t === null ? null : cgroupPath(t);
       if (path !== null) {
         this.cgroup = Buffer.from(path, 'latin1');
@@ -546,7 +212,7 @@ export class ProcMeta {
         const topWord = last >> 5;
         const topMask = (last & 31) === 31 ? 0xffff_ffff : (2 ** ((last & 31) + 1)) - 1;
         for (let s = 0; s < 4; s++) {
-          let v = statusHex(st, sets[s]);
+          let v = st.mask(sets[s]);
           for (let w = 0; w < words; w++) {
             caps[s * words + w] = Number(v & 0xffff_ffffn);
             v >>= 32n;
@@ -563,15 +229,12 @@ export class ProcMeta {
 
     if (want & ATTACH.SECLABEL) {
       if (seclabelSupported !== false) {
-        const n = readIntoScratch(`/proc/${tid}/attr/current`);
-        if (n === -2) {
+        const b = procFile(`/proc/${tid}/attr/current`);
+        if (b === -errno.EINVAL) {
           seclabelSupported = false; // no LSM: the item is dropped, for every task
-        } else if (n > 0) {
+        } else if (typeof b !== 'number' && b.length > 0) {
           seclabelSupported = true;
-          let end = scratch.subarray(0, n).indexOf(0);
-          if (end < 0) end = n;
-          if (end > 0 && scratch[end - 1] === 0x0a) end--;
-          this.seclabel = Buffer.from(scratch.subarray(0, end));
+          this.seclabel = cString(b);
           this.valid |= ATTACH.SECLABEL;
         }
       }
@@ -579,8 +242,8 @@ export class ProcMeta {
 
     if (want & ATTACH.AUDIT) {
       // No audit support in the kernel (no loginuid file): no item, as !CONFIG_AUDITSYSCALL.
-      const l = readText(`/proc/${tid}/loginuid`);
-      const s = l === null ? null : readText(`/proc/${tid}/sessionid`);
+      const l = procText(`/proc/${tid}/loginuid`);
+      const s = l === null ? null : procText(`/proc/${tid}/sessionid`);
       if (l !== null && s !== null) {
         const loginuid = Number(l.trim());
         const sessionid = Number(s.trim());
@@ -624,13 +287,7 @@ export class ProcMeta {
         if (v === 0n) return NULL_PID;
         if (v > 0x7fff_ffffn) fail(errno.EINVAL, `no pid ${v}`);
         const n = Number(v);
-        let g: number | null = n;
-        if (caller.pidNs !== serverNs().pidNs && caller.tid !== null) {
-          const cst = readText(`/proc/${caller.tid}/status`);
-          const level = ((cst && statusNumbers(cst, 'NSpid')) ?? [0]).length - 1;
-          g = caller.pidNs === null ? null : findGlobalPid(caller.pidNs, level, n);
-        }
-        const ref = g === null ? null : pidRefOfGlobal(g);
+        const ref = pidRefIn(caller, n);
         if (ref === null) fail(errno.EINVAL, `no pid ${n}`);
         return ref;
       };
@@ -752,16 +409,6 @@ function writeU64(out: Buffer, v: bigint, off: number): void {
   const x = BigInt.asUintN(64, v);
   out.writeUInt32LE(Number(x & 0xffff_ffffn), off);
   out.writeUInt32LE(Number(x >> 32n), off + 4);
-}
-
-/** EXE as d_path() would print it for a task whose root is `root`. */
-function exeRelativeToRoot(exe: Buffer, root: RootId): Buffer {
-  const r = root.path;
-  if (r.length === 1 && r[0] === 0x2f) return exe;
-  if (exe.length > r.length && exe.subarray(0, r.length).equals(r) && exe[r.length] === 0x2f) {
-    return exe.subarray(r.length);
-  }
-  return exe;
 }
 
 /**

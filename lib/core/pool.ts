@@ -24,8 +24,6 @@ export interface PoolBacking {
   write(offset: number, data: Buffer): void;
   /** Copies from a process's memory straight into the pool; 0 or -errno. */
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number;
-  /** Copies from an fd the server holds; 0 or -errno. */
-  copyFromFd(offset: number, fd: number, fdOffset: number, len: number): number;
   /** Makes the range visible to the client (page-cache pools). */
   flush(offset: number, len: number): void;
 }

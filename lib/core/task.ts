@@ -1,49 +1,37 @@
-// What the server learns about a calling thread from /proc: its credentials
-// and capabilities, read when kdbus would look at `current` (open, BUS_MAKE,
-// HELLO), never on the message hot path.
-import { readFileSync, readlinkSync } from 'node:fs';
-
-export interface TaskCreds {
-  tgid: number;
-  uid: number; euid: number; suid: number; fsuid: number;
-  gid: number; egid: number; sgid: number; fsgid: number;
-  groups: number[];
-  capEff: bigint;
-  /** the thread's user namespace (readlink of /proc/<tid>/ns/user) */
-  userNs: string | null;
-}
+// What the server learns about a calling thread's credentials: read when
+// kdbus would look at `current` (open, BUS_MAKE, HELLO, and per ioctl when a
+// policy check needs the caller's ids). One read of /proc/<tid>/status per
+// such ioctl; the user namespace is read only for a capability decision.
+import { nsId, procStatus, type ProcStatus } from './proc.js';
 
 const CAP_IPC_OWNER = 15n;
 
-/** Credentials of thread tid, or null if it is gone. */
-export function taskCreds(tid: number): TaskCreds | null {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${tid}/status`, 'latin1');
-  } catch {
-    return null;
+/** Credentials of a thread, from one read of its status; the rest is parsed or read when asked for. */
+export class TaskCreds {
+  readonly uid: number; readonly euid: number; readonly suid: number; readonly fsuid: number;
+  readonly gid: number; readonly egid: number; readonly sgid: number; readonly fsgid: number;
+  private groupsCache: number[] | undefined;
+  private userNsCache: string | null | undefined;
+
+  constructor(private readonly tid: number, private readonly status: ProcStatus) {
+    [this.uid, this.euid, this.suid, this.fsuid] = status.numbers('Uid') ?? [];
+    [this.gid, this.egid, this.sgid, this.fsgid] = status.numbers('Gid') ?? [];
   }
-  const field = (name: string): string => {
-    const at = status.indexOf(`\n${name}:`);
-    if (at < 0) return '';
-    const end = status.indexOf('\n', at + 1);
-    return status.slice(at + name.length + 2, end < 0 ? undefined : end).trim();
-  };
-  const ids = (name: string): number[] => field(name).split(/\s+/).map(Number);
-  const [uid, euid, suid, fsuid] = ids('Uid');
-  const [gid, egid, sgid, fsgid] = ids('Gid');
-  const groups = field('Groups');
-  return { tgid: Number(field('Tgid')), uid, euid, suid, fsuid, gid, egid, sgid, fsgid,
-    groups: groups ? groups.split(/\s+/).map(Number) : [],
-    capEff: BigInt('0x' + (field('CapEff') || '0')), userNs: userNsOf(tid) };
+
+  get tgid(): number { return this.status.number('Tgid'); }
+  get groups(): number[] { return (this.groupsCache ??= this.status.numbers('Groups') ?? []); }
+  get capEff(): bigint { return this.status.mask('CapEff'); }
+  /** the thread's user namespace (readlink of /proc/<tid>/ns/user), read at the first look */
+  get userNs(): string | null {
+    if (this.userNsCache === undefined) this.userNsCache = nsId(this.tid, 'user');
+    return this.userNsCache;
+  }
 }
 
-function userNsOf(tid: number | 'self'): string | null {
-  try {
-    return readlinkSync(`/proc/${tid}/ns/user`);
-  } catch {
-    return null;
-  }
+/** Credentials of thread tid, or null if it is gone. */
+export function taskCreds(tid: number): TaskCreds | null {
+  const status = procStatus(tid);
+  return status && new TaskCreds(tid, status);
 }
 
 /** The domain's user namespace: the server's own (kdbusfs mounts in it). */
@@ -55,6 +43,7 @@ let domainUserNs: string | null | undefined;
  * user namespace has no capability on the host's buses.
  */
 export function hasCapIpcOwner(c: TaskCreds): boolean {
-  domainUserNs ??= userNsOf('self');
-  return c.userNs !== null && c.userNs === domainUserNs && ((c.capEff >> CAP_IPC_OWNER) & 1n) === 1n;
+  if (((c.capEff >> CAP_IPC_OWNER) & 1n) !== 1n) return false;
+  domainUserNs ??= nsId('self', 'user');
+  return c.userNs !== null && c.userNs === domainUserNs;
 }

@@ -1,6 +1,18 @@
 // The native addon's surface: the FUSE session on /dev/fuse, the file tree it
 // answers from, caller memory access and per-connection pools. Everything kdbus
 // lives in TypeScript; this file is the whole contract between the two.
+//
+// How native calls fail (one convention for all of them):
+// - A failure caused by a client or by the system (a bad address, a thread
+//   that is gone, a full fd table, a refused mount) is returned, never thrown:
+//   a call that yields a number returns it (>= 0: 0, a count, an fd, an id)
+//   or a negative errno; a call that yields data (memRead, fdStat) returns
+//   the data or a negative errno, so `typeof r === 'number'` is the failure.
+//   Callbacks into native code (FdInstallDone, SessionHandlers) answer the
+//   same way.
+// - A throw (TypeError, RangeError, Error) is a bug in the server's own code:
+//   an argument of the wrong type or range, a session, node or pool the server
+//   does not have, a byte range outside a pool it sized itself.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,7 +128,8 @@ export interface Native {
   /**
    * Opens /dev/fuse, mounts, starts a watchdog process that detaches the mount
    * if this process dies, and starts serving on the event loop. Returns a
-   * session id. Throws an Error with a clear message on failure.
+   * session id (> 0), or -errno when the system refuses (the detailed reason
+   * is written to stderr as one line).
    */
   sessionMount(opts: MountOptions, handlers: SessionHandlers): number;
   sessionInfo(sid: number): SessionInfo;
@@ -134,12 +147,14 @@ export interface Native {
   /**
    * The tree. Root is ino 1. Nodes are answered natively (LOOKUP, GETATTR, READDIR...).
    * name is a byte string, one char per byte (kdbus names are bytes); a char above 0xFF throws.
+   * Returns the new node's ino. The core checks names and uniqueness first, so
+   * a name the tree refuses throws (an Error whose code is the errno name:
+   * EEXIST, EINVAL).
    */
   nodeAdd(sid: number, parent: number, name: string, isDir: boolean,
           mode: number, uid: number, gid: number, tag: number): number;
   /** Unlinks a node (and, for a directory, everything below it). Later LOOKUPs get ENOENT. */
   nodeRemove(sid: number, ino: number): void;
-  nodeSetAttr(sid: number, ino: number, mode: number, uid: number, gid: number): void;
 
   /**
    * Answers a parked ioctl. result >= 0, or a negative errno. Returns false
@@ -162,15 +177,13 @@ export interface Native {
   /**
    * Copies data into fh's pool at offset. This and the other pool calls below
    * throw a RangeError for a range outside the pool, and an Error if fh has no
-   * pool set up: those are bugs of the caller, not of the client.
+   * pool set up: the server sized the pool and places every slice in it, so
+   * either is a bug of the server, not of the client.
    */
   poolWrite(sid: number, fh: number, offset: number, data: Buffer): void;
   /** Copies len bytes from the caller's memory straight into fh's pool (one copy). 0 or -errno. */
   poolCopyFromProcess(sid: number, fh: number, offset: number, tid: number,
                       addr: number, len: number): number;
-  /** Copies len bytes from an fd the server holds (pread at fdOffset) into fh's pool. 0 or -errno. */
-  poolCopyFromFd(sid: number, fh: number, offset: number, fd: number,
-                 fdOffset: number, len: number): number;
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 
