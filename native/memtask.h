@@ -7,10 +7,14 @@
 // thread hands each copy to a memory task: created with clone(CLONE_VM |
 // CLONE_FILES) but not CLONE_THREAD, it shares the server's memory (it copies
 // straight into server buffers and pool mappings) and file table, yet is a
-// process of its own, so SIGKILL ends it alone, stuck fault and all. The loop
-// thread waits for the copy at most kTimeoutMs; then it kills the task, waits
-// for it to be gone (it can write no more into the destination), logs why
-// (rate-limited) and fails the copy with EFAULT; the next copy gets a new task.
+// process of its own, so SIGKILL ends it alone. The loop thread waits for
+// the copy kTimeoutMs (more while the task is runnable: a loaded machine's
+// run queue is no stall); then it kills the task, logs why (rate-limited)
+// and fails the copy with EFAULT; the next copy gets a new task at once. A
+// killable fault ends with the kill; a FUSE READ its server has read but not
+// answered is waited out uninterruptibly by the kernel, so such a task stays
+// until that server answers or goes, and is reaped by a later copy; the task
+// copies page by page, so that it copies nothing once it wakes.
 //
 // EFAULT, not ETIMEDOUT: it is what kdbus answers for memory it could not
 // read or write, every client treats it as its own bad pointer, and
@@ -27,8 +31,8 @@
 
 namespace memtask {
 
-// A copy that has not finished after this long is given up. Ordinary memory
-// takes microseconds (1 MiB: ~0.3 ms on a loaded machine), a swapped-out page
+// A copy whose task has slept this long is given up. Ordinary memory takes
+// microseconds (1 MiB: ~1.5 ms on a loaded machine), a swapped-out page
 // milliseconds; one stuck copy delays every other user by this much, once.
 constexpr int kTimeoutMs = 50;
 
