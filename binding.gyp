@@ -9,6 +9,7 @@
         "native/tree.cc",
         "native/pool.cc",
         "native/procmem.cc",
+        "native/memtask.cc",
         "native/fdwatch.cc",
         "native/fdinstall.cc",
         "native/fdtransfer.cc",

@@ -20,6 +20,7 @@
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
+#include "memtask.h"
 #include "procmem.h"
 #include "session.h"
 
@@ -406,7 +407,7 @@ class Addon : public Napi::Addon<Addon> {
       return env.Undefined();
     if (len > kMaxMemRead) return Napi::Number::New(env, -ENOMEM);
     Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, len);
-    int e = procmem::Read(tid, addr, buf.Data(), len);
+    int e = memtask::Read(tid, addr, buf.Data(), len);
     if (e) return Napi::Number::New(env, e);
     return buf;
   }
@@ -419,7 +420,7 @@ class Addon : public Napi::Addon<Addon> {
     size_t len;
     if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !Bytes(info, 2, &data, &len))
       return env.Undefined();
-    return Napi::Number::New(env, procmem::Write(tid, addr, data, len));
+    return Napi::Number::New(env, memtask::Write(tid, addr, data, len));
   }
 
   Napi::Value PoolSetup(const Napi::CallbackInfo& info) {

@@ -12,7 +12,7 @@
 
 #include "fuse_kernel.h"
 #include "loopcall.h"
-#include "procmem.h"
+#include "memtask.h"
 
 namespace {
 constexpr uint64_t kPage = 4096;
@@ -77,7 +77,7 @@ void Pool::Write(uint64_t off, const void* data, size_t len) {
 }
 
 int Pool::CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len) {
-  return procmem::Read(tid, addr, map_ + off, len);
+  return memtask::Read(tid, addr, map_ + off, len);
 }
 
 void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {

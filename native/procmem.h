@@ -8,9 +8,12 @@
 
 namespace procmem {
 
-// process_vm_readv / process_vm_writev. 0, or -errno (-EFAULT when short).
-// On the loop thread each is a loopcall::Scope: it may wait for a FUSE READ
-// of this very process.
+// process_vm_readv / process_vm_writev in the calling thread. 0, or -errno
+// (-EFAULT when short). The call lasts as long as the fault does, which a
+// client controls: the loop thread copies clients' memory through memtask
+// instead; the fd installer's tracer uses this (on a thread it stopped,
+// off the loop thread). On the loop thread each
+// is a loopcall::Scope: it may wait for a FUSE READ of this very process.
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len);
 int Write(pid_t tid, uint64_t addr, const void* src, size_t len);
 

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "fuse_kernel.h"
+#include "memtask.h"
 #include "procmem.h"
 
 namespace {
@@ -706,7 +707,7 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
       headBuf = command;  // it starts with the same bytes: one Buffer serves as both
     } else if (size >= 8 && size <= kMaxCommandRead) {
       Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, size);
-      int e = procmem::Read(static_cast<pid_t>(h.pid), in.arg, buf.Data(), size);
+      int e = memtask::Read(static_cast<pid_t>(h.pid), in.arg, buf.Data(), size);
       command = e ? Napi::Value(Napi::Number::New(env, e)) : Napi::Value(buf);
     }
   }

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "loopcall.h"
+#include "memtask.h"
 
 bool StallRescue::Start(uv_loop_t* loop, int devfd, size_t bufSize, uint32_t maxRead,
                         void (*onRescued)(void*), void* data, std::string* err) {
@@ -176,7 +177,8 @@ bool StallRescue::Handle(size_t len) {
     memcpy(&h, in_.data(), sizeof h);
     memcpy(&in, in_.data() + sizeof h, sizeof in);
     if (h.opcode == FUSE_READ && h.len == len) {
-      bool own = h.pid == static_cast<uint32_t>(loopcall::LoopTid());
+      // The loop thread copies clients' memory through a memory task.
+      bool own = h.pid == static_cast<uint32_t>(loopcall::LoopTid()) || memtask::IsTask(static_cast<pid_t>(h.pid));
       auto it = pools_.find(in.fh);
       if (it != pools_.end()) {
         // Any client's fault: the loop thread may be waiting for that page's lock.

@@ -1,0 +1,339 @@
+#include "memtask.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <vector>
+
+#include "loopcall.h"
+
+namespace memtask {
+
+namespace {
+
+// The task runs beside the loop thread with the loop thread's TLS (clone
+// copies the thread pointer): it must not touch errno or anything else
+// thread-local, so it makes its system calls itself.
+inline long RawSyscall(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  register long r9 asm("r9") = f;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 asm("x8") = n;
+  register long x0 asm("x0") = a;
+  register long x1 asm("x1") = b;
+  register long x2 asm("x2") = c;
+  register long x3 asm("x3") = d;
+  register long x4 asm("x4") = e;
+  register long x5 asm("x5") = f;
+  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+  return x0;
+#else
+#error "memtask: raw system calls for this architecture"
+#endif
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// The futex word: the loop thread posts a job, the task marks it done, the
+// loop thread takes the result and makes it idle again.
+enum : uint32_t { kIdle = 0, kPosted = 1, kDone = 2 };
+
+// The loop thread spins a little before it sleeps (a copy of ordinary
+// memory often ends by then). The task does not: on a machine where both run
+// on one CPU, a spinning task would hold the loop thread off.
+constexpr int kLoopSpin = 50;
+// A killed task in a killable fault is gone within microseconds. One whose
+// FUSE server has read the READ and does not answer is not: the kernel waits
+// that out uninterruptibly (request_wait_answer), and so it stays until that
+// server answers or goes. It is not waited for: a later copy reaps it once
+// it is gone (looking at most once per kReapEveryMs).
+constexpr int kReapMs = 10;
+constexpr int kReapEveryMs = 1000;
+// Remote iovecs per process_vm_readv/writev (UIO_MAXIOV).
+constexpr size_t kIovMax = 1024;
+constexpr size_t kStack = 64 * 1024;
+// A task still runnable at the deadline (waiting for a CPU on a loaded
+// machine, or copying) is given more time, up to this in all.
+constexpr int kRunnableMaxMs = 2000;
+
+struct Task {
+  pid_t pid = 0;  // our child, unreaped: the number stays its own
+  pid_t parent = 0;  // the server's pid: the task checks it is still there
+  void* stack = nullptr;
+  std::atomic<uint32_t> word{kIdle};
+  std::atomic<uint32_t> taskSleeps{0};
+  std::atomic<uint32_t> loopSleeps{0};
+  size_t page = 4096;
+  // The job, written by the loop thread before kPosted, result before kDone.
+  long syscallNo = 0;
+  pid_t tid = 0;
+  uint8_t* local = nullptr;
+  uint64_t addr = 0;
+  size_t len = 0;
+  long result = 0;  // bytes copied, or -errno
+  // One remote iovec per page: a fault that never ends then holds no page
+  // pinned for a copy, so a task killed in it copies nothing once it wakes
+  // (the kernel copies a batch of pinned pages after pinning them).
+  iovec remote[kIovMax];
+};
+
+// The job of t, in its task.
+long RunJob(Task* t) {
+  size_t done = 0;
+  while (done < t->len) {
+    size_t n = 0, chunk = 0;
+    while (n < kIovMax && done + chunk < t->len) {
+      uint64_t at = t->addr + done + chunk;
+      size_t take = t->page - (at & (t->page - 1));
+      if (take > t->len - done - chunk) take = t->len - done - chunk;
+      t->remote[n].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(at));
+      t->remote[n].iov_len = take;
+      chunk += take;
+      n++;
+    }
+    iovec local{t->local + done, chunk};
+    long r = RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(t->remote),
+                        static_cast<long>(n), 0);
+    if (r < 0) return done ? static_cast<long>(done) : r;
+    done += static_cast<size_t>(r);
+    if (static_cast<size_t>(r) < chunk) break;
+  }
+  return static_cast<long>(done);
+}
+
+Task* g_task = nullptr;        // the task that takes the next copy, if started
+std::vector<Task*> g_dying;    // killed, not yet reaped
+std::atomic<pid_t> g_livePid{0};
+std::atomic<pid_t> g_killedPid{0};  // the last one killed (its FUSE READs may still come)
+
+int TaskMain(void* arg) {
+  Task* t = static_cast<Task*>(arg);
+  // Dies with the server; if the server is gone already, goes at once.
+  RawSyscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  if (RawSyscall(SYS_getppid) != t->parent) return 0;
+  RawSyscall(SYS_prctl, PR_SET_NAME, reinterpret_cast<long>("kdbusfs-mem"));
+  uint32_t* word = reinterpret_cast<uint32_t*>(&t->word);
+  for (;;) {
+    for (;;) {
+      uint32_t w = t->word.load();
+      if (w == kPosted) break;
+      t->taskSleeps.store(1);
+      if (t->word.load() == w) RawSyscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAIT_PRIVATE, w, 0);
+      t->taskSleeps.store(0);
+    }
+    t->result = RunJob(t);
+    t->word.store(kDone);
+    if (t->loopSleeps.load()) RawSyscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, 1);
+  }
+}
+
+void Free(Task* t) {
+  munmap(t->stack, kStack);
+  delete t;
+}
+
+// Reaps a killed t if it is gone within ms. True if it was (and t is freed).
+bool Reap(Task* t, int ms) {
+  if (ms > 0) {
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, t->pid, 0));
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      int r;
+      do r = poll(&p, 1, ms);
+      while (r < 0 && errno == EINTR);
+      close(pidfd);
+    }
+  }
+  int status;
+  pid_t r;
+  do r = waitpid(t->pid, &status, __WCLONE | WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return false;
+  Free(t);
+  return true;
+}
+
+void ReapDying() {
+  for (size_t i = 0; i < g_dying.size();) {
+    if (Reap(g_dying[i], 0)) {
+      g_dying[i] = g_dying.back();
+      g_dying.pop_back();
+    } else {
+      i++;
+    }
+  }
+}
+
+Task* Start() {
+  Task* t = new Task;
+  t->parent = getpid();
+  t->page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  t->stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (t->stack == MAP_FAILED) {
+    delete t;
+    return nullptr;
+  }
+  // Signals stay the server's: the task starts with all of them blocked (its
+  // handler table is a copy), and SIGKILL is the only one it ever gets.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  // No exit signal: the server gets no SIGCHLD, and reaps it with __WCLONE.
+  pid_t pid = clone(TaskMain, static_cast<char*>(t->stack) + kStack,
+                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM, t);
+  int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    fprintf(stderr, "kdbusfs: memory task: clone: %s\n", strerror(err));
+    Free(t);
+    return nullptr;
+  }
+  t->pid = pid;
+  g_livePid.store(pid);
+  return t;
+}
+
+// True if the task is runnable ('R' in /proc/PID/stat): not stuck in a sleep.
+bool Runnable(const Task* t) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(t->pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  const char* paren = strrchr(buf, ')');  // "pid (comm) S ..."
+  return paren && paren[1] == ' ' && paren[2] == 'R';
+}
+
+// Waits for t's job until the deadline: kTimeoutMs, extended while the task
+// is runnable (a loaded machine's run queue is no stall). True if it is done.
+bool Wait(Task* t) {
+  for (int i = 0; i < kLoopSpin; i++) {
+    if (t->word.load() == kDone) return true;
+    CpuRelax();
+  }
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start = Clock::now(), deadline = start + std::chrono::milliseconds(kTimeoutMs);
+  uint32_t* word = reinterpret_cast<uint32_t*>(&t->word);
+  t->loopSleeps.store(1);
+  while (t->word.load() != kDone) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      if (deadline - start >= std::chrono::milliseconds(kRunnableMaxMs) || !Runnable(t)) break;
+      deadline += std::chrono::milliseconds(kTimeoutMs);
+      continue;
+    }
+    timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, kPosted, &ts, nullptr, 0);
+  }
+  t->loopSleeps.store(0);
+  return t->word.load() == kDone;
+}
+
+// One line a second at most, with the count of copies given up since the last.
+void LogGiveUp(bool write, pid_t tid, uint64_t addr, size_t len) {
+  static std::chrono::steady_clock::time_point last;
+  static unsigned unlogged = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1)) {
+    unlogged++;
+    return;
+  }
+  fprintf(stderr,
+          "kdbusfs: a %s %zu bytes at 0x%llx of thread %d took over %d ms (memory its owner's mapping "
+          "does not bring in, e.g. a file of a FUSE mount that does not answer): the copy is given up, "
+          "the request fails with EFAULT (%u more since the last such line; %zu killed tasks wait for "
+          "their fault to end)\n",
+          write ? "write of" : "read of", len, static_cast<unsigned long long>(addr), static_cast<int>(tid),
+          kTimeoutMs, unlogged, g_dying.size());
+  last = now;
+  unlogged = 0;
+}
+
+int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
+  if (len == 0) return 0;
+  if (!g_dying.empty()) {
+    static std::chrono::steady_clock::time_point lastReap;
+    auto now = std::chrono::steady_clock::now();
+    if (now - lastReap >= std::chrono::milliseconds(kReapEveryMs)) {
+      lastReap = now;
+      ReapDying();
+    }
+  }
+  if (!g_task && !(g_task = Start())) return -ENOMEM;
+  Task* t = g_task;
+  t->syscallNo = syscallNo;
+  t->tid = tid;
+  t->local = static_cast<uint8_t*>(local);
+  t->addr = addr;
+  t->len = len;
+  t->word.store(kPosted);
+  if (t->taskSleeps.load()) syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  bool done;
+  {
+    // The range may be a page of a page-cache pool of this very mount: the
+    // task's fault asks us for a READ, which StallRescue answers while we wait.
+    loopcall::Scope stall;
+    done = Wait(t);
+  }
+  if (done) {
+    long r = t->result;
+    t->word.store(kIdle);
+    if (r < 0) return static_cast<int>(r);
+    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+  }
+  // Stuck. SIGKILL ends a killable fault at once; one that is not (see
+  // kReapMs) ends in the kill once it does end: either way the task copies
+  // nothing more (see Task::remote), and the destination is the caller's
+  // again.
+  g_task = nullptr;
+  g_livePid.store(0);
+  g_killedPid.store(t->pid);
+  kill(t->pid, SIGKILL);
+  if (!Reap(t, kReapMs)) g_dying.push_back(t);
+  LogGiveUp(syscallNo == SYS_process_vm_writev, tid, addr, len);
+  return -EFAULT;
+}
+
+}  // namespace
+
+int Read(pid_t tid, uint64_t addr, void* dst, size_t len) { return Copy(SYS_process_vm_readv, tid, addr, dst, len); }
+
+int Write(pid_t tid, uint64_t addr, const void* src, size_t len) {
+  return Copy(SYS_process_vm_writev, tid, addr, const_cast<void*>(src), len);
+}
+
+bool IsTask(pid_t pid) { return pid != 0 && (pid == g_livePid.load() || pid == g_killedPid.load()); }
+
+}  // namespace memtask

@@ -1,0 +1,50 @@
+// A client's memory, read and written by a task the server can kill.
+//
+// process_vm_readv / process_vm_writev fault the client's pages in, in the
+// calling thread. A page of a file on a FUSE mount whose server never answers
+// its READ (any user can mount one with fusermount3) holds that thread until
+// a fatal signal: on the loop thread, every user would wait. So the loop
+// thread hands each copy to a memory task: created with clone(CLONE_VM |
+// CLONE_FILES) but not CLONE_THREAD, it shares the server's memory (it copies
+// straight into server buffers and pool mappings) and file table, yet is a
+// process of its own, so SIGKILL ends it alone. The loop thread waits for
+// the copy kTimeoutMs (more while the task is runnable: a loaded machine's
+// run queue is no stall); then it kills the task, logs why (rate-limited)
+// and fails the copy with EFAULT; the next copy gets a new task at once. A
+// killable fault ends with the kill; a FUSE READ its server has read but not
+// answered is waited out uninterruptibly by the kernel, so such a task stays
+// until that server answers or goes, and is reaped by a later copy; the task
+// copies page by page, so that it copies nothing once it wakes.
+//
+// EFAULT, not ETIMEDOUT: it is what kdbus answers for memory it could not
+// read or write, every client treats it as its own bad pointer, and
+// ETIMEDOUT already says something else in kdbus (a synchronous call whose
+// reply did not come in time).
+//
+// Loop thread only (Node's main thread): one copy at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace memtask {
+
+// A copy whose task has slept this long is given up. Ordinary memory takes
+// microseconds (1 MiB: ~1.5 ms on a loaded machine), a swapped-out page
+// milliseconds; one stuck copy delays every other user by this much, once.
+constexpr int kTimeoutMs = 50;
+
+// Copies len bytes from the thread tid's address addr to dst (Read), or from
+// src to addr (Write). 0, or -errno: -EFAULT for memory that is not mapped,
+// a short copy, or a copy that did not finish in time; -ESRCH for a thread
+// that is gone; -ENOMEM if no task could be started.
+int Read(pid_t tid, uint64_t addr, void* dst, size_t len);
+int Write(pid_t tid, uint64_t addr, const void* src, size_t len);
+
+// True for a memory task of this server: a FUSE request it sent was caused by
+// the loop thread (StallRescue).
+bool IsTask(pid_t pid);
+
+}  // namespace memtask

@@ -1,0 +1,189 @@
+// Stall through client memory (issue #17, 1): an attacker points the server
+// at memory of its own that never comes in, a mapping of a file on a FUSE
+// mount whose READs are never answered (test/clients/stuck-fuse.c; a hostile
+// user mounts one with fusermount3; here root mounts it for uid 1000 with
+// allow_other, which is the same to the server). Once the server's thread
+// itself faulted on such a page, every user waited as long as the attacker
+// liked. Now the copy runs in a memory task (native/memtask.h) that is
+// killed when it does not finish in time: the attacker's request fails with
+// EFAULT, the server logs why, and everyone else is served meanwhile.
+//
+// The attacker (uid 1000) tries each way the server touches a client's
+// memory: a SEND whose msg_address lies in the mapping, one whose
+// PAYLOAD_VEC does, and a synchronous call whose command page the attacker
+// swaps for a page of the mapping while it waits, so that the server's
+// write of the reply's offset lands there. Meanwhile a victim pair under uid
+// 1001 makes synchronous 8-byte calls at 500/s. Asserted: every attack is
+// refused with EFAULT within a bound; no victim call fails and the victim's
+// p99 stays within twice its undisturbed p99 or 20 ms, whichever is larger;
+// the server says why; afterwards the census and the server's fds are back
+// to their baselines and exactly one memory task is left, idle.
+//
+// This process never touches the mounts synchronously; every wait is bounded.
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  census, censusBack, compileClient, hello, live, makeBus, mountType, needRootAndFuse, ok, peerSet, sleep,
+  startServer, stopServer, until, withTimeout, type Peer, type Tap,
+} from './harness.js';
+
+const ATTACKER_UID = 1000;
+const VICTIM_UID = 1001;
+const RATE = 500;
+const UNDISTURBED_CALLS = 1000;
+const DISTURBED_CALLS = 2500;
+const ROUNDS = 3; // each attack, this many times during the victim's calls
+// The memory task's bound is 50 ms of the task asleep (native/memtask.h);
+// the rest is slack for a loaded machine.
+const REFUSAL_BOUND_MS = 1000;
+
+t.setTimeout(120_000);
+
+needRootAndFuse();
+
+const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-hostile-memory-'));
+chmodSync(tmp, 0o755); // the peers under other uids must reach the mounts inside
+const client = await compileClient('hostile-memory.c', join(tmp, 'hostile-memory'), ['-pthread']);
+const peerClient = await compileClient('kdbus-peer.c', join(tmp, 'kdbus-peer'), ['-pthread']);
+const stuckFuse = await compileClient('stuck-fuse.c', join(tmp, 'stuck-fuse'), ['-pthread']);
+
+/** The server's open fds. */
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** The server's memory tasks (children named kdbusfs-mem): pid and state letter. */
+function memoryTasks(serverPid: number): { pid: number; state: string }[] {
+  const out: { pid: number; state: string }[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const [state, ppid] = stat.slice(close + 2).split(' ');
+    if (comm === 'kdbusfs-mem' && Number(ppid) === serverPid) out.push({ pid: Number(e), state: state! });
+  }
+  return out;
+}
+
+/** The stuck FUSE mount at dir (its file readable by uid), until the test ends. */
+async function stuckMount(t: Tap, dir: string, uid: number):
+    Promise<{ reads: () => number; stop: () => Promise<void> } | null> {
+  const child = spawn(stuckFuse, [dir, String(uid)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const gone = new Promise<void>((done) => child.on('close', () => done()));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await withTimeout(gone, 5000, 'stuck-fuse exits').catch(() => child.kill('SIGKILL'));
+  };
+  t.teardown(stop);
+  if (!await until(() => out.includes('ok ready') || out.includes('err'), 5000) || !out.includes('ok ready')) {
+    t.fail('the stuck FUSE mount comes up', { out });
+    return null;
+  }
+  return { reads: () => (out.match(/^read /gm) ?? []).length, stop };
+}
+
+await t.test(`uid ${ATTACKER_UID} points the server at memory that never comes in; uid ${VICTIM_UID} keeps calling`,
+  async (t) => {
+    const dir = join(tmp, 'kdbus');
+    const fuseDir = join(tmp, 'stuck');
+    mkdirSync(dir);
+    mkdirSync(fuseDir);
+    const server = await startServer(t, dir);
+    if (!server) return;
+    const serverPid = server.child.pid!;
+    const stuck = await stuckMount(t, fuseDir, ATTACKER_UID);
+    if (!stuck) return;
+    const base = await census(server);
+    const baseFds = fdCount(serverPid);
+
+    await t.test('the attacks', async (t) => {
+      const newPeer = peerSet(t, peerClient);
+      const newClient = peerSet(t, client);
+      const { path } = await makeBus(t, newPeer, dir, '0-hostile');
+      const peer = async (name: string, uid: number): Promise<Peer> => {
+        const p = await newClient(name);
+        ok(t, await p.cmd(`setuid ${uid}`), `${name}: drops to uid ${uid}`);
+        return hello(t, p, path);
+      };
+      const receiver = await peer('victim receiver', VICTIM_UID);
+      ok(t, await receiver.cmd('serve'), 'the victim receiver answers calls');
+      const caller = await peer('victim caller', VICTIM_UID);
+      const attacker = await peer('attacker', ATTACKER_UID);
+      ok(t, await attacker.cmd(`map ${join(fuseDir, 'file')}`), 'the attacker maps a file of its stuck FUSE mount');
+
+      const calls = (n: number) => caller.cmd(`calls ${receiver.id} ${n} ${RATE} 5000`, 60_000);
+      const quiet = await calls(UNDISTURBED_CALLS);
+      t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+      const quietP99 = Number(quiet.kv.p99_ms);
+
+      const during = calls(DISTURBED_CALLS);
+      const attacks: { what: string; line: string; errno: string; ms: number }[] = [];
+      const started = Date.now();
+      for (let round = 0; round < ROUNDS; round++) {
+        // Fresh pages each time (each a READ the mount holds), spread over the run.
+        for (const [what, off] of [['msg', 0], ['vec', 256], ['write', 512]] as const) {
+          await sleep(300);
+          const r = await attacker.cmd(`attack ${what} ${(off + round * 64) * 1024}`, 10_000);
+          attacks.push({ what, line: r.line, errno: r.kv.errno ?? r.line, ms: Number(r.kv.ms) });
+        }
+      }
+      const attackMs = Date.now() - started;
+      const victim = await during;
+
+      t.comment(`undisturbed: ${quiet.line}`);
+      t.comment(`under attack (${attacks.length} attacks in ${attackMs} ms): ${victim.line}`);
+      t.comment(`attacks: ${attacks.map((a) => `${a.what} ${a.errno} ${a.ms} ms`).join(', ')}`);
+      for (const a of attacks) {
+        t.equal(a.errno, 'EFAULT', `attack ${a.what}: refused with EFAULT`, { answer: a.line });
+        t.ok(a.ms < REFUSAL_BOUND_MS, `attack ${a.what}: in ${a.ms} ms (bound ${REFUSAL_BOUND_MS})`);
+      }
+      for (const a of attacks.filter((x) => x.what === 'write')) {
+        t.match(a.line, /reply=-/, 'the attacker\'s own reply was sent (only the caller\'s write-back failed)');
+      }
+      t.ok(stuck.reads() >= 3, `the stuck mount holds READs the server's memory tasks caused (${stuck.reads()})`);
+      t.equal(victim.kv.done, String(DISTURBED_CALLS), `under attack: all ${DISTURBED_CALLS} victim calls answered`,
+        { answer: victim.line });
+      t.equal(victim.kv.failed, '0', 'none failed');
+      const bound = Math.max(2 * quietP99, 20);
+      t.ok(Number(victim.kv.p99_ms) <= bound, `victim p99 ${victim.kv.p99_ms} ms <= ${bound.toFixed(2)} ms ` +
+        `(undisturbed p50/p99 ${quiet.kv.p50_ms}/${quiet.kv.p99_ms} ms; under attack p50 ${victim.kv.p50_ms} ms)`);
+      t.match(server.stderr, /took over \d+ ms .* the request fails with EFAULT/, 'the server says why');
+
+      // A killed task whose FUSE server read the READ stays (the kernel waits
+      // for that answer uninterruptibly) until that server goes; then the
+      // next copy, a second after the last look, reaps it.
+      const stuckTasks = memoryTasks(serverPid).filter((x) => x.state === 'D').length;
+      t.comment(`memory tasks killed in a fault that waits for the stuck mount: ${stuckTasks}`);
+      await stuck.stop();
+      await sleep(1100);
+      const after = await calls(50);
+      t.equal(after.kv.failed, '0', 'the attacker\'s FUSE server gone, the victim calls on', { answer: after.line });
+      const tasks = memoryTasks(serverPid);
+      t.equal(tasks.length, 1, 'one memory task is left (the killed ones reaped)', { tasks });
+      t.match(tasks[0]?.state ?? '', /^S$/, 'and it sleeps, waiting for the next copy', { tasks });
+    });
+
+    const { off } = await censusBack(server, base);
+    t.same(off, {}, 'every client gone: the census is back to the baseline');
+    t.equal(live.size, 0, 'no client process is left');
+    t.ok(await until(() => fdCount(serverPid) === baseFds, 5000, 50),
+      `the server's fds are back to the baseline (${baseFds}; now ${fdCount(serverPid)})`);
+    await stopServer(t, server, dir);
+    t.ok(await until(() => memoryTasks(serverPid).length === 0, 2000, 50), 'the memory task goes with the server');
+  });
+
+t.teardown(() => {
+  for (const p of live) p.kill();
+  if (!mountType(join(tmp, 'kdbus')) && !mountType(join(tmp, 'stuck'))) rmSync(tmp, { recursive: true, force: true });
+});
