@@ -10,6 +10,7 @@
 //
 // This file is the one place that knows how handles are built and run; the
 // tests speak kdbus command structs only (test/core/client.ts).
+import './quiet.js';
 import { Domain, ROOT_INO, type Tree } from '../../lib/core/domain.js';
 import { ControlHandle, EndpointHandle, type Call, type Handle, type HandleEnv, type Parked }
   from '../../lib/core/handle.js';
