@@ -1,7 +1,9 @@
 // Helpers every kind of test uses, in process or end to end: waiting for a
-// condition, bounding a promise, and the errno a core call throws. Nothing
-// here needs root, a mount or tap.
+// condition, bounding a promise, the errno a core call throws, and the bytes
+// of kdbus items as userspace writes them. Nothing here needs root, a mount
+// or tap.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ITEM_HEADER_SIZE, align8 } from '../lib/abi/kdbus.js';
 import { KdbusError } from '../lib/core/errors.js';
 
 export { sleep };
@@ -47,4 +49,29 @@ export function errnoOf(fn: () => unknown): number | null {
     if (e instanceof KdbusError) return e.errno;
     throw e;
   }
+}
+
+/** u64 values, little endian, one after the other. */
+export function u64s(...v: bigint[]): Buffer {
+  const b = Buffer.alloc(8 * v.length);
+  v.forEach((x, i) => b.writeBigUInt64LE(BigInt.asUintN(64, x), 8 * i));
+  return b;
+}
+
+/** A NUL-terminated string, as its UTF-8 bytes. */
+export function str(s: string): Buffer {
+  return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
+}
+
+/**
+ * One item: {size, type, payload} zero-padded to 8. `size` defaults to
+ * 16 + payload length (unaligned, as userspace writes it).
+ */
+export function item(type: number | bigint, payload: Buffer = Buffer.alloc(0), size?: bigint | number): Buffer {
+  const realSize = ITEM_HEADER_SIZE + payload.length;
+  const b = Buffer.alloc(align8(realSize));
+  b.writeBigUInt64LE(BigInt(size ?? realSize), 0);
+  b.writeBigUInt64LE(BigInt(type), 8);
+  payload.copy(b, ITEM_HEADER_SIZE);
+  return b;
 }

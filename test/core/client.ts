@@ -9,25 +9,8 @@ import { CMD, CMD_FREE, CMD_HELLO, CMD_MAKE, CMD_MATCH, CMD_NAME, CMD_RECV, CMD_
 import type { Bus } from '../../lib/core/bus.js';
 import type { Connection } from '../../lib/core/connection.js';
 import type { EndpointHandle } from '../../lib/core/handle.js';
+import { item, str, u64s } from '../helpers.js';
 import { CALLER_TID, FakeWorld, type OpenFile, type Pending } from './fake-env.js';
-
-export const u64s = (...v: bigint[]): Buffer => {
-  const b = Buffer.alloc(8 * v.length);
-  v.forEach((x, i) => b.writeBigUInt64LE(x, 8 * i));
-  return b;
-};
-
-/** A NUL-terminated string, as name items carry them. */
-export const cstr = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'latin1'), Buffer.alloc(1)]);
-
-/** One item: header, payload, padded to 8 bytes (the size field is unpadded, as the uapi macros make it). */
-export function item(type: number, payload: Buffer): Buffer {
-  const b = Buffer.alloc(align8(ITEM_HEADER_SIZE + payload.length));
-  b.writeBigUInt64LE(BigInt(ITEM_HEADER_SIZE + payload.length), 0);
-  b.writeBigUInt64LE(BigInt(type), 8);
-  payload.copy(b, ITEM_HEADER_SIZE);
-  return b;
-}
 
 /** A command: fixed part of `fixed` bytes with u64 fields set, then items; size set. */
 export function command(fixed: number, fields: Record<number, bigint>, items: Buffer[] = []): Buffer {
@@ -178,7 +161,7 @@ export class Client {
   /** The message struct in memory; returns its address. */
   private putMessage(o: Outgoing): number {
     const items: Buffer[] = [];
-    if (o.dstName !== undefined) items.push(item(ITEM.DST_NAME, cstr(o.dstName)));
+    if (o.dstName !== undefined) items.push(item(ITEM.DST_NAME, str(o.dstName)));
     if (o.payload) items.push(item(ITEM.PAYLOAD_VEC, u64s(BigInt(o.payload.length), BigInt(this.mem.put(o.payload)))));
     if (o.bloom) items.push(item(ITEM.BLOOM_FILTER, u64s(o.bloom.generation, ...o.bloom.words)));
     if (o.fds) {
@@ -251,12 +234,12 @@ export class Client {
   /** NAME_ACQUIRE: the result and the flags the kernel wrote back. */
   acquire(name: string, flags = 0n): { ret: number; flags: bigint } {
     const { ret, arg } = this.run(CMD.NAME_ACQUIRE, command(CMD_NAME.items, { [CMD_NAME.flags]: flags },
-      [item(ITEM.NAME, cstr(name))]));
+      [item(ITEM.NAME, str(name))]));
     return { ret, flags: this.mem.u64(arg + CMD_NAME.flags) };
   }
 
   release(name: string): number {
-    return this.run(CMD.NAME_RELEASE, command(CMD_NAME.items, {}, [item(ITEM.NAME, cstr(name))])).ret;
+    return this.run(CMD.NAME_RELEASE, command(CMD_NAME.items, {}, [item(ITEM.NAME, str(name))])).ret;
   }
 
   matchAdd(cookie: bigint, rules: Buffer[], flags = 0n): number {
@@ -281,13 +264,13 @@ export class Client {
 export const rule = {
   bloomMask: (...words: bigint[]): Buffer => item(ITEM.BLOOM_MASK, u64s(...words)),
   senderId: (id: bigint): Buffer => item(ITEM.ID, u64s(id)),
-  senderName: (name: string): Buffer => item(ITEM.NAME, cstr(name)),
+  senderName: (name: string): Buffer => item(ITEM.NAME, str(name)),
   /** NAME_ADD / NAME_REMOVE / NAME_CHANGE for old and new ids (KDBUS_MATCH_ID_ANY for any), optionally one name */
   nameChange: (type: number, oldId: bigint, newId: bigint, name?: string): Buffer => {
     const p = Buffer.alloc(SIZEOF_NOTIFY_NAME_CHANGE);
     p.writeBigUInt64LE(oldId, 0);
     p.writeBigUInt64LE(newId, 16);
-    return item(type, name === undefined ? p : Buffer.concat([p, cstr(name)]));
+    return item(type, name === undefined ? p : Buffer.concat([p, str(name)]));
   },
   idChange: (type: number, id: bigint): Buffer => item(type, u64s(id, 0n)),
 };
@@ -311,7 +294,7 @@ export function makeBus(world = new FakeWorld(), bloom = { size: 64, nHash: 1 })
   const mem = world.memory(CALLER_TID);
   const buf = command(CMD_MAKE.items, {}, [
     item(ITEM.BLOOM_PARAMETER, u64s(BigInt(bloom.size), BigInt(bloom.nHash))),
-    item(ITEM.MAKE_NAME, cstr(name)),
+    item(ITEM.MAKE_NAME, str(name)),
   ]);
   const r = world.ioctl(control, CMD.BUS_MAKE, mem.put(buf)).result;
   if (r !== 0) throw new Error(`BUS_MAKE failed: ${r}`);

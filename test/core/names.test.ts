@@ -7,7 +7,8 @@ import t from 'tap';
 import { HELLO_ACCEPT_FD, HELLO_ACTIVATOR, ITEM, KDBUS_DST_ID_NAME, MSG_NO_AUTO_START, NAME_ACTIVATOR,
   NAME_ALLOW_REPLACEMENT, NAME_IN_QUEUE, NAME_QUEUE, NAME_REPLACE_EXISTING } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
-import { cstr, item, makeBus, type TestBus } from './client.js';
+import { item, str } from '../helpers.js';
+import { makeBus, type TestBus } from './client.js';
 
 const SVC = 'org.example.Service';
 const toSvc = (text: string) => ({ dst: KDBUS_DST_ID_NAME, dstName: SVC, payload: Buffer.from(text) });
@@ -15,7 +16,7 @@ const texts = (ms: { payload: Buffer }[]) => ms.map((m) => m.payload.toString())
 
 /** An activator for SVC: a privileged HELLO with ACTIVATOR and the name. */
 const activatorOf = (b: TestBus) =>
-  b.connect({ flags: HELLO_ACTIVATOR | HELLO_ACCEPT_FD, items: [item(ITEM.NAME, cstr(SVC))] });
+  b.connect({ flags: HELLO_ACTIVATOR | HELLO_ACCEPT_FD, items: [item(ITEM.NAME, str(SVC))] });
 
 t.test('a message queued at an activator moves to the connection that takes the name', async (t) => {
   const b = makeBus();

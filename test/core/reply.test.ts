@@ -7,8 +7,8 @@ import t from 'tap';
 import { HELLO_ACTIVATOR, ITEM, KDBUS_DST_ID_NAME, LIMITS, MSG_EXPECT_REPLY, RECV_DROP } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
 import { monotonicNs } from '../../lib/core/reply.js';
-import { until } from '../helpers.js';
-import { cstr, item, makeBus } from './client.js';
+import { item, str, until } from '../helpers.js';
+import { makeBus } from './client.js';
 
 /** An absolute deadline ms from now, on the clock the core uses (CLOCK_MONOTONIC). */
 const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
@@ -75,7 +75,7 @@ t.test('a replier that goes away or drops the request: REPLY_DEAD', async (t) =>
 t.test('a request to a name moved from an activator is answered by the new owner', async (t) => {
   const { connect } = makeBus();
   const a = connect();
-  const activator = connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, cstr('org.example.Echo'))] });
+  const activator = connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, str('org.example.Echo'))] });
   t.equal(a.send({ ...request(KDBUS_DST_ID_NAME, 3n), dstName: 'org.example.Echo' }), 0);
   t.equal(activator.conn.queue.count, 1, 'the request waits at the activator');
   const owner = connect();

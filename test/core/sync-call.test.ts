@@ -7,7 +7,8 @@ import t from 'tap';
 import { ITEM, MSG_EXPECT_REPLY, RECV_DROP } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
 import { monotonicNs } from '../../lib/core/reply.js';
-import { item, makeBus } from './client.js';
+import { item } from '../helpers.js';
+import { makeBus } from './client.js';
 
 const int32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; };
 const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;

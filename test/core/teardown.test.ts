@@ -9,7 +9,8 @@ import { HELLO_ACTIVATOR, ITEM, KDBUS_DST_ID_NAME, KDBUS_MATCH_ID_ANY, MSG_EXPEC
 import { errno } from '../../lib/core/errors.js';
 import { monotonicNs } from '../../lib/core/reply.js';
 import { FakeWorld } from './fake-env.js';
-import { cstr, item, makeBus, rule } from './client.js';
+import { item, str } from '../helpers.js';
+import { makeBus, rule } from './client.js';
 
 const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
 const POLLERR = 0x8, POLLHUP = 0x10;
@@ -66,7 +67,7 @@ t.test('every census count goes back to zero once every file is closed', async (
   t.equal(zero.buses + zero.connections + zero.handles + zero.users, 0, 'an empty domain counts nothing');
 
   const b = makeBus(world);
-  const activator = b.connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, cstr('org.example.Lazy'))] });
+  const activator = b.connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, str('org.example.Lazy'))] });
   const clients = Array.from({ length: 4 }, () => b.connect());
   const [c0, c1, c2, c3] = clients as [typeof activator, typeof activator, typeof activator, typeof activator];
   t.equal(c0.acquire('org.example.A').ret, 0);

@@ -7,7 +7,8 @@
 import t from 'tap';
 import { ITEM, KDBUS_DST_ID_NAME, RECV_PEEK } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
-import { item, makeBus, u64s } from './client.js';
+import { item, u64s } from '../helpers.js';
+import { makeBus } from './client.js';
 
 const POLLIN = 0x1;
 
