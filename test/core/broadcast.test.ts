@@ -16,7 +16,7 @@ const signal = (filter: bigint[], generation = 0n) =>
   ({ dst: KDBUS_DST_ID_BROADCAST, flags: MSG_SIGNAL, bloom: { generation, words: filter } });
 
 t.test('a signal reaches exactly the connections whose bloom masks it covers', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const sender = connect();
   const wantsBit0 = connect();
   const wantsBit1 = connect();
@@ -40,7 +40,7 @@ t.test('a signal reaches exactly the connections whose bloom masks it covers', a
 });
 
 t.test('the broadcast arrives with the sender and the broadcast address', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(b.matchAdd(5n, []), 0, 'an entry without rules matches every broadcast');
@@ -53,7 +53,7 @@ t.test('the broadcast arrives with the sender and the broadcast address', async 
 });
 
 t.test('bloom generations: a newer filter is held against the mask of its generation', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   // two generations: generation 0 wants bit 0, generation 1 wants bit 1
@@ -67,7 +67,7 @@ t.test('bloom generations: a newer filter is held against the mask of its genera
 });
 
 t.test('sender id and sender name rules', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const x = connect();
   const byId = connect();
@@ -84,7 +84,7 @@ t.test('sender id and sender name rules', async (t) => {
 });
 
 t.test('MATCH_REMOVE stops delivery; rules all have to hold', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(b.matchAdd(3n, [rule.senderId(a.id), rule.bloomMask(...bits(0x4n))]), 0);
@@ -100,7 +100,7 @@ t.test('MATCH_REMOVE stops delivery; rules all have to hold', async (t) => {
 });
 
 t.test('malformed broadcasts and unwanted unicast signals are refused', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(a.send({ dst: KDBUS_DST_ID_BROADCAST, bloom: { generation: 0n, words: bits() } }), -errno.EBADMSG,
@@ -115,7 +115,7 @@ t.test('malformed broadcasts and unwanted unicast signals are refused', async (t
 });
 
 t.test('kernel notifications are broadcast to matching connections', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const watcher = connect();
   t.equal(watcher.matchAdd(1n, [rule.idChange(ITEM.ID_ADD, KDBUS_MATCH_ID_ANY)]), 0);
   t.equal(watcher.matchAdd(2n, [rule.nameChange(ITEM.NAME_ADD, KDBUS_MATCH_ID_ANY, KDBUS_MATCH_ID_ANY,

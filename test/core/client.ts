@@ -287,8 +287,14 @@ export interface TestBus {
 
 let busCount = 0;
 
-/** BUS_MAKE of "<euid>-<name>" with the given bloom size (bytes) and hash count. */
-export function makeBus(world = new FakeWorld(), bloom = { size: 64, nHash: 1 }): TestBus {
+/**
+ * BUS_MAKE of "<euid>-<name>" with the given bloom size (bytes) and hash
+ * count; every file of the world is closed when the test ends (pending
+ * replies' timers would keep the process alive).
+ */
+export function makeBus(t: { teardown(fn: () => void): void }, world = new FakeWorld(),
+                        bloom = { size: 64, nHash: 1 }): TestBus {
+  t.teardown(() => world.closeAll());
   const control = world.openControl();
   const name = `${process.geteuid!()}-core${++busCount}`;
   const mem = world.memory(CALLER_TID);

@@ -19,7 +19,7 @@ const activatorOf = (b: TestBus) =>
   b.connect({ flags: HELLO_ACTIVATOR | HELLO_ACCEPT_FD, items: [item(ITEM.NAME, str(SVC))] });
 
 t.test('a message queued at an activator moves to the connection that takes the name', async (t) => {
-  const b = makeBus();
+  const b = makeBus(t);
   const activator = activatorOf(b);
   const client = b.connect();
   t.equal(b.bus.names.lookup(SVC)?.owner, activator.conn, 'the activator holds the name');
@@ -45,7 +45,7 @@ t.test('a message queued at an activator moves to the connection that takes the 
 });
 
 t.test('when the owner lets go, what was sent to the name goes back to the activator, and on', async (t) => {
-  const b = makeBus();
+  const b = makeBus(t);
   const activator = activatorOf(b);
   const client = b.connect();
   const first = b.connect();
@@ -64,7 +64,7 @@ t.test('when the owner lets go, what was sent to the name goes back to the activ
 });
 
 t.test('a waiter queued for a name inherits it, and what is sent afterwards', async (t) => {
-  const b = makeBus();
+  const b = makeBus(t);
   const client = b.connect();
   const owner = b.connect();
   const waiter = b.connect();
@@ -82,7 +82,7 @@ t.test('a waiter queued for a name inherits it, and what is sent afterwards', as
 });
 
 t.test('replacement: ALLOW_REPLACEMENT lets REPLACE_EXISTING take the name', async (t) => {
-  const b = makeBus();
+  const b = makeBus(t);
   const client = b.connect();
   const old = b.connect();
   const usurper = b.connect();

@@ -13,7 +13,7 @@ const QUOTA = LIMITS.CONN_MAX_MSGS_UNACCOUNTED + LIMITS.CONN_MAX_MSGS_PER_USER;
 
 t.test('16 + 16 messages from one user, then ENOBUFS until a charged one is received', async (t) => {
   t.equal(QUOTA, 32, "kdbus's limits");
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const other = connect(); // the same user: the quota is per user, not per connection
   const b = connect();
@@ -46,7 +46,7 @@ t.test('16 + 16 messages from one user, then ENOBUFS until a charged one is rece
 });
 
 t.test('a broadcast past the quota is lost, and the receiver is told how many', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(b.matchAdd(1n, []), 0);
@@ -63,7 +63,7 @@ t.test('a broadcast past the quota is lost, and the receiver is told how many', 
 });
 
 t.test('pool space: a payload over half of what is free is EXFULL, over all of it ENOBUFS', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const small = connect({ poolSize: 4096 });
   t.equal(a.send({ dst: small.id, payload: Buffer.alloc(3000) }), -errno.EXFULL);

@@ -16,7 +16,7 @@ const request = (dst: bigint, cookie: bigint, ms = 10_000) =>
   ({ dst, flags: MSG_EXPECT_REPLY, cookie, timeoutNs: inMs(ms), payload: Buffer.from(`request ${cookie}`) });
 
 t.test('a reply with the cookie goes through once; others are refused', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = connect();
@@ -40,7 +40,7 @@ t.test('a reply with the cookie goes through once; others are refused', async (t
 });
 
 t.test('an unanswered request times out: REPLY_TIMEOUT from the kernel, late replies refused', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const sent = Date.now();
@@ -57,7 +57,7 @@ t.test('an unanswered request times out: REPLY_TIMEOUT from the kernel, late rep
 });
 
 t.test('a replier that goes away or drops the request: REPLY_DEAD', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const dropper = connect();
   const leaver = connect();
@@ -73,7 +73,7 @@ t.test('a replier that goes away or drops the request: REPLY_DEAD', async (t) =>
 });
 
 t.test('a request to a name moved from an activator is answered by the new owner', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const activator = connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, str('org.example.Echo'))] });
   t.equal(a.send({ ...request(KDBUS_DST_ID_NAME, 3n), dstName: 'org.example.Echo' }), 0);
@@ -91,7 +91,7 @@ t.test('a request to a name moved from an activator is answered by the new owner
 });
 
 t.test('at most 128 requests pending per waiter: EMLINK', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   // one receiver takes at most 32 messages from one user (the quota): spread them
   const receivers = Array.from({ length: 5 }, () => connect());

@@ -16,7 +16,7 @@ const call = (dst: bigint, cookie: bigint, ms = 10_000) =>
   ({ dst, flags: MSG_EXPECT_REPLY, cookie, timeoutNs: inMs(ms), payload: Buffer.from('ping') });
 
 t.test('the call parks; the reply answers it, straight into the caller', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = a.call(call(b.id, 11n));
@@ -37,7 +37,7 @@ t.test('the call parks; the reply answers it, straight into the caller', async (
 });
 
 t.test('the replier goes away: EPIPE', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = a.call(call(b.id, 1n));
@@ -50,7 +50,7 @@ t.test('the replier goes away: EPIPE', async (t) => {
 });
 
 t.test('the replier drops the call unread: EPIPE', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = a.call(call(b.id, 1n));
@@ -59,7 +59,7 @@ t.test('the replier drops the call unread: EPIPE', async (t) => {
 });
 
 t.test('the deadline passes: ETIMEDOUT, and the late reply is refused', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const started = Date.now();
@@ -73,7 +73,7 @@ t.test('the deadline passes: ETIMEDOUT, and the late reply is refused', async (t
 });
 
 t.test('a deadline already past fails at once', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = a.call({ ...call(b.id, 3n), timeoutNs: monotonicNs() - 1n });
@@ -82,7 +82,7 @@ t.test('a deadline already past fails at once', async (t) => {
 });
 
 t.test('CANCEL_FD readable: ECANCELED, the fd let go', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const fd = world.openFd(a.conn.tid, 'file');
@@ -97,7 +97,7 @@ t.test('CANCEL_FD readable: ECANCELED, the fd let go', async (t) => {
 });
 
 t.test("the caller's own connection goes: ECONNRESET", async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = a.call(call(b.id, 5n));
@@ -109,7 +109,7 @@ t.test("the caller's own connection goes: ECONNRESET", async (t) => {
 });
 
 t.test('SYNC_REPLY needs EXPECT_REPLY; a reply with fds is installed before the answer', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(a.call({ dst: b.id }).pending.result, -errno.EINVAL);

@@ -16,7 +16,7 @@ const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
 const POLLERR = 0x8, POLLHUP = 0x10;
 
 t.test('a disconnect frees names, matches, replies and queue; others are told', async (t) => {
-  const { connect, bus } = makeBus();
+  const { connect, bus } = makeBus(t);
   const watcher = connect();
   t.equal(watcher.matchAdd(1n, [rule.nameChange(ITEM.NAME_REMOVE, KDBUS_MATCH_ID_ANY, KDBUS_MATCH_ID_ANY)]), 0);
   t.equal(watcher.matchAdd(2n, [rule.idChange(ITEM.ID_REMOVE, KDBUS_MATCH_ID_ANY)]), 0);
@@ -52,7 +52,7 @@ t.test('a disconnect frees names, matches, replies and queue; others are told', 
 });
 
 t.test('BYEBYE on an empty queue ends the connection; the file is of no more use', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(a.byebye(), 0);
@@ -66,7 +66,7 @@ t.test('every census count goes back to zero once every file is closed', async (
   const zero = world.counts();
   t.equal(zero.buses + zero.connections + zero.handles + zero.users, 0, 'an empty domain counts nothing');
 
-  const b = makeBus(world);
+  const b = makeBus(t, world);
   const activator = b.connect({ flags: HELLO_ACTIVATOR, items: [item(ITEM.NAME, str('org.example.Lazy'))] });
   const clients = Array.from({ length: 4 }, () => b.connect());
   const [c0, c1, c2, c3] = clients as [typeof activator, typeof activator, typeof activator, typeof activator];

@@ -13,7 +13,7 @@ import { makeBus } from './client.js';
 const POLLIN = 0x1;
 
 t.test('a message to a unique id reaches that connection only, payload and header intact', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const c = connect();
@@ -45,7 +45,7 @@ t.test('a message to a unique id reaches that connection only, payload and heade
 });
 
 t.test('PEEK leaves the message queued; order is FIFO', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   for (const word of ['one', 'two', 'three']) t.equal(a.send({ dst: b.id, payload: Buffer.from(word) }), 0);
@@ -55,7 +55,7 @@ t.test('PEEK leaves the message queued; order is FIFO', async (t) => {
 });
 
 t.test('a message to a well-known name reaches its owner and says which name', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   const b = connect();
   t.equal(b.acquire('org.example.B').ret, 0);
@@ -76,7 +76,7 @@ t.test('a message to a well-known name reaches its owner and says which name', a
 });
 
 t.test('unknown ids and bad message pointers are refused', async (t) => {
-  const { connect } = makeBus();
+  const { connect } = makeBus(t);
   const a = connect();
   t.equal(a.send({ dst: a.id + 100n }), -errno.ENXIO);
   const bad = a.run(0, Buffer.alloc(8)); // ioctl number 0: no such command
@@ -84,7 +84,7 @@ t.test('unknown ids and bad message pointers are refused', async (t) => {
 });
 
 t.test('fds travel: RECV waits for their install, then shows the numbers the receiver got', async (t) => {
-  const { world, connect } = makeBus();
+  const { world, connect } = makeBus(t);
   const a = connect();
   const b = connect();
   const fd = world.openFd(a.conn.tid, 'file');
