@@ -9,6 +9,7 @@ import { CMD, CMD_FREE, CMD_HELLO, CMD_MAKE, CMD_MATCH, CMD_NAME, CMD_RECV, CMD_
 import type { Bus } from '../../lib/core/bus.js';
 import type { Connection } from '../../lib/core/connection.js';
 import type { EndpointHandle } from '../../lib/core/handle.js';
+import { monotonicNs } from '../../lib/core/reply.js';
 import { item, str, u64s } from '../helpers.js';
 import { CALLER_TID, FakeWorld, type OpenFile, type Pending } from './fake-env.js';
 
@@ -19,6 +20,9 @@ export function command(fixed: number, fields: Record<number, bigint>, items: Bu
   for (const [off, v] of Object.entries(fields)) b.writeBigUInt64LE(BigInt.asUintN(64, v), Number(off));
   return b;
 }
+
+/** An absolute deadline ms from now, on the clock the core uses (CLOCK_MONOTONIC), for timeout_ns. */
+export const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
 
 /** An item as read back from a message in a pool. */
 export interface ReadItem { type: number; data: Buffer }

@@ -6,12 +6,9 @@
 import t from 'tap';
 import { HELLO_ACTIVATOR, ITEM, KDBUS_DST_ID_NAME, LIMITS, MSG_EXPECT_REPLY, RECV_DROP } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
-import { monotonicNs } from '../../lib/core/reply.js';
 import { item, str, until } from '../helpers.js';
-import { makeBus } from './client.js';
+import { inMs, makeBus } from './client.js';
 
-/** An absolute deadline ms from now, on the clock the core uses (CLOCK_MONOTONIC). */
-const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
 const request = (dst: bigint, cookie: bigint, ms = 10_000) =>
   ({ dst, flags: MSG_EXPECT_REPLY, cookie, timeoutNs: inMs(ms), payload: Buffer.from(`request ${cookie}`) });
 

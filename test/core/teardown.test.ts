@@ -7,12 +7,10 @@ import t from 'tap';
 import { HELLO_ACTIVATOR, ITEM, KDBUS_DST_ID_NAME, KDBUS_MATCH_ID_ANY, MSG_EXPECT_REPLY, NAME_QUEUE }
   from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
-import { monotonicNs } from '../../lib/core/reply.js';
 import { FakeWorld } from './fake-env.js';
 import { item, str } from '../helpers.js';
-import { makeBus, rule } from './client.js';
+import { inMs, makeBus, rule } from './client.js';
 
-const inMs = (ms: number): bigint => monotonicNs() + BigInt(ms) * 1_000_000n;
 const POLLERR = 0x8, POLLHUP = 0x10;
 
 t.test('a disconnect frees names, matches, replies and queue; others are told', async (t) => {
