@@ -16,17 +16,8 @@ import {
   commandBuffer, negotiateFlags, validateItems, singleItem, items, itemSysname, strValid, sysnameBytes,
   sysnameShown, sysnameValid, u64,
 } from '../lib/abi/items.js';
-import { errno, KdbusError } from '../lib/core/errors.js';
-
-const errnoOf = (fn: () => unknown): number | null => {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KdbusError) return e.errno;
-    throw e;
-  }
-};
+import { errno } from '../lib/core/errors.js';
+import { errnoOf, item, str } from './helpers.js';
 
 const u64le = (v: bigint | number): Buffer => {
   const b = Buffer.alloc(8);
@@ -34,19 +25,6 @@ const u64le = (v: bigint | number): Buffer => {
   return b;
 };
 
-/**
- * One item: {size, type, payload} zero-padded to 8. `size` defaults to
- * 16 + payload length (unaligned, as userspace writes it).
- */
-function item(type: number | bigint, payload: Buffer = Buffer.alloc(0), size?: bigint | number): Buffer {
-  const realSize = ITEM_HEADER_SIZE + payload.length;
-  const b = Buffer.alloc(align8(realSize));
-  b.writeBigUInt64LE(BigInt(size ?? realSize), 0);
-  b.writeBigUInt64LE(BigInt(type), 8);
-  payload.copy(b, ITEM_HEADER_SIZE);
-  return b;
-}
-const str = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
 const zeros = (n: number): Buffer => Buffer.alloc(n);
 
 const HDR = 32; // a kdbus_cmd_make-like header in front of the items, to test a non-zero start

@@ -5,9 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { waitFor } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/lib/cli.js');
@@ -49,12 +49,6 @@ function mountType(dir: string): string | null {
   return line ? line.split(' ')[2]! : null;
 }
 
-async function until(what: string, check: () => boolean, seconds = 10): Promise<void> {
-  for (const end = Date.now() + seconds * 1000; Date.now() < end; await sleep(50)) {
-    if (check()) return;
-  }
-  throw new Error(`timed out after ${seconds} s waiting until ${what}`);
-}
 
 /** Starts `kdbusfs mount dir` and waits until it serves; a server left running is killed at teardown. */
 async function mount(t: { teardown(fn: () => void): void }, dir: string): Promise<Proc> {
@@ -62,7 +56,7 @@ async function mount(t: { teardown(fn: () => void): void }, dir: string): Promis
   t.teardown(() => { if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL'); });
   let exited = false;
   void p.ended.then(() => { exited = true; });
-  await until(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs');
+  await waitFor(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs', 10_000, 50);
   if (exited) throw new Error(`kdbusfs mount exited early:\n${p.out.stderr}`);
   return p;
 }

@@ -14,10 +14,10 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test as Tap } from 'tap';
+import { sleep, until } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/lib/cli.js');
@@ -47,10 +47,6 @@ function mounted(): boolean {
   return readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
 }
 
-async function until(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) if (check()) return true;
-  return check();
-}
 
 const server = spawn(process.execPath, [cli, 'mount', mnt], {
   stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KDBUSFS_QUIET: '1' },

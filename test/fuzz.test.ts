@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  census, censusBack, compileClient, mountType, needRootAndFuse, sleep, startServer, stopServer, until as untilEvery,
+  census, censusBack, compileClient, mountType, needRootAndFuse, sleep, startServer, stopServer, until,
   withTimeout,
 } from './harness.js';
 
@@ -44,11 +44,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-fuzz-'));
 chmodSync(tmp, 0o755); // workers under uid 65534/65533 must reach the mount
 const client = join(tmp, 'fuzz-client');
 await compileClient('fuzz-client.c', client, ['-Wno-format']);
-
-/** Polls every 50 ms (the harness's until polls every 20). */
-function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  return untilEvery(check, ms, 50);
-}
 
 /** Served: dir/control can be stat'ed within 2 s. */
 function controlServed(dir: string): Promise<boolean> {
@@ -85,7 +80,7 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     // A first round trip, so that whatever the server opens once is open.
     const warm = await client$(['check', dir, '0-fuzz-warmup'], 20_000);
     t.match(warm.out, /^check ok/, 'before: a fresh client makes a bus and passes a message byte for byte', warm);
-    t.ok(await until(onlyControl, 5000), 'before: the checker\'s bus is gone with its control fd');
+    t.ok(await until(onlyControl, 5000, 50), 'before: the checker\'s bus is gone with its control fd');
     await sleep(200);
     if (server.exited) throw new Error(`kdbusfs exited: ${JSON.stringify(await server.ended)} ${server.stderr}`);
     const base = usage(server.child.pid!);
@@ -109,11 +104,11 @@ await t.test(`fuzz: seed ${SEED}, ${PROCS} processes, ${REQUESTS} requests or ${
     const after = await client$(['check', dir, '0-fuzz-after'], 20_000);
     t.match(after.out, /^check ok/, '1. after: a fresh client makes a bus, HELLO, sends and receives byte for byte', after);
 
-    t.ok(await until(onlyControl, 10_000), '3. every bus is gone: only control is left in the root');
+    t.ok(await until(onlyControl, 10_000, 50), '3. every bus is gone: only control is left in the root');
     const { off } = await censusBack(server, baseCensus);
     t.same(off, {}, '3. the server\'s census is back to its baseline: every count as before');
     let now = usage(server.child.pid!);
-    await until(() => { now = usage(server.child.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000);
+    await until(() => { now = usage(server.child.pid!); return Math.abs(now.fds - base.fds) <= FD_SLACK; }, 5000, 50);
     t.ok(Math.abs(now.fds - base.fds) <= FD_SLACK, `3. server fd count back to its baseline ±${FD_SLACK} (${base.fds} -> ${now.fds})`);
     t.ok(now.rss <= base.rss + RSS_SLACK,
       `3. server RSS within 64 MiB of its baseline (${(base.rss / 2 ** 20).toFixed(1)} -> ${(now.rss / 2 ** 20).toFixed(1)} MiB)`);

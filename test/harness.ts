@@ -11,13 +11,14 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import type { Census } from '../lib/core/census.js';
+import { sleep, until, withTimeout } from './helpers.js';
 
-export { sleep };
+// the shared helpers, for the end-to-end tests that import everything from here
+export { sleep, until, withTimeout };
 export type Tap = Test;
 export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
@@ -39,22 +40,6 @@ export async function compileClient(source: string, out: string, flags: string[]
   await run('gcc', ['-O2', '-Wall', ...flags, `-I${uapi}`, '-o', out, join(root, 'test/clients', source)],
     { timeout: 30_000 });
   return out;
-}
-
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
-}
-
-/** Polls check every `every` ms until it holds (true) or ms pass (false). */
-export async function until(check: () => boolean | Promise<boolean>, ms = 5000, every = 20): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(every)) {
-    if (await check()) return true;
-  }
-  return false;
 }
 
 /** The fstype mounted at dir, from the mount table (never touching dir). */

@@ -4,38 +4,14 @@
 // kdbus_match_bloom.
 import t from 'tap';
 import { MatchDb, bloomMatches, type MatchSubject } from '../lib/core/match.js';
-import { ITEM, CMD_MATCH, ITEM_HEADER_SIZE, KDBUS_MATCH_ID_ANY, LIMITS, align8 } from '../lib/abi/kdbus.js';
+import { ITEM, CMD_MATCH, KDBUS_MATCH_ID_ANY, LIMITS } from '../lib/abi/kdbus.js';
 import { validateItems } from '../lib/abi/items.js';
-import { errno, KdbusError } from '../lib/core/errors.js';
-
-const errnoOf = (fn: () => unknown): number | null => {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KdbusError) return e.errno;
-    throw e;
-  }
-};
+import { errno } from '../lib/core/errors.js';
+import { errnoOf, item, str, u64s } from './helpers.js';
 
 const ANY = KDBUS_MATCH_ID_ANY;
 const BLOOM_SIZE = 8; // bytes; the bus's bloom size for most tests (one u64 word)
 
-const u64s = (...v: bigint[]): Buffer => {
-  const b = Buffer.alloc(8 * v.length);
-  v.forEach((x, i) => b.writeBigUInt64LE(x, 8 * i));
-  return b;
-};
-const str = (s: string): Buffer => Buffer.concat([Buffer.from(s), Buffer.alloc(1)]);
-
-function item(type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const size = ITEM_HEADER_SIZE + payload.length;
-  const b = Buffer.alloc(align8(size));
-  b.writeBigUInt64LE(BigInt(size), 0);
-  b.writeBigUInt64LE(BigInt(type), 8);
-  payload.copy(b, ITEM_HEADER_SIZE);
-  return b;
-}
 
 // rule items as userspace writes them
 const bloomMask = (...words: bigint[]): Buffer => item(ITEM.BLOOM_MASK, u64s(...words));

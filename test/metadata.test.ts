@@ -6,6 +6,7 @@ import { userInfo } from 'node:os';
 import { ATTACH, ATTACH_ALL, ITEM, NAME_IN_QUEUE, NAME_ALLOW_REPLACEMENT, align8 } from '../lib/abi/kdbus.js';
 import { moduleParams, DEFAULT_ATTACH_FLAGS_MASK } from '../lib/core/module.js';
 import { KdbusError } from '../lib/core/errors.js';
+import { waitFor } from './helpers.js';
 import { ProcMeta, exportMeta, timestampNow, PROC_ATTACH, type ConnMeta } from '../lib/core/metadata.js';
 import { TaskView } from '../lib/core/namespaces.js';
 
@@ -53,14 +54,6 @@ let hasLsm = true;
 try { readFileSync('/proc/self/attr/current'); } catch { hasLsm = false; }
 const lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'latin1').trim());
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, f: () => boolean): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    try { if (f()) return; } catch { /* not yet */ }
-    await sleep(10);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 const children: ChildProcess[] = [];
 t.teardown(() => { for (const c of children) c.kill('SIGKILL'); });
 function child(cmd: string, args: string[], opts: Parameters<typeof spawn>[2] = {}): ChildProcess {
@@ -155,7 +148,7 @@ t.test('collect from another thread of this process', async (t) => {
 t.test('collect from a child process under another uid', async (t) => {
   const c = child('sleep', ['30'], { argv0: 'my-argv0-is-this', uid: 65534, gid: 65533 });
   const pid = c.pid!;
-  await until('exec', () => readlinkSync(`/proc/${pid}/exe`).endsWith('/sleep'));
+  await waitFor('exec', () => readlinkSync(`/proc/${pid}/exe`).endsWith('/sleep'));
   const mp = ProcMeta.collect(pid, PROC_ATTACH);
   const items = parseItems(t, withMask(ATTACH_ALL, () => exportMeta(mp, null, ATTACH_ALL, null)));
   const byType = new Map(items.map((i) => [i.type, i]));
@@ -182,7 +175,7 @@ t.test('collect from a child process under another uid', async (t) => {
 
   c.kill('SIGKILL');
   await new Promise((r) => c.once('exit', r));
-  await until('reaped', () => !existsSync(`/proc/${pid}`));
+  await waitFor('reaped', () => !existsSync(`/proc/${pid}`));
   const gone = ProcMeta.collect(pid, PROC_ATTACH);
   t.equal(gone.collected, 0n, 'a vanished task yields nothing, without throwing');
   t.equal(exportMeta(gone, null, ATTACH_ALL, null).length, 0);
@@ -284,7 +277,7 @@ t.test('translation into the receiver namespaces', async (t) => {
 
   // a receiver in a new user namespace with no mapping at all
   const u = child('unshare', ['--user', 'sleep', '30']);
-  await until('userns', () => readlinkSync(`/proc/${u.pid}/ns/user`) !== readlinkSync('/proc/self/ns/user') &&
+  await waitFor('userns', () => readlinkSync(`/proc/${u.pid}/ns/user`) !== readlinkSync('/proc/self/ns/user') &&
     readlinkSync(`/proc/${u.pid}/exe`).endsWith('/sleep'));
   const items = parseItems(t, all({ tid: u.pid! }));
   const byType = new Map(items.map((i) => [i.type, i]));
@@ -299,7 +292,7 @@ t.test('translation into the receiver namespaces', async (t) => {
   // a receiver in a child pid namespace sees none of our pids
   const p = child('unshare', ['--pid', '--fork', 'sleep', '30']);
   let inner = 0;
-  await until('pidns child', () => {
+  await waitFor('pidns child', () => {
     for (const e of readdirSync('/proc')) {
       if (!/^\d+$/.test(e)) continue;
       const st = status(e);
@@ -318,7 +311,7 @@ t.test('translation into the receiver namespaces', async (t) => {
 
   // a receiver with another root loses EXE; a sender in it has its EXE relative to that root
   const r = child('chroot', ['/usr', '/bin/sleep', '30']);
-  await until('chroot', () => readlinkSync(`/proc/${r.pid}/root`) === '/usr' && readlinkSync(`/proc/${r.pid}/exe`).endsWith('/sleep'));
+  await waitFor('chroot', () => readlinkSync(`/proc/${r.pid}/root`) === '/usr' && readlinkSync(`/proc/${r.pid}/exe`).endsWith('/sleep'));
   const toChroot = parseItems(t, withMask(ATTACH_ALL, () => exportMeta(mp, null, ATTACH.EXE | ATTACH.CREDS, { tid: r.pid! })));
   t.same(toChroot.map((i) => i.type), [ITEM.CREDS], 'EXE dropped when the roots differ');
   const chrooted = ProcMeta.collect(r.pid!, ATTACH.EXE);
@@ -346,7 +339,7 @@ t.test('timestampNow', async (t) => {
 t.test('cost of collect for the default mask', async (t) => {
   const mask = DEFAULT_ATTACH_FLAGS_MASK; // TIMESTAMP|CREDS|PIDS|AUXGROUPS|NAMES|SECLABEL|CONN_DESCRIPTION
   const c = child('sleep', ['30']);
-  await until('exec', () => readlinkSync(`/proc/${c.pid}/exe`).endsWith('/sleep'));
+  await waitFor('exec', () => readlinkSync(`/proc/${c.pid}/exe`).endsWith('/sleep'));
   const per = (n: number, f: () => void): number => {
     for (let i = 0; i < 200; i++) f();
     const t0 = process.hrtime.bigint();

@@ -7,6 +7,7 @@ import {
 } from '../lib/abi/kdbus.js';
 import { validateItems } from '../lib/abi/items.js';
 import { errno, KdbusError } from '../lib/core/errors.js';
+import { errnoOf } from './helpers.js';
 
 const NAME = 'foo.bla.blaz';
 
@@ -51,16 +52,6 @@ function setup(): { reg: NameRegistry; ev: Events } {
   const ev = new Events();
   return { reg: new NameRegistry(ev), ev };
 }
-
-const errnoOf = (fn: () => unknown): number | null => {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KdbusError) return e.errno;
-    throw e;
-  }
-};
 
 /**
  * struct kdbus_cmd_name with the given items (type, payload as a byte string:

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { until } from './helpers.js';
 import {
   native, OPEN_DIRECT_IO, OPEN_POOL, POLL_SCHEDULE_NOTIFY,
   type Caller, type SessionHandlers,
@@ -424,13 +425,6 @@ async function startServer(dir: string): Promise<ChildProcess> {
   return child;
 }
 
-async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end;) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return cond();
-}
 
 t.test('a killed server leaves no mount (watchdog)', async (t) => {
   const dir = join(tmp, 'killed');

@@ -5,24 +5,17 @@ import {
   type PolicyConn, type PolicyCreds,
 } from '../lib/core/policy.js';
 import {
-  ITEM, ITEM_HEADER_SIZE, LIMITS, POLICY_ACCESS_USER, POLICY_ACCESS_GROUP, POLICY_ACCESS_WORLD,
-  POLICY_SEE, POLICY_TALK, POLICY_OWN, SIZEOF_POLICY_ACCESS, align8,
+  ITEM, LIMITS, POLICY_ACCESS_USER, POLICY_ACCESS_GROUP, POLICY_ACCESS_WORLD,
+  POLICY_SEE, POLICY_TALK, POLICY_OWN, SIZEOF_POLICY_ACCESS,
 } from '../lib/abi/kdbus.js';
 import { validateItems } from '../lib/abi/items.js';
-import { errno, KdbusError } from '../lib/core/errors.js';
+import { errno } from '../lib/core/errors.js';
+import { errnoOf, item } from './helpers.js';
 
 // ---- command buffers -------------------------------------------------------
 
 const HEAD = 32; // a fake command header before the items
 
-function item(type: number, payload: Buffer): Buffer {
-  const size = ITEM_HEADER_SIZE + payload.length;
-  const b = Buffer.alloc(align8(size));
-  b.writeBigUInt64LE(BigInt(size), 0);
-  b.writeBigUInt64LE(BigInt(type), 8);
-  payload.copy(b, ITEM_HEADER_SIZE);
-  return b;
-}
 const name = (s: string): Buffer => item(ITEM.NAME, Buffer.from(s + '\0'));
 function acc(type: bigint, access: bigint, id: bigint | number = 0): Buffer {
   const p = Buffer.alloc(SIZEOF_POLICY_ACCESS);
@@ -47,15 +40,8 @@ function set(db: PolicyDb, owner: object, c: Cmd, max = 0, wild = true): void {
   db.set(c.buf, c.start, c.size, max, wild, owner);
 }
 
-function errOf(fn: () => void): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KdbusError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
+/** The errno fn fails with, 0 if it succeeds. */
+const errOf = (fn: () => void): number => errnoOf(fn) ?? 0;
 
 const creds = (euid: number, egid = euid, groups: number[] = [], uid = euid): PolicyCreds =>
   ({ uid, euid, fsuid: euid, gid: egid, egid, fsgid: egid, groups });

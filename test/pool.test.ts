@@ -6,16 +6,7 @@
 import t from 'tap';
 import { Pool, type PoolBacking } from '../lib/core/pool.js';
 import { errno, KdbusError } from '../lib/core/errors.js';
-
-const errnoOf = (fn: () => unknown): number | null => {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KdbusError) return e.errno;
-    throw e;
-  }
-};
+import { errnoOf } from './helpers.js';
 
 /** A backing that only records calls; the allocator must not touch it. */
 class FakeBacking implements PoolBacking {
