@@ -12,7 +12,7 @@ import {
   LOG_LEVELS, log, logError, logFlush, logLine, parseLogLevel, setLogLevel, stderrIsJournal, useSocketSend,
 } from './log.js';
 import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, mountDir, removeDirs } from './mount-checks.js';
-import { expandMountOptions, fromMountHelper, MountArgvError } from './mount-argv.js';
+import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint } from './mountpoint.js';
 
 const FSTYPE = 'fuse.kdbusfs';
@@ -59,6 +59,7 @@ kdbus/. Any other DIR is created if missing.
 Options:
   --no-passthrough   give each connection a page-cache pool instead of a FUSE
                      passthrough memfd (passthrough is used when the kernel allows)
+  --passthrough      the default (for -o passthrough)
   --detach           serve in the background: exit 0 once the mount serves, or
                      1 with the reason it cannot (what mount(8) runs)
   --log-file PATH    where a detached server logs (default: the journal when
@@ -330,9 +331,9 @@ delete process.env.KDBUSFS_MOUNT_HELPER;
 (AS_MOUNT_HELPER ? mountHelper(process.argv.slice(2)) : main(process.argv.slice(2))).then((result) => {
   if (result !== 'serving') process.exitCode = result;
 }, (e: Error) => {
-  const message = e instanceof UsageError || e instanceof MountArgvError ? e.message : explainMountError(e.message);
+  const message = e instanceof UsageError ? e.message : explainMountError(e.message);
   if (detached()) reportFailure(message.split('\n\n')[0]!);
-  if (e instanceof UsageError || e instanceof MountArgvError) {
+  if (e instanceof UsageError) {
     process.stderr.write(`kdbusfs: ${message}`.trimEnd() + '\n');
     process.exitCode = 2;
   } else {
