@@ -1,10 +1,18 @@
 #!/usr/bin/env node
-// The kdbusfs command: mount (serve in the foreground), umount, selftest.
-// Commands load the native addon lazily, so --help works without it.
+// The kdbusfs command: mount (serve in the foreground, or detached as mount(8)
+// starts it), umount, selftest. Commands load the native addon lazily, so
+// --help works without it.
 import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { openSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { log, logError } from './log.js';
+import { detached, reportFailure, reportReady, startDetached } from './detach.js';
+import {
+  LOG_LEVELS, log, logError, logFlush, logLine, parseLogLevel, setLogLevel, stderrIsJournal, useSocketSend,
+} from './log.js';
+import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, mountDir, removeDirs } from './mount-checks.js';
+import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint } from './mountpoint.js';
 
 const FSTYPE = 'fuse.kdbusfs';
@@ -26,15 +34,22 @@ Commands:
   mount [DIR]      mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it
   umount DIR       detach a kdbusfs mount (also one whose server died)
   selftest         build and run the upstream kdbus selftests against kdbusfs
+  SOURCE DIR -o OPTIONS
+                   as mount(8) and mount.fuse3 run it (\`mount -t fuse.kdbusfs
+                   kdbusfs DIR\`, fstab): \`mount --detach DIR -o OPTIONS\`
+
+Options: -h, --help; --version
 
 Run \`kdbusfs <command> --help\` for a command's options.
 `,
-  mount: `Usage: kdbusfs mount [DIR] [--no-passthrough]
+  mount: `Usage: kdbusfs mount [DIR] [options] [-o OPTION[,OPTION...]]
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
-which unmount it and exit 0. Needs root (/dev/fuse and mount(2)). SIGUSR2
-writes a census of the server's state (buses, connections, names, queued
-messages, pool slices, held fds, memory...) to stderr as one JSON line.
+which unmount it and exit 0, as does \`umount DIR\`. Needs root (/dev/fuse and
+mount(2)). SIGUSR2 writes a census of the server's state (buses, connections,
+names, queued messages, pool slices, held fds, memory...) to stderr as one
+JSON line. Under systemd (Type=notify, \$NOTIFY_SOCKET) it reports READY=1
+once the mount serves and STOPPING=1 on its way down.
 
 DIR defaults to ${DEFAULT_MOUNTPOINT}, where the kernel module mounted it. Without
 the module that directory does not exist and sysfs cannot create it, so kdbusfs
@@ -44,6 +59,17 @@ kdbus/. Any other DIR is created if missing.
 Options:
   --no-passthrough   give each connection a page-cache pool instead of a FUSE
                      passthrough memfd (passthrough is used when the kernel allows)
+  --passthrough      the default (for -o passthrough)
+  --detach           serve in the background: exit 0 once the mount serves, or
+                     1 with the reason it cannot (what mount(8) runs)
+  --log-file PATH    where a detached server logs (default: the journal when
+                     stderr is the journal, else nowhere)
+  --log-level LEVEL  ${LOG_LEVELS.join(', ')} (default info)
+  -q, --quiet        --log-level warning (as KDBUSFS_QUIET=1)
+  -v, --verbose      --log-level debug
+  -o OPTIONS         options as mount(8) gives them: NAME[=VALUE] is --NAME[=VALUE]
+                     ('_' or '-'), e.g. -o no_passthrough,log_level=notice;
+                     mount's own (rw, nodev, noauto, _netdev, x-*...) are ignored
   -h, --help         show this text
 `,
   umount: `Usage: kdbusfs umount DIR
@@ -88,13 +114,35 @@ function parsed<T>(command: string, parse: () => T): T {
   }
 }
 
-async function mount(args: string[]): Promise<number | 'serving'> {
-  const { values, positionals } = parsed('mount', () => parseArgs({
-    args, allowPositionals: true, options: { 'no-passthrough': { type: 'boolean' }, ...HELP_OPTION },
-  }));
+const MOUNT_OPTIONS = {
+  'no-passthrough': { type: 'boolean' },
+  passthrough: { type: 'boolean' },
+  detach: { type: 'boolean' },
+  'log-file': { type: 'string' },
+  'log-level': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  verbose: { type: 'boolean', short: 'v' },
+  ...HELP_OPTION,
+} as const;
+
+async function mount(rawArgs: string[]): Promise<number | 'serving'> {
+  const args = parsed('mount', () => expandMountOptions(rawArgs));
+  const { values, positionals } = parsed('mount', () => parseArgs({ args, allowPositionals: true, options: MOUNT_OPTIONS }));
   if (values.help) return help('mount');
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
+  const level = values['log-level'] !== undefined ? parseLogLevel(values['log-level'])
+    : values.verbose ? 'debug' : values.quiet ? 'warning' : undefined;
+  if (level === null) throw new UsageError(`--log-level is one of ${LOG_LEVELS.join(', ')}\n\n${HELP.mount}`);
+  if (level) setLogLevel(level);
+  if (values['log-file'] !== undefined && !values.detach) {
+    throw new UsageError(`--log-file is for a detached server (--detach); in the foreground, redirect stderr\n\n${HELP.mount}`);
+  }
+  const wanted = mountDir(positionals[0], DEFAULT_MOUNTPOINT);
+  checkCanMount();
+  if (values.detach) return serveDetached(args, values['log-file']);
+
   const { native } = await import('./fuse/native.js');
+  useSocketSend(native.sendDontWait);
   if (!process.execArgv.some((a) => a.startsWith(SEMI_SPACE_FLAG))) {
     // Only read at startup: this process becomes node with it (same pid).
     const argv = [process.execPath, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MIB}`, ...process.execArgv, ...process.argv.slice(1)];
@@ -103,30 +151,78 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   }
   const { KdbusServer } = await import('./server.js');
   const { censusLine } = await import('./core/census.js');
+  const { Notifier } = await import('./notify.js');
+  const notifier = new Notifier(native.datagramSend);
 
-  const wanted = resolve(positionals[0] ?? DEFAULT_MOUNTPOINT);
   // A server that crashed leaves a dead mount (ENOTCONN) that would make the new one fail.
   if (native.clearStaleMount(wanted)) log('mount', `detached a stale mount on ${wanted}`);
   if (mountedType(wanted) === FSTYPE) {
     throw new Error(`${wanted} is already served by another kdbusfs; \`kdbusfs umount ${wanted}\` first`);
   }
-  const dir = prepareMountpoint(wanted);
-  const server = KdbusServer.start({
-    mountpoint: dir,
-    passthrough: !values['no-passthrough'],
-  });
-  // The pool kind is settled by the kernel's INIT and the first pool, after this point.
-  log('mount', `serving kdbus on ${dir} (${values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them'}); SIGINT or SIGTERM to unmount`);
+  checkNotOtherMount(wanted, FSTYPE);
+  const made = missingDirs(wanted);
+  let server;
+  let dir: string;
+  try {
+    dir = prepareMountpoint(wanted);
+    server = KdbusServer.start({
+      mountpoint: dir,
+      passthrough: !values['no-passthrough'],
+      onSessionEnd: () => {
+        notifier.stopping(`${dir} was unmounted`);
+        log('mount', `${dir} was unmounted: exiting`);
+        logFlush();
+      },
+    });
+  } catch (e) {
+    removeDirs(made);
+    throw new Error(explainMountError((e as Error).message));
+  }
+  const pools = values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them';
+  const serving = server;
+  const where = dir;
+  // Served once the kernel's INIT is answered, on this loop, soon after the mount.
+  const waitServed = setInterval(() => {
+    if (!serving.served) return;
+    clearInterval(waitServed);
+    log('mount', `serving kdbus on ${where} (${pools}); SIGINT, SIGTERM or \`umount ${where}\` to stop`);
+    notifier.ready(`serving kdbus on ${where}`);
+    reportReady();
+  }, 5);
 
   const stop = (sig: NodeJS.Signals): void => {
-    log('mount', `${sig}: unmounting ${dir}`);
-    server.stop();
+    log('mount', `${sig}: unmounting ${where}`);
+    notifier.stopping(`${sig}: unmounting ${where}`);
+    clearInterval(waitServed);
+    serving.stop();
+    logFlush();
     process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  process.on('SIGUSR2', () => process.stderr.write(censusLine(server.census())));
+  process.on('SIGUSR2', () => logLine(censusLine(serving.census())));
   return 'serving';
+}
+
+/** `mount --detach`: the same command, without --detach, as a server in the background. */
+async function serveDetached(args: string[], logFile: string | undefined): Promise<number> {
+  const served: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--log-file') i++;
+    else if (args[i] !== '--detach' && !args[i]!.startsWith('--log-file=')) served.push(args[i]!);
+  }
+  const childArgs = [`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MIB}`, ...process.execArgv, CLI_PATH, 'mount', ...served];
+  let stderr: 'inherit' | 'ignore' | number = stderrIsJournal() ? 'inherit' : 'ignore';
+  if (logFile !== undefined) {
+    try {
+      stderr = openSync(logFile, 'a', 0o640);
+    } catch (e) {
+      throw new Error(`--log-file ${logFile}: ${(e as Error).message}`);
+    }
+  }
+  const failure = await startDetached(process.execPath, childArgs, stderr);
+  if (failure !== null) throw new Error(failure);
+  return 0;
 }
 
 function umount(args: string[]): number {
@@ -184,6 +280,34 @@ function help(command: string): number {
   return 0;
 }
 
+/** package.json's version, beside dist/ (or beside lib/ when run from source). */
+function version(): number {
+  for (const up of ['../..', '..']) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dirname(CLI_PATH), up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'kdbusfs') {
+        process.stdout.write(`kdbusfs ${pkg.version}\n`);
+        return 0;
+      }
+    } catch {
+      // not there: try the next place
+    }
+  }
+  throw new Error('cannot find kdbusfs\'s package.json');
+}
+
+/** mount(8)'s helper (mount.fuse.kdbusfs) and mount.fuse3 call `kdbusfs SOURCE DIR -o OPTIONS`. */
+async function mountHelper(argv: string[]): Promise<number | 'serving'> {
+  let call;
+  try {
+    call = fromMountHelper(argv);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${HELP.top}`);
+  }
+  if (call.fake) return 0;
+  return mount(call.args);
+}
+
 async function main(argv: string[]): Promise<number | 'serving'> {
   const [command, ...args] = argv;
   switch (command) {
@@ -191,19 +315,29 @@ async function main(argv: string[]): Promise<number | 'serving'> {
     case 'umount': return umount(args);
     case 'selftest': return selftest(args);
     case '-h': case '--help': case 'help': return help('top');
+    case '--version': return version();
     case undefined: throw new UsageError(HELP.top!);
-    default: throw new UsageError(`unknown command '${command}'\n\n${HELP.top}`);
+    default:
+      if (args.length >= 1 && !command.startsWith('-') && !args[0]!.startsWith('-')) return mountHelper(argv);
+      throw new UsageError(`unknown command '${command}'\n\n${HELP.top}`);
   }
 }
 
-main(process.argv.slice(2)).then((result) => {
+const CLI_PATH = fileURLToPath(import.meta.url);
+/** Run as mount(8)'s helper (/sbin/mount.fuse.kdbusfs, a link to bin/mount.fuse.kdbusfs): its argv is SOURCE DIR ... */
+const AS_MOUNT_HELPER = process.env.KDBUSFS_MOUNT_HELPER === '1';
+delete process.env.KDBUSFS_MOUNT_HELPER;
+
+(AS_MOUNT_HELPER ? mountHelper(process.argv.slice(2)) : main(process.argv.slice(2))).then((result) => {
   if (result !== 'serving') process.exitCode = result;
 }, (e: Error) => {
+  const message = e instanceof UsageError ? e.message : explainMountError(e.message);
+  if (detached()) reportFailure(message.split('\n\n')[0]!);
   if (e instanceof UsageError) {
-    process.stderr.write(`kdbusfs: ${e.message}`.trimEnd() + '\n');
+    process.stderr.write(`kdbusfs: ${message}`.trimEnd() + '\n');
     process.exitCode = 2;
   } else {
-    logError('cli', e.message);
+    logError('cli', message);
     process.exitCode = 1;
   }
 });

@@ -13,13 +13,15 @@ import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
 import { taskCreds } from './core/task.js';
-import { log, logError } from './log.js';
+import { log, logError, setRefusalCaller } from './log.js';
 
 export interface ServerOptions {
   /** directory to mount the domain on (must exist) */
   mountpoint: string;
   /** passthrough pools where the kernel allows them (default true) */
   passthrough?: boolean;
+  /** called once the kernel ended the session (unmounted), after the server stopped */
+  onSessionEnd?: () => void;
 }
 
 const CONTROL_TAG = 1;
@@ -35,6 +37,9 @@ export class KdbusServer {
   private readonly endpoints = new Map<number, Endpoint>();
   /** fds taken from clients and fd watches, for the census */
   private readonly fds = new FdLedger();
+  /** the uid that opened each file: whose share of refusal log lines its ioctls use */
+  private readonly openers = new Map<number, number>();
+  private onSessionEnd: (() => void) | undefined;
   private nextTag = CONTROL_TAG + 1;
   private sid = -1;
   private stopped = false;
@@ -51,6 +56,7 @@ export class KdbusServer {
 
   static start(opts: ServerOptions): KdbusServer {
     const server = new KdbusServer(opts.mountpoint);
+    server.onSessionEnd = opts.onSessionEnd;
     server.sid = native.sessionMount({
       mountpoint: opts.mountpoint, fsname: 'kdbusfs', subtype: 'kdbusfs', rootMode: DOMAIN_ROOT_MODE,
       rootUid: 0, rootGid: 0, allowOther: true, defaultPermissions: true, passthrough: opts.passthrough ?? true,
@@ -76,6 +82,11 @@ export class KdbusServer {
     }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     return server;
+  }
+
+  /** The kernel's INIT was answered: requests on the mount are served. */
+  get served(): boolean {
+    return native.sessionInfo(this.sid).protoMinor > 0;
   }
 
   get passthrough(): boolean {
@@ -165,6 +176,7 @@ export class KdbusServer {
   }
 
   private open(fh: number, tag: number, caller: Caller): number {
+    this.openers.set(fh, caller.uid);
     if (tag === CONTROL_TAG) {
       this.handles.set(fh, new ControlHandle(this.domain, this.env(fh), (bus, ep) => this.addEndpointFile(bus, ep)));
       return 0;
@@ -189,6 +201,7 @@ export class KdbusServer {
   private release(fh: number): void {
     const h = this.handles.get(fh);
     this.handles.delete(fh);
+    this.openers.delete(fh);
     this.pollers.delete(fh);
     h?.release();
   }
@@ -197,7 +210,9 @@ export class KdbusServer {
                 command: Buffer | number | null): number | undefined {
     const h = this.handles.get(fh);
     if (!h) return -errno.EBADF;
+    setRefusalCaller(this.openers.get(fh) ?? null);
     const r = h.run({ unique, cmd, tid, arg, head, command }, cmd);
+    setRefusalCaller(null);
     if (typeof r === 'number') return r;
     if (r !== null) this.parked.set(unique, r); // else answered already
     return undefined;
@@ -214,5 +229,6 @@ export class KdbusServer {
     if (this.stopped) return;
     log('server', `${this.mountpoint}: the kernel ended the FUSE session`);
     this.stop();
+    this.onSessionEnd?.();
   }
 }

@@ -23,6 +23,7 @@
 #include "memtask.h"
 #include "procmem.h"
 #include "session.h"
+#include "unixsend.h"
 
 namespace {
 
@@ -96,6 +97,8 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("unwatchFd", &Addon::UnwatchFd),
         InstanceMethod("fdInstall", &Addon::FdInstall),
         InstanceMethod("releaseFds", &Addon::ReleaseFds),
+        InstanceMethod("sendDontWait", &Addon::SendDontWaitOn),
+        InstanceMethod("datagramSend", &Addon::DatagramSendTo),
     });
     installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
@@ -555,6 +558,24 @@ class Addon : public Napi::Addon<Addon> {
       watches_.erase(it);
     }
     return info.Env().Undefined();
+  }
+
+  // sendDontWait(fd, data): bytes sent or -errno.
+  Napi::Value SendDontWaitOn(const Napi::CallbackInfo& info) {
+    int32_t fd;
+    const uint8_t* data;
+    size_t len;
+    if (!I32(info, 0, "fd", &fd) || !Bytes(info, 1, &data, &len)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<double>(SendDontWait(fd, data, len)));
+  }
+
+  // datagramSend(path, data): 0 or -errno.
+  Napi::Value DatagramSendTo(const Napi::CallbackInfo& info) {
+    const uint8_t* data;
+    size_t len;
+    if (!info[0].IsString()) return FailType(info.Env(), "kdbusfs: datagramSend(path, data)");
+    if (!Bytes(info, 1, &data, &len)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), DatagramSend(info[0].As<Napi::String>().Utf8Value(), data, len));
   }
 
   Napi::Value CloseFd(const Napi::CallbackInfo& info) {

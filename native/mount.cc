@@ -11,12 +11,37 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace {
 
 std::string ErrnoText(int e) {
   return std::string(strerror(e)) + " (errno " + std::to_string(e) + ")";
+}
+
+// Where this process's command line lives (/proc/self/stat fields 48 and 49):
+// the watchdog writes its own name there, so that ps tells it from the server.
+bool ArgArea(char** start, size_t* len) {
+  FILE* f = fopen("/proc/self/stat", "re");
+  if (!f) return false;
+  char buf[2048];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char* p = strrchr(buf, ')');  // the name before it may hold spaces
+  if (!p) return false;
+  unsigned long long argStart = 0, argEnd = 0;
+  int field = 2;
+  for (char* tok = strtok(p + 1, " "); tok; tok = strtok(nullptr, " ")) {
+    field++;
+    if (field == 48) argStart = strtoull(tok, nullptr, 10);
+    if (field == 49) argEnd = strtoull(tok, nullptr, 10);
+  }
+  if (argStart == 0 || argEnd <= argStart) return false;
+  *start = reinterpret_cast<char*>(argStart);
+  *len = argEnd - argStart;
+  return true;
 }
 
 }  // namespace
@@ -51,6 +76,11 @@ int Watchdog::Start(const std::string& mountpoint, std::string* err) {
     return -e;
   }
   const char* mp = mountpoint.c_str();
+  // "kdbusfs-watchdog MOUNTPOINT" as argv, as much as fits where argv was.
+  std::string title = std::string("kdbusfs-watchdog") + '\0' + mountpoint;
+  char* argStart = nullptr;
+  size_t argLen = 0;
+  bool retitle = ArgArea(&argStart, &argLen);
   pid_t pid = fork();
   if (pid < 0) {
     int e = errno;
@@ -74,6 +104,11 @@ int Watchdog::Start(const std::string& mountpoint, std::string* err) {
     if (dup2(fds[0], 0) < 0) _exit(1);
     syscall(SYS_close_range, 1U, ~0U, 0U);
     prctl(PR_SET_NAME, "kdbusfs-watch", 0, 0, 0);
+    if (retitle) {
+      size_t n = title.size() < argLen - 1 ? title.size() : argLen - 1;
+      memset(argStart, 0, argLen);  // this process's copy only (fork)
+      memcpy(argStart, title.data(), n);
+    }
     char c = 0;
     ssize_t r;
     do {

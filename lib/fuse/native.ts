@@ -249,6 +249,11 @@ export interface Native {
   watchFd(fd: number, onReadable: () => void): number;
   /** Ends a watch, fired or not. */
   unwatchFd(id: number): void;
+
+  /** send(fd, data, MSG_DONTWAIT | MSG_NOSIGNAL) on a socket: bytes sent or -errno (-EAGAIN: the reader is behind). */
+  sendDontWait(fd: number, data: Buffer): number;
+  /** One datagram to the unix socket at path ('@' first: abstract), without waiting: 0 or -errno. */
+  datagramSend(path: string, data: Buffer): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
