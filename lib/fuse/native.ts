@@ -46,8 +46,8 @@ export interface SessionHandlers {
    * part the kernel copied (_IOC_SIZE(cmd) bytes), or, when the whole command
    * fitted in it, the command Buffer itself (one allocation instead of two).
    * For kdbus commands (type 0x95, head >= 8 bytes, arg 8-aligned) the native side reads the u64 size at the head's start and, when
-   * 8 <= size <= MAX_COMMAND_READ, reads the whole command from the caller with
-   * process_vm_readv: cmd is then that Buffer, or a negative errno if the read
+   * 8 <= size <= MAX_COMMAND_READ, reads the whole command from the caller
+   * (through the memory task, as memRead): cmd is then that Buffer, or a negative errno if the read
    * failed; otherwise cmd is null.
    * Return a result >= 0 or a negative errno to answer now, or undefined to
    * park the request and answer later with replyIoctl(sid, unique, ...).
@@ -167,9 +167,13 @@ export interface Native {
   /** Wakes a poller (FUSE_NOTIFY_POLL). */
   notifyPoll(sid: number, kh: number): void;
 
-  /** process_vm_readv from the caller. Returns the bytes or a negative errno. */
+  /**
+   * process_vm_readv from the caller, made by the memory task
+   * (native/memtask.h): memory that does not come in within its bound is
+   * -EFAULT, as unmapped memory is. Returns the bytes or a negative errno.
+   */
   memRead(tid: number, addr: number, len: number): Buffer | number;
-  /** process_vm_writev to the caller. Returns 0 or a negative errno (-EFAULT on a short write). */
+  /** process_vm_writev to the caller, as memRead. Returns 0 or a negative errno (-EFAULT on a short write). */
   memWrite(tid: number, addr: number, data: Buffer): number;
 
   /** Sizes fh's pool (ftruncate + server-side mmap) and releases its backing id. 0 or -errno. */
@@ -181,7 +185,7 @@ export interface Native {
    * either is a bug of the server, not of the client.
    */
   poolWrite(sid: number, fh: number, offset: number, data: Buffer): void;
-  /** Copies len bytes from the caller's memory straight into fh's pool (one copy). 0 or -errno. */
+  /** Copies len bytes from the caller's memory straight into fh's pool (one copy, as memRead). 0 or -errno. */
   poolCopyFromProcess(sid: number, fh: number, offset: number, tid: number,
                       addr: number, len: number): number;
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
