@@ -88,10 +88,6 @@ export function logging(): boolean {
 }
 
 export function log(component: string, msg: string): void {
-  if (component === 'ioctl' && refusalCaller !== null) {
-    legacyRefusal(refusalCaller, msg);
-    return;
-  }
   emit('info', component, msg);
 }
 
@@ -152,24 +148,4 @@ function tick(): void {
 export function logFlush(): void {
   summarize(true);
   lines.flush();
-}
-
-// ---- until lib/core/handle.ts calls logRefusal itself ----
-// Handle.run logs a refused ioctl as log('ioctl', 'tid T COMMAND: why (errno N)').
-// The server names the uid that opened the file the ioctl came on
-// (setRefusalCaller) around each request, and such lines take logRefusal's way.
-
-let refusalCaller: number | null = null;
-
-export function setRefusalCaller(uid: number | null): void {
-  refusalCaller = uid;
-}
-
-function legacyRefusal(uid: number, msg: string): void {
-  const m = /^tid \d+ (.+?): (.*) \(errno (\d+)\)$/s.exec(msg);
-  if (!m) {
-    emit('info', 'ioctl', msg);
-    return;
-  }
-  logRefusal(uid, m[1]!, Number(m[3]), m[2]!);
 }

@@ -13,7 +13,7 @@ import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
 import { taskCreds } from './core/task.js';
-import { log, logError, setRefusalCaller } from './log.js';
+import { log, logError } from './log.js';
 
 export interface ServerOptions {
   /** directory to mount the domain on (must exist) */
@@ -210,9 +210,7 @@ export class KdbusServer {
                 command: Buffer | number | null): number | undefined {
     const h = this.handles.get(fh);
     if (!h) return -errno.EBADF;
-    setRefusalCaller(this.openers.get(fh) ?? null);
-    const r = h.run({ unique, cmd, tid, arg, head, command }, cmd);
-    setRefusalCaller(null);
+    const r = h.run({ unique, cmd, tid, uid: this.openers.get(fh) ?? -1, arg, head, command }, cmd);
     if (typeof r === 'number') return r;
     if (r !== null) this.parked.set(unique, r); // else answered already
     return undefined;

@@ -27,7 +27,7 @@ import { policySee, policySeeName } from './policy.js';
 import type { PoolBacking } from './pool.js';
 import { hasCapIpcOwner, type TaskCreds } from './task.js';
 import type { Domain } from './domain.js';
-import { log, logging } from '../log.js';
+import { log, logRefusal } from '../log.js';
 
 /** The calling thread of one ioctl. */
 export interface Call {
@@ -36,6 +36,8 @@ export interface Call {
   /** the ioctl command number */
   cmd: number;
   tid: number;
+  /** the uid refusals are logged under: the one that opened the file */
+  uid: number;
   arg: number;
   head: Buffer;
   command: Buffer | number | null;
@@ -306,7 +308,7 @@ export abstract class Handle {
     } catch (e) {
       if (!(e instanceof KdbusError)) throw e;
       ret = -e.errno;
-      if (e.errno !== errno.EAGAIN && logging()) log('ioctl', `tid ${call.tid} ${cmdName(cmd)}: ${e.message} (errno ${e.errno})`);
+      if (e.errno !== errno.EAGAIN) logRefusal(call.uid, cmdName(cmd), e.errno, `tid ${call.tid}: ${e.message}`);
     }
     if (!w.started) return ret;
     w.answer(this.env, call, ret);

@@ -252,7 +252,7 @@ export class FakeWorld {
     const answered = new Promise<number>((r) => { resolve = r; });
     const w: Waiting = { tid, arg, result: undefined, resolve, answered };
     this.calls.set(unique, w);
-    const call: Call = { unique, cmd, tid, arg, head: typeof head === 'number' ? Buffer.alloc(0) : head, command };
+    const call: Call = { unique, cmd, tid, uid: process.getuid!(), arg, head: typeof head === 'number' ? Buffer.alloc(0) : head, command };
     const r = file.handle.run(call, cmd);
     if (typeof r === 'number') this.answer(unique, r);
     else if (r !== null && w.result === undefined) this.parked.set(unique, r);
