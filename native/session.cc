@@ -41,6 +41,22 @@ bool Take(const uint8_t* p, size_t n, T* out) {
   return true;
 }
 
+// Reads a READ-like request and finds the open file or directory it names:
+// nullptr, with the request answered EINVAL or EBADF, when either fails.
+template <typename Map, typename Fail>
+typename Map::mapped_type* TakeOpen(const uint8_t* p, size_t n, fuse_read_in* in, Map& open, Fail fail) {
+  if (!Take(p, n, in)) {
+    fail(-EINVAL);
+    return nullptr;
+  }
+  auto it = open.find(in->fh);
+  if (it == open.end()) {
+    fail(-EBADF);
+    return nullptr;
+  }
+  return &it->second;
+}
+
 // The device of the topmost mount of fstype on mountpoint, from
 // /proc/self/mountinfo (a stat of the mount point would ask this very thread
 // for the root's attributes). 0 if not found.
@@ -473,16 +489,9 @@ void Session::OnOpenDir(const fuse_in_header& h) {
 
 void Session::OnReadDir(const fuse_in_header& h, const uint8_t* p, size_t n) {
   fuse_read_in in;
-  if (!Take(p, n, &in)) {
-    Reply(h.unique, -EINVAL);
-    return;
-  }
-  auto it = dirs_.find(in.fh);
-  if (it == dirs_.end()) {
-    Reply(h.unique, -EBADF);
-    return;
-  }
-  const std::vector<DirEntry>& v = it->second;
+  const std::vector<DirEntry>* dir = TakeOpen(p, n, &in, dirs_, [&](int e) { Reply(h.unique, e); });
+  if (!dir) return;
+  const std::vector<DirEntry>& v = *dir;
   size_t size = std::min<size_t>(in.size, kMaxWrite);
   out_.resize(size);
   size_t pos = 0;
@@ -611,26 +620,19 @@ void Session::OnRelease(const fuse_in_header& h, const uint8_t* p, size_t n) {
 
 void Session::OnRead(const fuse_in_header& h, const uint8_t* p, size_t n) {
   fuse_read_in in;
-  if (!Take(p, n, &in)) {
-    Reply(h.unique, -EINVAL);
-    return;
-  }
-  auto it = files_.find(in.fh);
-  if (it == files_.end()) {
-    Reply(h.unique, -EBADF);
-    return;
-  }
+  OpenFile* file = TakeOpen(p, n, &in, files_, [&](int e) { Reply(h.unique, e); });
+  if (!file) return;
   size_t size = std::min<size_t>(in.size, kMaxWrite);
-  if (it->second.pool) {
+  if (file->pool) {
     out_.resize(size);
-    ssize_t r = it->second.pool->Read(in.offset, out_.data(), size);
+    ssize_t r = file->pool->Read(in.offset, out_.data(), size);
     if (r < 0)
       Reply(h.unique, static_cast<int>(r));
     else
       Reply(h.unique, 0, out_.data(), static_cast<size_t>(r));
     return;
   }
-  if (!(it->second.flags & kOpenDirectIo) || fns_[kRead].IsEmpty()) {
+  if (!(file->flags & kOpenDirectIo) || fns_[kRead].IsEmpty()) {
     Reply(h.unique, -EINVAL);
     return;
   }

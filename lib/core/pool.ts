@@ -127,6 +127,15 @@ export class Pool {
     return this.busySlices.size;
   }
 
+  /** Merges the free slice after s into s (kdbus_pool_free_slice's merge with a neighbour). */
+  private absorbNext(s: Slice): void {
+    const next = s.next!;
+    this.freeSlices.delete(next);
+    s.size += next.size;
+    s.next = next.next;
+    if (next.next) next.next.prev = s;
+  }
+
   private maybeFree(slice: Slice): void {
     if (slice.refKernel || slice.refUser) return;
     this.busySlices.delete(slice.off);
@@ -134,20 +143,11 @@ export class Pool {
     const child = slice.child;
     slice.child = null;
     let s = slice;
-    const next = s.next;
-    if (next && next.free) {
-      this.freeSlices.delete(next);
-      s.size += next.size;
-      s.next = next.next;
-      if (next.next) next.next.prev = s;
-    }
-    const prev = s.prev;
-    if (prev && prev.free) {
-      this.freeSlices.delete(prev);
-      prev.size += s.size;
-      prev.next = s.next;
-      if (s.next) s.next.prev = prev;
-      s = prev;
+    if (s.next?.free) this.absorbNext(s);
+    if (s.prev?.free) {
+      s = s.prev;
+      this.freeSlices.delete(s); // re-added below, last, as a slice freed now
+      this.absorbNext(s);
     }
     s.free = true;
     this.freeSlices.add(s);
