@@ -96,7 +96,7 @@ export class ParamsSession {
     }, handlers);
     if (sid < 0) {
       rmdirSync(dir);
-      throw new Error(`kdbusfs: cannot serve module parameters on ${dir}: ${getSystemErrorName(sid)}`);
+      throw new Error(`kdbusfs: cannot serve module parameters on ${dir}: ${native.lastMountError() || getSystemErrorName(sid)}`);
     }
     native.nodeAdd(sid, 1, PARAM_FILE, false, 0o644, 0, 0, 1);
     return new ParamsSession(dir, sid);

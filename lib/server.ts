@@ -78,7 +78,7 @@ export class KdbusServer {
       destroyed: () => server.destroyed(),
     });
     if (server.sid < 0) {
-      throw new Error(`kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
+      throw new Error(native.lastMountError() || `kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
     }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     return server;

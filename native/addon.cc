@@ -76,6 +76,7 @@ class Addon : public Napi::Addon<Addon> {
   Addon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
         InstanceMethod("sessionMount", &Addon::SessionMount),
+        InstanceMethod("lastMountError", &Addon::LastMountError),
         InstanceMethod("sessionInfo", &Addon::SessionInfo),
         InstanceMethod("sessionUnmount", &Addon::SessionUnmount),
         InstanceMethod("clearStaleMount", &Addon::ClearStale),
@@ -117,6 +118,8 @@ class Addon : public Napi::Addon<Addon> {
  private:
   std::map<uint64_t, Session*> sessions_;
   uint64_t nextSid_ = 1;
+  /** why the last sessionMount failed (its -errno says what), for lastMountError */
+  std::string mountError_;
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
   std::unique_ptr<FdInstaller> installer_;
@@ -267,8 +270,8 @@ class Addon : public Napi::Addon<Addon> {
     char* real = realpath(mp.c_str(), nullptr);
     if (!real) {
       int e = errno;
-      fprintf(stderr, "kdbusfs: mount point %s: %s%s\n", mp.c_str(), strerror(e),
-              e == ENOTCONN ? " (a dead mount: clear it first)" : "");
+      mountError_ = "kdbusfs: mount point " + mp + ": " + strerror(e) +
+                    (e == ENOTCONN ? " (a dead mount: clear it first)" : "");
       return Napi::Number::New(env, -e);
     }
     p.mountpoint = real;
@@ -282,12 +285,16 @@ class Addon : public Napi::Addon<Addon> {
     Session* s = Session::Mount(env, p, passthrough, info[1].As<Napi::Object>(), &err, &error);
     if (!s && !error) return Fail(env, err);
     if (!s) {
-      fprintf(stderr, "%s\n", err.c_str());
+      mountError_ = err;
       return Napi::Number::New(env, error);
     }
     uint64_t sid = nextSid_++;
     sessions_[sid] = s;
     return Napi::Number::New(env, static_cast<double>(sid));
+  }
+
+  Napi::Value LastMountError(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), mountError_);
   }
 
   Napi::Value SessionInfo(const Napi::CallbackInfo& info) {

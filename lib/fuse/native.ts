@@ -128,10 +128,12 @@ export interface Native {
   /**
    * Opens /dev/fuse, mounts, starts a watchdog process that detaches the mount
    * if this process dies, and starts serving on the event loop. Returns a
-   * session id (> 0), or -errno when the system refuses (the detailed reason
-   * is written to stderr as one line).
+   * session id (> 0), or -errno when the system refuses (lastMountError then
+   * says why in one line).
    */
   sessionMount(opts: MountOptions, handlers: SessionHandlers): number;
+  /** Why the last refused sessionMount failed: "kdbusfs: mounting fuse.kdbusfs on DIR failed: ...". */
+  lastMountError(): string;
   sessionInfo(sid: number): SessionInfo;
   /**
    * Detaches the mount (MNT_DETACH), stops serving, closes /dev/fuse and frees
