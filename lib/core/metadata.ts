@@ -50,11 +50,6 @@ export class ProcMeta {
     return this.valid;
   }
 
-  /** ATTACH bits already tried, present or not (the kernel's `collected`); never tried again. */
-  get attempted(): bigint {
-    return this.tried;
-  }
-
   /** CREDS: kuids and kgids, uid euid suid fsuid gid egid sgid fsgid; 0xffffffff is INVALID. */
   creds: Uint32Array | null = null;
   /** PIDS: the thread group leader, the thread, the real parent's thread group. */
