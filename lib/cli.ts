@@ -54,16 +54,18 @@ alive or has died. Refuses directories that are not kdbusfs mounts.
 Options:
   -h, --help   show this text
 `,
-  selftest: `Usage: kdbusfs selftest [--binary PATH] [--no-passthrough] [--test-timeout SEC] [-- ARGS...]
+  selftest: `Usage: kdbusfs selftest [--kdbus-tree DIR] [--binary PATH] [--no-passthrough] [--test-timeout SEC] [-- ARGS...]
 
-Builds kdbus-test from the upstream kdbus selftests (\$KDBUS_SELFTESTS_DIR, default
-../shared/kdbus/tools/testing/selftests/kdbus beside the project) into
-.cache/selftests, mounts kdbusfs on a temporary directory, and runs
+Builds kdbus-test from the upstream kdbus selftests of a kdbus v3 kernel tree
+(--kdbus-tree DIR, else \$KDBUSFS_KDBUS_TREE, else ../shared/kdbus beside the
+kdbusfs checkout) into \$KDBUSFS_CACHE_DIR/selftests (default
+\$XDG_CACHE_HOME/kdbusfs, else ~/.cache/kdbusfs), mounts kdbusfs on a temporary directory, and runs
 \`kdbus-test --root DIR ARGS...\` in a private mount namespace where
 /sys/module/kdbus/parameters/attach_flags_mask is served by kdbusfs too.
 Exits with kdbus-test's exit code. Needs root.
 
 Options:
+  --kdbus-tree DIR     the kdbus tree (tools/testing/selftests/kdbus, include/uapi)
   --binary PATH        run this kdbus-test instead of building one
   --no-passthrough     page-cache pools instead of passthrough
   --test-timeout SEC   kill a test still running after SEC seconds (default 120; 0: never)
@@ -159,6 +161,7 @@ async function selftest(args: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       binary: { type: 'string' },
+      'kdbus-tree': { type: 'string' },
       'no-passthrough': { type: 'boolean' },
       'test-timeout': { type: 'string' },
       ...HELP_OPTION,
@@ -173,6 +176,7 @@ async function selftest(args: string[]): Promise<number> {
   const { runSelftests } = await import('./selftest.js');
   return runSelftests({
     binary: values.binary,
+    kdbusTree: values['kdbus-tree'],
     passthrough: !values['no-passthrough'],
     testTimeout,
     args: rest,

@@ -28,7 +28,7 @@
 // every item allowed, so that the CAPS and EXE rules are exercised.
 //
 // This process never touches the mount synchronously; every wait is bounded.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync }
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync }
   from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,22 @@ const capLastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').
 const hostPidNs = readlinkSync('/proc/self/ns/pid');
 
 // ---- helpers (the harness: test/harness.ts) ----
+
+/**
+ * The CLI as a server running under a container uid can load it: the checkout
+ * may sit where only root can go (a clone under /root, mode 0700), so what
+ * the server loads at run time (package.json for the module type, dist/lib,
+ * the addon) is copied into the 0755 temp directory.
+ */
+function readableCli(): string {
+  const copy = join(tmp, 'kdbusfs');
+  if (!existsSync(copy)) {
+    for (const part of ['package.json', 'dist/lib', 'build/Release/kdbusfs_native.node']) {
+      cpSync(join(root, part), join(copy, part), { recursive: true });
+    }
+  }
+  return join(copy, 'dist/lib/cli.js');
+}
 
 /** A test's peers (kdbus-peer processes), killed when the test ends. */
 function peers(t: Tap): NewPeer {
@@ -410,7 +426,7 @@ async function rootless(t: Tap): Promise<void> {
 
   // The server: F's root (host uid 100000, no capability in the initial user
   // namespace), in F's user and mount namespaces; no --no-passthrough.
-  const server = spawnServer(t, nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--', process.execPath, cli, 'mount', mnt],
+  const server = spawnServer(t, nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--', process.execPath, readableCli(), 'mount', mnt],
     { dies: 'rootless server dies' });
 
   const f2 = await join_(t, newPeer, f, 'F2');

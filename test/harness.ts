@@ -23,7 +23,6 @@ export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const cli = join(root, 'dist/lib/cli.js');
-export const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
 export const run = promisify(execFile);
 
 /** Ends the test file with a plan of 0 unless this process can mount kdbusfs. */
@@ -34,9 +33,9 @@ export function needRootAndFuse(): void {
   }
 }
 
-/** gcc -O2 -Wall FLAGS -I<uapi> -o OUT test/clients/SOURCE; returns OUT. */
+/** gcc -O2 -Wall FLAGS -Iinclude -o OUT test/clients/SOURCE (the project's own kdbus ABI header); returns OUT. */
 export async function compileClient(source: string, out: string, flags: string[] = []): Promise<string> {
-  await run('gcc', ['-O2', '-Wall', ...flags, `-I${uapi}`, '-o', out, join(root, 'test/clients', source)],
+  await run('gcc', ['-O2', '-Wall', ...flags, `-I${join(root, 'include')}`, '-o', out, join(root, 'test/clients', source)],
     { timeout: 30_000 });
   return out;
 }
