@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, logError } from './log.js';
-import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint } from './mountpoint.js';
+import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /**
@@ -39,7 +39,9 @@ messages, pool slices, held fds, memory...) to stderr as one JSON line.
 DIR defaults to ${DEFAULT_MOUNTPOINT}, where the kernel module mounted it. Without
 the module that directory does not exist and sysfs cannot create it, so kdbusfs
 lays a tmpfs over /sys/fs that keeps every existing entry bound in place and adds
-kdbus/. Any other DIR is created if missing.
+kdbus/, plus a second sysfs mount at /run/kdbusfs/sysfs so that new user
+namespaces (rootless containers) can still mount sysfs; both are removed when
+the server exits. Any other DIR is created if missing.
 
 Options:
   --no-passthrough   give each connection a page-cache pool instead of a FUSE
@@ -113,6 +115,8 @@ async function mount(args: string[]): Promise<number | 'serving'> {
     throw new Error(`${wanted} is already served by another kdbusfs; \`kdbusfs umount ${wanted}\` first`);
   }
   const dir = prepareMountpoint(wanted);
+  // However the server ends (signal, unmount, failure to start), what was made for dir goes.
+  process.on('exit', () => releaseMountpoint(dir));
   const server = KdbusServer.start({
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
