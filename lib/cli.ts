@@ -8,6 +8,8 @@ import { log, logError } from './log.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
 
 const FSTYPE = 'fuse.kdbusfs';
+/** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
+const DEFAULT_PARAMS_DIR = '/run/kdbusfs/parameters';
 /**
  * The server's young generation, in MiB per semi-space. V8 grows it to 16
  * under load and keeps it: a server with 1000 idle connections after a burst
@@ -29,7 +31,7 @@ Commands:
 
 Run \`kdbusfs <command> --help\` for a command's options.
 `,
-  mount: `Usage: kdbusfs mount [DIR] [--no-passthrough]
+  mount: `Usage: kdbusfs mount [DIR] [--no-passthrough] [--attach-flags-mask MASK] [--params-dir DIR] [--buses FILE]
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
 which unmount it and exit 0. Needs root (/dev/fuse and mount(2)). SIGUSR2
@@ -43,10 +45,20 @@ kdbus/, plus a second sysfs mount at /run/kdbusfs/sysfs so that new user
 namespaces (rootless containers) can still mount sysfs; both are removed when
 the server exits. Any other DIR is created if missing.
 
+The kdbus module's parameter attach_flags_mask (metadata items never attached
+unless set in it; default 0x281f as the module had it) is served live as the
+file attach_flags_mask in the parameter directory: readable by all, writable by
+root, like /sys/module/kdbus/parameters/attach_flags_mask was.
+
 Options:
-  --no-passthrough   give each connection a page-cache pool instead of a FUSE
-                     passthrough memfd (passthrough is used when the kernel allows)
-  -h, --help         show this text
+  --no-passthrough         give each connection a page-cache pool instead of a FUSE
+                           passthrough memfd (passthrough is used when the kernel allows)
+  --attach-flags-mask MASK the mask at start (decimal, 0x hex or 0 octal)
+  --params-dir DIR         where to serve attach_flags_mask (default ${DEFAULT_PARAMS_DIR}
+                           for the default mount point, none for others)
+  --buses FILE             make the buses of FILE (JSON, README "Buses from
+                           configuration") at mount and hold them until exit
+  -h, --help               show this text
 `,
   umount: `Usage: kdbusfs umount DIR
 
@@ -94,11 +106,27 @@ function parsed<T>(command: string, parse: () => T): T {
 
 async function mount(args: string[]): Promise<number | 'serving'> {
   const { values, positionals } = parsed('mount', () => parseArgs({
-    args, allowPositionals: true, options: { 'no-passthrough': { type: 'boolean' }, ...HELP_OPTION },
+    args, allowPositionals: true, options: {
+      'no-passthrough': { type: 'boolean' },
+      'attach-flags-mask': { type: 'string' },
+      'params-dir': { type: 'string' },
+      buses: { type: 'string' },
+      ...HELP_OPTION,
+    },
   }));
   if (values.help) return help('mount');
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
   const { native } = await import('./fuse/native.js');
+  const { ParamsSession, parseUllong } = await import('./params.js');
+  const { moduleParams } = await import('./core/module.js');
+  if (values['attach-flags-mask'] !== undefined) {
+    const mask = parseUllong(values['attach-flags-mask']);
+    if (typeof mask === 'number') throw new UsageError(`--attach-flags-mask needs a 64-bit number\n\n${HELP.mount}`);
+    moduleParams.attachFlagsMask = mask;
+  }
+  // A bad configuration stops the mount before anything is made.
+  const { readBusConfig } = await import('./config-buses.js');
+  const buses = values.buses === undefined ? [] : readBusConfig(resolve(values.buses));
   if (!process.execArgv.some((a) => a.startsWith(SEMI_SPACE_FLAG))) {
     // Only read at startup: this process becomes node with it (same pid).
     const argv = [process.execPath, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MIB}`, ...process.execArgv, ...process.argv.slice(1)];
@@ -115,12 +143,27 @@ async function mount(args: string[]): Promise<number | 'serving'> {
     throw new Error(`${wanted} is already served by another kdbusfs; \`kdbusfs umount ${wanted}\` first`);
   }
   const dir = prepareMountpoint(wanted);
-  // However the server ends (signal, unmount, failure to start), what was made for dir goes.
-  process.on('exit', () => releaseMountpoint(dir));
+  let params: { stop(): void; file: string } | undefined;
+  // However the server ends (signal, unmount, failure to start), what was made for it goes.
+  process.on('exit', () => {
+    params?.stop();
+    releaseMountpoint(dir);
+  });
   const server = KdbusServer.start({
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
   });
+  try {
+    server.holdBuses(buses);
+  } catch (e) {
+    server.stop();
+    throw e;
+  }
+  const paramsDir = values['params-dir'] ?? (dir === DEFAULT_MOUNTPOINT ? DEFAULT_PARAMS_DIR : undefined);
+  if (paramsDir !== undefined) {
+    params = ParamsSession.start(resolve(paramsDir));
+    log('mount', `attach_flags_mask 0x${moduleParams.attachFlagsMask.toString(16)} served at ${params.file}`);
+  }
   // The pool kind is settled by the kernel's INIT and the first pool, after this point.
   log('mount', `serving kdbus on ${dir} (${values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them'}); SIGINT or SIGTERM to unmount`);
 

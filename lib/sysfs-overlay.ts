@@ -10,7 +10,7 @@
 // EPERM under the overlay and works again once a second, uncovered sysfs is
 // mounted anywhere in the namespace, read-write (a read-only one makes
 // read-write mounts fail). So the overlay comes with such a witness mount at
-// /run/kdbusfs/sysfs (in a 0700 directory), and both go when the server exits.
+// /run/kdbusfs/witness/sysfs (in a 0700 directory), and both go when the server exits.
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync,
@@ -23,7 +23,9 @@ import { logError } from './log.js';
 export const SYS_FS = '/sys/fs';
 /** The source name of the tmpfs over /sys/fs: how kdbusfs knows the overlay is its own. */
 const OVERLAY_SOURCE = 'kdbusfs-sysfs';
-const WITNESS_PARENT = '/run/kdbusfs';
+/** kdbusfs's directory in /run (lib/cli.ts serves the module parameters there too). */
+export const RUN_DIR = '/run/kdbusfs';
+const WITNESS_PARENT = join(RUN_DIR, 'witness');
 export const SYSFS_WITNESS = join(WITNESS_PARENT, 'sysfs');
 const WITNESS_SOURCE = 'kdbusfs-sysfs-witness';
 
@@ -113,12 +115,14 @@ export function keepSysfsMountable(): void {
 export function removeSysFsOverlay(): void {
   if (sysFsOverlaid()) cleanup(() => run('umount', '-l', SYS_FS));
   if (mountSource(SYSFS_WITNESS) === WITNESS_SOURCE) cleanup(() => run('umount', '-l', SYSFS_WITNESS));
-  cleanup(() => {
+  // RUN_DIR goes too once nothing else is in it.
+  for (const dir of [SYSFS_WITNESS, WITNESS_PARENT, RUN_DIR]) {
     try {
-      rmdirSync(SYSFS_WITNESS);
-      rmdirSync(WITNESS_PARENT);
+      rmdirSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY') break;
+      if (code !== 'ENOENT') logError('mountpoint', `removing ${dir}: ${(e as Error).message}`);
     }
-  });
+  }
 }

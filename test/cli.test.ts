@@ -142,7 +142,7 @@ t.test('default mount point /sys/fs/kdbus, in a private mount namespace', async 
     stat -c 'control %a' /sys/fs/kdbus/control
     ls /sys/fs | tr '\\n' ' '; echo
     echo "serving: $(sysfs_in_userns)"
-    umount /run/kdbusfs/sysfs
+    umount /run/kdbusfs/witness/sysfs
     echo "serving, witness removed: $(sysfs_in_userns)"
     kill -TERM $pid; wait $pid; echo "exit $?"
     grep -c ' /sys/fs/kdbus ' /proc/self/mounts
