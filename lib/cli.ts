@@ -2,10 +2,12 @@
 // The kdbusfs command: mount (serve in the foreground), umount, selftest.
 // Commands load the native addon lazily, so --help works without it.
 import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, logError } from './log.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
+import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
@@ -55,7 +57,10 @@ Options:
                            passthrough memfd (passthrough is used when the kernel allows)
   --attach-flags-mask MASK the mask at start (decimal, 0x hex or 0 octal)
   --params-dir DIR         where to serve attach_flags_mask (default ${DEFAULT_PARAMS_DIR}
-                           for the default mount point, none for others)
+                           for the default mount point, none for others);
+                           /sys/module/kdbus/parameters, where the module had it
+                           and sd-bus looks, lays a tmpfs over /sys/module that
+                           hides modules loaded while kdbusfs runs (README)
   --buses FILE             make the buses of FILE (JSON, README "Buses from
                            configuration") at mount and hold them until exit
   -h, --help               show this text
@@ -144,9 +149,11 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   }
   const dir = prepareMountpoint(wanted);
   let params: { stop(): void; file: string } | undefined;
+  let sysModuleOverlaid = false;
   // However the server ends (signal, unmount, failure to start), what was made for it goes.
   process.on('exit', () => {
     params?.stop();
+    if (sysModuleOverlaid) removeSysfsOverlay(SYS_MODULE);
     releaseMountpoint(dir);
   });
   const server = KdbusServer.start({
@@ -161,7 +168,13 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   }
   const paramsDir = values['params-dir'] ?? (dir === DEFAULT_MOUNTPOINT ? DEFAULT_PARAMS_DIR : undefined);
   if (paramsDir !== undefined) {
-    params = ParamsSession.start(resolve(paramsDir));
+    const at = resolve(paramsDir);
+    // where the module had it: sysfs cannot make the directory, a tmpfs over /sys/module can
+    if (at.startsWith(`${SYS_MODULE}/`) && !existsSync(at)) {
+      makeSysfsOverlay(SYS_MODULE, relative(SYS_MODULE, at));
+      sysModuleOverlaid = true;
+    }
+    params = ParamsSession.start(at);
     log('mount', `attach_flags_mask 0x${moduleParams.attachFlagsMask.toString(16)} served at ${params.file}`);
   }
   // The pool kind is settled by the kernel's INIT and the first pool, after this point.

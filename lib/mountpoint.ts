@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { log } from './log.js';
-import { keepSysfsMountable, makeSysFsOverlay, removeSysFsOverlay, SYS_FS, SYSFS_WITNESS, sysFsOverlaid } from './sysfs-overlay.js';
+import { keepSysfsMountable, makeSysfsOverlay, removeSysfsOverlay, SYS_FS, SYSFS_WITNESS, sysfsOverlaid } from './sysfs-overlay.js';
 
 export const DEFAULT_MOUNTPOINT = '/sys/fs/kdbus';
 
@@ -17,7 +17,7 @@ export function prepareMountpoint(dir: string = DEFAULT_MOUNTPOINT): string {
   const path = resolve(dir);
   if (existsSync(path)) {
     if (!statSync(path).isDirectory()) throw new Error(`${path} is not a directory`);
-    if (path === DEFAULT_MOUNTPOINT && sysFsOverlaid()) keepSysfsMountable(); // a killed server's overlay
+    if (path === DEFAULT_MOUNTPOINT && sysfsOverlaid(SYS_FS)) keepSysfsMountable(); // a killed server's overlay
     return path;
   }
   if (path === DEFAULT_MOUNTPOINT) {
@@ -31,7 +31,7 @@ export function prepareMountpoint(dir: string = DEFAULT_MOUNTPOINT): string {
 function makeSysFsKdbus(): void {
   try {
     mkdirSync(DEFAULT_MOUNTPOINT, { mode: 0o755 });
-    if (sysFsOverlaid()) keepSysfsMountable();
+    if (sysfsOverlaid(SYS_FS)) keepSysfsMountable();
     return; // /sys/fs is already something writable (an earlier overlay)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -43,7 +43,7 @@ function makeSysFsKdbus(): void {
       `making it needs root (a tmpfs over ${SYS_FS}): run as root, ${hint}`);
   }
   try {
-    makeSysFsOverlay();
+    makeSysfsOverlay(SYS_FS, 'kdbus');
   } catch (e) {
     throw new Error(`cannot create ${DEFAULT_MOUNTPOINT} (${(e as Error).message}); ${hint}`);
   }
@@ -53,7 +53,7 @@ function makeSysFsKdbus(): void {
 
 /** Undoes what prepareMountpoint made for dir: the /sys/fs overlay of the default mount point. */
 export function releaseMountpoint(dir: string): void {
-  if (resolve(dir) === DEFAULT_MOUNTPOINT) removeSysFsOverlay();
+  if (resolve(dir) === DEFAULT_MOUNTPOINT) removeSysfsOverlay(SYS_FS);
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */

@@ -1,6 +1,8 @@
-// /sys/fs/kdbus without the kdbus module. sysfs refuses mkdir, so as root
-// kdbusfs lays a tmpfs over /sys/fs that carries everything that was there
-// (each entry bound back in place) plus an empty kdbus/.
+// /sys/fs/kdbus (and on request /sys/module/kdbus/parameters) without the kdbus
+// module. sysfs refuses mkdir, so as root kdbusfs lays a tmpfs over /sys/fs
+// (/sys/module) that carries everything that was there (each entry bound back
+// in place) plus the new directory. Entries sysfs creates later (a filesystem
+// or module loaded afterwards) stay hidden under the tmpfs until it goes.
 //
 // That mount alone breaks every user namespace created while it exists: the
 // kernel lets a user namespace mount sysfs only if some sysfs mount of its
@@ -21,7 +23,8 @@ import { join } from 'node:path';
 import { logError } from './log.js';
 
 export const SYS_FS = '/sys/fs';
-/** The source name of the tmpfs over /sys/fs: how kdbusfs knows the overlay is its own. */
+export const SYS_MODULE = '/sys/module';
+/** The source name of a tmpfs over a sysfs directory: how kdbusfs knows the overlay is its own. */
 const OVERLAY_SOURCE = 'kdbusfs-sysfs';
 /** kdbusfs's directory in /run (lib/cli.ts serves the module parameters there too). */
 export const RUN_DIR = '/run/kdbusfs';
@@ -57,13 +60,13 @@ function mountSource(path: string): string | null {
   return source;
 }
 
-/** Whether /sys/fs is kdbusfs's overlay (made by this server or one that was killed). */
-export function sysFsOverlaid(): boolean {
-  return mountSource(SYS_FS) === OVERLAY_SOURCE;
+/** Whether dir (SYS_FS, SYS_MODULE) is kdbusfs's overlay (made by this server or one that was killed). */
+export function sysfsOverlaid(dir: string): boolean {
+  return mountSource(dir) === OVERLAY_SOURCE;
 }
 
-/** The tmpfs over /sys/fs with its old entries and kdbus/, and the witness sysfs. */
-export function makeSysFsOverlay(): void {
+/** The tmpfs over dir (SYS_FS, SYS_MODULE) with its old entries and the directory add (relative), and the witness sysfs. */
+export function makeSysfsOverlay(dir: string, add: string): void {
   const stash = mkdtempSync(join(tmpdir(), 'kdbusfs-sysfs-'));
   let stashMounted = false;
   let overlayMounted = false;
@@ -75,14 +78,14 @@ export function makeSysFsOverlay(): void {
     run('mount', '--make-private', stash);
     const old = join(stash, 'fs');
     mkdirSync(old);
-    run('mount', '--rbind', SYS_FS, old);
+    run('mount', '--rbind', dir, old);
     run('mount', '--make-rprivate', old);
 
-    run('mount', '-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev,noexec', OVERLAY_SOURCE, SYS_FS);
+    run('mount', '-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev,noexec', OVERLAY_SOURCE, dir);
     overlayMounted = true;
     for (const entry of readdirSync(old, { withFileTypes: true })) {
       const from = join(old, entry.name);
-      const to = join(SYS_FS, entry.name);
+      const to = join(dir, entry.name);
       if (entry.isSymbolicLink()) {
         symlinkSync(readlinkSync(from), to);
         continue;
@@ -91,10 +94,10 @@ export function makeSysFsOverlay(): void {
       else writeFileSync(to, '', { mode: statSync(from).mode & 0o7777 });
       run('mount', '--rbind', from, to);
     }
-    mkdirSync(join(SYS_FS, 'kdbus'), { mode: 0o755 });
+    mkdirSync(join(dir, add), { mode: 0o755, recursive: true });
     keepSysfsMountable();
   } catch (e) {
-    if (overlayMounted) cleanup(() => run('umount', '-l', SYS_FS));
+    if (overlayMounted) cleanup(() => run('umount', '-l', dir));
     throw e;
   } finally {
     if (stashMounted) cleanup(() => run('umount', '-l', stash));
@@ -111,9 +114,13 @@ export function keepSysfsMountable(): void {
   run('mount', '-t', 'sysfs', '-o', 'rw,nosuid,nodev,noexec,relatime', WITNESS_SOURCE, SYSFS_WITNESS);
 }
 
-/** Detaches the overlay (and whatever is mounted in it) and the witness, and removes its directory. */
-export function removeSysFsOverlay(): void {
-  if (sysFsOverlaid()) cleanup(() => run('umount', '-l', SYS_FS));
+/**
+ * Detaches the overlay of dir (and whatever is mounted in it); once no overlay
+ * is left, the witness too, and removes its directory.
+ */
+export function removeSysfsOverlay(dir: string): void {
+  if (sysfsOverlaid(dir)) cleanup(() => run('umount', '-l', dir));
+  if (sysfsOverlaid(SYS_FS) || sysfsOverlaid(SYS_MODULE)) return;
   if (mountSource(SYSFS_WITNESS) === WITNESS_SOURCE) cleanup(() => run('umount', '-l', SYSFS_WITNESS));
   // RUN_DIR goes too once nothing else is in it.
   for (const dir of [SYSFS_WITNESS, WITNESS_PARENT, RUN_DIR]) {

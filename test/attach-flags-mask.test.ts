@@ -67,3 +67,37 @@ t.test('set at mount, changed live by root, seen by a client', async (t) => {
   await stopServer(t, server, mnt);
   t.equal(mountType(paramsDir), null, 'the parameter directory is unmounted with the server');
 });
+
+t.test('where the module had it: /sys/module/kdbus/parameters, in a private mount namespace', async (t) => {
+  // The namespace keeps the host's /sys/module untouched while the overlay is made.
+  const dir = join(tmp, 'sysmodule-mnt');
+  mkdirSync(dir);
+  const script = `
+    sysfs_in_userns() { unshare -Urmn sh -c 'mount -t sysfs sysfs /mnt' 2>/dev/null && echo mountable || echo refused; }
+    f=/sys/module/kdbus/parameters/attach_flags_mask
+    node "$1" mount "$2" --params-dir /sys/module/kdbus/parameters & pid=$!
+    for i in $(seq 200); do [ -e $f ] && [ -e "$2/control" ] && break; sleep 0.05; done
+    cat $f
+    printf '0x%x\\n' -1 > $f && cat $f
+    ls /sys/module | tr '\\n' ' '; echo
+    cat /sys/module/fuse/parameters/max_user_bgreq
+    echo "serving: $(sysfs_in_userns)"
+    kill -TERM $pid; wait $pid; echo "exit $?"
+    [ -e /sys/module/kdbus ] && echo "kdbus left" || echo "kdbus gone"
+    grep -c ' /sys/module tmpfs ' /proc/self/mounts`;
+  const before = (await sh('ls', ['/sys/module'])).stdout.trim().split('\n');
+  const bgreq = (await sh('cat', ['/sys/module/fuse/parameters/max_user_bgreq'])).stdout;
+  const r = await sh('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli, dir],
+    { env: { ...process.env, KDBUSFS_QUIET: '1' }, timeout: 30_000 }).catch((e: { stdout: string; stderr: string }) => e);
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], `${0x281f}`, 'the module\'s default mask is served there', { stderr: r.stderr });
+  t.equal(lines[1], `${(1n << 64n) - 1n}`, 'root writes it as sd-bus of 2015 did at boot');
+  const entries = (lines[2] ?? '').trim().split(' ');
+  t.ok(before.every((e) => entries.includes(e)) && entries.includes('kdbus'), 'every module is still listed, and kdbus');
+  t.equal(`${lines[3]}\n`, bgreq, 'another module\'s parameter still reads through the overlay');
+  t.equal(lines[4], 'serving: mountable', 'a new user namespace can still mount sysfs');
+  t.equal(lines[5], 'exit 0', 'SIGTERM exits 0');
+  t.equal(lines[6], 'kdbus gone', '/sys/module/kdbus is gone after exit');
+  t.equal(lines[7], '0', 'so is the tmpfs over /sys/module');
+  t.same((await sh('ls', ['/sys/module'])).stdout.trim().split('\n'), before, "the host's /sys/module is unchanged");
+});
