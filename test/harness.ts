@@ -271,8 +271,9 @@ export class Peer {
     });
   }
 
-  async ready(): Promise<this> {
-    await this.nextLine(5000, 'start');
+  /** Waits for the first answer line (ms: a container engine takes longer to start one). */
+  async ready(ms = 5000): Promise<this> {
+    await this.nextLine(ms, 'start');
     return this;
   }
 
