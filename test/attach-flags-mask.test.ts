@@ -76,7 +76,7 @@ t.test('where the module had it: /sys/module/kdbus/parameters, in a private moun
     sysfs_in_userns() { unshare -Urmn sh -c 'mount -t sysfs sysfs /mnt' 2>/dev/null && echo mountable || echo refused; }
     f=/sys/module/kdbus/parameters/attach_flags_mask
     node "$1" mount "$2" --params-dir /sys/module/kdbus/parameters & pid=$!
-    for i in $(seq 200); do [ -e $f ] && [ -e "$2/control" ] && break; sleep 0.05; done
+    for i in $(seq 1200); do [ -e $f ] && [ -e "$2/control" ] && break; sleep 0.05; done
     cat $f
     printf '0x%x\\n' -1 > $f && cat $f
     ls /sys/module | tr '\\n' ' '; echo
@@ -88,7 +88,7 @@ t.test('where the module had it: /sys/module/kdbus/parameters, in a private moun
   const before = (await sh('ls', ['/sys/module'])).stdout.trim().split('\n');
   const bgreq = (await sh('cat', ['/sys/module/fuse/parameters/max_user_bgreq'])).stdout;
   const r = await sh('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli, dir],
-    { env: { ...process.env, KDBUSFS_QUIET: '1' }, timeout: 30_000 }).catch((e: { stdout: string; stderr: string }) => e);
+    { env: { ...process.env, KDBUSFS_QUIET: '1' }, timeout: 120_000 }).catch((e: { stdout: string; stderr: string }) => e);
   const lines = r.stdout.split('\n');
   t.equal(lines[0], `${0x281f}`, 'the module\'s default mask is served there', { stderr: r.stderr });
   t.equal(lines[1], `${(1n << 64n) - 1n}`, 'root writes it as sd-bus of 2015 did at boot');

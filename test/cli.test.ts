@@ -62,7 +62,7 @@ async function mount(t: { teardown(fn: () => void): void }, dir: string): Promis
   t.teardown(() => { if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL'); });
   let exited = false;
   void p.ended.then(() => { exited = true; });
-  await until(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs');
+  await until(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs', 30);
   if (exited) throw new Error(`kdbusfs mount exited early:\n${p.out.stderr}`);
   return p;
 }
@@ -138,7 +138,7 @@ t.test('default mount point /sys/fs/kdbus, in a private mount namespace', async 
     sysfs_in_userns() { unshare -Urmn sh -c 'mount -t sysfs sysfs /mnt' 2>/dev/null && echo mountable || echo refused; }
     echo "before: $(sysfs_in_userns)"
     node "$1" mount & pid=$!
-    for i in $(seq 200); do [ -e /sys/fs/kdbus/control ] && break; sleep 0.05; done
+    for i in $(seq 1200); do [ -e /sys/fs/kdbus/control ] && break; sleep 0.05; done
     stat -c 'control %a' /sys/fs/kdbus/control
     ls /sys/fs | tr '\\n' ' '; echo
     echo "serving: $(sysfs_in_userns)"
@@ -151,7 +151,7 @@ t.test('default mount point /sys/fs/kdbus, in a private mount namespace', async 
     echo "after: $(sysfs_in_userns)"`;
   const hostEntries = readdirSync('/sys/fs');
   const hostMounts = sysFsMounts();
-  const r = await exitOf(start('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli]));
+  const r = await exitOf(start('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli]), 90);
   const lines = r.stdout.split('\n');
   t.equal(lines[0], 'before: mountable', 'before: a new user namespace can mount sysfs', { stderr: r.stderr });
   t.equal(lines[1], 'control 666', `/sys/fs/kdbus/control served (stderr: ${r.stderr.trim()})`);

@@ -115,7 +115,7 @@ async function controlServed(dir: string): Promise<boolean> {
 
 /**
  * `node [start] mount DIR [args]` (start defaults to the CLI), waited for
- * up to 10 s: mounted as fuse.kdbusfs and served (probe). Fails t and
+ * up to 30 s: mounted as fuse.kdbusfs and served (probe). Fails t and
  * returns null when it does not come up.
  */
 export async function startServer(t: Tap, dir: string, opts: {
@@ -127,7 +127,7 @@ export async function startServer(t: Tap, dir: string, opts: {
     if (s.exited) return true;
     if (mountType(dir) !== 'fuse.kdbusfs') return false;
     return probe(dir);
-  }, 10_000, opts.every);
+  }, 30_000, opts.every);
   if (!up || s.exited) {
     t.fail(`kdbusfs mount did not come up: ${s.stderr}`);
     return null;
