@@ -94,8 +94,8 @@ export function parseBusConfig(text: string, file: string): BusConfig[] {
     const o = object(b, at, ['name', 'owner', 'group', 'access', 'bloom', 'policy']);
     const owner = id(o.owner ?? 0, `${at}.owner`);
     const group = id(o.group ?? 0, `${at}.group`);
-    if (typeof o.name !== 'string' || !sysnameValid(o.name) || o.name.includes('/')) {
-      bad(`${at}.name`, 'must be a bus name ("<owner uid>-" and letters, digits, "-", "_", ".")');
+    if (typeof o.name !== 'string' || !sysnameValid(o.name) || o.name.length > LIMITS.SYSNAME_MAX_LEN) {
+      bad(`${at}.name`, `must be a bus name ("<owner uid>-" and letters, digits, "-", "_", "."; at most ${LIMITS.SYSNAME_MAX_LEN})`);
     }
     const name = o.name as string;
     if (!name.startsWith(`${owner}-`)) bad(`${at}.name`, `"${name}" must start with "${owner}-", the owner's uid`);
