@@ -43,7 +43,7 @@ messages, pool slices, held fds, memory...) to stderr as one JSON line.
 DIR defaults to ${DEFAULT_MOUNTPOINT}, where the kernel module mounted it. Without
 the module that directory does not exist and sysfs cannot create it, so kdbusfs
 lays a tmpfs over /sys/fs that keeps every existing entry bound in place and adds
-kdbus/, plus a second sysfs mount at /run/kdbusfs/sysfs so that new user
+kdbus/, plus a second sysfs mount at /run/kdbusfs/witness/sysfs so that new user
 namespaces (rootless containers) can still mount sysfs; both are removed when
 the server exits. Any other DIR is created if missing.
 
@@ -160,22 +160,23 @@ async function mount(args: string[]): Promise<number | 'serving'> {
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
   });
+  // A failure from here on stops the server; the exit handler removes the rest.
   try {
     server.holdBuses(buses);
+    const paramsDir = values['params-dir'] ?? (dir === DEFAULT_MOUNTPOINT ? DEFAULT_PARAMS_DIR : undefined);
+    if (paramsDir !== undefined) {
+      const at = resolve(paramsDir);
+      // where the module had it: sysfs cannot make the directory, a tmpfs over /sys/module can
+      if (at.startsWith(`${SYS_MODULE}/`) && !existsSync(at)) {
+        makeSysfsOverlay(SYS_MODULE, relative(SYS_MODULE, at));
+        sysModuleOverlaid = true;
+      }
+      params = ParamsSession.start(at);
+      log('mount', `attach_flags_mask 0x${moduleParams.attachFlagsMask.toString(16)} served at ${params.file}`);
+    }
   } catch (e) {
     server.stop();
     throw e;
-  }
-  const paramsDir = values['params-dir'] ?? (dir === DEFAULT_MOUNTPOINT ? DEFAULT_PARAMS_DIR : undefined);
-  if (paramsDir !== undefined) {
-    const at = resolve(paramsDir);
-    // where the module had it: sysfs cannot make the directory, a tmpfs over /sys/module can
-    if (at.startsWith(`${SYS_MODULE}/`) && !existsSync(at)) {
-      makeSysfsOverlay(SYS_MODULE, relative(SYS_MODULE, at));
-      sysModuleOverlaid = true;
-    }
-    params = ParamsSession.start(at);
-    log('mount', `attach_flags_mask 0x${moduleParams.attachFlagsMask.toString(16)} served at ${params.file}`);
   }
   // The pool kind is settled by the kernel's INIT and the first pool, after this point.
   log('mount', `serving kdbus on ${dir} (${values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them'}); SIGINT or SIGTERM to unmount`);
