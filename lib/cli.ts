@@ -122,6 +122,13 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   if (values.help) return help('mount');
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
   const { native } = await import('./fuse/native.js');
+  if (!process.execArgv.some((a) => a.startsWith(SEMI_SPACE_FLAG))) {
+    // Only read at startup: this process becomes node with it (same pid).
+    const argv = [process.execPath, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MIB}`, ...process.execArgv, ...process.argv.slice(1)];
+    const e = native.execSelf(process.execPath, argv);
+    log('mount', `cannot re-execute with ${SEMI_SPACE_FLAG} (errno ${-e}): serving with V8's default heap`);
+  }
+  // The core is loaded only after the re-execution above: loading it twice slows every start.
   const { ParamsSession, parseUllong } = await import('./params.js');
   const { moduleParams } = await import('./core/module.js');
   if (values['attach-flags-mask'] !== undefined) {
@@ -132,12 +139,6 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   // A bad configuration stops the mount before anything is made.
   const { readBusConfig } = await import('./config-buses.js');
   const buses = values.buses === undefined ? [] : readBusConfig(resolve(values.buses));
-  if (!process.execArgv.some((a) => a.startsWith(SEMI_SPACE_FLAG))) {
-    // Only read at startup: this process becomes node with it (same pid).
-    const argv = [process.execPath, `${SEMI_SPACE_FLAG}=${SEMI_SPACE_MIB}`, ...process.execArgv, ...process.argv.slice(1)];
-    const e = native.execSelf(process.execPath, argv);
-    log('mount', `cannot re-execute with ${SEMI_SPACE_FLAG} (errno ${-e}): serving with V8's default heap`);
-  }
   const { KdbusServer } = await import('./server.js');
   const { censusLine } = await import('./core/census.js');
 
