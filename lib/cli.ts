@@ -2,7 +2,7 @@
 // The kdbusfs command: mount (serve in the foreground), umount, selftest.
 // Commands load the native addon lazily, so --help works without it.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmdirSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, logError } from './log.js';
@@ -149,11 +149,17 @@ async function mount(args: string[]): Promise<number | 'serving'> {
     throw new Error(`${wanted} is already served by another kdbusfs; \`kdbusfs umount ${wanted}\` first`);
   }
   const dir = prepareMountpoint(wanted);
-  let params: { stop(): void; file: string } | undefined;
+  let params: { stop(): void; file: string; dir: string } | undefined;
   let sysModuleOverlaid = false;
   // However the server ends (signal, unmount, failure to start), what was made for it goes.
   process.on('exit', () => {
     params?.stop();
+    // the default place is kdbusfs's own: a server killed earlier may have left it
+    if (params?.dir === DEFAULT_PARAMS_DIR) {
+      try {
+        rmdirSync(DEFAULT_PARAMS_DIR);
+      } catch { /* already gone (or in use by another namespace's server) */ }
+    }
     if (sysModuleOverlaid) removeSysfsOverlay(SYS_MODULE);
     releaseMountpoint(dir);
   });

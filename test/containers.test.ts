@@ -425,7 +425,9 @@ async function rootless(t: Tap): Promise<void> {
 
   // The server: F's root (host uid 100000, no capability in the initial user
   // namespace), in F's user and mount namespaces; no --no-passthrough.
-  const server = spawnServer(t, nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--', process.execPath, readableCli(), 'mount', mnt],
+  // (a working directory and a NODE_OPTIONS from tap pointing into the checkout would fail it the same way)
+  const server = spawnServer(t, nsenter!, ['-t', String(f.hostPid), '-U', '-m', '--wd=/', '--',
+    'env', '-u', 'NODE_OPTIONS', process.execPath, readableCli(), 'mount', mnt],
     { dies: 'rootless server dies' });
 
   const f2 = await join_(t, newPeer, f, 'F2');

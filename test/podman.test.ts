@@ -56,7 +56,8 @@ function podmanArgv(rootless: boolean, args: string[]): string[] {
       'env', `HOME=${home}`, `XDG_RUNTIME_DIR=${join(home, 'run')}`]
     : [];
   return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
-    'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', 'sh', ...user, podman!, ...args];
+    // cd /: the checkout may be a directory the rootless user cannot enter
+    'cd / && { umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"; }', 'sh', ...user, podman!, ...args];
 }
 
 /** A kdbus-peer in a new podman container with busDir bound at /run/kdbus/0-pod; removed when t ends. */
