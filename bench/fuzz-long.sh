@@ -20,14 +20,13 @@ PROCS=${2:-32}
 REQUESTS=${3:-100000000}
 SEED=${4:-1}
 ROUNDS=${5:-1}
-UAPI=${KDBUS_UAPI_DIR:-$PWD/../shared/kdbus/include/uapi}
 
 [[ $(id -u) == 0 ]] || { echo "needs root" >&2; exit 2; }
 tmp=$(mktemp -d /tmp/kdbusfs-fuzz-long.XXXXXX)
 chmod 755 "$tmp"
 mnt=$tmp/kdbus
 mkdir "$mnt"
-gcc -O2 -Wall -Wno-format -I"$UAPI" -o "$tmp/fuzz-client" test/clients/fuzz-client.c || exit 2
+gcc -O2 -Wall -Wno-format -Iinclude -o "$tmp/fuzz-client" test/clients/fuzz-client.c || exit 2
 
 serve
 

@@ -26,7 +26,7 @@
 #define HELLO _IOWR(0x95, 0x20, uint64_t[13])
 #define RECV _IOWR(0x95, 0x31, uint64_t[9])
 
-// kdbus item types and flags used below (include/uapi/linux/kdbus.h)
+// kdbus item types and flags used below (the kdbus ABI, include/kdbus-abi.h)
 enum { ITEM_BLOOM_PARAMETER = 6, ITEM_MAKE_NAME = 10 };
 #define MAKE_ACCESS_WORLD 2
 

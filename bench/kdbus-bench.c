@@ -27,7 +27,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 #include "common.h"
 
 #define ALIGN8(x) (((x) + 7) & ~7ULL)

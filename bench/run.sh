@@ -41,7 +41,6 @@ IDLE_CONNS=${IDLE_CONNS:-1000}
 BATCH=${BATCH:-16}
 MODES=${MODES:-pinned unpinned}
 OUT=${OUT:-bench/results.md}
-KDBUS_INC=${KDBUS_INC:-}
 
 [[ $(id -u) == 0 ]] || { echo "bench/run.sh: needs root (it mounts kdbusfs)" >&2; exit 1; }
 
@@ -56,12 +55,6 @@ if ((${#missing[@]})); then
 fi
 [[ -f dist/lib/cli.js ]] || npm run build >&2
 
-if [[ -z $KDBUS_INC ]]; then
-  for d in ../shared/kdbus/include/uapi /work/shared/kdbus/include/uapi; do
-    [[ -f $d/linux/kdbus.h ]] && { KDBUS_INC=$d; break; }
-  done
-fi
-[[ -n $KDBUS_INC ]] || { echo "kdbus.h not found: set KDBUS_INC" >&2; exit 1; }
 
 ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/kdbusfs-bench.XXXXXX)
@@ -75,7 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-gcc -O2 -Wall -I"$KDBUS_INC" -o "$work/kdbus-bench" bench/kdbus-bench.c
+gcc -O2 -Wall -Iinclude -o "$work/kdbus-bench" bench/kdbus-bench.c
 gcc -O2 -Wall -o "$work/sdbus-bench" bench/sdbus-bench.c -lsystemd
 gcc -O2 -Wall -o "$work/socketpair-bench" bench/socketpair-bench.c
 

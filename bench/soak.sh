@@ -37,7 +37,6 @@ SAMPLE=${SAMPLE:-10}
 KILL_EVERY=${KILL_EVERY:-20}
 SEED=${SEED:-1}
 RSS_BOUND_MIB=${RSS_BOUND_MIB:-32}
-UAPI=${KDBUS_UAPI_DIR:-$PWD/../shared/kdbus/include/uapi}
 
 [[ $(id -u) == 0 ]] || { echo "needs root" >&2; exit 2; }
 [[ -f dist/lib/cli.js ]] || npm run build >&2
@@ -45,7 +44,7 @@ tmp=$(mktemp -d /tmp/kdbusfs-soak.XXXXXX)
 chmod 755 "$tmp" # client processes under uids 65534 and 65533 reach the mount through it
 mnt=$tmp/kdbus
 mkdir "$mnt"
-gcc -O2 -Wall -I"$UAPI" -o "$tmp/soak-client" test/clients/soak-client.c || exit 2
+gcc -O2 -Wall -Iinclude -o "$tmp/soak-client" test/clients/soak-client.c || exit 2
 
 serve
 

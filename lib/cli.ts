@@ -3,8 +3,8 @@
 // starts it), umount, selftest. Commands load the native addon lazily, so
 // --help works without it.
 import { execFileSync } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, openSync, readFileSync, rmdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { detached, reportFailure, reportReady, startDetached } from './detach.js';
@@ -13,9 +13,12 @@ import {
 } from './log.js';
 import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, mountDir, removeDirs } from './mount-checks.js';
 import { expandMountOptions, fromMountHelper } from './mount-argv.js';
-import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint } from './mountpoint.js';
+import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
+import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 
 const FSTYPE = 'fuse.kdbusfs';
+/** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
+const DEFAULT_PARAMS_DIR = '/run/kdbusfs/parameters';
 /**
  * The server's young generation, in MiB per semi-space. V8 grows it to 16
  * under load and keeps it: a server with 1000 idle connections after a burst
@@ -54,12 +57,28 @@ once the mount serves and STOPPING=1 on its way down.
 DIR defaults to ${DEFAULT_MOUNTPOINT}, where the kernel module mounted it. Without
 the module that directory does not exist and sysfs cannot create it, so kdbusfs
 lays a tmpfs over /sys/fs that keeps every existing entry bound in place and adds
-kdbus/. Any other DIR is created if missing.
+kdbus/, plus a second sysfs mount at /run/kdbusfs/witness/sysfs so that new user
+namespaces (rootless containers) can still mount sysfs; both are removed when
+the server exits. Any other DIR is created if missing.
+
+The kdbus module's parameter attach_flags_mask (metadata items never attached
+unless set in it; default 0x281f as the module had it) is served live as the
+file attach_flags_mask in the parameter directory: readable by all, writable by
+root, like /sys/module/kdbus/parameters/attach_flags_mask was.
 
 Options:
   --no-passthrough   give each connection a page-cache pool instead of a FUSE
                      passthrough memfd (passthrough is used when the kernel allows)
   --passthrough      the default (for -o passthrough)
+  --attach-flags-mask MASK
+                     the mask at start (decimal, 0x hex or 0 octal)
+  --params-dir DIR   where to serve attach_flags_mask (default ${DEFAULT_PARAMS_DIR}
+                     for the default mount point, none for others);
+                     /sys/module/kdbus/parameters, where the module had it
+                     and sd-bus looks, lays a tmpfs over /sys/module that
+                     hides modules loaded while kdbusfs runs (README)
+  --buses FILE       make the buses of FILE (JSON, README "Buses from
+                     configuration") at mount and hold them until exit
   --detach           serve in the background: exit 0 once the mount serves, or
                      1 with the reason it cannot (what mount(8) runs)
   --log-file PATH    where a detached server logs (default: the journal when
@@ -80,16 +99,18 @@ alive or has died. Refuses directories that are not kdbusfs mounts.
 Options:
   -h, --help   show this text
 `,
-  selftest: `Usage: kdbusfs selftest [--binary PATH] [--no-passthrough] [--test-timeout SEC] [-- ARGS...]
+  selftest: `Usage: kdbusfs selftest [--kdbus-tree DIR] [--binary PATH] [--no-passthrough] [--test-timeout SEC] [-- ARGS...]
 
-Builds kdbus-test from the upstream kdbus selftests (\$KDBUS_SELFTESTS_DIR, default
-../shared/kdbus/tools/testing/selftests/kdbus beside the project) into
-.cache/selftests, mounts kdbusfs on a temporary directory, and runs
+Builds kdbus-test from the upstream kdbus selftests of a kdbus v3 kernel tree
+(--kdbus-tree DIR, else \$KDBUSFS_KDBUS_TREE, else ../shared/kdbus beside the
+kdbusfs checkout) into \$KDBUSFS_CACHE_DIR/selftests (default
+\$XDG_CACHE_HOME/kdbusfs, else ~/.cache/kdbusfs), mounts kdbusfs on a temporary directory, and runs
 \`kdbus-test --root DIR ARGS...\` in a private mount namespace where
 /sys/module/kdbus/parameters/attach_flags_mask is served by kdbusfs too.
 Exits with kdbus-test's exit code. Needs root.
 
 Options:
+  --kdbus-tree DIR     the kdbus tree (tools/testing/selftests/kdbus, include/uapi)
   --binary PATH        run this kdbus-test instead of building one
   --no-passthrough     page-cache pools instead of passthrough
   --test-timeout SEC   kill a test still running after SEC seconds (default 120; 0: never)
@@ -122,6 +143,9 @@ const MOUNT_OPTIONS = {
   'log-level': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   verbose: { type: 'boolean', short: 'v' },
+  'attach-flags-mask': { type: 'string' },
+  'params-dir': { type: 'string' },
+  buses: { type: 'string' },
   ...HELP_OPTION,
 } as const;
 
@@ -149,6 +173,17 @@ async function mount(rawArgs: string[]): Promise<number | 'serving'> {
     const e = native.execSelf(process.execPath, argv);
     log('mount', `cannot re-execute with ${SEMI_SPACE_FLAG} (errno ${-e}): serving with V8's default heap`);
   }
+  // The core is loaded only after the re-execution above: loading it twice slows every start.
+  const { ParamsSession, parseUllong } = await import('./params.js');
+  const { moduleParams } = await import('./core/module.js');
+  if (values['attach-flags-mask'] !== undefined) {
+    const mask = parseUllong(values['attach-flags-mask']);
+    if (typeof mask === 'number') throw new UsageError(`--attach-flags-mask needs a 64-bit number\n\n${HELP.mount}`);
+    moduleParams.attachFlagsMask = mask;
+  }
+  // A bad configuration stops the mount before anything is made.
+  const { readBusConfig } = await import('./config-buses.js');
+  const buses = values.buses === undefined ? [] : readBusConfig(resolve(values.buses));
   const { KdbusServer } = await import('./server.js');
   const { censusLine } = await import('./core/census.js');
   const { Notifier } = await import('./notify.js');
@@ -178,9 +213,41 @@ async function mount(rawArgs: string[]): Promise<number | 'serving'> {
     removeDirs(made);
     throw new Error(explainMountError((e as Error).message));
   }
-  const pools = values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them';
   const serving = server;
   const where = dir;
+  let params: { stop(): void; file: string; dir: string } | undefined;
+  let sysModuleOverlaid = false;
+  // However the server ends (signal, unmount, failure to start), what was made for it goes.
+  process.on('exit', () => {
+    params?.stop();
+    // the default place is kdbusfs's own: a server killed earlier may have left it
+    if (params?.dir === DEFAULT_PARAMS_DIR) {
+      try {
+        rmdirSync(DEFAULT_PARAMS_DIR);
+      } catch { /* already gone (or in use by another namespace's server) */ }
+    }
+    if (sysModuleOverlaid) removeSysfsOverlay(SYS_MODULE);
+    releaseMountpoint(where);
+  });
+  // A failure from here on stops the server; the exit handler removes the rest.
+  try {
+    serving.holdBuses(buses);
+    const paramsDir = values['params-dir'] ?? (where === DEFAULT_MOUNTPOINT ? DEFAULT_PARAMS_DIR : undefined);
+    if (paramsDir !== undefined) {
+      const at = resolve(paramsDir);
+      // where the module had it: sysfs cannot make the directory, a tmpfs over /sys/module can
+      if (at.startsWith(`${SYS_MODULE}/`) && !existsSync(at)) {
+        makeSysfsOverlay(SYS_MODULE, relative(SYS_MODULE, at));
+        sysModuleOverlaid = true;
+      }
+      params = ParamsSession.start(at);
+      log('mount', `attach_flags_mask 0x${moduleParams.attachFlagsMask.toString(16)} served at ${params.file}`);
+    }
+  } catch (e) {
+    serving.stop();
+    throw e;
+  }
+  const pools = values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them';
   // Served once the kernel's INIT is answered, on this loop, soon after the mount.
   const waitServed = setInterval(() => {
     if (!serving.served) return;
@@ -255,6 +322,7 @@ async function selftest(args: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       binary: { type: 'string' },
+      'kdbus-tree': { type: 'string' },
       'no-passthrough': { type: 'boolean' },
       'test-timeout': { type: 'string' },
       ...HELP_OPTION,
@@ -269,6 +337,7 @@ async function selftest(args: string[]): Promise<number> {
   const { runSelftests } = await import('./selftest.js');
   return runSelftests({
     binary: values.binary,
+    kdbusTree: values['kdbus-tree'],
     passthrough: !values['no-passthrough'],
     testTimeout,
     args: rest,

@@ -1,28 +1,13 @@
 // Where kdbusfs mounts. The kernel module mounted kdbusfs at /sys/fs/kdbus, and
 // that stays the default. Without the module the directory does not exist, and
-// sysfs refuses mkdir (EPERM), so as root we lay a tmpfs over /sys/fs that
-// carries everything that was there (each entry bound back in place), plus an
-// empty kdbus/. The tmpfs stays after kdbusfs exits, so later mounts reuse it.
-import { execFileSync } from 'node:child_process';
-import {
-  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync,
-  rmdirSync, statSync, symlinkSync, writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+// sysfs refuses mkdir (EPERM), so as root we lay a tmpfs over /sys/fs
+// (lib/sysfs-overlay.ts) that the server removes when it exits.
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { log, logError } from './log.js';
+import { log } from './log.js';
+import { keepSysfsMountable, makeSysfsOverlay, removeSysfsOverlay, SYS_FS, SYSFS_WITNESS, sysfsOverlaid } from './sysfs-overlay.js';
 
 export const DEFAULT_MOUNTPOINT = '/sys/fs/kdbus';
-const SYS_FS = '/sys/fs';
-
-function run(cmd: string, ...args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`${cmd} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ''}`);
-  }
-}
 
 /**
  * Returns the absolute directory to mount on, creating it if needed. Throws an
@@ -32,6 +17,7 @@ export function prepareMountpoint(dir: string = DEFAULT_MOUNTPOINT): string {
   const path = resolve(dir);
   if (existsSync(path)) {
     if (!statSync(path).isDirectory()) throw new Error(`${path} is not a directory`);
+    if (path === DEFAULT_MOUNTPOINT && sysfsOverlaid(SYS_FS)) keepSysfsMountable(); // a killed server's overlay
     return path;
   }
   if (path === DEFAULT_MOUNTPOINT) {
@@ -45,6 +31,7 @@ export function prepareMountpoint(dir: string = DEFAULT_MOUNTPOINT): string {
 function makeSysFsKdbus(): void {
   try {
     mkdirSync(DEFAULT_MOUNTPOINT, { mode: 0o755 });
+    if (sysfsOverlaid(SYS_FS)) keepSysfsMountable();
     return; // /sys/fs is already something writable (an earlier overlay)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -56,61 +43,17 @@ function makeSysFsKdbus(): void {
       `making it needs root (a tmpfs over ${SYS_FS}): run as root, ${hint}`);
   }
   try {
-    overlaySysFs();
-    mkdirSync(DEFAULT_MOUNTPOINT, { mode: 0o755 });
+    makeSysfsOverlay(SYS_FS, 'kdbus');
   } catch (e) {
     throw new Error(`cannot create ${DEFAULT_MOUNTPOINT} (${(e as Error).message}); ${hint}`);
   }
-  log('mountpoint', `created ${DEFAULT_MOUNTPOINT} on a tmpfs over ${SYS_FS} (its old entries are bound back in place)`);
+  log('mountpoint', `created ${DEFAULT_MOUNTPOINT} on a tmpfs over ${SYS_FS} (its old entries are bound back in place; ` +
+    `a sysfs at ${SYSFS_WITNESS} keeps sysfs mountable in new user namespaces); both go when kdbusfs exits`);
 }
 
-/**
- * tmpfs over /sys/fs keeping its entries. The old tree is first bound to a
- * private stash (so it stays reachable once covered, and so detaching the stash
- * later propagates nowhere), then each entry is bound back onto the tmpfs.
- */
-function overlaySysFs(): void {
-  const stash = mkdtempSync(join(tmpdir(), 'kdbusfs-sysfs-'));
-  let stashMounted = false;
-  let overlayMounted = false;
-  try {
-    run('mount', '-t', 'tmpfs', '-o', 'mode=0700', 'kdbusfs-stash', stash);
-    stashMounted = true;
-    run('mount', '--make-private', stash);
-    const old = join(stash, 'fs');
-    mkdirSync(old);
-    run('mount', '--rbind', SYS_FS, old);
-    run('mount', '--make-rprivate', old);
-
-    run('mount', '-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev,noexec', 'tmpfs', SYS_FS);
-    overlayMounted = true;
-    for (const entry of readdirSync(old, { withFileTypes: true })) {
-      const from = join(old, entry.name);
-      const to = join(SYS_FS, entry.name);
-      if (entry.isSymbolicLink()) {
-        symlinkSync(readlinkSync(from), to);
-        continue;
-      }
-      if (entry.isDirectory()) mkdirSync(to, { mode: statSync(from).mode & 0o7777 });
-      else writeFileSync(to, '', { mode: statSync(from).mode & 0o7777 });
-      run('mount', '--rbind', from, to);
-    }
-  } catch (e) {
-    if (overlayMounted) cleanup(() => run('umount', '-l', SYS_FS));
-    throw e;
-  } finally {
-    if (stashMounted) cleanup(() => run('umount', '-l', stash));
-    cleanup(() => rmdirSync(stash));
-  }
-}
-
-/** A failed cleanup step is reported but must not hide the error that caused it. */
-function cleanup(step: () => void): void {
-  try {
-    step();
-  } catch (e) {
-    logError('mountpoint', (e as Error).message);
-  }
+/** Undoes what prepareMountpoint made for dir: the /sys/fs overlay of the default mount point. */
+export function releaseMountpoint(dir: string): void {
+  if (resolve(dir) === DEFAULT_MOUNTPOINT) removeSysfsOverlay(SYS_FS);
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */

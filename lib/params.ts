@@ -2,9 +2,9 @@
 // served by a second, tiny FUSE session. The selftests read it with fscanf("%llu")
 // and write it with fprintf("%llu") to change the mask live (test-attach-flags.c),
 // so it must behave like a sysfs ullong module parameter.
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { moduleParams } from './core/module.js';
 import { native, OPEN_DIRECT_IO, type SessionHandlers } from './fuse/native.js';
@@ -45,20 +45,34 @@ export function parseUllong(text: string): bigint | number {
   return value > U64_MAX ? -ERANGE : value;
 }
 
-/** The session serving attach_flags_mask in a private temp directory. */
+/** Removes dir and its parents up to top (nothing when top is undefined: nothing was made). */
+function removeUpTo(dir: string, top: string | undefined): void {
+  if (top === undefined) return;
+  for (let d = dir; ; d = dirname(d)) {
+    rmdirSync(d);
+    if (d === top || d === dirname(d)) return;
+  }
+}
+
+/**
+ * The session serving attach_flags_mask in a directory: one it is given (made if
+ * missing, as the parent directories), or a private temp directory.
+ */
 export class ParamsSession {
   readonly dir: string;
   readonly file: string;
   private sid: number | null;
 
-  private constructor(dir: string, sid: number) {
+  private constructor(dir: string, sid: number, private readonly made: string | undefined) {
     this.dir = dir;
     this.file = join(dir, PARAM_FILE);
     this.sid = sid;
   }
 
-  static start(): ParamsSession {
-    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-params-'));
+  static start(at?: string): ParamsSession {
+    // mkdirSync(recursive) answers the first directory it made: the one to remove at the end
+    const made = at ? mkdirSync(at, { recursive: true, mode: 0o755 }) : undefined;
+    const dir = at ?? mkdtempSync(join(tmpdir(), 'kdbusfs-params-'));
     // sysfs formats the value once per open at offset 0; later reads continue that text.
     const shown = new Map<number, Buffer>();
     const handlers: SessionHandlers = {
@@ -95,18 +109,18 @@ export class ParamsSession {
       allowOther: true, defaultPermissions: true, passthrough: false,
     }, handlers);
     if (sid < 0) {
-      rmdirSync(dir);
+      removeUpTo(dir, at ? made : dir);
       throw new Error(`kdbusfs: cannot serve module parameters on ${dir}: ${native.lastMountError() || getSystemErrorName(sid)}`);
     }
     native.nodeAdd(sid, 1, PARAM_FILE, false, 0o644, 0, 0, 1);
-    return new ParamsSession(dir, sid);
+    return new ParamsSession(dir, sid, at ? made : dir);
   }
 
-  /** Unmounts and removes the temp directory. Idempotent. */
+  /** Unmounts and removes the directories it made. Idempotent. */
   stop(): void {
     if (this.sid === null) return;
     native.sessionUnmount(this.sid);
     this.sid = null;
-    rmdirSync(this.dir);
+    removeUpTo(this.dir, this.made);
   }
 }

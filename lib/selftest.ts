@@ -1,5 +1,5 @@
 // `kdbusfs selftest`: builds the upstream kdbus selftests (kdbus-test) unmodified
-// from ../shared, serves a kdbusfs mount and the module parameter file from this
+// from a kdbus tree (lib/kdbus-tree.ts) into the cache (lib/cache-dir.ts), serves a kdbusfs mount and the module parameter file from this
 // process, and runs kdbus-test against them in a private mount namespace.
 // Everything here is asynchronous: the FUSE sessions are served by this very
 // event loop, so any synchronous wait on a child that uses the mount deadlocks.
@@ -8,37 +8,12 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { cacheDir } from './cache-dir.js';
+import { findKdbusTree } from './kdbus-tree.js';
 import { log, logError } from './log.js';
 import { ParamsSession } from './params.js';
 import { KdbusServer } from './server.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-
-/** The project root: lib/ when run from source, dist/lib/ when compiled. */
-function projectRoot(): string {
-  for (const up of ['..', '../..']) {
-    const dir = resolve(here, up);
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lib/selftest.ts'))) return dir;
-  }
-  throw new Error(`cannot find the kdbusfs project root above ${here}`);
-}
-
-/** The selftest sources and the uapi headers they need, in the kernel tree's layout. */
-function selftestSources(): { dir: string; uapi: string } {
-  const dir = process.env.KDBUS_SELFTESTS_DIR
-    ? resolve(process.env.KDBUS_SELFTESTS_DIR)
-    : resolve(projectRoot(), '../shared/kdbus/tools/testing/selftests/kdbus');
-  const uapi = resolve(dir, '../../../../include/uapi');
-  if (!existsSync(join(dir, 'kdbus-test.c'))) {
-    throw new Error(`no kdbus selftests at ${dir} (set KDBUS_SELFTESTS_DIR to tools/testing/selftests/kdbus of a kdbus tree)`);
-  }
-  if (!existsSync(join(uapi, 'linux/kdbus.h'))) {
-    throw new Error(`no linux/kdbus.h under ${uapi} (expected the kdbus tree's include/uapi)`);
-  }
-  return { dir, uapi };
-}
 
 function collect(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }):
     Promise<{ code: number; output: string }> {
@@ -53,12 +28,14 @@ function collect(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.P
 }
 
 /**
- * Builds kdbus-test in .cache/selftests/kdbus from a copy of the sources, unless
+ * Builds kdbus-test in <cache>/selftests/kdbus from a copy of the sources, unless
  * the copy there was built from the same sources. Returns the binary's path.
  */
-async function buildSelftests(): Promise<string> {
-  const { dir, uapi } = selftestSources();
-  const cache = join(projectRoot(), '.cache/selftests');
+async function buildSelftests(kdbusTree: string | undefined): Promise<string> {
+  const tree = findKdbusTree(kdbusTree);
+  if (typeof tree === 'string') throw new Error(tree);
+  const { selftests: dir, uapi } = tree;
+  const cache = join(cacheDir(), 'selftests');
   const work = join(cache, 'kdbus');
   const binary = join(work, 'kdbus-test');
   const stampFile = join(cache, 'stamp');
@@ -93,6 +70,8 @@ async function buildSelftests(): Promise<string> {
 export interface SelftestOptions {
   /** A prebuilt kdbus-test instead of building one. */
   binary?: string;
+  /** The kdbus tree to build kdbus-test from (default: lib/kdbus-tree.ts). */
+  kdbusTree?: string;
   passthrough: boolean;
   /** Seconds one test may run before it is killed (0: never). */
   testTimeout: number;
@@ -135,7 +114,7 @@ export async function runSelftests(opts: SelftestOptions): Promise<number> {
   if (process.geteuid?.() !== 0) {
     throw new Error('kdbusfs selftest needs root (FUSE mounts and a private mount namespace)');
   }
-  const binary = opts.binary ? resolve(opts.binary) : await buildSelftests();
+  const binary = opts.binary ? resolve(opts.binary) : await buildSelftests(opts.kdbusTree);
 
   const root = await mkdtemp(join(tmpdir(), 'kdbusfs-selftest-'));
   let server: KdbusServer | undefined;

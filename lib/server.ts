@@ -13,6 +13,7 @@ import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
 import { taskCreds } from './core/task.js';
+import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { log, logError } from './log.js';
 
 export interface ServerOptions {
@@ -41,6 +42,8 @@ export class KdbusServer {
   private readonly openers = new Map<number, number>();
   private onSessionEnd: (() => void) | undefined;
   private nextTag = CONTROL_TAG + 1;
+  /** buses from configuration, held until stop */
+  private configured: ConfiguredBuses | null = null;
   private sid = -1;
   private stopped = false;
 
@@ -99,11 +102,17 @@ export class KdbusServer {
       pollers: this.pollers.size, endpointFiles: this.endpoints.size, fds: this.fds });
   }
 
+  /** Makes the buses of a configuration (lib/config-buses.ts), held until stop(); all or none. */
+  holdBuses(configs: BusConfig[]): void {
+    this.configured = ConfiguredBuses.make(this.domain, this.env(0), (bus, ep) => this.addEndpointFile(bus, ep), configs);
+  }
+
   /** Unmounts and tears every bus down. Idempotent. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     for (const fh of [...this.handles.keys()]) this.release(fh);
+    this.configured?.release();
     native.sessionUnmount(this.sid);
     const d = this.domain;
     if (d.buses.size || d.users.size || this.parked.size) {

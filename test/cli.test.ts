@@ -56,7 +56,7 @@ async function mount(t: { teardown(fn: () => void): void }, dir: string): Promis
   t.teardown(() => { if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL'); });
   let exited = false;
   void p.ended.then(() => { exited = true; });
-  await waitFor(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs', 10_000, 50);
+  await waitFor(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs', 30_000, 50);
   if (exited) throw new Error(`kdbusfs mount exited early:\n${p.out.stderr}`);
   return p;
 }
@@ -126,22 +126,39 @@ t.test('umount', async (t) => {
 
 t.test('default mount point /sys/fs/kdbus, in a private mount namespace', async (t) => {
   // The namespace keeps the host's /sys/fs untouched while the overlay is made.
+  // A user namespace (with its own network namespace, which sysfs needs) may
+  // mount sysfs only while some sysfs mount is fully visible (lib/sysfs-overlay.ts).
   const script = `
+    sysfs_in_userns() { unshare -Urmn sh -c 'mount -t sysfs sysfs /mnt' 2>/dev/null && echo mountable || echo refused; }
+    echo "before: $(sysfs_in_userns)"
     node "$1" mount & pid=$!
-    for i in $(seq 200); do [ -e /sys/fs/kdbus/control ] && break; sleep 0.05; done
+    for i in $(seq 1200); do [ -e /sys/fs/kdbus/control ] && break; sleep 0.05; done
     stat -c 'control %a' /sys/fs/kdbus/control
     ls /sys/fs | tr '\\n' ' '; echo
+    echo "serving: $(sysfs_in_userns)"
+    umount /run/kdbusfs/witness/sysfs
+    echo "serving, witness removed: $(sysfs_in_userns)"
     kill -TERM $pid; wait $pid; echo "exit $?"
-    grep -c ' /sys/fs/kdbus ' /proc/self/mounts`;
+    grep -c ' /sys/fs/kdbus ' /proc/self/mounts
+    grep -c ' /sys/fs tmpfs ' /proc/self/mounts
+    [ -e /run/kdbusfs ] && echo "/run/kdbusfs left" || echo "/run/kdbusfs gone"
+    echo "after: $(sysfs_in_userns)"`;
   const hostEntries = readdirSync('/sys/fs');
   const hostMounts = sysFsMounts();
-  const r = await exitOf(start('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli]));
+  const r = await exitOf(start('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli]), 90);
   const lines = r.stdout.split('\n');
-  t.equal(lines[0], 'control 666', `/sys/fs/kdbus/control served (stderr: ${r.stderr.trim()})`);
-  const entries = (lines[1] ?? '').trim().split(' ');
+  t.equal(lines[0], 'before: mountable', 'before: a new user namespace can mount sysfs', { stderr: r.stderr });
+  t.equal(lines[1], 'control 666', `/sys/fs/kdbus/control served (stderr: ${r.stderr.trim()})`);
+  const entries = (lines[2] ?? '').trim().split(' ');
   t.ok(hostEntries.every((e) => entries.includes(e)), 'every /sys/fs entry is still there');
-  t.equal(lines[2], 'exit 0', 'SIGTERM exits 0');
-  t.equal(lines[3], '0', 'unmounted');
+  t.equal(lines[3], 'serving: mountable', 'while kdbusfs serves /sys/fs/kdbus, a new user namespace can mount sysfs');
+  t.equal(lines[4], 'serving, witness removed: refused',
+    'without the witness sysfs the overlay alone makes the kernel refuse it (what the witness is for)');
+  t.equal(lines[5], 'exit 0', 'SIGTERM exits 0');
+  t.equal(lines[6], '0', 'unmounted');
+  t.equal(lines[7], '0', 'the tmpfs over /sys/fs is gone');
+  t.equal(lines[8], '/run/kdbusfs gone', 'the witness directory is gone');
+  t.equal(lines[9], 'after: mountable', 'after: a new user namespace can mount sysfs');
   t.same(sysFsMounts(), hostMounts, "the host's mounts under /sys/fs are unchanged");
   t.same(readdirSync('/sys/fs'), hostEntries, "the host's /sys/fs is unchanged");
 });

@@ -21,7 +21,6 @@ import { sleep, until } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/lib/cli.js');
-const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
 const run = promisify(execFile);
 
 t.setTimeout(180_000);
@@ -40,7 +39,7 @@ chmodSync(tmp, 0o755); // the uid 65534 receiver must reach the mount inside
 const mnt = join(tmp, 'mnt');
 mkdirSync(mnt);
 const client = join(tmp, 'fd-client');
-await run('gcc', ['-O2', '-Wall', '-pthread', `-I${uapi}`, '-o', client, join(root, 'test/clients/fd-client.c')],
+await run('gcc', ['-O2', '-Wall', '-pthread', `-I${join(root, 'include')}`, '-o', client, join(root, 'test/clients/fd-client.c')],
   { timeout: 60_000 });
 
 function mounted(): boolean {

@@ -24,7 +24,6 @@ export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const cli = join(root, 'dist/lib/cli.js');
-export const uapi = process.env.KDBUS_UAPI_DIR ?? join(root, '../shared/kdbus/include/uapi');
 export const run = promisify(execFile);
 
 /** Ends the test file with a plan of 0 unless this process can mount kdbusfs. */
@@ -35,9 +34,9 @@ export function needRootAndFuse(): void {
   }
 }
 
-/** gcc -O2 -Wall FLAGS -I<uapi> -o OUT test/clients/SOURCE; returns OUT. */
+/** gcc -O2 -Wall FLAGS -Iinclude -o OUT test/clients/SOURCE (the project's own kdbus ABI header); returns OUT. */
 export async function compileClient(source: string, out: string, flags: string[] = []): Promise<string> {
-  await run('gcc', ['-O2', '-Wall', ...flags, `-I${uapi}`, '-o', out, join(root, 'test/clients', source)],
+  await run('gcc', ['-O2', '-Wall', ...flags, `-I${join(root, 'include')}`, '-o', out, join(root, 'test/clients', source)],
     { timeout: 30_000 });
   return out;
 }
@@ -101,7 +100,7 @@ async function controlServed(dir: string): Promise<boolean> {
 
 /**
  * `node [start] mount DIR [args]` (start defaults to the CLI), waited for
- * up to 10 s: mounted as fuse.kdbusfs and served (probe). Fails t and
+ * up to 30 s: mounted as fuse.kdbusfs and served (probe). Fails t and
  * returns null when it does not come up.
  */
 export async function startServer(t: Tap, dir: string, opts: {
@@ -113,7 +112,7 @@ export async function startServer(t: Tap, dir: string, opts: {
     if (s.exited) return true;
     if (mountType(dir) !== 'fuse.kdbusfs') return false;
     return probe(dir);
-  }, 10_000, opts.every);
+  }, 30_000, opts.every);
   if (!up || s.exited) {
     t.fail(`kdbusfs mount did not come up: ${s.stderr}`);
     return null;
@@ -257,8 +256,9 @@ export class Peer {
     });
   }
 
-  async ready(): Promise<this> {
-    await this.nextLine(5000, 'start');
+  /** Waits for the first answer line (ms: a container engine takes longer to start one). */
+  async ready(ms = 5000): Promise<this> {
+    await this.nextLine(ms, 'start');
     return this;
   }
 

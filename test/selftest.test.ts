@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { findKdbusTree } from '../lib/kdbus-tree.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN_LIMIT_S = 280;  // whole kdbus-test run
@@ -67,26 +68,32 @@ function parse(stdout: string): Map<string, Result> {
   return results;
 }
 
-const run = await runSelftests();
-const results = parse(run.stdout);
+// The upstream selftests come from a kdbus kernel tree that is not part of kdbusfs.
+const tree = findKdbusTree();
+if (typeof tree === 'string') {
+  for (const name of SELFTESTS) t.test(name, { skip: tree }, async () => {});
+} else {
+  const run = await runSelftests();
+  const results = parse(run.stdout);
 
-t.test('kdbus-test ran', async (t) => {
-  t.notOk(run.timedOut, `finished within ${RUN_LIMIT_S} s`);
-  t.match(run.stdout, /^1\.\.38$/m, 'planned all 38 selftests');
-});
-
-for (const name of SELFTESTS) {
-  t.test(name, async (t) => {
-    const r = results.get(name);
-    const cannot = CANNOT_PASS.get(name);
-    const todo = cannot ? { todo: cannot } : {};
-    if (!r) {
-      t.fail('no result: kdbus-test stopped before it', todo);
-    } else if (r.skip !== null) {
-      if (MAY_SKIP.has(name)) t.pass('kdbus-test skipped it', { skip: r.skip });
-      else t.fail(`kdbus-test skipped it (${r.skip}), but it must pass`);
-    } else {
-      t.ok(r.ok, 'passes in kdbus-test', r.ok ? {} : todo);
-    }
+  t.test('kdbus-test ran', async (t) => {
+    t.notOk(run.timedOut, `finished within ${RUN_LIMIT_S} s`);
+    t.match(run.stdout, /^1\.\.38$/m, 'planned all 38 selftests');
   });
+
+  for (const name of SELFTESTS) {
+    t.test(name, async (t) => {
+      const r = results.get(name);
+      const cannot = CANNOT_PASS.get(name);
+      const todo = cannot ? { todo: cannot } : {};
+      if (!r) {
+        t.fail('no result: kdbus-test stopped before it', todo);
+      } else if (r.skip !== null) {
+        if (MAY_SKIP.has(name)) t.pass('kdbus-test skipped it', { skip: r.skip });
+        else t.fail(`kdbus-test skipped it (${r.skip}), but it must pass`);
+      } else {
+        t.ok(r.ok, 'passes in kdbus-test', r.ok ? {} : todo);
+      }
+    });
+  }
 }

@@ -1,5 +1,5 @@
 // What the kdbus test clients share (test/clients/*.c, built against
-// include/uapi/linux/kdbus.h only): item arithmetic, the memfd seal
+// the kdbus ABI only (include/kdbus-abi.h)): item arithmetic, the memfd seal
 // constants older libc headers lack, a monotonic clock, errno names, and the
 // line protocol's one answer line.
 #ifndef KDBUSFS_TEST_CLIENT_H
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #ifndef F_ADD_SEALS
 #define F_ADD_SEALS 1033

@@ -2,7 +2,7 @@
 // driven like kdbus-peer (test/harness.ts Peer): it prints one line when it
 // is ready, then reads one command per line on stdin and answers each with
 // one line, "ok key=value ..." or "err ENAME ...". Written against
-// include/uapi/linux/kdbus.h only.
+// the kdbus ABI only (include/kdbus-abi.h).
 //
 // Every message it sends carries one 8-byte vector holding its cookie, so a
 // receiver can check each message it gets and count, per sender, what
@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 

@@ -1,5 +1,5 @@
 // fuzz-client: a seeded, bounded fuzzer for kdbusfs (test/fuzz.test.ts,
-// bench/fuzz-long.sh). Written against include/uapi/linux/kdbus.h only.
+// bench/fuzz-long.sh). Written against the kdbus ABI only (include/kdbus-abi.h).
 //
 //   fuzz-client fuzz DIR SEED NPROCS ITERS SECONDS
 //     As root: BUS_MAKE 0-fuzz-SEED (MAKE_ACCESS_WORLD) on DIR/control, then
@@ -46,7 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 

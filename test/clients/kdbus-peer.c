@@ -1,6 +1,6 @@
 // kdbus-peer: one kdbus peer per process, for test/integration.test.ts.
 //
-// Written against include/uapi/linux/kdbus.h only (built with -I.../uapi).
+// Written against the kdbus ABI only (include/kdbus-abi.h, built with -Iinclude).
 // The process reads one command per line on stdin and answers each with
 // exactly one line on stdout: "ok key=value ..." or "err ENAME key=value ...".
 // It holds at most one control fd (a bus it made) and one connection.
@@ -178,7 +178,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 

@@ -1,6 +1,6 @@
 // pool-pointer: commands whose pointers lead into a page of a kdbusfs pool
 // mapping that was never read (test/pool-pointer.test.ts). Written against
-// include/uapi/linux/kdbus.h only.
+// the kdbus ABI only (include/kdbus-abi.h).
 //
 // Usage: pool-pointer DIR CASE...
 //   Makes bus 0-poolptr-PID on DIR/control, connects A and B (1 MiB pools,
@@ -44,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 

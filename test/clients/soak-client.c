@@ -1,6 +1,6 @@
 // soak-client: mixed kdbus traffic over many connections for a given time,
 // with every message counted (test/soak.test.ts, bench/soak.sh). Written
-// against include/uapi/linux/kdbus.h only.
+// against the kdbus ABI only (include/kdbus-abi.h).
 //
 //   soak-client DIR SECONDS CONNS [--rate N] [--warmup S] [--sample S]
 //               [--kill-every S] [--server-pid PID] [--seed N]
@@ -76,7 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 
