@@ -207,7 +207,54 @@ await t.test(`uid ${ATTACKER_UID} points the server at memory that never comes i
     t.ok(await until(() => memoryTasks(serverPid).length === 0, 2000, 50), 'the memory task goes with the server');
   });
 
+// The fd installer (native/fdtransfer.cc) used scratch memory just below the
+// receiver's stack pointer, which the receiver sets: one whose stack pointer
+// lay in a mapping that never comes in held the installer's tracer in the
+// fault, and with it every user's RECV of a message with fds. Now the scratch
+// is a fresh page the installer maps in the receiver. The attacker makes its
+// RECV with the stack pointer in its stuck mapping while a victim under
+// another uid receives a message with an fd; both get their fd in bounded time.
+await t.test(`uid ${ATTACKER_UID} receives fds with its stack pointer in memory that never comes in`, async (t) => {
+  const dir = join(tmp, 'kdbus-stack');
+  const fuseDir = join(tmp, 'stuck-stack');
+  mkdirSync(dir);
+  mkdirSync(fuseDir);
+  const server = await startServer(t, dir);
+  if (!server) return;
+  const stuck = await stuckMount(t, fuseDir, ATTACKER_UID);
+  if (!stuck) return;
+  await t.test('the RECVs', async (t) => {
+    const newPeer = peerSet(t, peerClient);
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, newPeer, dir, '0-stack');
+    const peer = async (name: string, uid: number): Promise<Peer> => {
+      const p = await newClient(name);
+      ok(t, await p.cmd(`setuid ${uid}`), `${name}: drops to uid ${uid}`);
+      return hello(t, p, path);
+    };
+    const attacker = await peer('attacker', ATTACKER_UID);
+    const victim = await peer('victim', VICTIM_UID);
+    ok(t, await attacker.cmd(`map ${join(fuseDir, 'file')}`), 'the attacker maps a file of its stuck FUSE mount');
+    const plain = await victim.cmd('fdmsg', 10_000);
+    t.match(plain.line, /^ok errno=- .*fds=1/, 'undisturbed, the victim receives its fd', { answer: plain.line });
+    for (let round = 0; round < 3; round++) {
+      const attack = attacker.cmd(`fdmsg ${round * 16 * 1024}`, 10_000);
+      await sleep(20);
+      const during = await victim.cmd('fdmsg', 10_000);
+      const a = await attack;
+      t.comment(`attacker: ${a.line}; victim: ${during.line}`);
+      t.match(a.line, /^ok errno=- /, 'the attacker\'s RECV is answered (its stack is not touched)', { answer: a.line });
+      t.ok(Number(a.kv.ms) < REFUSAL_BOUND_MS, `the attacker's RECV in ${a.kv.ms} ms (bound ${REFUSAL_BOUND_MS})`);
+      t.match(during.line, /^ok errno=- .*fds=1/, 'the victim receives its fd meanwhile', { answer: during.line });
+      t.ok(Number(during.kv.ms) < REFUSAL_BOUND_MS, `the victim's RECV in ${during.kv.ms} ms`);
+    }
+    t.equal(stuck.reads(), 0, 'nothing read the stuck mapping');
+  });
+  await stopServer(t, server, dir);
+});
+
 t.teardown(() => {
   for (const p of live) p.kill();
-  if (!mountType(join(tmp, 'kdbus')) && !mountType(join(tmp, 'stuck'))) rmSync(tmp, { recursive: true, force: true });
+  const mounts = ['kdbus', 'stuck', 'kdbus-stack', 'stuck-stack'].filter((m) => mountType(join(tmp, m)));
+  if (mounts.length === 0) rmSync(tmp, { recursive: true, force: true });
 });
