@@ -28,8 +28,9 @@
 //
 // Injected syscalls run at the thread's own `syscall` instruction (rip - 2 at
 // the stop), two ptrace stops each (PTRACE_SYSCALL entry and exit), with
-// scratch memory below the thread's red zone (or an injected mmap when the
-// stack has no room there). Every signal is blocked while we work
+// scratch memory in a page of the thread's process that an injected mmap
+// makes for it (never below its stack pointer, which the thread controls).
+// Every signal is blocked while we work
 // (PTRACE_SETSIGMASK), so none is delivered or lost in between; SIGSTOP, which
 // cannot be blocked, is sent again after the detach.
 #include "fdinstall.h"

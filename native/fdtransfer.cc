@@ -30,8 +30,8 @@ constexpr int kScmMaxFd = 253;  // SCM_MAX_FD: fds per SCM_RIGHTS message
 constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kScmMaxFd);
 // Scratch layout in the receiver: int sv[2] | 1 data byte | iovec | msghdr | cmsg buffer
 constexpr uint64_t kOffSv = 0, kOffByte = 8, kOffIov = 16, kOffMsg = 32, kOffCmsg = 96;
-constexpr uint64_t kScratchSize = kOffCmsg + kCmsgSpace;
-constexpr uint64_t kRedZone = 128;
+constexpr uint64_t kScratchPage = 4096;
+static_assert(kOffCmsg + kCmsgSpace <= kScratchPage, "the scratch fits its page");
 
 // The lowest numbers free in tid's fd table: the first `count` of them.
 std::vector<int> LowestFree(pid_t tid, size_t count) {
@@ -153,24 +153,11 @@ void CloseIn(Tracee& t, const std::vector<int>& numbers) {
   }
 }
 
-void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbers,
-                 int* error, std::string* why) {
-  // Scratch below the red zone; the stack may have no page there yet (GUP
-  // does not grow stacks): then a page of its own.
-  t.scratch = (t.saved.rsp - kRedZone - kScratchSize) & ~uint64_t{63};
-  static const char zeros[kScratchSize] = {};
-  if (procmem::Write(t.tid, t.scratch, zeros, kScratchSize) < 0) {
-    long m = Inject(t, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    static_cast<uint64_t>(-1), 0);
-    if (m < 0 && m > -4096) {
-      *error = static_cast<int>(m);
-      *why = "no scratch memory in the receiver (mmap: " + std::string(strerror(static_cast<int>(-m))) + ")";
-      return;
-    }
-    t.scratch = static_cast<uint64_t>(m);
-    t.scratchMapped = true;
-  }
+namespace {
 
+// InstallInto's work once t.scratch is there.
+void InstallWithScratch(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbers,
+                        int* error, std::string* why) {
   // The numbers the fds will take (as get_unused_fd_flags would give them),
   // and the first one above them, for our socket.
   std::vector<int> free = LowestFree(t.tid, fds.size() + 1);
@@ -234,7 +221,26 @@ void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbe
   for (size_t at = 0; at < fds.size() && !t.dead; at += kScmMaxFd)
     RecvFds(t, sock, std::min<size_t>(kScmMaxFd, fds.size() - at), numbers);
   Inject(t, SYS_close, static_cast<uint64_t>(sock));
-  if (t.scratchMapped) Inject(t, SYS_munmap, t.scratch, 4096);
+}
+
+}  // namespace
+
+void InstallInto(Tracee& t, const std::vector<int>& fds, std::vector<int>* numbers,
+                 int* error, std::string* why) {
+  // Scratch in a fresh anonymous page of the receiver's, never below its
+  // stack pointer: the receiver sets that, and could point it into a mapping
+  // whose pages never come in (a FUSE mount that does not answer), which
+  // would hold this tracer, and every user's RECV with fds, in the fault.
+  long m = Inject(t, SYS_mmap, 0, kScratchPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                  static_cast<uint64_t>(-1), 0);
+  if (m < 0 && m > -4096) {
+    *error = static_cast<int>(m);
+    *why = "no scratch memory in the receiver (mmap: " + std::string(strerror(static_cast<int>(-m))) + ")";
+    return;
+  }
+  t.scratch = static_cast<uint64_t>(m);
+  InstallWithScratch(t, fds, numbers, error, why);
+  if (!t.dead) Inject(t, SYS_munmap, t.scratch, kScratchPage);
 }
 
 }  // namespace fdtransfer

@@ -81,6 +81,12 @@ constexpr int kReapEveryMs = 1000;
 // Remote iovecs per process_vm_readv/writev (UIO_MAXIOV).
 constexpr size_t kIovMax = 1024;
 constexpr size_t kStack = 64 * 1024;
+// Killed, unreaped tasks charged to one uid, and to all, beyond which copies
+// are refused at once (see memtask.h).
+constexpr size_t kUidCap = 4;
+constexpr size_t kTotalCap = 64;
+// A uid no process of which is known (its thread gone before it was looked up).
+constexpr uid_t kNoUid = static_cast<uid_t>(-1);
 // A task still runnable at the deadline (waiting for a CPU on a loaded
 // machine, or copying) is given more time, up to this in all.
 constexpr int kRunnableMaxMs = 2000;
@@ -88,6 +94,7 @@ constexpr int kRunnableMaxMs = 2000;
 struct Task {
   pid_t pid = 0;  // our child, unreaped: the number stays its own
   pid_t parent = 0;  // the server's pid: the task checks it is still there
+  uid_t uid = kNoUid;  // once killed: the real uid of the caller whose copy it was
   void* stack = nullptr;
   std::atomic<uint32_t> word{kIdle};
   std::atomic<uint32_t> taskSleeps{0};
@@ -180,6 +187,51 @@ bool Reap(Task* t, int ms) {
   if (r == 0) return false;
   Free(t);
   return true;
+}
+
+// The real uid of thread tid (an unprivileged process cannot take on another
+// user's, and a set-user-ID program its user runs stays charged to that user),
+// or kNoUid. /proc/TID/status takes no lock the client can hold.
+uid_t UidOf(pid_t tid) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kNoUid;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return kNoUid;
+  buf[n] = 0;
+  const char* line = strstr(buf, "\nUid:");
+  unsigned long uid;
+  if (!line || sscanf(line + 5, "%lu", &uid) != 1) return kNoUid;
+  return static_cast<uid_t>(uid);
+}
+
+size_t DyingOf(uid_t uid) {
+  size_t n = 0;
+  for (const Task* t : g_dying) n += t->uid == uid;
+  return n;
+}
+
+// True if tid's copies are refused at once: its uid has kUidCap killed tasks
+// not yet gone, or all uids together kTotalCap and this one has any. Only
+// then is tid's uid looked up: the common case costs nothing.
+bool Refused(pid_t tid) {
+  if (g_dying.size() < kUidCap) return false;
+  bool anyAtCap = g_dying.size() >= kTotalCap;
+  if (!anyAtCap) {
+    for (const Task* t : g_dying) {
+      if (DyingOf(t->uid) >= kUidCap) {
+        anyAtCap = true;
+        break;
+      }
+    }
+  }
+  if (!anyAtCap) return false;
+  uid_t uid = UidOf(tid);
+  if (uid == kNoUid) return false;  // gone: its copy fails with ESRCH anyway
+  size_t mine = DyingOf(uid);
+  return mine >= kUidCap || (mine > 0 && g_dying.size() >= kTotalCap);
 }
 
 void ReapDying() {
@@ -281,6 +333,26 @@ void LogGiveUp(bool write, pid_t tid, uint64_t addr, size_t len) {
   unlogged = 0;
 }
 
+// The same for copies refused at once, one line a second at most.
+void LogRefusal(pid_t tid) {
+  static std::chrono::steady_clock::time_point last;
+  static unsigned unlogged = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1)) {
+    unlogged++;
+    return;
+  }
+  uid_t uid = UidOf(tid);
+  fprintf(stderr,
+          "kdbusfs: a copy of thread %d's memory is refused at once with EFAULT: uid %ld has %zu killed "
+          "memory tasks still stuck in its memory (cap %zu; %zu of all uids, cap %zu) (%u more since the "
+          "last such line)\n",
+          static_cast<int>(tid), uid == kNoUid ? -1L : static_cast<long>(uid), DyingOf(uid), kUidCap,
+          g_dying.size(), kTotalCap, unlogged);
+  last = now;
+  unlogged = 0;
+}
+
 int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
   if (len == 0) return 0;
   if (!g_dying.empty()) {
@@ -289,6 +361,10 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
     if (now - lastReap >= std::chrono::milliseconds(kReapEveryMs)) {
       lastReap = now;
       ReapDying();
+    }
+    if (Refused(tid)) {
+      LogRefusal(tid);
+      return -EFAULT;
     }
   }
   if (!g_task && !(g_task = Start())) return -ENOMEM;
@@ -321,7 +397,10 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
   g_livePid.store(0);
   g_killedPid.store(t->pid);
   kill(t->pid, SIGKILL);
-  if (!Reap(t, kReapMs)) g_dying.push_back(t);
+  if (!Reap(t, kReapMs)) {
+    t->uid = UidOf(tid);
+    g_dying.push_back(t);
+  }
   LogGiveUp(syscallNo == SYS_process_vm_writev, tid, addr, len);
   return -EFAULT;
 }

@@ -16,6 +16,25 @@
 // until that server answers or goes, and is reaped by a later copy; the task
 // copies page by page, so that it copies nothing once it wakes.
 //
+// Such tasks are processes (pids, memory) a user could pile up, one per
+// request, for as long as its FUSE server keeps their READs. So each killed,
+// unreaped task is charged to the real uid of the caller whose copy it was,
+// and a uid with 4 of them (kUidCap) has its copies refused at once with
+// EFAULT, without a task, until a reap finds one gone (its server answered or
+// went). Below the cap a uid's copies go through the live task as always:
+// an honest process of a uid that has a few stuck tasks is not refused for
+// them, and ordinary memory is never refused for any uid below its cap. At
+// the cap that uid's honest copies are refused too: no copy can be known to be
+// ordinary memory before it is made (another thread of the client can swap
+// the page in between), and a uid reaches the cap only through memory of its
+// own that did not come in, four times, still stuck. The uid is looked up
+// (/proc/TID/status) only while some uid is at the cap. All uids together
+// have at most 64 (kTotalCap): beyond it every uid with a stuck task is
+// refused, and one that has none may still make one, so the server keeps
+// at most kTotalCap plus one per further uid. The callers of other uids are
+// never refused for another uid's tasks, and their copies never wait for
+// them.
+//
 // EFAULT, not ETIMEDOUT: it is what kdbus answers for memory it could not
 // read or write, every client treats it as its own bad pointer, and
 // ETIMEDOUT already says something else in kdbus (a synchronous call whose

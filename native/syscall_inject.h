@@ -26,7 +26,6 @@ struct Tracee {
   uint64_t mask = 0;
   uint64_t syscallInsn = 0;  // address of the `syscall` instruction
   uint64_t scratch = 0;
-  bool scratchMapped = false;
   std::vector<int> signals;  // unblockable signals taken while we worked: sent again
   int stops = 0;
   int syscalls = 0;

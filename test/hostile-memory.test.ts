@@ -17,7 +17,11 @@
 // refused with EFAULT within a bound; no victim call fails and the victim's
 // p99 stays within twice its undisturbed p99 or 20 ms, whichever is larger;
 // the server says why; afterwards the census and the server's fds are back
-// to their baselines and exactly one memory task is left, idle.
+// to their baselines and exactly one memory task is left, idle. Each
+// attack whose READ the mount took leaves a killed task that cannot die
+// until the mount answers; the attacker's uid is allowed 4 of them, after
+// which its copies are refused at once (no new task, no 50 ms wait), so nine
+// attacks leave at most 4.
 //
 // This process never touches the mounts synchronously; every wait is bounded.
 import { spawn } from 'node:child_process';
@@ -39,6 +43,11 @@ const ROUNDS = 3; // each attack, this many times during the victim's calls
 // The memory task's bound is 50 ms of the task asleep (native/memtask.h);
 // the rest is slack for a loaded machine.
 const REFUSAL_BOUND_MS = 1000;
+// Killed memory tasks still stuck that one uid may leave before its copies
+// are refused at once (kUidCap, native/memtask.cc); an attack refused at
+// once never waits the task's 50 ms.
+const UID_CAP = 4;
+const AT_ONCE_MS = 50;
 
 t.setTimeout(120_000);
 
@@ -148,7 +157,9 @@ await t.test(`uid ${ATTACKER_UID} points the server at memory that never comes i
         t.equal(a.errno, 'EFAULT', `attack ${a.what}: refused with EFAULT`, { answer: a.line });
         t.ok(a.ms < REFUSAL_BOUND_MS, `attack ${a.what}: in ${a.ms} ms (bound ${REFUSAL_BOUND_MS})`);
       }
-      for (const a of attacks.filter((x) => x.what === 'write')) {
+      // Before its uid's cap the attacker's own reply is sent (only the
+      // caller's write-back fails); after it, the call itself is refused.
+      for (const a of attacks.slice(0, UID_CAP).filter((x) => x.what === 'write')) {
         t.match(a.line, /reply=-/, 'the attacker\'s own reply was sent (only the caller\'s write-back failed)');
       }
       t.ok(stuck.reads() >= 3, `the stuck mount holds READs the server's memory tasks caused (${stuck.reads()})`);
@@ -165,6 +176,19 @@ await t.test(`uid ${ATTACKER_UID} points the server at memory that never comes i
       // next copy, a second after the last look, reaps it.
       const stuckTasks = memoryTasks(serverPid).filter((x) => x.state === 'D').length;
       t.comment(`memory tasks killed in a fault that waits for the stuck mount: ${stuckTasks}`);
+      // The attacker's later attacks do not add to them: at its cap, its
+      // copies are refused without a task (the write attack's time includes
+      // the fd installer, so only msg and vec are timed).
+      t.ok(stuckTasks <= UID_CAP, `at most ${UID_CAP} stuck memory tasks for the attacker's uid (${stuckTasks}, ` +
+        `after ${attacks.length} attacks)`);
+      t.ok(stuck.reads() <= UID_CAP + 1, `the stuck mount got at most ${UID_CAP} READs from them, ` +
+        `and one more at most from a page the attacker's own client faulted (${stuck.reads()})`);
+      t.match(server.stderr, new RegExp(`refused at once with EFAULT: uid ${ATTACKER_UID} has ${UID_CAP} killed`),
+        'the server says why it refuses the attacker at once');
+      const late = attacks.slice(UID_CAP + 1).filter((a) => a.what !== 'write');
+      for (const a of late) {
+        t.ok(a.ms < AT_ONCE_MS, `a later attack ${a.what}: refused at once, in ${a.ms} ms (< ${AT_ONCE_MS})`);
+      }
       await stuck.stop();
       await sleep(1100);
       const after = await calls(50);
@@ -183,7 +207,54 @@ await t.test(`uid ${ATTACKER_UID} points the server at memory that never comes i
     t.ok(await until(() => memoryTasks(serverPid).length === 0, 2000, 50), 'the memory task goes with the server');
   });
 
+// The fd installer (native/fdtransfer.cc) used scratch memory just below the
+// receiver's stack pointer, which the receiver sets: one whose stack pointer
+// lay in a mapping that never comes in held the installer's tracer in the
+// fault, and with it every user's RECV of a message with fds. Now the scratch
+// is a fresh page the installer maps in the receiver. The attacker makes its
+// RECV with the stack pointer in its stuck mapping while a victim under
+// another uid receives a message with an fd; both get their fd in bounded time.
+await t.test(`uid ${ATTACKER_UID} receives fds with its stack pointer in memory that never comes in`, async (t) => {
+  const dir = join(tmp, 'kdbus-stack');
+  const fuseDir = join(tmp, 'stuck-stack');
+  mkdirSync(dir);
+  mkdirSync(fuseDir);
+  const server = await startServer(t, dir);
+  if (!server) return;
+  const stuck = await stuckMount(t, fuseDir, ATTACKER_UID);
+  if (!stuck) return;
+  await t.test('the RECVs', async (t) => {
+    const newPeer = peerSet(t, peerClient);
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, newPeer, dir, '0-stack');
+    const peer = async (name: string, uid: number): Promise<Peer> => {
+      const p = await newClient(name);
+      ok(t, await p.cmd(`setuid ${uid}`), `${name}: drops to uid ${uid}`);
+      return hello(t, p, path);
+    };
+    const attacker = await peer('attacker', ATTACKER_UID);
+    const victim = await peer('victim', VICTIM_UID);
+    ok(t, await attacker.cmd(`map ${join(fuseDir, 'file')}`), 'the attacker maps a file of its stuck FUSE mount');
+    const plain = await victim.cmd('fdmsg', 10_000);
+    t.match(plain.line, /^ok errno=- .*fds=1/, 'undisturbed, the victim receives its fd', { answer: plain.line });
+    for (let round = 0; round < 3; round++) {
+      const attack = attacker.cmd(`fdmsg ${round * 16 * 1024}`, 10_000);
+      await sleep(20);
+      const during = await victim.cmd('fdmsg', 10_000);
+      const a = await attack;
+      t.comment(`attacker: ${a.line}; victim: ${during.line}`);
+      t.match(a.line, /^ok errno=- /, 'the attacker\'s RECV is answered (its stack is not touched)', { answer: a.line });
+      t.ok(Number(a.kv.ms) < REFUSAL_BOUND_MS, `the attacker's RECV in ${a.kv.ms} ms (bound ${REFUSAL_BOUND_MS})`);
+      t.match(during.line, /^ok errno=- .*fds=1/, 'the victim receives its fd meanwhile', { answer: during.line });
+      t.ok(Number(during.kv.ms) < REFUSAL_BOUND_MS, `the victim's RECV in ${during.kv.ms} ms`);
+    }
+    t.equal(stuck.reads(), 0, 'nothing read the stuck mapping');
+  });
+  await stopServer(t, server, dir);
+});
+
 t.teardown(() => {
   for (const p of live) p.kill();
-  if (!mountType(join(tmp, 'kdbus')) && !mountType(join(tmp, 'stuck'))) rmSync(tmp, { recursive: true, force: true });
+  const mounts = ['kdbus', 'stuck', 'kdbus-stack', 'stuck-stack'].filter((m) => mountType(join(tmp, m)));
+  if (mounts.length === 0) rmSync(tmp, { recursive: true, force: true });
 });

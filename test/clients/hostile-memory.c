@@ -28,7 +28,13 @@
 //                         writes the reply's offset into the command, in the
 //                         stuck page
 //   (attack answers errno=ENAME (- for success) ms=TIME of the SEND, for
-//   write the time from the reply to the caller's return)
+//   write the time from the reply to the caller's return, or reply=none and
+//   the call's own time when the call itself was refused)
+//   fdmsg [OFF]           a message with an fd (/dev/null) from the main
+//                         connection to the second, received there; with OFF,
+//                         the RECV is made with the stack pointer in the
+//                         mapping (at OFF + 2 pages): answer errno=ENAME ms=
+//                         (of the RECV) fds=N
 //   exit
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,6 +50,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,7 +215,7 @@ struct waiting_call {
 static void *call_main(void *arg) {
   struct waiting_call *w = arg;
   w->err = ioctl(main_conn.fd, KDBUS_CMD_SEND, w->cmd) < 0 ? errno : 0;
-  w->returned = now_ns();
+  __atomic_store_n(&w->returned, now_ns(), __ATOMIC_RELEASE);
   return NULL;
 }
 
@@ -227,12 +234,19 @@ static void attack_write(size_t off) {
   // The call arrives at the second connection: the caller waits for its reply.
   struct kdbus_cmd_recv r;
   int e;
+  int64_t sent = now_ns();
   do {
     struct pollfd p = { aux_conn.fd, POLLIN, 0 };
-    poll(&p, 1, 5000);
+    poll(&p, 1, 100);
     memset(&r, 0, sizeof(r));
     r.size = sizeof(r);
     e = ioctl(aux_conn.fd, KDBUS_CMD_RECV, &r) < 0 ? errno : 0;
+    // A call refused before it arrived (this uid's copies refused at once):
+    // there is nothing to reply to.
+    if (e == EAGAIN && __atomic_load_n(&w.returned, __ATOMIC_ACQUIRE)) {
+      pthread_join(th, NULL);
+      return answer("ok errno=%s ms=%.1f reply=none", w.err ? ename(w.err) : "-", (double)(w.returned - sent) / 1e6);
+    }
   } while (e == EAGAIN);
   if (e) return answer("err %s recv", ename(e));
   const struct kdbus_msg *got = (const void *)(aux_conn.pool + r.msg.offset);
@@ -261,6 +275,68 @@ static void attack_write(size_t off) {
   close(devnull);
   answer("ok errno=%s ms=%.1f reply=%s", w.err ? ename(w.err) : "-", (double)(w.returned - a) / 1e6,
          re ? ename(re) : "-");
+}
+
+// KDBUS_CMD_RECV on fd with the stack pointer at sp for the system call (the
+// kernel does not touch the user stack on a system call; neither may we
+// meanwhile).
+static long recv_on_stack(int fd, struct kdbus_cmd_recv *r, void *sp) {
+#if defined(__x86_64__)
+  long ret;
+  __asm__ volatile("mov %%rsp, %%r12\n\t"
+                   "mov %[sp], %%rsp\n\t"
+                   "syscall\n\t"
+                   "mov %%r12, %%rsp"
+                   : "=a"(ret)
+                   : "a"((long)SYS_ioctl), "D"((long)fd), "S"((long)KDBUS_CMD_RECV), "d"(r), [sp] "r"(sp)
+                   : "rcx", "r11", "r12", "memory");
+  return ret;
+#else
+  (void)fd, (void)r, (void)sp;
+  return -ENOSYS;
+#endif
+}
+
+// A message with an fd from the main connection to the second one, received
+// there with the stack pointer at sp (NULL: as usual). Answers errno=ENAME
+// (- for success) ms=TIME of the RECV fds=N (fds received).
+static void fd_message(void *sp) {
+  uint64_t payload = 1, buf[MSG_WORDS + 4];
+  struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, 0, 0, (uintptr_t)&payload);
+  struct kdbus_item *fds = ITEM_NEXT(m->items);
+  memset(fds, 0, ALIGN8(ITEM_HDR + sizeof(int)));
+  fds->size = ITEM_HDR + sizeof(int);
+  fds->type = KDBUS_ITEM_FDS;
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  fds->fds[0] = devnull;
+  m->size += ALIGN8(fds->size);
+  struct kdbus_cmd_send cmd = { .size = sizeof(cmd), .msg_address = (uintptr_t)m };
+  int e = ioctl(main_conn.fd, KDBUS_CMD_SEND, &cmd) < 0 ? errno : 0;
+  close(devnull);
+  if (e) return answer("err %s send", ename(e));
+  struct kdbus_cmd_recv r;
+  memset(&r, 0, sizeof(r));
+  r.size = sizeof(r);
+  int64_t a = now_ns();
+  if (sp) {
+    long ret = recv_on_stack(aux_conn.fd, &r, sp);
+    e = ret < 0 ? (int)-ret : 0;
+  } else {
+    e = ioctl(aux_conn.fd, KDBUS_CMD_RECV, &r) < 0 ? errno : 0;
+  }
+  int64_t ns = now_ns() - a;
+  int got = 0;
+  if (!e) {
+    const struct kdbus_msg *msg = (const void *)(aux_conn.pool + r.msg.offset);
+    for (const struct kdbus_item *it = msg->items; (const uint8_t *)it < (const uint8_t *)msg + msg->size;
+         it = (const void *)((const uint8_t *)it + ALIGN8(it->size))) {
+      if (it->type != KDBUS_ITEM_FDS) continue;
+      for (size_t i = 0; i < (it->size - ITEM_HDR) / sizeof(int); i++, got++)
+        if (it->fds[i] >= 0) close(it->fds[i]);
+    }
+    do_free(&aux_conn, r.msg.offset);
+  }
+  answer("ok errno=%s ms=%.1f fds=%d", e ? ename(e) : "-", (double)ns / 1e6, got);
 }
 
 int main(void) {
@@ -313,6 +389,12 @@ int main(void) {
       } else {
         answer("err EINVAL attack");
       }
+    } else if (!strcmp(av[0], "fdmsg") && ac == 1) {
+      fd_message(NULL);
+    } else if (!strcmp(av[0], "fdmsg") && ac == 2 && hostile) {
+      // The stack pointer at the top of the page above OFF: the page below
+      // it, where a push or a scratch write would go, never comes in.
+      fd_message(hostile + (size_t)strtoull(av[1], NULL, 0) + 2 * PAGE);
     } else if (!strcmp(av[0], "exit")) {
       answer("ok");
       return 0;
