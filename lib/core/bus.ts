@@ -373,6 +373,7 @@ export class Bus {
         if (!(err instanceof KdbusError)) throw err;
         to.lostCount++;
       } finally {
+        from.settleQueued(e);
         if (e.payloadOff >= 0) from.pool.release(e.payloadOff);
         e.kmsg.release(this.fds);
       }

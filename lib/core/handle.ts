@@ -481,6 +481,7 @@ function send(conn: Connection, c: Command): Parked | void {
   const sync = (flags & SEND_SYNC_REPLY) !== 0n;
   let cancelFd = -1;
   try {
+    m.chargeTo(conn.user);
     for (const it of items(buf, CMD_SEND.items, c.itemsSize)) {
       if (it.type !== ITEM.CANCEL_FD) fail(errno.EINVAL, `item ${it.type} not allowed in SEND`);
       // CANCEL_FD is only looked at for synchronous sends
