@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, logError } from './log.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint } from './mountpoint.js';
+import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /**
@@ -29,7 +30,7 @@ Commands:
 
 Run \`kdbusfs <command> --help\` for a command's options.
 `,
-  mount: `Usage: kdbusfs mount [DIR] [--no-passthrough]
+  mount: `Usage: kdbusfs mount [DIR] [--no-passthrough] [--limit NAME=VALUE]...
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
 which unmount it and exit 0. Needs root (/dev/fuse and mount(2)). SIGUSR2
@@ -44,6 +45,8 @@ kdbus/. Any other DIR is created if missing.
 Options:
   --no-passthrough   give each connection a page-cache pool instead of a FUSE
                      passthrough memfd (passthrough is used when the kernel allows)
+  --limit NAME=VALUE one of kdbusfs's own per-user limits (README "Reliability"),
+                     repeatable; sizes may end in K, M or G (user_queued_bytes=64M)
   -h, --help         show this text
 `,
   umount: `Usage: kdbusfs umount DIR
@@ -90,9 +93,15 @@ function parsed<T>(command: string, parse: () => T): T {
 
 async function mount(args: string[]): Promise<number | 'serving'> {
   const { values, positionals } = parsed('mount', () => parseArgs({
-    args, allowPositionals: true, options: { 'no-passthrough': { type: 'boolean' }, ...HELP_OPTION },
+    args, allowPositionals: true, options: { 'no-passthrough': { type: 'boolean' }, limit: { type: 'string', multiple: true }, ...HELP_OPTION },
   }));
   if (values.help) return help('mount');
+  let limits: UserLimits = { ...DEFAULT_LIMITS };
+  for (const spec of values.limit ?? []) {
+    const r = parseLimit(limits, spec);
+    if (r instanceof Error) throw new UsageError(`${r.message}\n\n${HELP.mount}`);
+    limits = r;
+  }
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
   const { native } = await import('./fuse/native.js');
   if (!process.execArgv.some((a) => a.startsWith(SEMI_SPACE_FLAG))) {
@@ -114,6 +123,7 @@ async function mount(args: string[]): Promise<number | 'serving'> {
   const server = KdbusServer.start({
     mountpoint: dir,
     passthrough: !values['no-passthrough'],
+    limits,
   });
   // The pool kind is settled by the kernel's INIT and the first pool, after this point.
   log('mount', `serving kdbus on ${dir} (${values['no-passthrough'] ? 'page-cache pools' : 'passthrough pools where the kernel allows them'}); SIGINT or SIGTERM to unmount`);

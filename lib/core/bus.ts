@@ -179,6 +179,7 @@ export class Bus {
     conn.state = 'dead';
     // the one place a connection stops counting against its user (HELLO charged it)
     this.domain.users.uncharge(conn.user, 'connections');
+    conn.chargeMatches();
     this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
     this.monitors.delete(conn);

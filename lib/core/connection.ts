@@ -117,6 +117,9 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   readonly msgUsers = new Map<User, number>();
   /** per sending user: payload bytes of its messages queued here (kdbusfs's byte quota) */
   readonly queuedBytesBy = new Map<User, number>();
+  /** matches and their bytes charged to our user (chargeMatches) */
+  private chargedMatches = 0;
+  private chargedMatchBytes = 0;
   attachFlagsSend: bigint;
   attachFlagsRecv: bigint;
   readonly wake: Waker;
@@ -395,6 +398,22 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       this.abortInstall(p);
       fail(-started, 'cannot start installing fds');
     }
+  }
+
+  /**
+   * Brings the user's match charges in line with our matches (after
+   * MATCH_ADD, which checked the limits, and MATCH_REMOVE); none once we are
+   * disconnected.
+   */
+  chargeMatches(): void {
+    const n = this.active ? this.matches.size : 0;
+    const b = this.active ? this.matches.bytes : 0;
+    if (n > this.chargedMatches) this.user.charge('matches', n - this.chargedMatches);
+    else if (n < this.chargedMatches) this.user.uncharge('matches', this.chargedMatches - n);
+    if (b > this.chargedMatchBytes) this.user.charge('matchBytes', b - this.chargedMatchBytes);
+    else if (b < this.chargedMatchBytes) this.user.uncharge('matchBytes', this.chargedMatchBytes - b);
+    this.chargedMatches = n;
+    this.chargedMatchBytes = b;
   }
 
   /** Charges payer n bytes queued here, within its limits here and in total. */

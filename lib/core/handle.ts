@@ -662,11 +662,15 @@ function connUpdate(conn: Connection, c: Command): void {
 
 /** KDBUS_CMD_MATCH_ADD. */
 function matchAdd(conn: Connection, c: Command): void {
+  conn.user.check('matches', 1);
+  conn.user.check('matchBytes', c.itemsSize);
   conn.matches.add(c.buf.readBigUInt64LE(CMD_MATCH.cookie), c.buf, CMD_MATCH.items, c.itemsSize,
     (c.flags & MATCH_REPLACE) !== 0n, Number(conn.bus.bloom.size));
+  conn.chargeMatches();
 }
 
 /** KDBUS_CMD_MATCH_REMOVE. */
 function matchRemove(conn: Connection, c: Command): void {
   conn.matches.remove(c.buf.readBigUInt64LE(CMD_MATCH.cookie));
+  conn.chargeMatches();
 }
