@@ -99,7 +99,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("releaseFds", &Addon::ReleaseFds),
         InstanceMethod("raiseFdLimit", &Addon::RaiseFdLimit),
     });
-    installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
+    installer_ = std::make_unique<FdInstaller>(env, &closer_, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);
     });
@@ -118,8 +118,9 @@ class Addon : public Napi::Addon<Addon> {
   uint64_t nextSid_ = 1;
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
-  std::unique_ptr<FdInstaller> installer_;
+  // before the installer, which closes its copies through it
   FdCloser closer_;
+  std::unique_ptr<FdInstaller> installer_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();

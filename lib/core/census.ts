@@ -45,11 +45,14 @@ export interface Census {
   /** users charged for something, and their connection and bus charges */
   users: number;
   userCharges: number;
-  /** per uid (-1: custom endpoints' anonymous users), what it is charged for (lib/core/user.ts) */
-  charges: Record<string, Record<Charge, number>>;
-  /** fds clients' messages hold, all users together, and the budget they share */
+  /** fds clients' messages hold, all users together */
   serverFds: number;
-  serverFdBudget: number;
+  /**
+   * Per-user accounting (lib/core/user.ts): per uid (-1: custom endpoints'
+   * anonymous users) what it is charged for, and the fd budget every user's
+   * messages share (RLIMIT_NOFILE less the reserve).
+   */
+  accounts: { byUid: Record<string, Record<Charge, number>>; fdBudget: number };
   /** fds the server took from clients (message fds, memfds, CANCEL_FDs) and holds */
   heldFds: number;
   /** CANCEL_FD watches */
@@ -107,7 +110,7 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
     buses: domain.buses.size, endpoints: 0, connections: 0, handles: 0, names: 0, nameWaiters: 0, nameClients: 0,
     policyEntries: 0, matches: 0, replies: 0, parked: held.parked, queued: 0, installing: 0, chargedMessages: 0,
     poolSlices: 0, poolBytes: 0, notifications: 0, users: domain.users.size, userCharges: 0,
-    charges: {}, serverFds: domain.users.serverFds, serverFdBudget: domain.users.serverFdBudget,
+    serverFds: domain.users.serverFds, accounts: { byUid: {}, fdBudget: domain.users.serverFdBudget },
     heldFds: held.fds.held, fdWatches: held.fds.watches, pollers: held.pollers, endpointFiles: held.endpointFiles,
     memory: { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0 },
   };
@@ -150,9 +153,9 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
 function addCharges(c: Census, u: User): void {
   c.userCharges += u.connections + u.buses;
   const mine = u.charges();
-  const had = c.charges[u.uid];
+  const had = c.accounts.byUid[u.uid];
   if (had) for (const k of Object.keys(mine) as Charge[]) had[k] += mine[k];
-  else c.charges[u.uid] = mine;
+  else c.accounts.byUid[u.uid] = mine;
 }
 
 /** The census as the one stderr line `kdbusfs mount` writes on SIGUSR2. */
