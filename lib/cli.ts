@@ -15,6 +15,7 @@ import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, moun
 import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
+import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
@@ -45,7 +46,7 @@ Options: -h, --help; --version
 
 Run \`kdbusfs <command> --help\` for a command's options.
 `,
-  mount: `Usage: kdbusfs mount [DIR] [options] [-o OPTION[,OPTION...]]
+  mount: `Usage: kdbusfs mount [DIR] [options] [--limit NAME=VALUE]... [-o OPTION[,OPTION...]]
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
 which unmount it and exit 0, as does \`umount DIR\`. Needs root (/dev/fuse and
@@ -89,6 +90,8 @@ Options:
   -o OPTIONS         options as mount(8) gives them: NAME[=VALUE] is --NAME[=VALUE]
                      ('_' or '-'), e.g. -o no_passthrough,log_level=notice;
                      mount's own (rw, nodev, noauto, _netdev, x-*...) are ignored
+  --limit NAME=VALUE one of kdbusfs's own per-user limits (README "Reliability"),
+                     repeatable; sizes may end in K, M or G (user_queued_bytes=64M)
   -h, --help         show this text
 `,
   umount: `Usage: kdbusfs umount DIR
@@ -146,6 +149,7 @@ const MOUNT_OPTIONS = {
   'attach-flags-mask': { type: 'string' },
   'params-dir': { type: 'string' },
   buses: { type: 'string' },
+  limit: { type: 'string', multiple: true },
   ...HELP_OPTION,
 } as const;
 
@@ -153,6 +157,12 @@ async function mount(rawArgs: string[]): Promise<number | 'serving'> {
   const args = parsed('mount', () => expandMountOptions(rawArgs));
   const { values, positionals } = parsed('mount', () => parseArgs({ args, allowPositionals: true, options: MOUNT_OPTIONS }));
   if (values.help) return help('mount');
+  let limits: UserLimits = { ...DEFAULT_LIMITS };
+  for (const spec of values.limit ?? []) {
+    const r = parseLimit(limits, spec);
+    if (r instanceof Error) throw new UsageError(`${r.message}\n\n${HELP.mount}`);
+    limits = r;
+  }
   if (positionals.length > 1) throw new UsageError(`mount takes one DIR\n\n${HELP.mount}`);
   const level = values['log-level'] !== undefined ? parseLogLevel(values['log-level'])
     : values.verbose ? 'debug' : values.quiet ? 'warning' : undefined;
@@ -203,6 +213,7 @@ async function mount(rawArgs: string[]): Promise<number | 'serving'> {
     server = KdbusServer.start({
       mountpoint: dir,
       passthrough: !values['no-passthrough'],
+      limits,
       onSessionEnd: () => {
         notifier.stopping(`${dir} was unmounted`);
         log('mount', `${dir} was unmounted: exiting`);

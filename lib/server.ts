@@ -14,6 +14,7 @@ import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
 import { taskCreds } from './core/task.js';
 import { ConfiguredBuses, type BusConfig } from './config-buses.js';
+import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
 import { log, logError } from './log.js';
 
 export interface ServerOptions {
@@ -23,6 +24,8 @@ export interface ServerOptions {
   passthrough?: boolean;
   /** called once the kernel ended the session (unmounted), after the server stopped */
   onSessionEnd?: () => void;
+  /** kdbusfs's own per-user limits (lib/core/user.ts; defaults: DEFAULT_LIMITS) */
+  limits?: Partial<UserLimits>;
 }
 
 const CONTROL_TAG = 1;
@@ -47,19 +50,22 @@ export class KdbusServer {
   private sid = -1;
   private stopped = false;
 
-  private constructor(readonly mountpoint: string) {
+  private constructor(readonly mountpoint: string, limits: Readonly<UserLimits>) {
     const sidOf = () => this.sid;
     const tree: Tree = {
       addDir: (parent, name, mode, uid, gid) => native.nodeAdd(sidOf(), parent, name, true, mode, uid, gid, 0),
       addFile: (parent, name, mode, uid, gid, tag) => native.nodeAdd(sidOf(), parent, name, false, mode, uid, gid, tag),
       remove: (ino) => native.nodeRemove(sidOf(), ino),
     };
-    this.domain = new Domain(tree);
+    this.domain = new Domain(tree, limits);
   }
 
   static start(opts: ServerOptions): KdbusServer {
-    const server = new KdbusServer(opts.mountpoint);
+    const server = new KdbusServer(opts.mountpoint, { ...DEFAULT_LIMITS, ...opts.limits });
     server.onSessionEnd = opts.onSessionEnd;
+    // clients' fds in flight get what the server's own reserve leaves
+    const nofile = native.raiseFdLimit();
+    if (nofile > 0) server.domain.users.setFdLimit(nofile);
     server.sid = native.sessionMount({
       mountpoint: opts.mountpoint, fsname: 'kdbusfs', subtype: 'kdbusfs', rootMode: DOMAIN_ROOT_MODE,
       rootUid: 0, rootGid: 0, allowOther: true, defaultPermissions: true, passthrough: opts.passthrough ?? true,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -100,8 +101,9 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("releaseFds", &Addon::ReleaseFds),
         InstanceMethod("sendDontWait", &Addon::SendDontWaitOn),
         InstanceMethod("datagramSend", &Addon::DatagramSendTo),
+        InstanceMethod("raiseFdLimit", &Addon::RaiseFdLimit),
     });
-    installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
+    installer_ = std::make_unique<FdInstaller>(env, &closer_, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);
     });
@@ -122,8 +124,9 @@ class Addon : public Napi::Addon<Addon> {
   std::string mountError_;
   std::map<uint64_t, FdWatch*> watches_;
   uint64_t nextWatch_ = 1;
-  std::unique_ptr<FdInstaller> installer_;
+  // before the installer, which closes its copies through it
   FdCloser closer_;
+  std::unique_ptr<FdInstaller> installer_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -532,6 +535,18 @@ class Addon : public Napi::Addon<Addon> {
     if (fds.empty() || fds.size() > 1024) return FailRange(env, "kdbusfs: fdInstall takes 1 to 1024 fds");
     if (!sessions_.count(sid)) return Napi::Number::New(env, -ESHUTDOWN);
     return Napi::Number::New(env, installer_->Start(sid, unique, tid, fds, info[4].As<Napi::Function>()));
+  }
+
+  // raiseFdLimit(): RLIMIT_NOFILE's soft limit raised to the hard one (Node
+  // has no setrlimit); returns the soft limit in force, or -errno.
+  Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return Napi::Number::New(info.Env(), -errno);
+    if (rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return Napi::Number::New(info.Env(), -errno);
+    }
+    return Napi::Number::New(info.Env(), static_cast<double>(std::min<rlim_t>(rl.rlim_cur, INT_MAX)));
   }
 
   // releaseFds(fds): closes them on a helper thread.

@@ -1,36 +1,48 @@
 // Closing fds off the event loop. A close(2) runs the file's flush, which
 // may block: a file of another FUSE mount waits for that server (a client
-// could pass one that never answers), a kdbusfs file for this very loop. The
-// kernel's kdbus dropped files with fput, which never did. So the fds a
-// server lets go of are closed on a thread of their own, in order.
+// could pass one whose FLUSH is never answered; once that server has read
+// the request the closing thread waits uninterruptibly), a kdbusfs file for
+// this very loop. The kernel's kdbus dropped files with fput, which never
+// flushed; in userspace every close of an fd does. So fds are closed on
+// worker threads, one fd at a time, and a worker stuck in one close for
+// longer than kStuckAfter is left to it: a supervisor starts another for
+// the rest, so a client's file parks at most the thread closing it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 class FdCloser {
  public:
-  FdCloser() = default;
-  // Stops the thread once it has closed what it holds; later fds are closed at once.
+  // a close taking longer is a stuck FLUSH, not a slow disk
+  static constexpr std::chrono::milliseconds kStuckAfter{50};
+  // workers at most, stuck ones included: past that, fds wait in the queue
+  static constexpr int kMaxWorkers = 64;
+
+  FdCloser();
+  // Stops once the workers that are not stuck have closed what is queued.
   ~FdCloser();
   FdCloser(const FdCloser&) = delete;
   FdCloser& operator=(const FdCloser&) = delete;
 
-  // Closes fds in the background (the thread starts at the first call).
+  // Closes fds in the background.
   void CloseLater(std::vector<int> fds);
 
- private:
-  void Run();
+  // Workers stuck in a close right now (for tests and the log).
+  int Stuck();
 
-  // A lock of its own: fds are released on the loop thread while the fd
-  // installer's tracer waits for it, and a server killed meanwhile would
-  // leave the installer's lock held.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::deque<std::vector<int>> queue_;
-  std::thread thread_;
+ private:
+  struct State;
+  static void Supervise(std::shared_ptr<State> s);
+  static void Work(std::shared_ptr<State> s, size_t slot);
+
+  // Shared with the workers, which may outlive this object (a stuck one
+  // returns when the other server answers or goes).
+  std::shared_ptr<State> state_;
+  std::thread supervisor_;
 };

@@ -193,7 +193,8 @@ void BlockSignals() {
 
 }  // namespace
 
-FdInstaller::FdInstaller(Napi::Env env, AnswerFn answer) : env_(env), answer_(std::move(answer)) {
+FdInstaller::FdInstaller(Napi::Env env, FdCloser* closer, AnswerFn answer)
+    : env_(env), closer_(closer), answer_(std::move(answer)) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   async_ = new uv_async_t;
@@ -262,7 +263,7 @@ int FdInstaller::Start(uint64_t sid, uint64_t unique, pid_t tid, const std::vect
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (d < 0) {
       int e = errno;
-      for (int x : j->fds) close(x);
+      closer_->CloseLater(std::move(j->fds));
       return -e;
     }
     j->fds.push_back(d);
@@ -369,7 +370,7 @@ void FdInstaller::Loop() {
     l.unlock();
     Run(j);
     if (ServerGone()) return;  // its files are closed, nobody is left to tell
-    for (int fd : j->fds) close(fd);
+    closer_->CloseLater(std::move(j->fds));  // a client's file could park the tracer in close
     j->fds.clear();
     l.lock();
     busy_ = false;

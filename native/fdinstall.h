@@ -19,6 +19,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "fdcloser.h"
+
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -41,7 +43,8 @@ class FdInstaller {
   // thread. Returns false if that request is not parked (or the session is gone).
   using AnswerFn = std::function<bool(uint64_t sid, uint64_t unique, int result)>;
 
-  FdInstaller(Napi::Env env, AnswerFn answer);
+  // closer: where the worker drops its copies (a close may never return)
+  FdInstaller(Napi::Env env, FdCloser* closer, AnswerFn answer);
   ~FdInstaller();
   FdInstaller(const FdInstaller&) = delete;
   FdInstaller& operator=(const FdInstaller&) = delete;
@@ -79,6 +82,7 @@ class FdInstaller {
   static void AtExit();
 
   Napi::Env env_;
+  FdCloser* closer_;
   AnswerFn answer_;
   uv_async_t* async_ = nullptr;
   std::unique_ptr<Napi::AsyncContext> asyncContext_;

@@ -87,6 +87,17 @@ t.test('--help', async (t) => {
   t.match(bad.stderr, "unknown command 'frobnicate'", 'and says so');
 });
 
+t.test('mount --limit: a wrong NAME=VALUE is a usage error that says why', async (t) => {
+  const dir = tempDir(t);
+  const unknown = await kdbusfs('mount', dir, '--limit', 'nope=1');
+  t.equal(unknown.code, 2, 'exits 2');
+  t.match(unknown.stderr, /unknown limit nope \(known: user_queued_bytes, /, 'names the known limits');
+  const malformed = await kdbusfs('mount', dir, '--limit', 'user_fds');
+  t.equal(malformed.code, 2, 'exits 2');
+  t.match(malformed.stderr, 'is not NAME=VALUE');
+  t.equal(mountType(dir), null, 'nothing was mounted');
+});
+
 t.test('mount serves a tree and SIGTERM unmounts cleanly', async (t) => {
   const dir = tempDir(t);
   const server = await mount(t, dir);

@@ -146,11 +146,17 @@ export async function census(s: Server, ms = 5000): Promise<Census> {
   return found;
 }
 
-/** The counts (memory aside) that differ between two censuses: name -> [base, now]. */
+/**
+ * The counts (memory aside) that differ between two censuses: name -> [base,
+ * now]; per-user charges as `charged uids` when any differs.
+ */
 export function censusDiff(base: Census, now: Census): Record<string, [number, number]> {
   const out: Record<string, [number, number]> = {};
+  if (JSON.stringify(base.accounts.byUid) !== JSON.stringify(now.accounts.byUid)) {
+    out['charged uids'] = [Object.keys(base.accounts.byUid).length, Object.keys(now.accounts.byUid).length];
+  }
   for (const [k, v] of Object.entries(now)) {
-    if (k === 'memory') continue;
+    if (k === 'memory' || k === 'accounts') continue;
     const b = (base as unknown as Record<string, number>)[k]!;
     if (v !== b) out[k] = [b, v as number];
   }

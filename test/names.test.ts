@@ -1,4 +1,5 @@
 import t from 'tap';
+import { User } from '../lib/core/user.js';
 import { NameRegistry, nameValid, type NameClient, type NameEvents } from '../lib/core/names.js';
 import {
   ITEM, CMD_NAME, HELLO_ACTIVATOR, HELLO_ACCEPT_FD, HELLO_MONITOR, HELLO_POLICY_HOLDER, LIMITS, align8,
@@ -11,7 +12,7 @@ import { errnoOf } from './helpers.js';
 
 const NAME = 'foo.bla.blaz';
 
-const conn = (id: number, flags = 0n): NameClient => ({ id: BigInt(id), flags });
+const conn = (id: number, flags = 0n): NameClient => ({ id: BigInt(id), flags, user: new User(id) });
 const activator = (id: number): NameClient => conn(id, HELLO_ACTIVATOR);
 
 type Note = [string, bigint, bigint, bigint, bigint, string];

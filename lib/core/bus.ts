@@ -179,6 +179,7 @@ export class Bus {
     conn.state = 'dead';
     // the one place a connection stops counting against its user (HELLO charged it)
     this.domain.users.uncharge(conn.user, 'connections');
+    conn.chargeMatches();
     this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
     this.monitors.delete(conn);
@@ -373,6 +374,7 @@ export class Bus {
         if (!(err instanceof KdbusError)) throw err;
         to.lostCount++;
       } finally {
+        from.settleQueued(e);
         if (e.payloadOff >= 0) from.pool.release(e.payloadOff);
         e.kmsg.release(this.fds);
       }

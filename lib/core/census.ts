@@ -8,6 +8,7 @@
 // server's fd count and RSS.
 import type { Connection } from './connection.js';
 import type { Domain } from './domain.js';
+import type { Charge, User } from './user.js';
 
 export interface Census {
   buses: number;
@@ -44,6 +45,14 @@ export interface Census {
   /** users charged for something, and their connection and bus charges */
   users: number;
   userCharges: number;
+  /** fds clients' messages hold, all users together */
+  serverFds: number;
+  /**
+   * Per-user accounting (lib/core/user.ts): per uid (-1: custom endpoints'
+   * anonymous users) what it is charged for, and the fd budget every user's
+   * messages share (RLIMIT_NOFILE less the reserve).
+   */
+  accounts: { byUid: Record<string, Record<Charge, number>>; fdBudget: number };
   /** fds the server took from clients (message fds, memfds, CANCEL_FDs) and holds */
   heldFds: number;
   /** CANCEL_FD watches */
@@ -101,6 +110,7 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
     buses: domain.buses.size, endpoints: 0, connections: 0, handles: 0, names: 0, nameWaiters: 0, nameClients: 0,
     policyEntries: 0, matches: 0, replies: 0, parked: held.parked, queued: 0, installing: 0, chargedMessages: 0,
     poolSlices: 0, poolBytes: 0, notifications: 0, users: domain.users.size, userCharges: 0,
+    serverFds: domain.users.serverFds, accounts: { byUid: {}, fdBudget: domain.users.serverFdBudget },
     heldFds: held.fds.held, fdWatches: held.fds.watches, pollers: held.pollers, endpointFiles: held.endpointFiles,
     memory: { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0 },
   };
@@ -118,7 +128,7 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
     c.notifications += bus.notificationsPending;
     for (const conn of bus.connections.values()) conns.add(conn);
     // a custom endpoint's connections are charged to its own anonymous user
-    for (const ep of bus.endpoints.values()) c.userCharges += ep.user?.connections ?? 0;
+    for (const ep of bus.endpoints.values()) if (ep.user && !ep.user.idle) addCharges(c, ep.user);
   }
   for (const h of held.handles) {
     c.handles++;
@@ -134,10 +144,18 @@ export function takeCensus(domain: Domain, held: ServerHoldings): Census {
     c.poolSlices += conn.pool.slicesInUse();
     c.poolBytes += conn.pool.size - conn.pool.remain();
   }
-  for (const u of domain.users.all()) c.userCharges += u.connections + u.buses;
+  for (const u of domain.users.all()) addCharges(c, u);
   const m = process.memoryUsage();
   c.memory = { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
   return c;
+}
+
+function addCharges(c: Census, u: User): void {
+  c.userCharges += u.connections + u.buses;
+  const mine = u.charges();
+  const had = c.accounts.byUid[u.uid];
+  if (had) for (const k of Object.keys(mine) as Charge[]) had[k] += mine[k];
+  else c.accounts.byUid[u.uid] = mine;
 }
 
 /** The census as the one stderr line `kdbusfs mount` writes on SIGUSR2. */

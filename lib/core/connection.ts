@@ -16,7 +16,7 @@ import { nameValid } from './names.js';
 import type { Reply, ReplyPeer } from './reply.js';
 import type { Bus } from './bus.js';
 import type { Endpoint } from './endpoint.js';
-import type { User } from './user.js';
+import { bytes, type User } from './user.js';
 import type { NameClient } from './names.js';
 import type { PolicyConn, PolicyCreds } from './policy.js';
 import type { InstallDone } from './call.js';
@@ -115,6 +115,11 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   lostCount = 0;
   /** per sending user: messages queued here beyond the unaccounted share */
   readonly msgUsers = new Map<User, number>();
+  /** per sending user: payload bytes of its messages queued here (kdbusfs's byte quota) */
+  readonly queuedBytesBy = new Map<User, number>();
+  /** matches and their bytes charged to our user (chargeMatches) */
+  private chargedMatches = 0;
+  private chargedMatchBytes = 0;
   attachFlagsSend: bigint;
   attachFlagsRecv: bigint;
   readonly wake: Waker;
@@ -195,18 +200,26 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     if (this.queue.count >= LIMITS.CONN_MAX_MSGS) fail(errno.ENOBUFS, `queue of ${this.id} full`);
     if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
     if (m.fds.length && !this.acceptsFds) fail(errno.ECOMM, `${this.id} does not accept fds`);
-    const payloadOff = stage(m, this.pool);
+    if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED &&
+        (this.msgUsers.get(sender.user) ?? 0) >= LIMITS.CONN_MAX_MSGS_PER_USER) {
+      fail(errno.ENOBUFS, `uid ${sender.user.uid} has too many messages queued at ${this.id}`);
+    }
+    // charged before the payload is read: a refused message costs no copy
+    const payer = sender && m.payloadSize > 0 ? sender.user : null;
+    if (payer) this.chargeQueued(payer, m.payloadSize);
+    let payloadOff: number;
+    try {
+      payloadOff = stage(m, this.pool);
+    } catch (e) {
+      if (payer) this.unchargeQueued(payer, m.payloadSize);
+      throw e;
+    }
     let user: User | null = null;
     if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED) {
-      const n = this.msgUsers.get(sender.user) ?? 0;
-      if (n >= LIMITS.CONN_MAX_MSGS_PER_USER) {
-        if (payloadOff >= 0) this.pool.release(payloadOff);
-        fail(errno.ENOBUFS, `uid ${sender.user.uid} has too many messages queued at ${this.id}`);
-      }
-      this.msgUsers.set(sender.user, n + 1);
+      this.msgUsers.set(sender.user, (this.msgUsers.get(sender.user) ?? 0) + 1);
       user = sender.user;
     }
-    this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user });
+    this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user, payer, bytes: payer ? m.payloadSize : 0 });
     m.hold();
     this.wake();
   }
@@ -215,7 +228,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   makeEntry(m: Kmsg, stage: (m: Kmsg, pool: Pool) => number): QueueEntry {
     if (!this.active) fail(errno.ECONNRESET, 'receiver is gone');
     if (m.fds.length && !this.acceptsFds) fail(errno.ECOMM, `${this.id} does not accept fds`);
-    const e = { kmsg: m, priority: m.priority, payloadOff: stage(m, this.pool), reply: null, user: null };
+    const e = { kmsg: m, priority: m.priority, payloadOff: stage(m, this.pool), reply: null, user: null, payer: null, bytes: 0 };
     m.hold();
     return e;
   }
@@ -236,23 +249,26 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
       payloadOff = this.pool.alloc(bytes.length);
       this.pool.fill(payloadOff, bytes);
     }
-    this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null });
+    this.queue.add({ kmsg: e.kmsg, priority: e.priority, payloadOff, reply: e.reply, user: null, payer: null, bytes: 0 });
     e.kmsg.hold();
     this.wake();
   }
 
   /** Frees an entry that will never be received. */
   discard(e: QueueEntry): void {
+    this.settleQueued(e);
     if (e.payloadOff >= 0) this.pool.release(e.payloadOff);
     e.kmsg.release(this.fds);
   }
 
   /**
    * kdbus_queue_entry_remove: unlink, uncharge, drop the payload slice unless
-   * it moved on, and the entry's hold on the message's files unless kept.
+   * it moved on, and the entry's hold on the message's files unless kept
+   * (with it the sender's byte charge, which settleQueued ends then).
    */
   dequeue(e: QueueEntry, releasePayload: boolean, keepHold = false): void {
     this.queue.remove(e);
+    if (!keepHold) this.settleQueued(e);
     if (e.user) {
       const n = (this.msgUsers.get(e.user) ?? 1) - 1;
       if (n > 0) this.msgUsers.set(e.user, n);
@@ -333,6 +349,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     if (p.entry.payloadOff >= 0) this.pool.setChild(p.off, p.entry.payloadOff);
     this.pool.publish(p.off);
     this.pool.release(p.off);
+    this.settleQueued(p.entry);
     p.entry.kmsg.release(this.fds);
     return incomplete;
   }
@@ -383,6 +400,49 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     }
   }
 
+  /**
+   * Brings the user's match charges in line with our matches (after
+   * MATCH_ADD, which checked the limits, and MATCH_REMOVE); none once we are
+   * disconnected.
+   */
+  chargeMatches(): void {
+    const n = this.active ? this.matches.size : 0;
+    const b = this.active ? this.matches.bytes : 0;
+    if (n > this.chargedMatches) this.user.charge('matches', n - this.chargedMatches);
+    else if (n < this.chargedMatches) this.user.uncharge('matches', this.chargedMatches - n);
+    if (b > this.chargedMatchBytes) this.user.charge('matchBytes', b - this.chargedMatchBytes);
+    else if (b < this.chargedMatchBytes) this.user.uncharge('matchBytes', this.chargedMatchBytes - b);
+    this.chargedMatches = n;
+    this.chargedMatchBytes = b;
+  }
+
+  /** Charges payer n bytes queued here, within its limits here and in total. */
+  private chargeQueued(payer: User, n: number): void {
+    const here = this.queuedBytesBy.get(payer) ?? 0;
+    const limit = payer.limits.user_queued_bytes_per_receiver;
+    if (here + n > limit) {
+      fail(errno.ENOBUFS, `uid ${payer.uid}: ${bytes(limit)} of queued message bytes at ${this.id} ` +
+        '(limit user_queued_bytes_per_receiver)');
+    }
+    payer.charge('queuedBytes', n);
+    this.queuedBytesBy.set(payer, here + n);
+  }
+
+  private unchargeQueued(payer: User, n: number): void {
+    const left = (this.queuedBytesBy.get(payer) ?? 0) - n;
+    if (left > 0) this.queuedBytesBy.set(payer, left);
+    else this.queuedBytesBy.delete(payer);
+    payer.uncharge('queuedBytes', n);
+  }
+
+  /** Ends e's byte charge (once: e is received, dropped, or moved on). */
+  settleQueued(e: QueueEntry): void {
+    if (!e.payer) return;
+    this.unchargeQueued(e.payer, e.bytes);
+    e.payer = null;
+    e.bytes = 0;
+  }
+
   /** Puts an entry taken out of the queue back at its head (rare: an aborted install). */
   private requeue(e: QueueEntry): void {
     const rest = [...this.queue.entries()];
@@ -428,6 +488,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     const { off, size } = this.install(e, take, receiverTid);
     this.pool.publish(off);
     if (take && queued) this.dequeue(e, false);
+    // a synchronous reply's entry (makeEntry) is done with too
+    else if (take) e.kmsg.release(this.fds);
     this.pool.release(off);
     return { off, size, incomplete: false };
   }

@@ -1,7 +1,7 @@
 // A domain (ipc/kdbus/domain.c): one per mount. Its root holds the control
 // file, where BUS_MAKE creates buses as <uid>-<name> directories.
 import type { Bus } from './bus.js';
-import { UserRegistry } from './user.js';
+import { UserRegistry, type UserLimits } from './user.js';
 
 /** The file tree the domain keeps current (the native addon answers from it). */
 export interface Tree {
@@ -14,11 +14,13 @@ export const ROOT_INO = 1;
 
 export class Domain {
   readonly buses = new Map<string, Bus>();
-  readonly users = new UserRegistry();
+  readonly users: UserRegistry;
   private busSeq = 0n;
   private msgSeq = 0n;
 
-  constructor(readonly tree: Tree) {}
+  constructor(readonly tree: Tree, limits?: Readonly<UserLimits>) {
+    this.users = new UserRegistry(limits);
+  }
 
   nextBusId(): bigint {
     return ++this.busSeq;

@@ -20,7 +20,7 @@ export class Endpoint {
 
   constructor(readonly bus: Bus, readonly name: string, readonly uid: number, readonly gid: number,
               readonly mode: number, readonly hasPolicy: boolean) {
-    this.user = hasPolicy ? new User(-1) : null;
+    this.user = hasPolicy ? new User(-1, null, bus.domain.users.limits) : null;
   }
 
   /** kdbus_ep_deactivate: the file goes away and every connection on it is disconnected. */

@@ -483,6 +483,7 @@ function send(conn: Connection, c: Command): Parked | void {
   const sync = (flags & SEND_SYNC_REPLY) !== 0n;
   let cancelFd = -1;
   try {
+    m.chargeTo(conn.user);
     for (const it of items(buf, CMD_SEND.items, c.itemsSize)) {
       if (it.type !== ITEM.CANCEL_FD) fail(errno.EINVAL, `item ${it.type} not allowed in SEND`);
       // CANCEL_FD is only looked at for synchronous sends
@@ -663,11 +664,15 @@ function connUpdate(conn: Connection, c: Command): void {
 
 /** KDBUS_CMD_MATCH_ADD. */
 function matchAdd(conn: Connection, c: Command): void {
+  conn.user.check('matches', 1);
+  conn.user.check('matchBytes', c.itemsSize);
   conn.matches.add(c.buf.readBigUInt64LE(CMD_MATCH.cookie), c.buf, CMD_MATCH.items, c.itemsSize,
     (c.flags & MATCH_REPLACE) !== 0n, Number(conn.bus.bloom.size));
+  conn.chargeMatches();
 }
 
 /** KDBUS_CMD_MATCH_REMOVE. */
 function matchRemove(conn: Connection, c: Command): void {
   conn.matches.remove(c.buf.readBigUInt64LE(CMD_MATCH.cookie));
+  conn.chargeMatches();
 }

@@ -15,7 +15,7 @@ type Rule =
       oldId: bigint; newId: bigint; name: string | null }
   | { type: typeof ITEM.ID_ADD | typeof ITEM.ID_REMOVE; oldId: bigint; newId: bigint };
 
-interface Entry { cookie: bigint; rules: Rule[] }
+interface Entry { cookie: bigint; rules: Rule[]; bytes: number }
 
 /** What a rule is matched against: a user broadcast or a kernel notification. */
 export type MatchSubject =
@@ -25,6 +25,8 @@ export type MatchSubject =
 
 export class MatchDb {
   private entries: Entry[] = [];
+  /** bytes of the rules' items, charged to the owner's user */
+  bytes = 0;
 
   /** KDBUS_CMD_MATCH_ADD, items already validated. bloomSize: the bus's bloom size in bytes. */
   add(cookie: bigint, cmd: Buffer, itemsStart: number, itemsSize: number,
@@ -66,15 +68,23 @@ export class MatchDb {
           fail(errno.EINVAL, `item ${it.type} is not a match rule`);
       }
     }
-    if (replace) this.entries = this.entries.filter((e) => e.cookie !== cookie);
+    if (replace) this.drop(cookie);
     if (this.entries.length + 1 > LIMITS.MATCH_MAX) fail(errno.EMFILE, 'too many matches');
-    this.entries.push({ cookie, rules });
+    this.entries.push({ cookie, rules, bytes: itemsSize });
+    this.bytes += itemsSize;
+  }
+
+  private drop(cookie: bigint): void {
+    const kept = this.entries.filter((e) => e.cookie !== cookie);
+    if (kept.length === this.entries.length) return;
+    this.entries = kept;
+    this.bytes = kept.reduce((n, e) => n + e.bytes, 0);
   }
 
   /** KDBUS_CMD_MATCH_REMOVE: every entry with that cookie; ENOENT if none. */
   remove(cookie: bigint): void {
     const before = this.entries.length;
-    this.entries = this.entries.filter((e) => e.cookie !== cookie);
+    this.drop(cookie);
     if (this.entries.length === before) fail(errno.ENOENT, `no match with cookie ${cookie}`);
   }
 

@@ -99,14 +99,44 @@ export class Kmsg {
    * queue entry made of this message. The last release closes them.
    */
   private refs = 1;
+  /** the sending user, charged for the files and the payload copy this message holds */
+  private payer: User | null = null;
+  private chargedFds = 0;
+  private chargedCopy = 0;
 
   hold(): void {
     this.refs++;
   }
 
-  /** Drops one hold; the last one closes the server's copies (the parts stay: they describe the payload). */
+  /** Charges the sender's user for the files the message holds (refused: EMFILE naming the limit). */
+  chargeTo(u: User): void {
+    this.payer = u;
+    const n = this.installFds().length;
+    if (n) u.charge('fds', n);
+    this.chargedFds = n;
+  }
+
+  /** Reads the payload once, for a message that may move pools, charged to the sender. */
+  keepPayload(mem: Pick<FdAccess, 'memRead'>): Buffer {
+    if (this.payload) return this.payload;
+    this.payer?.check('copyBytes', this.payloadSize);
+    this.payload = readPayload(this, mem);
+    if (this.payer) {
+      this.payer.charge('copyBytes', this.payloadSize);
+      this.chargedCopy = this.payloadSize;
+    }
+    return this.payload;
+  }
+
+  /** Drops one hold; the last one ends the charges and closes the server's copies (the parts stay: they describe the payload). */
   release(fds: FdAccess): void {
-    if (--this.refs > 0 || this.installCount === 0) return;
+    if (--this.refs > 0) return;
+    if (this.payer) {
+      if (this.chargedFds) this.payer.uncharge('fds', this.chargedFds);
+      if (this.chargedCopy) this.payer.uncharge('copyBytes', this.chargedCopy);
+      this.payer = null;
+    }
+    if (this.installCount === 0) return;
     const files = this.installFds();
     for (const p of this.parts) if (p.kind === 'memfd') p.fd = -1;
     this.fds = [];
@@ -253,6 +283,16 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
   if (isSignal !== hasBloom) fail(errno.EBADMSG, 'SIGNAL and BLOOM_FILTER go together');
 }
 
+/** The server's copy of the sender's fd: EBADF if the sender has none, EMFILE if the server has no room. */
+function takeFd(fds: FdAccess, tid: number, fdNum: number, what: string): number {
+  const fd = fds.takeFd(tid, fdNum);
+  if (fd === -errno.EMFILE || fd === -ENFILE) fail(errno.EMFILE, `the server cannot take ${what} ${fdNum}: out of fds`);
+  if (fd < 0) fail(errno.EBADF, `${what} ${fdNum} not open in the sender`);
+  return fd;
+}
+
+const ENFILE = 23;
+
 /**
  * The FDS item: every fd taken from the sender (fget_raw: O_PATH files too),
  * in order, each checked as kdbus_handle_check_file does: no kdbus handles,
@@ -263,8 +303,7 @@ function scanFds(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: number,
   for (let i = 0; i < count; i++) {
     const fdNum = buf.readInt32LE(data + 4 * i);
     if (fdNum < 0) fail(errno.EBADF, 'negative fd');
-    const fd = fds.takeFd(tid, fdNum);
-    if (fd < 0) fail(errno.EBADF, `fd ${fdNum} not open in the sender`);
+    const fd = takeFd(fds, tid, fdNum, 'fd');
     m.fds.push(fd);
     m.installCount++;
     const st = fds.fdStat(fd);
@@ -285,8 +324,7 @@ function scanMemfd(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, data: numbe
   const fdNum = buf.readInt32LE(data + 16);
   if (start + size > 0xffff_ffff_ffff_ffffn) fail(errno.EMSGSIZE, 'memfd range overflows');
   if (fdNum < 0) fail(errno.EBADF, 'negative memfd');
-  const fd = fds.takeFd(tid, fdNum);
-  if (fd < 0) fail(errno.EBADF, `memfd ${fdNum} not open in the sender`);
+  const fd = takeFd(fds, tid, fdNum, 'memfd');
   const padLen = Number(size % 8n);
   const part: Part = { kind: 'memfd', size: Number(size), start: Number(start), fd, padAt: m.payloadSize, padLen };
   m.parts.push(part);
@@ -310,6 +348,9 @@ export interface QueueEntry {
   reply: Reply | null;
   /** the sending user charged for this entry (quota), if any */
   user: User | null;
+  /** the sending user charged bytes for its payload slice until it is received (kdbusfs's byte quota), if any */
+  payer: User | null;
+  bytes: number;
 }
 
 /**
@@ -327,7 +368,7 @@ export function stagePayload(m: Kmsg, pool: Pool, mem: Pick<FdAccess, 'memRead'>
   if (m.payloadSize === 0) return -1;
   const avail = pool.remain();
   if (m.payloadSize < avail && m.payloadSize > avail / 2) fail(errno.EXFULL, 'receiver pool too full');
-  if (m.dstNameId > 0n) m.payload ??= readPayload(m, mem);
+  if (m.dstNameId > 0n) m.keepPayload(mem);
   const off = pool.alloc(m.payloadSize);
   if (m.payload) {
     pool.fill(off, m.payload);

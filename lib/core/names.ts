@@ -11,6 +11,7 @@ import {
 } from '../abi/kdbus.js';
 import { items, itemSysname, kernelIsAlpha, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
+import type { User } from './user.js';
 
 /** What the registry needs from a connection. */
 export interface NameClient {
@@ -18,6 +19,8 @@ export interface NameClient {
   readonly id: bigint;
   /** conn->flags: the HELLO_* flags it connected with (NAME_LIST reports them as conn_flags) */
   readonly flags: bigint;
+  /** charged for the names it owns and waits for */
+  readonly user: User;
 }
 
 /** Effects of registry changes, provided by the bus. */
@@ -165,6 +168,7 @@ export class NameRegistry {
     // only owned names count, queued ones do not (conn->name_count)
     if ((this.conns.get(conn.id)?.owned.size ?? 0) + 1 > LIMITS.CONN_MAX_NAMES) fail(errno.E2BIG, 'too many names');
     if (!this.events.canOwn(conn, name)) fail(errno.EPERM, `may not own ${sysnameShown(name)}`);
+    conn.user.check('names', 1);
     return this.acquire(conn, name, flags);
   }
 
@@ -312,6 +316,7 @@ export class NameRegistry {
     if (e.activator) mine.activatorOf = e;
     this.entries.set(name, e);
     mine.owned.add(e);
+    conn.user.takeOver('names');
     this.events.nameChanged(ITEM.NAME_ADD, 0n, 0n, conn.id, flags, name);
   }
 
@@ -319,9 +324,11 @@ export class NameRegistry {
   private replaceOwner(e: NameEntry, conn: NameClient, flags: bigint): void {
     this.events.nameChanged(ITEM.NAME_CHANGE, e.owner.id, e.flags, conn.id, flags, e.name);
     this.namesOf(e.owner).owned.delete(e);
+    e.owner.user.uncharge('names');
     e.owner = conn;
     e.flags = flags;
     this.namesOf(conn).owned.add(e);
+    conn.user.takeOver('names');
   }
 
   /**
@@ -353,6 +360,7 @@ export class NameRegistry {
 
     this.events.nameChanged(ITEM.NAME_REMOVE, e.owner.id, e.flags, 0n, 0n, e.name);
     this.namesOf(e.owner).owned.delete(e);
+    e.owner.user.uncharge('names');
     this.entries.delete(e.name);
   }
 
@@ -360,10 +368,11 @@ export class NameRegistry {
     const w: Waiter = { conn, entry: e, flags };
     e.waiters.add(w);
     this.namesOf(conn).queued.add(w);
+    conn.user.takeOver('names');
   }
 
   private dequeue(w: Waiter): void {
-    w.entry.waiters.delete(w);
+    if (w.entry.waiters.delete(w)) w.conn.user.uncharge('names');
     this.conns.get(w.conn.id)?.queued.delete(w);
   }
 }

@@ -6,11 +6,13 @@
 import { LIMITS } from '../abi/kdbus.js';
 import { errno, fail } from './errors.js';
 import type { QueueEntry } from './message.js';
+import type { User } from './user.js';
 
 /** The two ends of a reply, as far as the registry needs them. */
 export interface ReplyPeer {
   readonly id: bigint;
   readonly replies: Set<Reply>; // replies this peer waits for
+  readonly user: User; // charged for the replies it waits for
 }
 
 /** A caller parked in a synchronous SEND, woken with 0 and the reply, or an errno. */
@@ -35,12 +37,14 @@ export function monotonicNs(): bigint {
 export function replyNew(replier: ReplyPeer, waiter: ReplyPeer, cookie: bigint, deadlineNs: bigint,
                          nameId: bigint): Reply {
   if (waiter.replies.size >= LIMITS.CONN_MAX_REQUESTS_PENDING) fail(errno.EMLINK, 'too many pending replies');
+  waiter.user.check('replies', 1); // charged once linked
   return new Reply(replier, waiter, cookie, deadlineNs, nameId);
 }
 
 /** Links the reply and arms its timeout; onTimeout runs once when it expires. */
 export function replyLink(r: Reply, onTimeout: (r: Reply) => void): void {
   r.waiter.replies.add(r);
+  r.waiter.user.charge('replies', 1);
   if (r.syncWaiter) return; // the parked call keeps its own deadline
   const delayMs = Number((r.deadlineNs - monotonicNs()) / 1_000_000n);
   r.timer = setTimeout(() => {
@@ -52,7 +56,7 @@ export function replyLink(r: Reply, onTimeout: (r: Reply) => void): void {
 }
 
 export function replyUnlink(r: Reply): void {
-  r.waiter.replies.delete(r);
+  if (r.waiter.replies.delete(r)) r.waiter.user.uncharge('replies');
   if (r.timer) clearTimeout(r.timer);
   r.timer = null;
 }

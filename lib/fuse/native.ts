@@ -210,6 +210,8 @@ export interface Native {
    * very loop. The kernel's kdbus dropped files with fput, which never did.
    */
   releaseFds(fds: number[]): void;
+  /** RLIMIT_NOFILE's soft limit raised to the hard one; the soft limit in force, or -errno. */
+  raiseFdLimit(): number;
 
   /**
    * Installs copies of fds (fds the server holds; duplicated at the call, the
