@@ -239,9 +239,9 @@ export function encodeValue(type: DBusType | string, value: DBusValue): Buffer {
 }
 
 /**
- * A message body: the values of `signature` as one GVariant struct. An empty
- * signature gives an empty body (sd-bus sent no bytes, not GVariant's one-byte
- * unit).
+ * A message body: the values of `signature` as one GVariant struct, as sd-bus
+ * 2015 wrote it: an empty signature gives no bytes (not GVariant's one-byte
+ * unit), and a fixed-size body lacks the struct's end padding.
  */
 export function encodeBody(signature: string, values: readonly DBusValue[]): Buffer {
   const type = bodyType(signature);
@@ -249,7 +249,9 @@ export function encodeBody(signature: string, values: readonly DBusValue[]): Buf
     refuse(`signature '${signature}' has ${type.fields.length} values, ${values.length} given`);
   }
   if (type.fields.length === 0) return Buffer.alloc(0);
-  return encodeValue(type, values as DBusValue[]);
+  const body = encodeValue(type, values as DBusValue[]);
+  // a fixed-size body ends with its last value, as sd-bus wrote it (see decodeBody)
+  return type.fixedSize === null ? body : body.subarray(0, unpaddedSize(type.fields));
 }
 
 // ---------------------------------------------------------------- decoding
@@ -419,12 +421,27 @@ export function decodeValue(type: DBusType | string, data: Uint8Array): DBusValu
   return new Reader(asBuffer(data)).read(typeOf(type), 0, data.length, 0);
 }
 
-/** Decodes a message body of `signature` into its values (see encodeBody). */
+/** Where the last member of a fixed-size tuple ends, before the tuple's own end padding. */
+function unpaddedSize(fields: readonly DBusType[]): number {
+  return fields.reduce((end, f) => alignTo(end, f.alignment) + f.fixedSize!, 0);
+}
+
+/**
+ * Decodes a message body of `signature` into its values (see encodeBody).
+ * sd-bus 2015 ended a body of fixed-size values right after its last value,
+ * without the padding GVariant gives a fixed-size struct (a body 'uy' came as
+ * 5 bytes, not 8); it read both forms, and so does this.
+ */
 export function decodeBody(signature: string, data: Uint8Array): DBusValue[] {
   const type = bodyType(signature);
   if (type.fields.length === 0) {
     if (data.length !== 0) refuse(`malformed body: ${data.length} bytes for an empty signature`);
     return [];
+  }
+  if (type.fixedSize !== null && data.length !== type.fixedSize && data.length === unpaddedSize(type.fields)) {
+    const padded = Buffer.alloc(type.fixedSize);
+    padded.set(data);
+    return decodeValue(type, padded) as DBusValue[];
   }
   return decodeValue(type, data) as DBusValue[];
 }
