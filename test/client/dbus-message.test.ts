@@ -65,7 +65,7 @@ const messages: [keyof typeof SDBUS, DBusMessage][] = [
 t.test('messages encode to the bytes sd-bus 2015 sealed, and decode from them', async t => {
   for (const [name, m] of messages) {
     t.equal(encodeMessage(m).toString('hex'), SDBUS[name], `${name}: same bytes as sd-bus`);
-    t.same(decodeMessage(Buffer.from(SDBUS[name], 'hex')), m, `${name}: sd-bus's bytes decode to the message`);
+    t.strictSame(decodeMessage(Buffer.from(SDBUS[name], 'hex')), m, `${name}: sd-bus's bytes decode to the message`);
   }
 });
 
@@ -103,7 +103,7 @@ t.test('round trips', async t => {
       cookie: 9, sender: ':1.1', unixFds: 3 },
     { ...signal({ path: '/', interface: 'a.b', member: 'S', destination: 'a.well.known' }), cookie: 10 },
   ];
-  for (const m of cases) t.same(decodeMessage(encodeMessage(m)), m, `${m.member} round-trips`);
+  for (const m of cases) t.strictSame(decodeMessage(encodeMessage(m)), m, `${m.member} round-trips`);
 });
 
 t.test('malformed messages are refused', async t => {

@@ -42,7 +42,7 @@ t.test('values encode to GLib\'s bytes and decode back', async t => {
   for (const [sig, value, expected] of glib) {
     const encoded = encodeValue(sig, value);
     t.equal(hex(encoded), expected, `${sig} encodes as GLib does`);
-    t.same(decodeValue(sig, encoded), value, `${sig} decodes to what was encoded`);
+    t.strictSame(decodeValue(sig, encoded), value, `${sig} decodes to what was encoded`);
   }
 });
 
@@ -62,7 +62,7 @@ t.test('framing offsets take 1, 2, 4 or 8 bytes as the container grows', async t
     t.equal(encoded.length, size, `${sig} with ${what} offsets: size`);
     if (tail) t.equal(hex(encoded.subarray(-8)), tail, `${sig} with ${what} offsets: framing`);
     if (sha) t.equal(createHash('sha256').update(encoded).digest('hex'), sha, `${sig} with ${what} offsets: GLib's bytes`);
-    t.same(decodeValue(sig, encoded), value, `${sig} with ${what} offsets: decodes back`);
+    t.strictSame(decodeValue(sig, encoded), value, `${sig} with ${what} offsets: decodes back`);
   }
   // a container past 4 GiB cannot be built in a test: the width rule at each boundary
   t.equal(offsetSize(0xff - 1, 1), 1);
@@ -104,9 +104,9 @@ t.test('nested and empty containers round-trip', async t => {
     ['ah', [0, 1, 2]],
   ];
   for (const [sig, value] of cases) {
-    t.same(decodeValue(sig, encodeValue(sig, value)), value, sig);
+    t.strictSame(decodeValue(sig, encodeValue(sig, value)), value, sig);
   }
-  t.same(decodeValue('(d)', encodeValue('(d)', [NaN])), [NaN], 'NaN survives');
+  t.strictSame(decodeValue('(d)', encodeValue('(d)', [NaN])), [NaN], 'NaN survives');
 });
 
 t.test('plain objects and pairs stand for string-keyed dicts', async t => {
@@ -118,12 +118,12 @@ t.test('plain objects and pairs stand for string-keyed dicts', async t => {
 
 t.test('message bodies are structs of their signature, as sd-bus wrote them', async t => {
   t.equal(encodeBody('', []).length, 0, 'an empty signature has no bytes');
-  t.same(decodeBody('', Buffer.alloc(0)), []);
+  t.strictSame(decodeBody('', Buffer.alloc(0)), []);
   t.throws(() => decodeBody('', Buffer.from([0])), CodecError);
   t.equal(hex(encodeBody('s', ['hello'])), '68656c6c6f00', 'one string: just the string');
   t.equal(hex(encodeBody('uy', [1, 2])), '0100000002', 'fixed-size body ends after its last value');
-  t.same(decodeBody('uy', bytes('0100000002')), [1, 2], 'sd-bus\'s short form reads');
-  t.same(decodeBody('uy', bytes('0100000002000000')), [1, 2], 'and so does GVariant\'s padded one');
+  t.strictSame(decodeBody('uy', bytes('0100000002')), [1, 2], 'sd-bus\'s short form reads');
+  t.strictSame(decodeBody('uy', bytes('0100000002000000')), [1, 2], 'and so does GVariant\'s padded one');
   t.throws(() => decodeBody('uy', bytes('01000000020000')), CodecError, 'anything between is refused');
   t.throws(() => encodeBody('su', ['x']), /2 values, 1 given/);
 });
@@ -180,7 +180,7 @@ t.test('decoding refuses malformed data and never reads past it', async t => {
   for (const [sig, data, why] of bad) {
     t.throws(() => decodeValue(sig, bytes(data)), why, `${sig} ${data}`);
   }
-  t.same(decodeValue('aay', bytes('00'.repeat(128))), Array.from({ length: 128 }, () => Buffer.alloc(0)),
+  t.strictSame(decodeValue('aay', bytes('00'.repeat(128))), Array.from({ length: 128 }, () => Buffer.alloc(0)),
     '128 empty arrays with 1-byte offsets are normal form');
   // nested variants past the depth limit
   let data = encodeValue('i', 1);
