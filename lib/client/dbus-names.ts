@@ -43,3 +43,16 @@ export function requireName(valid: (s: string) => boolean, value: string, what: 
   if (!valid(value)) refuse(`invalid ${what}: ${JSON.stringify(value)}`);
   return value;
 }
+
+/**
+ * The id of a kdbus unique name ":1.<id>" (bus_kernel_parse_unique_name), null
+ * for any other name; a ":1." name without a 64-bit decimal id is refused.
+ */
+export function uniqueNameId(name: string): bigint | null {
+  if (!name.startsWith(':1.')) return null;
+  const digits = name.slice(3);
+  if (!/^[0-9]+$/.test(digits) || BigInt(digits) >= 1n << 64n) {
+    refuse(`${JSON.stringify(name)} is not a kdbus unique name (":1." and a 64-bit decimal id)`);
+  }
+  return BigInt(digits);
+}

@@ -307,9 +307,9 @@ class Reader {
       case 'd': return b.readDoubleLE(start);
       case 's': case 'o': case 'g': {
         if (end <= start) return this.bad(start, `empty slot for a '${type.code}' (no NUL)`);
-        const nul = b.indexOf(0, start);
+        const nul = start + b.subarray(start, end).indexOf(0);
         if (nul !== end - 1) {
-          return this.bad(start, nul < 0 || nul >= end ? 'string is not NUL-terminated' : 'string holds a NUL before its end');
+          return this.bad(start, nul < start ? 'string is not NUL-terminated' : 'string holds a NUL before its end');
         }
         let s: string;
         try {
@@ -399,7 +399,7 @@ class Reader {
 
   private variant(start: number, end: number, depth: number): DBusValue {
     if (depth > MAX_TOTAL_DEPTH) this.bad(start, `containers nest deeper than ${MAX_TOTAL_DEPTH}`);
-    const nul = end > start ? this.buf.lastIndexOf(0, end - 1) : -1;
+    const nul = start + this.buf.subarray(start, end).lastIndexOf(0);
     if (nul < start) return this.bad(start, 'variant without the NUL before its signature');
     const signature = this.buf.toString('latin1', nul + 1, end);
     let type: DBusType;

@@ -8,7 +8,7 @@ import { ITEM, KDBUS_MATCH_ID_ANY } from '../abi/kdbus.js';
 import { BloomFilter, type BloomParameters } from './bloom.js';
 import { refuse } from './codec-error.js';
 import { MESSAGE_TYPE_NAMES, MessageType, type DBusMessage } from './dbus-message.js';
-import { isBusName, isInterfaceName, isMemberName, isObjectPath } from './dbus-names.js';
+import { isBusName, isInterfaceName, isMemberName, isObjectPath, uniqueNameId } from './dbus-names.js';
 
 /** argN keys go up to arg63 (D-Bus specification). */
 export const MAX_MATCH_ARGUMENT = 63;
@@ -225,16 +225,6 @@ export interface KdbusMatch {
     senderName?: string;
   };
   notifications: NotificationMatch[];
-}
-
-/** bus_kernel_parse_unique_name: the id of ":1.<id>", null for other names. */
-export function uniqueNameId(name: string): bigint | null {
-  if (!name.startsWith(':1.')) return null;
-  const digits = name.slice(3);
-  if (!/^[0-9]+$/.test(digits) || BigInt(digits) >= 1n << 64n) {
-    refuse(`${JSON.stringify(name)} is not a kdbus unique name (":1." and a 64-bit decimal id)`);
-  }
-  return BigInt(digits);
 }
 
 const DBUS_SERVICE = 'org.freedesktop.DBus';

@@ -6,9 +6,10 @@
 import t from 'tap';
 import { ITEM, KDBUS_MATCH_ID_ANY } from '../../lib/abi/kdbus.js';
 import { DEFAULT_BLOOM_PARAMETERS } from '../../lib/client/bloom.js';
+import { uniqueNameId } from '../../lib/client/dbus-names.js';
 import { MessageType, methodCall, signal, type DBusMessage } from '../../lib/client/dbus-message.js';
 import {
-  formatMatchRule, kdbusMatch, matchesMessage, parseMatchRule, uniqueNameId, type KdbusMatch, type NotificationMatch,
+  formatMatchRule, kdbusMatch, matchesMessage, parseMatchRule, type KdbusMatch, type NotificationMatch,
 } from '../../lib/client/match-rule.js';
 
 const SDBUS_MATCHES = `

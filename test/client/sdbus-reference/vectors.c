@@ -56,6 +56,20 @@ static void message(const char *name, sd_bus_message *m, uint64_t cookie) {
         free(blob);
 }
 
+/* the kdbus_msg sd-bus built for a sealed message: "kmsg:NAME flags dst_id cookie
+ * cookie_reply expects-timeout item-types..." (a timeout is a clock reading) */
+static void kmsg(const char *name, sd_bus_message *m) {
+        struct kdbus_item *d;
+
+        assert_se(bus_message_setup_kmsg(m->bus, m) >= 0);
+        printf("kmsg:%s %llx %llx %llu %llu %d", name, (unsigned long long) m->kdbus->flags,
+               (unsigned long long) m->kdbus->dst_id, (unsigned long long) m->kdbus->cookie,
+               (unsigned long long) m->kdbus->cookie_reply, m->kdbus->timeout_ns != 0);
+        KDBUS_ITEM_FOREACH(d, m->kdbus, items)
+                printf(" %llu", (unsigned long long) d->type);
+        printf("\n");
+}
+
 static void bloom(const char *name, sd_bus_message *m) {
         uint8_t buf[sizeof(struct kdbus_bloom_filter) + 64];
         struct kdbus_bloom_filter *f = (struct kdbus_bloom_filter *) buf;
@@ -109,6 +123,7 @@ int main(int argc, char *argv[]) {
                                                  "org.kdbusfs.Example", "Echo") >= 0);
         assert_se(sd_bus_message_append(m, "s", "hello") >= 0);
         message("call-echo", m, 1);
+        kmsg("call-echo", m);
         call = m;
         call->sender = ":1.7";
 
@@ -123,11 +138,13 @@ int main(int argc, char *argv[]) {
         assert_se(sd_bus_message_append(m, "a{sv}as(iay)", 2, "one", "s", "1", "two", "ai", 2, 1, 2,
                                         0, 1, 3, 1, 2, 3) >= 0);
         message("call-every-type", m, 3);
+        kmsg("call-every-type", m);
         sd_bus_message_unref(m);
 
         assert_se(sd_bus_message_new_method_call(bus, &m, NULL, "/", NULL, "Fd") >= 0);
         assert_se(sd_bus_message_append(m, "h", 1) >= 0);
         message("call-fd", m, 4);
+        kmsg("call-fd", m);
         sd_bus_message_unref(m);
 
         /* fixed-size structs: GVariant pads them to their alignment */
@@ -144,6 +161,7 @@ int main(int argc, char *argv[]) {
         assert_se(sd_bus_message_new_method_return(call, &m) >= 0);
         assert_se(sd_bus_message_append(m, "x", (int64_t) 6) >= 0);
         message("return-sum", m, 5);
+        kmsg("return-sum", m);
         sd_bus_message_unref(m);
 
         assert_se(sd_bus_message_new_method_errorf(call, &m, "org.kdbusfs.Error.Failed", "no %s", "luck") >= 0);
@@ -153,6 +171,7 @@ int main(int argc, char *argv[]) {
         assert_se(sd_bus_message_new_signal(bus, &m, "/org/kdbusfs/Example", "org.kdbusfs.Example", "Echoed") >= 0);
         assert_se(sd_bus_message_append(m, "s", "hello") >= 0);
         message("signal-echoed", m, 7);
+        kmsg("signal-echoed", m);
         bloom("bloom-echoed", m);
         sd_bus_message_unref(m);
 
