@@ -13,7 +13,7 @@ import { refuse } from './codec-error.js';
 import {
   isBusName, isErrorName, isInterfaceName, isMemberName, isObjectPath, requireName,
 } from './dbus-names.js';
-import { decodeBody, decodeValue, encodeBody, encodeValue } from './gvariant.js';
+import { decodeBody, decodeValue, GVariantWriter, writeBody } from './gvariant.js';
 import { alignTo, isValidSignature, parseSingleType } from './signature.js';
 import { Variant, type DBusValue } from './variant.js';
 
@@ -70,6 +70,7 @@ interface FieldRule {
 }
 
 const positive = (v: number): boolean => Number.isInteger(v) && v > 0 && v <= 0xffff_ffff;
+const count = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
 
 const FIELD_RULES: Record<number, FieldRule> = {
   [HeaderField.PATH]: { key: 'path', type: 'o', valid: isObjectPath, what: 'object path' },
@@ -80,7 +81,7 @@ const FIELD_RULES: Record<number, FieldRule> = {
   [HeaderField.DESTINATION]: { key: 'destination', type: 's', valid: isBusName, what: 'destination bus name' },
   [HeaderField.SENDER]: { key: 'sender', type: 's', valid: isBusName, what: 'sender bus name' },
   [HeaderField.SIGNATURE]: { key: 'signature', type: 'g', valid: isValidSignature, what: 'signature' },
-  [HeaderField.UNIX_FDS]: { key: 'unixFds', type: 'u', valid: positive, what: 'fd count' },
+  [HeaderField.UNIX_FDS]: { key: 'unixFds', type: 'u', valid: count, what: 'fd count' },
 };
 
 // The order sd-bus appended header fields in: as each message kind's
@@ -94,11 +95,11 @@ const FIELD_ORDER: Record<MessageType, readonly number[]> = {
 };
 const SEAL_ORDER: number[] = [F.SIGNATURE, F.UNIX_FDS];
 
-function fieldOrder(type: MessageType): number[] {
-  const first = FIELD_ORDER[type];
+/** Every field in the order it is written for each type: the type's own, the rest, the sealed ones. */
+const FIELD_ORDERS = Object.fromEntries(Object.entries(FIELD_ORDER).map(([type, first]) => {
   const rest = (Object.values(F) as number[]).filter(code => !first.includes(code) && !SEAL_ORDER.includes(code));
-  return [...first, ...rest, ...SEAL_ORDER];
-}
+  return [type, [...first, ...rest, ...SEAL_ORDER]];
+})) as unknown as Record<MessageType, readonly number[]>;
 
 /** The checks sd-bus made of a message's fields for its type. */
 function checkRequiredFields(m: DBusMessage): void {
@@ -138,11 +139,21 @@ function checkTypeAndFlags(type: number, flags: number): asserts type is Message
  * payload items; a large body may go into a memfd.
  */
 export function encodeMessageParts(m: DBusMessage): { header: Buffer; body: Buffer } {
+  const { message, bodyStart } = encode(m);
+  return { header: message.subarray(0, bodyStart), body: message.subarray(bodyStart) };
+}
+
+/** The whole message in one buffer. */
+export function encodeMessage(m: DBusMessage): Buffer {
+  return encode(m).message;
+}
+
+function encode(m: DBusMessage): { message: Buffer; bodyStart: number } {
   checkTypeAndFlags(m.type, m.flags);
   if (!positive(m.cookie)) refuse(`message cookie ${m.cookie} is not a serial (1 to 2^32-1)`);
   checkRequiredFields(m);
   const fields: DBusValue[] = [];
-  for (const code of fieldOrder(m.type)) {
+  for (const code of FIELD_ORDERS[m.type]) {
     const rule = FIELD_RULES[code]!;
     const value = m[rule.key];
     // sd-bus left out an empty signature and a zero fd count
@@ -150,25 +161,25 @@ export function encodeMessageParts(m: DBusMessage): { header: Buffer; body: Buff
     requireName(rule.valid as (v: unknown) => boolean, value as never, rule.what);
     fields.push([code, new Variant(rule.type, value)]);
   }
-  const fieldBytes = encodeValue(HEADER_FIELDS_TYPE, fields);
-  const body = encodeBody(m.signature, m.body);
-  if (body.length > 0xffff_ffff) refuse(`body of ${body.length} bytes does not fit the header's 32-bit size`);
-  const header = Buffer.alloc(alignTo(FIXED_HEADER_SIZE + fieldBytes.length, 8));
-  header[0] = LITTLE_ENDIAN;
-  header[1] = m.type;
-  header[2] = m.flags;
-  header[3] = PROTOCOL_VERSION;
-  header.writeUInt32LE(body.length, 4);
-  header.writeUInt32LE(m.cookie, 8);
-  header.writeUInt32LE(fieldBytes.length, 12);
-  fieldBytes.copy(header, FIXED_HEADER_SIZE);
-  return { header, body };
-}
-
-/** The whole message in one buffer. */
-export function encodeMessage(m: DBusMessage): Buffer {
-  const { header, body } = encodeMessageParts(m);
-  return Buffer.concat([header, body]);
+  // one buffer: the fixed header (filled in last), the fields, padding, the body
+  const w = new GVariantWriter();
+  w.padTo(FIXED_HEADER_SIZE);
+  w.write(HEADER_FIELDS_TYPE, fields);
+  const fieldsSize = w.len - FIXED_HEADER_SIZE;
+  w.align(8);
+  const bodyStart = w.len;
+  writeBody(w, m.signature, m.body);
+  const bodySize = w.len - bodyStart;
+  if (bodySize > 0xffff_ffff) refuse(`body of ${bodySize} bytes does not fit the header's 32-bit size`);
+  const message = w.result();
+  message[0] = LITTLE_ENDIAN;
+  message[1] = m.type;
+  message[2] = m.flags;
+  message[3] = PROTOCOL_VERSION;
+  message.writeUInt32LE(bodySize, 4);
+  message.writeUInt32LE(m.cookie, 8);
+  message.writeUInt32LE(fieldsSize, 12);
+  return { message, bodyStart };
 }
 
 /** The parts of a message's fixed header, read without looking further. */

@@ -34,7 +34,11 @@ function offsetSizeOfContainer(size: number): 1 | 2 | 4 | 8 {
   return 8;
 }
 
-class Writer {
+/**
+ * Serialises values one after another into a growing buffer; positions (and
+ * so alignment) count from the buffer's start.
+ */
+export class GVariantWriter {
   buf = Buffer.alloc(256);
   len = 0;
 
@@ -83,6 +87,11 @@ class Writer {
     for (const end of ends) this.word(end, k);
   }
 
+  /** Appends `value` as `type` (a DBusType or a one-type signature). */
+  write(type: DBusType | string, value: DBusValue): void {
+    write(this, typeOf(type), value, 0);
+  }
+
   result(): Buffer {
     return this.buf.subarray(0, this.len);
   }
@@ -118,7 +127,7 @@ function integer(type: BasicType, value: unknown): bigint {
 
 const LONE_SURROGATE = /\p{Cs}/u;
 
-function writeBasic(w: Writer, type: BasicType, value: DBusValue): void {
+function writeBasic(w: GVariantWriter, type: BasicType, value: DBusValue): void {
   w.align(type.alignment);
   switch (type.code) {
     case 'b':
@@ -177,7 +186,7 @@ function checkDepth(depth: number): void {
   if (depth > MAX_TOTAL_DEPTH) refuse(`containers nest deeper than ${MAX_TOTAL_DEPTH}`);
 }
 
-function writeTuple(w: Writer, type: StructType | DictEntryType, fields: readonly DBusType[],
+function writeTuple(w: GVariantWriter, type: StructType | DictEntryType, fields: readonly DBusType[],
                     value: DBusValue, depth: number): void {
   if (!Array.isArray(value) || value.length !== fields.length) return mismatch(type, value);
   w.align(type.alignment);
@@ -191,7 +200,7 @@ function writeTuple(w: Writer, type: StructType | DictEntryType, fields: readonl
   else w.offsets(start, ends.reverse());
 }
 
-function write(w: Writer, type: DBusType, value: DBusValue, depth: number): void {
+function write(w: GVariantWriter, type: DBusType, value: DBusValue, depth: number): void {
   switch (type.kind) {
     case 'basic':
       return writeBasic(w, type, value);
@@ -233,8 +242,8 @@ function typeOf(type: DBusType | string): DBusType {
 
 /** GVariant serialisation of `value` as `type` (a DBusType or a one-type signature). */
 export function encodeValue(type: DBusType | string, value: DBusValue): Buffer {
-  const w = new Writer();
-  write(w, typeOf(type), value, 0);
+  const w = new GVariantWriter();
+  w.write(type, value);
   return w.result();
 }
 
@@ -244,19 +253,34 @@ export function encodeValue(type: DBusType | string, value: DBusValue): Buffer {
  * unit), and a fixed-size body lacks the struct's end padding.
  */
 export function encodeBody(signature: string, values: readonly DBusValue[]): Buffer {
+  const w = new GVariantWriter();
+  writeBody(w, signature, values);
+  return w.result();
+}
+
+/** encodeBody onto the end of `w`, which must be at a multiple of 8. */
+export function writeBody(w: GVariantWriter, signature: string, values: readonly DBusValue[]): void {
   const type = bodyType(signature);
   if (values.length !== type.fields.length) {
     refuse(`signature '${signature}' has ${type.fields.length} values, ${values.length} given`);
   }
-  if (type.fields.length === 0) return Buffer.alloc(0);
-  const body = encodeValue(type, values as DBusValue[]);
+  if (type.fields.length === 0) return;
+  const start = w.len;
+  w.write(type, values as DBusValue[]);
   // a fixed-size body ends with its last value, as sd-bus wrote it (see decodeBody)
-  return type.fixedSize === null ? body : body.subarray(0, unpaddedSize(type.fields));
+  if (type.fixedSize !== null) w.len = start + unpaddedSize(type.fields);
 }
 
 // ---------------------------------------------------------------- decoding
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Names and short strings are mostly ASCII: those skip the UTF-8 decoder. */
+function isShortAscii(b: Buffer, start: number, end: number): boolean {
+  if (end - start > 64) return false;
+  for (let i = start; i < end; i++) if (b[i]! > 0x7f) return false;
+  return true;
+}
 
 class Reader {
   constructor(private readonly buf: Buffer) {}
@@ -312,10 +336,14 @@ class Reader {
           return this.bad(start, nul < start ? 'string is not NUL-terminated' : 'string holds a NUL before its end');
         }
         let s: string;
-        try {
-          s = utf8.decode(b.subarray(start, nul));
-        } catch {
-          return this.bad(start, 'string is not valid UTF-8');
+        if (isShortAscii(b, start, nul)) {
+          s = b.toString('latin1', start, nul);
+        } else {
+          try {
+            s = utf8.decode(b.subarray(start, nul));
+          } catch {
+            return this.bad(start, 'string is not valid UTF-8');
+          }
         }
         if (type.code === 'o' && !isObjectPath(s)) this.bad(start, `invalid object path ${JSON.stringify(s)}`);
         if (type.code === 'g' && !isValidSignature(s)) this.bad(start, `invalid signature ${JSON.stringify(s)}`);
