@@ -9,6 +9,7 @@ import {
   MessageFlag, MessageType, readFixedHeader, signal, type DBusMessage,
 } from '../../lib/client/dbus-message.js';
 import { Variant } from '../../lib/client/variant.js';
+import { echoCall, echoedSignal } from './fixtures/example-messages.js';
 
 const SDBUS = {
   callEcho: '6c01000206000000010000008100000001000000000000002f6f72672f6b6462757366732f4578616d706c6500006f0003000000000000004563686f0000730002000000000000006f72672e6b6462757366732e4578616d706c65000073000006000000000000006f72672e6b6462757366732e4578616d706c6500007300000800000000000000730000671f2f4e6e7c0000000000000068656c6c6f00',
@@ -22,13 +23,7 @@ const SDBUS = {
   signalNameOwnerChanged: '6c04010214000000080000007200000001000000000000002f6f72672f667265656465736b746f702f4442757300006f02000000000000006f72672e667265656465736b746f702e444275730000730003000000000000004e616d654f776e65724368616e67656400007300000000000800000000000000737373000067203f5b6e0000000000006f72672e666f6f2e42617200003a312e35000d0c',
 };
 
-const echo: DBusMessage = {
-  ...methodCall({
-    destination: 'org.kdbusfs.Example', path: '/org/kdbusfs/Example', interface: 'org.kdbusfs.Example',
-    member: 'Echo', signature: 's', body: ['hello'],
-  }),
-  cookie: 1,
-};
+const echo = echoCall;
 const received = { ...echo, sender: ':1.7' };
 
 const messages: [keyof typeof SDBUS, DBusMessage][] = [
@@ -49,10 +44,7 @@ const messages: [keyof typeof SDBUS, DBusMessage][] = [
   ['callFixedTail', { ...methodCall({ path: '/', member: 'Fixed', signature: 'uy', body: [1, 2] }), cookie: 11 }],
   ['returnSum', { ...methodReturn(received, { signature: 'x', body: [6n] }), cookie: 5 }],
   ['error', { ...errorReply(received, 'org.kdbusfs.Error.Failed', 'no luck'), cookie: 6 }],
-  ['signalEchoed', {
-    ...signal({ path: '/org/kdbusfs/Example', interface: 'org.kdbusfs.Example', member: 'Echoed', signature: 's', body: ['hello'] }),
-    cookie: 7,
-  }],
+  ['signalEchoed', echoedSignal],
   ['signalNameOwnerChanged', {
     ...signal({
       path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameOwnerChanged',

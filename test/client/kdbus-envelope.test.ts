@@ -11,6 +11,7 @@ import {
 } from '../../lib/client/dbus-message.js';
 import { fromKdbus, kdbusEnvelope, type ReceivedKdbusMessage } from '../../lib/client/kdbus-envelope.js';
 import { Variant } from '../../lib/client/variant.js';
+import { echoCall, echoedSignal } from './fixtures/example-messages.js';
 
 const SDBUS_KMSG = {
   callEcho: '1 0 1 2715606303707 1 9 1 1',
@@ -20,19 +21,13 @@ const SDBUS_KMSG = {
   signalEchoed: '4 ffffffffffffffff 7 0 0 1 1 7',
 };
 
-const echo: DBusMessage = {
-  ...methodCall({
-    destination: 'org.kdbusfs.Example', path: '/org/kdbusfs/Example', interface: 'org.kdbusfs.Example',
-    member: 'Echo', signature: 's', body: ['hello'],
-  }),
-  cookie: 1,
-};
+const echo = echoCall;
 const messages: [keyof typeof SDBUS_KMSG, DBusMessage][] = [
   ['callEcho', echo],
   ['callEveryType', { ...methodCall({ destination: ':1.42', path: '/a/b', member: 'Every', signature: 'v', body: [new Variant('u', 7)] }), cookie: 3 }],
   ['callFd', { ...methodCall({ path: '/', member: 'Fd', signature: 'h', body: [0] }), cookie: 4, unixFds: 1 }],
   ['returnSum', { ...methodReturn({ ...echo, sender: ':1.7' }, { signature: 'x', body: [6n] }), cookie: 5 }],
-  ['signalEchoed', { ...signal({ path: '/org/kdbusfs/Example', interface: 'org.kdbusfs.Example', member: 'Echoed', signature: 's', body: ['hello'] }), cookie: 7 }],
+  ['signalEchoed', echoedSignal],
 ];
 
 t.test('envelopes carry what sd-bus put into kdbus_msg', async t => {
