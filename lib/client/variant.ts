@@ -7,8 +7,9 @@
 //   d             number
 //   s o g         string
 //   ay            Buffer (decoded; Uint8Array or number[] accepted when encoding)
-//   a{KV}         Map (decoded; a plain object for string keys, or [key, value]
-//                 pairs, accepted when encoding)
+//   a{KV}         Map (decoded, a repeated key keeping its last value; a plain
+//                 object for string keys, or [key, value] pairs, accepted
+//                 when encoding)
 //   aT            array
 //   (...)         array of the fields
 //   v             Variant
