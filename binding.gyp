@@ -12,7 +12,8 @@
         "native/fdwatch.cc",
         "native/fdinstall.cc",
         "native/loopcall.cc",
-        "native/stallrescue.cc"
+        "native/stallrescue.cc",
+        "native/client.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "client.h"
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
@@ -96,6 +97,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("fdInstall", &Addon::FdInstall),
         InstanceMethod("releaseFds", &Addon::ReleaseFds),
     });
+    RegisterClient(env, exports);
     installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);
