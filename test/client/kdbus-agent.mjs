@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import {
   connect, makeBus, makeEndpoint, readMemfd, sealedMemfd, memfdSeals, ATTACH_ALL,
 } from '../../dist/lib/client/index.js';
+import { clientNative } from '../../dist/lib/client/native.js';
 
 let conn = null;
 let owners = new Map();
@@ -21,6 +22,12 @@ let waiter = null;
 let echoPrefix = null;
 /** view mode: messages kept unfreed, by offset */
 const held = new Map();
+
+function unsealedMemfd(data) {
+  const fd = clientNative.memfdCreate('unsealed');
+  writeFileSync(fd, data);
+  return fd;
+}
 
 const text = (b) => b.toString('utf8');
 function fdText(fd) {
@@ -80,7 +87,7 @@ function sendOpts(a) {
   if (a.opts?.bloom) o.bloom = Buffer.from(a.opts.bloom, 'hex');
   if (a.memfd !== undefined) {
     const data = Buffer.from(a.memfd);
-    const fd = sealedMemfd(data);
+    const fd = a.unsealed ? unsealedMemfd(data) : sealedMemfd(data);
     o.memfds = [{ fd, size: data.length }];
     o.closeAfter = [fd];
   }
@@ -114,7 +121,21 @@ const ops = {
   echo(a) { echoPrefix = a.prefix ?? null; return null; },
   send(a) {
     const o = sendOpts(a);
-    try { return conn.send(o); } finally { done(o); }
+    try {
+      let cookie;
+      for (let i = 0; i < (a.count ?? 1); i++) cookie = conn.send({ ...o, cookie: undefined });
+      return cookie;
+    } finally { done(o); }
+  },
+  /** sends until SEND fails (at most max): how many went and the error */
+  sendUntilError(a) {
+    const o = sendOpts(a);
+    try {
+      for (let sent = 0; sent < a.max; sent++) {
+        try { conn.send(o); } catch (e) { return { sent, code: e.code, why: e.why }; }
+      }
+      return { sent: a.max };
+    } finally { done(o); }
   },
   async call(a) {
     const o = sendOpts(a);

@@ -61,3 +61,67 @@ t.test('HELLO, unicast by id and by name, between uids', async (t) => {
   const both = await b.req('send', { opts: { dst: hb.id, name: 'org.example.C', payload: 'x' } });
   t.match(both, { ok: false, code: 'EREMCHG' }, 'id and name of different connections: EREMCHG');
 });
+
+t.test('calls: replies, REPLY_TIMEOUT, REPLY_DEAD, NO_AUTO_START, across uids', async (t) => {
+  const { dir } = await mountFresh(t, 'call');
+  const newAgent = agents(t, agent);
+  const maker = await newAgent('maker');
+  const bus = await maker.do('makeBus', { name: '0-call', opts: { root: dir, access: 'world' } });
+  const holder = await newAgent('holder');
+  await holder.do('connect', { bus: bus.path, opts: { kind: 'policy-holder', name: 'org.example.Echo', grants: [{ world: true, access: 'talk' }] } });
+  const srv = await newAgent('srv');
+  const hs = await srv.do('connect', { bus: bus.path, opts: { names: ['org.example.Echo'] } });
+  await srv.do('echo', { prefix: 'echo:' });
+  const caller = await newAgent('caller', NOBODY);
+  await caller.do('connect', { bus: bus.path });
+
+  const reply = await caller.do('call', { opts: { name: 'org.example.Echo', payload: 'ping', timeoutMs: 5000 } });
+  t.same(reply.payload, ['echo:ping'], 'uid 65534 calls a root service by name (TALK policy) and gets its reply');
+  t.equal(reply.srcId, hs.id, 'the reply comes from the service');
+  t.not(reply.cookieReply, '0', 'the reply names the call\'s cookie');
+  const call = await srv.do('next', { kind: 'message' });
+  t.equal(call.msg.expectReply, true, 'the service saw EXPECT_REPLY');
+  t.equal(call.msg.cookie, reply.cookieReply, 'cookie_reply is the call\'s cookie');
+
+  await srv.do('echo', { prefix: null });
+  const timedOut = await caller.req('call', { opts: { name: 'org.example.Echo', payload: 'late', timeoutMs: 300 } });
+  t.match(timedOut, { ok: false, code: 'ETIMEDOUT', command: 'call', why: /REPLY_TIMEOUT/ }, 'no reply in time: the promise rejects with ETIMEDOUT');
+
+  const pending = caller.req('call', { opts: { name: 'org.example.Echo', payload: 'dies', timeoutMs: 10_000 } });
+  t.ok(await srv.do('next', { kind: 'message', ms: 5000 }), 'the service got the late call');
+  t.ok(await srv.do('next', { kind: 'message', ms: 5000 }), 'and the one it will never answer');
+  await srv.do('close');
+  t.match(await pending, { ok: false, code: 'ECONNRESET', why: /REPLY_DEAD/ }, 'the service closes: the call rejects with ECONNRESET (REPLY_DEAD)');
+
+  const lazy = await newAgent('activator');
+  await lazy.do('connect', { bus: bus.path, opts: { kind: 'activator', name: 'org.example.Lazy' } });
+  const starter = await newAgent('starter');
+  await starter.do('connect', { bus: bus.path });
+  t.match(await starter.req('send', { opts: { name: 'org.example.Lazy', payload: 'x', noAutoStart: true } }),
+    { ok: false, code: 'EADDRNOTAVAIL', why: /activator/ }, 'NO_AUTO_START to a name only an activator holds: EADDRNOTAVAIL');
+  await starter.do('send', { opts: { name: 'org.example.Lazy', payload: 'wake up' } });
+  const woke = await lazy.do('next', { kind: 'message' });
+  t.equal(woke?.msg.payload[0], 'wake up', 'without NO_AUTO_START the activator queues the message');
+});
+
+t.test('manual receiving: priorities, PEEK, DROP', async (t) => {
+  const { dir } = await mountFresh(t, 'prio');
+  const newAgent = agents(t, agent);
+  const maker = await newAgent('maker');
+  const bus = await maker.do('makeBus', { name: '0-prio', opts: { root: dir, access: 'world' } });
+  const rx = await newAgent('rx', NOBODY);
+  const hr = await rx.do('connect', { bus: bus.path, opts: { autoReceive: false } });
+  const tx = await newAgent('tx');
+  await tx.do('connect', { bus: bus.path });
+  for (const [p, body] of [[5, 'low'], [-3, 'urgent'], [0, 'normal']] as const) {
+    await tx.do('send', { opts: { dst: hr.id, payload: body, priority: p } });
+  }
+  const peek = await rx.do('recv', { opts: { peek: true } });
+  t.match(peek, { payload: ['low'], peeked: true }, 'PEEK shows the oldest message');
+  t.match(await rx.do('recv', { opts: { peek: true } }), { payload: ['low'] }, 'and leaves it queued');
+  t.match(await rx.do('recv', { opts: { priority: 0 } }), { payload: ['urgent'], priority: '-3' }, 'USE_PRIORITY 0: the most urgent first');
+  t.match(await rx.do('recv', { opts: { priority: 0 } }), { payload: ['normal'] }, 'then priority 0');
+  t.equal(await rx.do('recv', { opts: { priority: 0 } }), null, 'nothing at priority <= 0 is left (ENOMSG)');
+  t.equal(await rx.do('recv', { opts: { drop: true } }), null, 'DROP discards the last one');
+  t.equal(await rx.do('recv'), null, 'the queue is empty (EAGAIN)');
+});
