@@ -76,7 +76,7 @@ export interface SendOptions {
   memfds?: Array<{ fd: number; size: number; start?: number }>;
   /** fds passed with KDBUS_ITEM_FDS */
   fds?: number[];
-  /** a broadcast's bloom filter: exactly the bus's bloom size (Connection.bloom) */
+  /** a signal's bloom filter: exactly the bus's bloom size (Connection.bloom); broadcasts need one */
   bloom?: Buffer;
   bloomGeneration?: U64;
   /** default: the next of this connection's cookies */
@@ -86,6 +86,7 @@ export interface SendOptions {
   /** with expectReply: the reply's deadline from now (default 25 s) */
   timeoutMs?: number;
   noAutoStart?: boolean;
+  /** MSG_SIGNAL; default: set for broadcasts and whenever a bloom filter is given (kdbus requires both together) */
   signal?: boolean;
   priority?: U64;
   payloadType?: bigint;
@@ -255,7 +256,7 @@ export class Connection extends EventEmitter {
     let flags = 0n;
     if (o.expectReply) flags |= MSG_EXPECT_REPLY;
     if (o.noAutoStart) flags |= MSG_NO_AUTO_START;
-    if (o.signal) flags |= MSG_SIGNAL;
+    if (o.signal ?? (o.broadcast || o.bloom !== undefined)) flags |= MSG_SIGNAL;
     const dst = o.broadcast ? KDBUS_DST_ID_BROADCAST : o.dst !== undefined ? BigInt(o.dst) : KDBUS_DST_ID_NAME;
     const deadline = o.expectReply
       ? process.hrtime.bigint() + BigInt(Math.round((o.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) * 1e6))

@@ -30,7 +30,7 @@ const MEANING: Record<string, Record<string, string>> = {
     EPERM: 'the policy does not let this connection talk to the destination',
     EMEDIUMTYPE: 'a PAYLOAD_MEMFD fd is not a sealed memfd',
     ETXTBSY: 'a memfd is not sealed (or still writable-mapped)',
-    EBADMSG: 'both an id and a name, or a name and a bloom filter, were given',
+    EBADMSG: 'a broadcast without SIGNAL, SIGNAL without a bloom filter (or the reverse), or a broadcast to a name',
     EDESTADDRREQ: 'dst_id is 0 (by name) but no name was given',
     EOPNOTSUPP: 'this connection may not send (activator, policy holder or monitor) or an fd is a kdbus handle or socket',
   },

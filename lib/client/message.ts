@@ -34,7 +34,6 @@ export interface Message {
   fds: number[];
   /** the well-known name the sender addressed */
   dstName?: string;
-  bloom?: { generation: bigint; filter: Buffer };
   metadata: Metadata;
   notification?: Notification;
   /** RECV said some fds could not be installed (RECV_RETURN_INCOMPLETE_FDS) */
@@ -123,9 +122,6 @@ export function decodeMessage(pool: Buffer, offset: number, copy: boolean, free:
         break;
       case ITEM.DST_NAME:
         msg.dstName = itemString(d, 'latin1');
-        break;
-      case ITEM.BLOOM_FILTER:
-        msg.bloom = { generation: u64(d, 0), filter: view(d.subarray(8)) };
         break;
       default:
         if (srcId === KDBUS_SRC_ID_KERNEL) msg.notification = notification(it.type, d, union) ?? msg.notification;

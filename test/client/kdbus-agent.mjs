@@ -44,7 +44,6 @@ function plain(msg) {
     srcId: msg.srcId, dstId: msg.dstId, cookie: msg.cookie, cookieReply: msg.cookieReply, flags: msg.flags,
     priority: msg.priority, payloadType: msg.payloadType, expectReply: msg.expectReply, signal: msg.signal,
     payload: msg.payload.map(text), dstName: msg.dstName, metadata: msg.metadata, notification: msg.notification,
-    bloom: msg.bloom ? { generation: msg.bloom.generation, filter: msg.bloom.filter.toString('hex') } : undefined,
     memfds: msg.memfds.map((m) => {
       const r = { size: m.size, seals: memfdSeals(m.fd), data: text(readMemfd(m.fd, m.start, m.size)) };
       closeSync(m.fd);
