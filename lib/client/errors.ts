@@ -5,7 +5,7 @@ import { errno as kdbusErrnos } from '../core/errors.js';
 
 // Node's table lacks some Linux errnos kdbus uses (EREMCHG, EXFULL, ...): the core's list has them.
 const NAMES = new Map<number, string>();
-for (const table of [constants.errno, kdbusErrnos]) {
+for (const table of [kdbusErrnos, constants.errno]) {
   for (const [name, value] of Object.entries(table)) if (!NAMES.has(value)) NAMES.set(value, name);
 }
 
@@ -53,7 +53,7 @@ const MEANING: Record<string, Record<string, string>> = {
     E2BIG: 'this connection owns too many names',
   },
   NAME_RELEASE: {
-    ESRCH: 'nobody owns or queues for the name',
+    ESRCH: 'this connection neither owns nor queues for the name',
     EADDRINUSE: 'the name is owned by another connection',
   },
   CONN_INFO: { ESRCH: 'no connection owns that name', ENXIO: 'no connection with that id' },

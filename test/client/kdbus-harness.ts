@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { root, startServer, withTimeout, type Server, type Tap } from '../harness.js';
+import { pathToFileURL } from 'node:url';
+import { cli, mountType, root, spawnServer, statOf, until, withTimeout, type Server, type Tap } from '../harness.js';
 
 export const NOBODY = 65534;
 
@@ -30,14 +31,28 @@ export function stageClient(): { dir: string; agent: string } {
   return { dir, agent };
 }
 
-/** A mount in a fresh 0755 temp dir (uid 65534 must reach it), stopped when t ends. */
-export async function mountFresh(t: Tap, what: string): Promise<{ dir: string; server: Server }> {
+/**
+ * A mount in a fresh 0755 temp dir (uid 65534 must reach it), stopped when
+ * t ends. mask: the module's attach_flags_mask, set before the CLI starts (as
+ * writing /sys/module/kdbus/parameters/attach_flags_mask would; the
+ * default lets no EXE, CMDLINE, CAPS... through), as containers.test.ts does.
+ */
+export async function mountFresh(t: Tap, what: string, mask?: bigint): Promise<{ dir: string; server: Server }> {
   const base = mkdtempSync(join(tmpdir(), `kdbusfs-client-${what}-`));
   chmodSync(base, 0o755);
   const dir = join(base, 'mnt');
   mkdirSync(dir);
-  const server = await startServer(t, dir);
-  if (!server) throw new Error(`mount did not come up at ${dir}`);
+  const start = mask === undefined ? undefined : ['--max-semi-space-size=2', '--input-type=module', '-e', [
+    `const m = await import(${JSON.stringify(pathToFileURL(join(root, 'dist/lib/core/module.js')).href)});`,
+    `m.moduleParams.attachFlagsMask = ${mask}n;`,
+    `process.argv.splice(1, 0, ${JSON.stringify(cli)});`,
+    `await import(${JSON.stringify(pathToFileURL(cli).href)});`,
+  ].join('\n')];
+  // startServer's 10 s, with a longer wait for the wrapper's two imports on a loaded machine
+  const server = spawnServer(t, process.execPath, [...(start ?? [cli]), 'mount', dir], { dir });
+  const up = await until(async () => server.exited || (mountType(dir) === 'fuse.kdbusfs' && (await statOf(join(dir, 'control'))) !== null),
+    30_000, 50);
+  if (!up || server.exited) throw new Error(`mount did not come up at ${dir}: ${server.stderr}`);
   return { dir, server };
 }
 
