@@ -23,26 +23,33 @@ Napi::Value TypeError(Napi::Env env, const char* msg) {
 
 Napi::Number Int(Napi::Env env, int64_t v) { return Napi::Number::New(env, static_cast<double>(v)); }
 
+// A syscall's result for JS: the value, or -errno when it failed.
+Napi::Number Result(Napi::Env env, int r) { return Int(env, r < 0 ? -errno : r); }
+
 bool IsFd(const Napi::Value& v) {
   if (!v.IsNumber()) return false;
   double d = v.As<Napi::Number>().DoubleValue();
   return d >= 0 && d <= INT32_MAX && d == static_cast<int>(d);
 }
 
+// A call whose one argument is a string (a path, a name): its Result.
+template <typename Call>
+Napi::Value WithString(const Napi::CallbackInfo& info, const char* usage, Call call) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return TypeError(env, usage);
+  std::string s = info[0].As<Napi::String>().Utf8Value();
+  return Result(env, call(s.c_str()));
+}
+
 // open(path, O_RDWR | O_CLOEXEC): fd or -errno.
 Napi::Value Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) return TypeError(env, "open(path: string)");
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  return Int(env, fd < 0 ? -errno : fd);
+  return WithString(info, "open(path: string)", [](const char* path) { return open(path, O_RDWR | O_CLOEXEC); });
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !IsFd(info[0])) return TypeError(env, "close(fd: number)");
-  int r = close(info[0].As<Napi::Number>().Int32Value());
-  return Int(env, r < 0 ? -errno : 0);
+  return Result(env, close(info[0].As<Napi::Number>().Int32Value()));
 }
 
 // ioctl(fd, cmd, buffer): the buffer's memory is the argument, updated in
@@ -69,7 +76,7 @@ Napi::Value Ioctl(const Napi::CallbackInfo& info) {
     memcpy(data, aligned.data(), len);
     errno = e;
   }
-  return Int(env, r < 0 ? -errno : r);
+  return Result(env, r);
 }
 
 // The address of a Buffer's memory, for items that point at caller memory
@@ -251,27 +258,22 @@ Napi::Value PollStop(const Napi::CallbackInfo& info) {
 
 // memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): fd or -errno.
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) return TypeError(env, "memfdCreate(name: string)");
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  return Int(env, fd < 0 ? -errno : fd);
+  return WithString(info, "memfdCreate(name: string)",
+                    [](const char* name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); });
 }
 
 // fcntl(fd, F_ADD_SEALS, seals): 0 or -errno.
 Napi::Value AddSeals(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !IsFd(info[0]) || !info[1].IsNumber()) return TypeError(env, "addSeals(fd: number, seals: number)");
-  int r = fcntl(info[0].As<Napi::Number>().Int32Value(), F_ADD_SEALS, info[1].As<Napi::Number>().Int32Value());
-  return Int(env, r < 0 ? -errno : 0);
+  return Result(env, fcntl(info[0].As<Napi::Number>().Int32Value(), F_ADD_SEALS, info[1].As<Napi::Number>().Int32Value()));
 }
 
 // fcntl(fd, F_GET_SEALS): the seals or -errno.
 Napi::Value GetSeals(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !IsFd(info[0])) return TypeError(env, "getSeals(fd: number)");
-  int r = fcntl(info[0].As<Napi::Number>().Int32Value(), F_GET_SEALS);
-  return Int(env, r < 0 ? -errno : r);
+  return Result(env, fcntl(info[0].As<Napi::Number>().Int32Value(), F_GET_SEALS));
 }
 
 }  // namespace
