@@ -7,7 +7,8 @@
 //   'notification' (n: Notification, msg: Message)  a kernel notification (already freed)
 //   'dropped'      (count: number)      messages the kernel dropped for us (RECV's EOVERFLOW)
 //   'readable'     ()                   data queued, when autoReceive is off (call recv())
-//   'hangup'       ()                   poll reported POLLHUP/POLLERR: the connection or bus is gone
+//   'hangup'       (cause?: Error)      POLLHUP/POLLERR or a failing RECV: the connection or bus is gone;
+//                                       pending calls reject with ECONNRESET; close() is still the caller's
 //   'close'        ()                   close() ran
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import {
   HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR, HELLO_POLICY_HOLDER, ITEM, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME,
   MATCH_REPLACE, MSG, MSG_EXPECT_REPLY, MSG_NO_AUTO_START, MSG_SIGNAL, NAME_ALLOW_REPLACEMENT, NAME_IN_QUEUE,
   NAME_LIST_ACTIVATORS, NAME_LIST_NAMES, NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_QUEUE, NAME_REPLACE_EXISTING,
-  PAYLOAD_DBUS, RECV_DROP, RECV_PEEK, RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY, SIZEOF_BLOOM_FILTER,
+  MEMFD, PAYLOAD_DBUS, RECV_DROP, RECV_PEEK, RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY, SIZEOF_BLOOM_FILTER, SIZEOF_MEMFD, ITEM_LIST_HEADER,
 } from '../abi/kdbus.js';
 import { CommandBuilder, type U64 } from './command.js';
 import { KdbusClientError, check, commandError, errnoName } from './errors.js';
@@ -133,7 +134,7 @@ export class Connection extends EventEmitter {
     const off = Number(hello.readBigUInt64LE(CMD_HELLO.offset));
     const size = Number(hello.readBigUInt64LE(CMD_HELLO.items_size));
     let bloom: BloomParameter | undefined;
-    for (const it of rawItems(pool, off + 8, off + size)) if (it.type === ITEM.BLOOM_PARAMETER) bloom = bloomParameter(it.data);
+    for (const it of rawItems(pool, off + ITEM_LIST_HEADER, off + size)) if (it.type === ITEM.BLOOM_PARAMETER) bloom = bloomParameter(it.data);
     if (!bloom) throw new KdbusClientError(71 /* EPROTO */, 'HELLO', 'no BLOOM_PARAMETER in the answer');
     this.bloom = bloom;
     // a policy holder neither receives nor frees (EOPNOTSUPP): its pool stays as HELLO left it
@@ -197,8 +198,7 @@ export class Connection extends EventEmitter {
       if (status < 0 || events & POLL_DISCONNECT) {
         // drain what is still queued first: the last messages precede the hangup
         if (events & POLL_READABLE) onReadable();
-        this.stopWatch();
-        this.emit('hangup');
+        this.hangup(status < 0 ? new KdbusClientError(-status, 'poll', 'watching the connection fd') : undefined);
         return;
       }
       if (events & POLL_READABLE) onReadable();
@@ -210,6 +210,19 @@ export class Connection extends EventEmitter {
   private stopWatch(): void {
     if (this.watch) nat.pollStop(this.watch);
     this.watch = null;
+  }
+
+  /** The connection (or its bus) is gone: no more watching, no reply will come. Once. */
+  private hangup(cause?: Error): void {
+    if (!this.watch || this.closed) return;
+    this.stopWatch();
+    this.rejectPending(new KdbusClientError(104 /* ECONNRESET */, 'call', 'the connection was shut down'));
+    this.emit('hangup', cause);
+  }
+
+  private rejectPending(e: KdbusClientError): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
   }
 
   private ioctl(name: keyof typeof CMD, buf: Buffer): number {
@@ -240,10 +253,10 @@ export class Connection extends EventEmitter {
     // the Buffers stay referenced (parts) until the ioctl below returns
     for (const p of parts) if (p.length) cmd.u64s(ITEM.PAYLOAD_VEC, [p.length, nat.address(p)]);
     for (const m of o.memfds ?? []) {
-      const d = Buffer.alloc(24);
-      d.writeBigUInt64LE(BigInt(m.start ?? 0), 0);
-      d.writeBigUInt64LE(BigInt(m.size), 8);
-      d.writeInt32LE(m.fd, 16);
+      const d = Buffer.alloc(SIZEOF_MEMFD);
+      d.writeBigUInt64LE(BigInt(m.start ?? 0), MEMFD.start);
+      d.writeBigUInt64LE(BigInt(m.size), MEMFD.size);
+      d.writeInt32LE(m.fd, MEMFD.fd);
       cmd.bytes(ITEM.PAYLOAD_MEMFD, d);
     }
     if (o.fds?.length) cmd.s32s(ITEM.FDS, o.fds);
@@ -343,9 +356,8 @@ export class Connection extends EventEmitter {
       try {
         msg = this.recv();
       } catch (e) {
-        // a RECV failure the connection cannot recover from (it is shut down): say so once
-        if (!this.closed && this.listenerCount('hangup')) this.emit('hangup', e);
-        this.stopWatch();
+        // a RECV failure the connection cannot recover from (it is shut down)
+        this.hangup(e as Error);
         return;
       }
       if (!msg) return;
@@ -479,8 +491,7 @@ export class Connection extends EventEmitter {
     this.closed = true;
     nat.munmap(this.pool);
     nat.close(this.fd);
-    for (const p of this.pending.values()) p.reject(new KdbusClientError(125 /* ECANCELED */, 'call', 'the connection was closed'));
-    this.pending.clear();
+    this.rejectPending(new KdbusClientError(125 /* ECANCELED */, 'call', 'the connection was closed'));
     this.emit('close');
   }
 

@@ -1,6 +1,6 @@
 // Answers the kernel writes into the pool as struct kdbus_info records
 // (CONN_INFO, BUS_CREATOR_INFO, NAME_LIST), decoded into plain objects.
-import { INFO, ITEM, NAME_INFO, NAME_LIST_HEADER } from '../abi/kdbus.js';
+import { BLOOM_PARAMETER, INFO, ITEM, NAME_INFO, NAME_LIST_HEADER } from '../abi/kdbus.js';
 import { addMetadata, itemString, ownedName, rawItems, type Metadata, type RawItem } from './metadata.js';
 
 export interface BloomParameter { size: number; nHash: number }
@@ -30,7 +30,7 @@ export interface NameListEntry {
 }
 
 export function bloomParameter(data: Buffer): BloomParameter {
-  return { size: Number(data.readBigUInt64LE(0)), nHash: Number(data.readBigUInt64LE(8)) };
+  return { size: Number(data.readBigUInt64LE(BLOOM_PARAMETER.size)), nHash: Number(data.readBigUInt64LE(BLOOM_PARAMETER.n_hash)) };
 }
 
 /** The kdbus_info at buf[off, off+size). */

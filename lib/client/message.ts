@@ -1,7 +1,9 @@
 // A received kdbus message (struct kdbus_msg and its items in the pool)
 // decoded into a plain object. Payloads are views of the pool slice until the
 // message is freed; in copying mode they are copies and the slice is gone.
-import { ITEM, KDBUS_SRC_ID_KERNEL, MSG, MSG_EXPECT_REPLY, MSG_NO_AUTO_START, MSG_SIGNAL } from '../abi/kdbus.js';
+import {
+  ITEM, KDBUS_SRC_ID_KERNEL, MEMFD, MSG, MSG_EXPECT_REPLY, MSG_NO_AUTO_START, MSG_SIGNAL, NOTIFY_ID_CHANGE, NOTIFY_NAME_CHANGE,
+} from '../abi/kdbus.js';
 import { addMetadata, itemString, rawItems, type Metadata } from './metadata.js';
 
 /** A kernel notification (a message from id 0). */
@@ -53,14 +55,15 @@ function notification(type: number, d: Buffer, cookieReply: bigint): Notificatio
   switch (type) {
     case ITEM.ID_ADD:
     case ITEM.ID_REMOVE:
-      return { type: type === ITEM.ID_ADD ? 'id-add' : 'id-remove', id: u64(d, 0), flags: u64(d, 8) };
+      return { type: type === ITEM.ID_ADD ? 'id-add' : 'id-remove', id: u64(d, NOTIFY_ID_CHANGE.id), flags: u64(d, NOTIFY_ID_CHANGE.flags) };
     case ITEM.NAME_ADD:
     case ITEM.NAME_REMOVE:
     case ITEM.NAME_CHANGE:
       return {
         type: type === ITEM.NAME_ADD ? 'name-add' : type === ITEM.NAME_REMOVE ? 'name-remove' : 'name-change',
-        oldId: u64(d, 0), oldFlags: u64(d, 8), newId: u64(d, 16), newFlags: u64(d, 24),
-        name: itemString(d.subarray(32), 'latin1'),
+        oldId: u64(d, NOTIFY_NAME_CHANGE.old_id), oldFlags: u64(d, NOTIFY_NAME_CHANGE.old_flags),
+        newId: u64(d, NOTIFY_NAME_CHANGE.new_id), newFlags: u64(d, NOTIFY_NAME_CHANGE.new_flags),
+        name: itemString(d.subarray(NOTIFY_NAME_CHANGE.name), 'latin1'),
       };
     case ITEM.REPLY_TIMEOUT:
     case ITEM.REPLY_DEAD:
@@ -115,7 +118,7 @@ export function decodeMessage(pool: Buffer, offset: number, copy: boolean, free:
         break;
       }
       case ITEM.PAYLOAD_MEMFD:
-        msg.memfds.push({ start: Number(u64(d, 0)), size: Number(u64(d, 8)), fd: d.readInt32LE(16) });
+        msg.memfds.push({ start: Number(u64(d, MEMFD.start)), size: Number(u64(d, MEMFD.size)), fd: d.readInt32LE(MEMFD.fd) });
         break;
       case ITEM.FDS:
         for (let i = 0; i + 4 <= d.length; i += 4) msg.fds.push(d.readInt32LE(i));

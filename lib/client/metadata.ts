@@ -1,6 +1,6 @@
 // Decoding the metadata items the kernel attaches to messages and to
 // CONN_INFO / BUS_CREATOR_INFO answers into plain objects.
-import { ITEM, ITEM_HEADER_SIZE, align8 } from '../abi/kdbus.js';
+import { ITEM, ITEM_HEADER_SIZE, NAME_ITEM, align8 } from '../abi/kdbus.js';
 
 export interface Timestamp { seqnum: bigint; monotonicNs: bigint; realtimeNs: bigint }
 export interface Creds { uid: number; euid: number; suid: number; fsuid: number; gid: number; egid: number; sgid: number; fsgid: number }
@@ -50,7 +50,7 @@ export function itemString(data: Buffer, encoding: BufferEncoding = 'utf8'): str
 
 /** kdbus_name: u64 flags, then the name. */
 export function ownedName(data: Buffer): OwnedName {
-  return { flags: data.readBigUInt64LE(0), name: itemString(data.subarray(8), 'latin1') };
+  return { flags: data.readBigUInt64LE(NAME_ITEM.flags), name: itemString(data.subarray(NAME_ITEM.name), 'latin1') };
 }
 
 function caps(data: Buffer): Caps {
