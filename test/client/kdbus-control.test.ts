@@ -156,7 +156,15 @@ t.test('custom endpoints with policies, monitors, BYEBYE, bus lifetime', async (
   t.match(await a.req('send', { opts: { dst: hb.id, payload: 'after bye' } }), { ok: false, code: 'ENXIO' }, 'after BYEBYE the id is gone');
   await b.do('close');
 
+  const silent = await newAgent('silent', NOBODY);
+  const hs = await silent.do('connect', { bus: bus.path });
+  const caller = await newAgent('caller', NOBODY);
+  await caller.do('connect', { bus: bus.path });
+  const unanswered = caller.req('call', { opts: { dst: hs.id, payload: 'anyone?', timeoutMs: 20_000 } }, 30_000);
+  t.ok(await silent.do('next', { kind: 'message' }), 'a call waits for a reply that will not come');
+
   await maker.do('dropOwner', { name: bus.name });
   t.ok(await guest.do('next', { kind: 'hangup', ms: 5000 }), 'closing the control fd ends the bus: its connections hang up');
+  t.match(await unanswered, { ok: false, code: 'ECONNRESET', why: /shut down/ }, 'and a pending call rejects with ECONNRESET at once');
   t.ok(await until(async () => (await statOf(`${dir}/0-ep`)) === null, 5000), 'and the bus directory is gone');
 });
