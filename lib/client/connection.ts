@@ -6,7 +6,8 @@
 //   'message'      (msg: Message)       a message that is not the reply to one of our call()s
 //   'notification' (n: Notification, msg: Message)  a kernel notification (already freed)
 //   'dropped'      (count: number)      messages the kernel dropped for us (RECV's EOVERFLOW)
-//   'readable'     ()                   data queued, when autoReceive is off (call recv())
+//   'readable'     ()                   data queued, when autoReceive is off: emitted once, then
+//                                       not again until the caller's next recv()
 //   'hangup'       (cause?: Error)      POLLHUP/POLLERR or a failing RECV: the connection or bus is gone;
 //                                       pending calls reject with ECONNRESET; close() is still the caller's
 //   'close'        ()                   close() ran
@@ -116,16 +117,20 @@ export class Connection extends EventEmitter {
   readonly kind: ConnectionKind;
   private readonly pool: Buffer;
   private watch: PollHandle | null = null;
+  private hungUp = false;
   private nextCookie = 1n;
   private readonly pending = new Map<bigint, PendingCall>();
   private closed = false;
   private readonly copy: boolean;
+  /** autoReceive off: readiness is told once ('readable') and watched again at the next recv() */
+  private readonly manual: boolean;
 
   private constructor(readonly path: string, readonly fd: number, hello: Buffer, pool: Buffer, opts: ConnectOptions) {
     super();
     this.pool = pool;
     this.kind = opts.kind ?? 'ordinary';
     this.copy = (opts.receive ?? 'copy') === 'copy';
+    this.manual = !(opts.autoReceive ?? true);
     this.id = hello.readBigUInt64LE(CMD_HELLO.id);
     this.busFlags = hello.readBigUInt64LE(CMD_HELLO.bus_flags);
     this.requiredAttachSend = hello.readBigUInt64LE(CMD_HELLO.attach_flags_send) & ~(1n << 63n);
@@ -140,8 +145,7 @@ export class Connection extends EventEmitter {
     // a policy holder neither receives nor frees (EOPNOTSUPP): its pool stays as HELLO left it
     if (this.kind === 'policy-holder') return;
     this.free(off);
-    if (opts.autoReceive ?? true) this.startWatch(() => this.drain());
-    else this.startWatch(() => this.emit('readable'));
+    this.startWatch();
   }
 
   /** Opens bus (a path, or a bus name under opts.root), says HELLO, maps the pool. */
@@ -192,7 +196,18 @@ export class Connection extends EventEmitter {
     return conn;
   }
 
-  private startWatch(onReadable: () => void): void {
+  private onReadable(): void {
+    if (!this.manual) {
+      this.drain();
+      return;
+    }
+    // poll is level-triggered: watching on while the caller has not received would spin
+    this.stopWatch();
+    this.emit('readable');
+  }
+
+  private startWatch(): void {
+    const onReadable = (): void => this.onReadable();
     const w = nat.pollStart(this.fd, (status, events) => {
       if (this.closed) return;
       if (status < 0 || events & POLL_DISCONNECT) {
@@ -214,7 +229,8 @@ export class Connection extends EventEmitter {
 
   /** The connection (or its bus) is gone: no more watching, no reply will come. Once. */
   private hangup(cause?: Error): void {
-    if (!this.watch || this.closed) return;
+    if (this.hungUp || this.closed) return;
+    this.hungUp = true;
     this.stopWatch();
     this.rejectPending(new KdbusClientError(104 /* ECONNRESET */, 'call', 'the connection was shut down'));
     this.emit('hangup', cause);
@@ -312,6 +328,7 @@ export class Connection extends EventEmitter {
    * broadcasts are reported as a 'dropped' event first.
    */
   recv(o: RecvOptions = {}): Message | null {
+    if (this.manual && !this.watch && !this.closed && !this.hungUp) this.startWatch();
     let flags = 0n;
     if (o.peek) flags |= RECV_PEEK;
     if (o.drop) flags |= RECV_DROP;

@@ -74,6 +74,7 @@ function attach(c) {
   c.on('notification', (n) => push({ kind: 'notification', n }));
   c.on('dropped', (count) => push({ kind: 'dropped', count }));
   c.on('hangup', () => push({ kind: 'hangup' }));
+  c.on('readable', () => push({ kind: 'readable' }));
 }
 
 function payloadOf(a) {

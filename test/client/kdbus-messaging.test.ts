@@ -116,6 +116,9 @@ t.test('manual receiving: priorities, PEEK, DROP', async (t) => {
   for (const [p, body] of [[5, 'low'], [-3, 'urgent'], [0, 'normal']] as const) {
     await tx.do('send', { opts: { dst: hr.id, payload: body, priority: p } });
   }
+  t.ok(await rx.do('next', { kind: 'readable' }), 'autoReceive off: a readable event');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(await rx.do('pending', { kind: 'readable' }), 0, 'told once, not again until the next recv() (no spinning on level-triggered poll)');
   const peek = await rx.do('recv', { opts: { peek: true } });
   t.match(peek, { payload: ['low'], peeked: true }, 'PEEK shows the oldest message');
   t.match(await rx.do('recv', { opts: { peek: true } }), { payload: ['low'] }, 'and leaves it queued');
