@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fdcloser.h"
+#include "client.h"
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
@@ -100,6 +101,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("sendDontWait", &Addon::SendDontWaitOn),
         InstanceMethod("datagramSend", &Addon::DatagramSendTo),
     });
+    RegisterClient(env, exports);
     installer_ = std::make_unique<FdInstaller>(env, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);
