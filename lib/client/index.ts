@@ -12,3 +12,12 @@ export type { MatchRule, NameChangeRule, IdChangeRule } from './match-items.js';
 export type { PolicyEntry, Grant, Access } from './policy.js';
 export { sealedMemfd, readMemfd, memfdSeals, SEALS_KDBUS, SEAL_SEAL, SEAL_SHRINK, SEAL_GROW, SEAL_WRITE } from './memfd.js';
 export { ATTACH, ATTACH_ALL, ATTACH_ANY } from '../abi/kdbus.js';
+export {
+  BusConnection, MEMFD_MIN_SIZE, RequestNameFlag, RequestNameReply, ReleaseNameReply,
+  type BusConnectOptions, type CallOptions, type SignalOptions, type IncomingMessage, type Subscription, type Credentials,
+} from './bus-connection.js';
+export { DBusError, ErrorName } from './dbus-error.js';
+export { ObjectTree, ExportedObject, type InterfaceSpec, type MethodSpec, type PropertySpec } from './objects.js';
+export { Proxy } from './proxy.js';
+export { Variant, type DBusValue } from './variant.js';
+export { MessageType, MessageFlag, type DBusMessage } from './dbus-message.js';
