@@ -26,6 +26,8 @@ const object = bus.export(PATH, {
         call: ([text]) => {
           count++;
           object.emit(NAME, 'Echoed', text!);
+          // introspection says Count emits change (sd-bus's default), so it does
+          object.propertiesChanged(NAME, ['Count']);
           return text;
         },
       },
