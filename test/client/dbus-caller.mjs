@@ -63,6 +63,11 @@ out.badArgs = await failure(example.call('Echo', 'u', 1));
 out.unknownObject = await failure(bus.proxy(NAME, '/nowhere', NAME).call('Echo', 's', 'x'));
 out.noService = await failure(bus.proxy('org.kdbusfs.Nobody', PATH, NAME).call('Echo', 's', 'x'));
 
+// past MEMFD_MIN_SIZE: the call's and the reply's bodies travel in sealed memfds
+const big = 'kdbus'.repeat(1 << 18);
+const bigReply = (await example.call('Echo', 's', big))[0];
+out.bigEcho = { length: bigReply.length, same: bigReply === big };
+
 const call = (path, iface, member, signature = '', body = []) =>
   bus.call({ destination: NAME, path, interface: iface, member, signature, body }).then((r) => r.body);
 out.introspect = (await call(PATH, 'org.freedesktop.DBus.Introspectable', 'Introspect'))[0];

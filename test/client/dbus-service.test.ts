@@ -72,6 +72,7 @@ t.test('a Node client under another uid uses the example service', async (t) => 
   t.same(r.propertiesChanged, { changed: { Greeting: 'bonjour' }, invalidated: [] }, 'Set emits PropertiesChanged with the new value');
   t.equal(r.greeting, 'bonjour', 'Greeting reads back what was set');
   t.same(r.all, { Count: 1, Greeting: 'bonjour' }, 'GetAll');
+  t.same(r.bigEcho, { length: 5 << 18, same: true }, 'a 1.25 MiB Echo (memfd bodies both ways) comes back whole');
   t.equal(r.readOnly.errorName, 'org.freedesktop.DBus.Error.PropertyReadOnly', 'Count is read-only');
   t.equal(r.wrongType.errorName, 'org.freedesktop.DBus.Error.InvalidArgs', 'Set with the wrong type: InvalidArgs');
   t.equal(r.unknownMethod.errorName, 'org.freedesktop.DBus.Error.UnknownMethod', 'an unknown method: UnknownMethod');
