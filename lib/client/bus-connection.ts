@@ -38,6 +38,8 @@ export const ReleaseNameReply = { RELEASED: 1, NON_EXISTENT: 2, NOT_OWNER: 3 } a
 /** A received D-Bus message with the fds that came with it (the receiver closes them). */
 export interface IncomingMessage extends DBusMessage {
   fds: number[];
+  /** the well-known names the sender owned when it sent (kdbus's NAMES metadata), when attached */
+  senderNames?: string[];
 }
 
 export interface CallOptions {
@@ -213,7 +215,8 @@ export class BusConnection extends EventEmitter {
         flags: k.flags, srcId: k.srcId, dstId: k.dstId, cookie: k.cookie, cookieReply: k.cookieReply,
         fdCount: k.fds.length, ...(k.dstName !== undefined && { dstName: k.dstName }),
       }, this.uniqueName);
-      return Object.assign(m, { fds: k.fds });
+      const names = k.metadata.ownedNames?.map(n => n.name);
+      return Object.assign(m, { fds: k.fds }, names && { senderNames: names });
     } catch (e) {
       if (!(e instanceof CodecError)) throw e;
       for (const fd of k.fds) if (fd >= 0) closeSync(fd);
@@ -442,12 +445,14 @@ function target(name: string): bigint | string {
 }
 
 /**
- * The rule checked against a received signal. A well-known sender was the
- * kernel's to check (the NAME item of the kdbus match): the message names
- * its sender by unique name only.
+ * The rule checked against a received signal. The message names its sender
+ * by unique name only: a well-known sender is checked against the names
+ * metadata, or left to the kernel (the NAME item of the kdbus match) when
+ * the sender attached none.
  */
-function localMatch(rule: MatchRule, m: DBusMessage): boolean {
+function localMatch(rule: MatchRule, m: IncomingMessage): boolean {
   if (rule.sender !== undefined && !isUniqueName(rule.sender) && rule.sender !== DRIVER_NAME) {
+    if (m.senderNames && !m.senderNames.includes(rule.sender)) return false;
     const { sender: _ignored, ...rest } = rule;
     return matchesMessage(rest as MatchRule, m);
   }
