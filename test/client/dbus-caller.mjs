@@ -43,6 +43,9 @@ const echoed = first((got) => {
   echoedRule = `type='signal',sender='${NAME}',interface='${NAME}',member='Echoed'`;
   bus.addMatch(echoedRule, (m) => got({ body: m.body, sender: m.sender, path: m.path }));
 });
+// a rule for the same signal from another name: the kernel delivers the signal (the first rule matches), this handler must not see it
+out.otherSenderSaw = 0;
+bus.addMatch(`type='signal',sender='org.kdbusfs.Other',interface='${NAME}',member='Echoed'`, () => { out.otherSenderSaw++; });
 out.echo = await example.call('Echo', 's', 'hi');
 out.echoed = await echoed;
 bus.removeMatch(echoedRule);

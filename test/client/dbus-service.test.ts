@@ -65,6 +65,7 @@ t.test('a Node client under another uid uses the example service', async (t) => 
   t.same(r.echo, ['hi'], 'Echo(s) -> s');
   t.same(r.echoed, { body: ['hi'], sender: service.unique, path: '/org/kdbusfs/Example' },
     'the Echoed signal arrives through the AddMatch rule, from the service');
+  t.equal(r.otherSenderSaw, 0, 'a rule naming another well-known sender does not get the signal');
   t.equal(r.removedAgain.errorName, 'org.freedesktop.DBus.Error.MatchRuleNotFound', 'RemoveMatch of a removed rule: MatchRuleNotFound');
   t.equal(r.sum, String(1 + 2 + 3 + 2147483647 - 10), 'Sum(ai) -> x, past 32 bits');
   t.equal(r.sumEmpty, '0', 'Sum of no numbers is 0');
