@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fdcloser.h"
+#include "client.h"
 #include "fdinstall.h"
 #include "fdwatch.h"
 #include "mount.h"
@@ -103,6 +104,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("datagramSend", &Addon::DatagramSendTo),
         InstanceMethod("raiseFdLimit", &Addon::RaiseFdLimit),
     });
+    RegisterClient(env, exports);
     installer_ = std::make_unique<FdInstaller>(env, &closer_, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);

@@ -224,3 +224,13 @@ export const LIMITS = {
 
 /** KDBUS_ALIGN8, on full-size numbers (a bit mask would cut them to 32 bits). */
 export const align8 = (n: number): number => Math.ceil(n / 8) * 8;
+
+// Item payload layouts (offsets in bytes from the payload start)
+export const MEMFD = { start: 0, size: 8, fd: 16 /* s32 */ } as const;
+export const BLOOM_PARAMETER = { size: 0, n_hash: 8 } as const;
+export const NOTIFY_ID_CHANGE = { id: 0, flags: 8 } as const;
+export const NOTIFY_NAME_CHANGE = { old_id: 0, old_flags: 8, new_id: 16, new_flags: 24, name: 32 } as const;
+/** struct kdbus_name (OWNED_NAME) */
+export const NAME_ITEM = { flags: 0, name: 8 } as const;
+/** struct kdbus_item_list (HELLO's answer) */
+export const ITEM_LIST_HEADER = 8;
