@@ -75,3 +75,13 @@ export function item(type: number | bigint, payload: Buffer = Buffer.alloc(0), s
   payload.copy(b, ITEM_HEADER_SIZE);
   return b;
 }
+
+/**
+ * How to run a node script under another uid: through env(1) without tap's
+ * NODE_OPTIONS, whose loaders live in this checkout's node_modules, which
+ * that uid cannot reach from a clone under a 0700 directory (tap also adds
+ * them to node children it spawns itself, so node is not spawned directly).
+ */
+export function nodeForOtherUid(...args: string[]): [string, string[]] {
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, ...args]];
+}

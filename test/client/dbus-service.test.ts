@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { nodeForOtherUid } from '../helpers.js';
 import { needRootAndFuse, root, withTimeout } from '../harness.js';
 import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
 import { startEchoService } from './echo-service-process.js';
@@ -22,7 +23,7 @@ copyFileSync(join(root, 'test/client/dbus-caller.mjs'), caller);
 
 /** Runs the caller as uid 65534; its one JSON line. */
 function runCaller(busPath: string): Promise<any> {
-  const child = spawn(process.execPath, [caller, busPath], { uid: NOBODY, gid: NOBODY, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...nodeForOtherUid(caller, busPath), { uid: NOBODY, gid: NOBODY, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });

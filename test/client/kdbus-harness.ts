@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cli, mountType, root, spawnServer, statOf, until, withTimeout, type Server, type Tap } from '../harness.js';
+import { nodeForOtherUid } from '../helpers.js';
 
 export const NOBODY = 65534;
 
@@ -66,7 +67,7 @@ export class Agent {
   stderr = '';
 
   constructor(readonly name: string, agentPath: string, uid = 0) {
-    this.child = spawn(process.execPath, [agentPath], {
+    this.child = spawn(...nodeForOtherUid(agentPath), {
       stdio: ['pipe', 'pipe', 'pipe'], uid, gid: uid, cwd: '/',
     });
     this.child.stdout!.on('data', (d: Buffer) => {
