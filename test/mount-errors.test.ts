@@ -7,13 +7,13 @@
 // another file system is mounted on. The hint for an unopenable /dev/fuse is
 // checked in process.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { explainMountError } from '../lib/mount-checks.js';
-import { cli, mountType, needRootAndFuse, type Tap } from './harness.js';
+import { cli, mountType, needRootAndFuse, root, type Tap } from './harness.js';
 
 needRootAndFuse();
 
@@ -45,7 +45,13 @@ function plainError(t: Tap, r: Ran, what: RegExp | string): void {
 t.test('not root: says it needs root, makes no directory', async (t) => {
   const dir = tempDir(t);
   const target = join(dir, 'a', 'mnt');
-  const r = await ran('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, cli, 'mount', target]);
+  // a copy of the CLI that uid can read, run without tap's NODE_OPTIONS (both may be out of its reach in a 0700 clone)
+  const pkg = join(dir, 'pkg');
+  cpSync(join(root, 'dist', 'lib'), join(pkg, 'dist', 'lib'), { recursive: true });
+  copyFileSync(join(root, 'package.json'), join(pkg, 'package.json'));
+  chmodSync(dir, 0o755);
+  const r = await ran('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS',
+    process.execPath, join(pkg, 'dist', 'lib', 'cli.js'), 'mount', target]);
   plainError(t, r, /kdbusfs mount needs root .*run it as root/);
   t.notOk(existsSync(join(dir, 'a')), 'nothing created');
 });
