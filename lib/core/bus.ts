@@ -341,7 +341,7 @@ export class Bus {
 
   private userSubject(src: Connection, m: Kmsg) {
     return { kind: 'user' as const, srcId: src.id, bloomGeneration: m.bloomGeneration, bloom: m.bloom,
-      srcHasName: (name: string) => this.names.ownedNames(src).some((n) => n.name === name) };
+      srcHasName: (name: string) => this.names.lookup(name)?.owner.id === src.id };
   }
 
   private notifySubject(m: Kmsg) {
