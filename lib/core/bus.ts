@@ -142,6 +142,7 @@ export class Bus {
       // NAME_ACQUIRE and NAME_LIST decide with the caller's current credentials
       canOwn: (conn, name) => policyOwnName(conn as Connection, name, (conn as Connection).currentCreds()),
       canSee: (viewer, name) => policySeeName(viewer as Connection, name, (viewer as Connection).currentCreds()),
+      seesAll: (viewer) => !(viewer as Connection).ep.hasPolicy,
     });
   }
 
@@ -166,6 +167,7 @@ export class Bus {
   /** Links a new connection in and announces it (kdbus_conn_connect). */
   connect(conn: Connection): void {
     this.connections.set(conn.id, conn);
+    this.names.changed();
     if (conn.isMonitor) this.monitors.add(conn);
     else this.notifyIdChange(ITEM.ID_ADD, conn.id, conn.flags);
   }
@@ -181,6 +183,7 @@ export class Bus {
     this.domain.users.uncharge(conn.user, 'connections');
     this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
+    this.names.changed();
     this.monitors.delete(conn);
     conn.ep.connections.delete(conn);
     this.names.releaseAll(conn);
