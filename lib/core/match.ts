@@ -125,12 +125,15 @@ export class MatchDb {
 
   matches(subject: MatchSubject, bloomWords: number): boolean {
     if (subject.kind === 'notify') return this.notifyEntries.some((e) => e.notify.every((r) => notifyMatches(r, subject)));
-    // one view of the filter per connection, none per rule
+    // per connection, not per entry: one view of the filter, its generation as a number
     const filter = subject.bloom && new Uint32Array(subject.bloom.buffer, subject.bloom.byteOffset, bloomWords * 2);
-    for (const e of this.broadcastEntries) {
-      if (e.srcIds.some((id) => id !== subject.srcId)) continue;
-      if (e.bloom && (!filter || !bloomMatches(filter, subject.bloomGeneration, e.bloom, e.bloomGenerations, bloomWords))) continue;
-      if (e.names.every((n) => subject.srcHasName(n))) return true;
+    const generation = subject.bloomGeneration > 0xffff_ffffn ? 0xffff_ffff : Number(subject.bloomGeneration);
+    const list = this.broadcastEntries;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
+      if (e.srcIds.length && !e.srcIds.every((id) => id === subject.srcId)) continue;
+      if (e.bloom && (!filter || !bloomMatches(filter, generation, e.bloom, e.bloomGenerations, bloomWords))) continue;
+      if (!e.names.length || e.names.every((n) => subject.srcHasName(n))) return true;
     }
     return false;
   }
@@ -172,11 +175,12 @@ function mergedMasks(cmd: Buffer, masks: { at: number; generations: number }[],
 /**
  * kdbus_match_bloom on 32-bit words (no BigInt per word): every bit of the
  * mask generation (the filter's, or the mask's last one if the filter is
- * newer) must be set in the filter. words: the bloom size in 64-bit words.
+ * newer) must be set in the filter. words: the bloom size in 64-bit words;
+ * generation: the filter's, saturated at 2^32-1 (no mask has that many).
  */
-export function bloomMatches(filter: Uint32Array, generation: bigint, mask: Uint32Array,
+export function bloomMatches(filter: Uint32Array, generation: number, mask: Uint32Array,
                              generations: number, words: number): boolean {
-  const gen = generation < BigInt(generations - 1) ? Number(generation) : generations - 1;
+  const gen = Math.min(generation, generations - 1);
   const n = words * 2;
   const base = gen * n;
   for (let i = 0; i < n; i++) {
