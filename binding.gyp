@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/session.cc",
+        "native/fairqueue.cc",
         "native/mount.cc",
         "native/tree.cc",
         "native/pool.cc",

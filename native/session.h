@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fairqueue.h"
 #include "mount.h"
 #include "pool.h"
 #include "stallrescue.h"
@@ -67,6 +68,9 @@ class Session {
 
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void Serve();
+  // Reads what /dev/fuse and the rescue hold into waiting_; false once the
+  // session ended.
+  bool ReadWaiting();
   // One request, read from /dev/fuse or by the rescue: checked, then dispatched.
   void HandleRequest(const uint8_t* req, size_t len);
   static void OnRescued(void* session);
@@ -111,6 +115,7 @@ class Session {
   uint64_t dev_ = 0;
   int fd_ = -1;
   uv_poll_t* poll_ = nullptr;
+  uv_idle_t* more_ = nullptr;  // runs Serve again while waiting_ holds requests
   Watchdog watchdog_;
   bool ended_ = false;     // the kernel ended the session
   bool unmounted_ = false;
@@ -128,5 +133,6 @@ class Session {
   std::unordered_map<uint64_t, Caller> parked_;  // unanswered ioctls by unique
   StallRescue rescue_;  // reads for this thread while it waits on its own mount
   std::vector<uint8_t> in_;
+  FairQueue waiting_;  // read, not yet served
   std::vector<uint8_t> out_;
 };

@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  census, censusBack, compileClient, hello, live, makeBus, mountType, needRootAndFuse, ok, peerSet, sleep,
+  census, censusBack, compileClient, fdCount, hello, live, makeBus, mountType, needRootAndFuse, ok, peerSet, sleep,
   startServer, stopServer, until, withTimeout, type Peer, type Tap,
 } from './harness.js';
 
@@ -58,11 +58,6 @@ chmodSync(tmp, 0o755); // the peers under other uids must reach the mounts insid
 const client = await compileClient('hostile-memory.c', join(tmp, 'hostile-memory'), ['-pthread']);
 const peerClient = await compileClient('kdbus-peer.c', join(tmp, 'kdbus-peer'), ['-pthread']);
 const stuckFuse = await compileClient('stuck-fuse.c', join(tmp, 'stuck-fuse'), ['-pthread']);
-
-/** The server's open fds. */
-function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
 
 /** The server's memory tasks (children named kdbusfs-mem): pid and state letter. */
 function memoryTasks(serverPid: number): { pid: number; state: string }[] {

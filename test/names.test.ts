@@ -42,6 +42,9 @@ class Events implements NameEvents {
   canSee(_v: NameClient, name: string): boolean {
     return !this.hidden.has(name);
   }
+  seesAll(_v: NameClient): boolean {
+    return this.hidden.size === 0;
+  }
   take(): Note[] {
     const n = this.notes;
     this.notes = [];
@@ -561,4 +564,40 @@ t.test('NAME_LIST walks the connection hash table', async (t) => {
   const order = parseList(reg.list(conn(1), NAME_LIST_UNIQUE, ids.map((i) => conn(i)))).map((r) => Number(r.id));
   // buckets: 5:23 2:60 7:83 4:120 1:158 6:181 {147,3}:218 8:241; newest first in a bucket
   t.same(order, [5, 2, 7, 4, 1, 6, 147, 3, 8]);
+});
+
+t.test('NAME_LIST cache: a viewer that sees every name gets what a fresh walk gives, after every change', async (t) => {
+  const { reg, ev } = setup();
+  const [a, b, c] = [conn(1), conn(2), conn(3)];
+  const all = [a, b, c];
+  const flagSets = [NAME_LIST_UNIQUE, NAME_LIST_NAMES, NAME_LIST_QUEUED, NAME_LIST_NAMES | NAME_LIST_QUEUED | NAME_LIST_UNIQUE];
+  // a hidden name turns the cache off: the walk itself is the reference
+  const walked = (flags: bigint, conns: NameClient[]): Buffer => {
+    ev.hidden.add('never.owned');
+    try {
+      return reg.list(a, flags, conns);
+    } finally {
+      ev.hidden.delete('never.owned');
+    }
+  };
+  const same = (what: string, conns: NameClient[] = all): void => {
+    for (const f of flagSets) {
+      const first = reg.list(a, f, conns);
+      t.same(parseList(first), parseList(walked(f, conns)), `${what} (flags ${f})`);
+      t.equal(reg.list(b, f, conns), first, `${what}: asked again (flags ${f}), the same buffer: no walk`);
+    }
+  };
+  same('empty');
+  cmdAcquire(reg, a, 'n.one', NAME_ALLOW_REPLACEMENT | NAME_QUEUE);
+  same('acquired');
+  cmdAcquire(reg, b, 'n.one', NAME_QUEUE);
+  same('queued');
+  cmdAcquire(reg, c, 'n.one', NAME_REPLACE_EXISTING);
+  same('replaced (the old owner waits)');
+  cmdRelease(reg, c, 'n.one');
+  same('released (passed on)');
+  reg.releaseAll(b);
+  same('a waiter disconnects');
+  reg.changed(); // the bus says so when a connection comes or goes
+  same('a connection gone', [a, c]);
 });

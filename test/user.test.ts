@@ -77,7 +77,7 @@ t.test('fds in flight: per user and all users within RLIMIT_NOFILE less the rese
 
 t.test('names: owned and queued are charged, passing on moves the charge', async (t) => {
   const reg = new UserRegistry(limits({ user_names: 2 }));
-  const events: NameEvents = { nameChanged() {}, moveMessages() {}, canOwn: () => true, canSee: () => true };
+  const events: NameEvents = { nameChanged() {}, moveMessages() {}, canOwn: () => true, canSee: () => true, seesAll: () => true };
   const names = new NameRegistry(events);
   const a: NameClient = { id: 1n, flags: 0n, user: reg.get(1000) };
   const b: NameClient = { id: 2n, flags: 0n, user: reg.get(1001) };

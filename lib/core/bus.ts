@@ -142,6 +142,7 @@ export class Bus {
       // NAME_ACQUIRE and NAME_LIST decide with the caller's current credentials
       canOwn: (conn, name) => policyOwnName(conn as Connection, name, (conn as Connection).currentCreds()),
       canSee: (viewer, name) => policySeeName(viewer as Connection, name, (viewer as Connection).currentCreds()),
+      seesAll: (viewer) => !(viewer as Connection).ep.hasPolicy,
     });
   }
 
@@ -166,6 +167,7 @@ export class Bus {
   /** Links a new connection in and announces it (kdbus_conn_connect). */
   connect(conn: Connection): void {
     this.connections.set(conn.id, conn);
+    this.names.changed();
     if (conn.isMonitor) this.monitors.add(conn);
     else this.notifyIdChange(ITEM.ID_ADD, conn.id, conn.flags);
   }
@@ -182,6 +184,7 @@ export class Bus {
     conn.chargeMatches();
     this.policy.removeOwner(conn);
     this.connections.delete(conn.id);
+    this.names.changed();
     this.monitors.delete(conn);
     conn.ep.connections.delete(conn);
     this.names.releaseAll(conn);
@@ -342,7 +345,7 @@ export class Bus {
 
   private userSubject(src: Connection, m: Kmsg) {
     return { kind: 'user' as const, srcId: src.id, bloomGeneration: m.bloomGeneration, bloom: m.bloom,
-      srcHasName: (name: string) => this.names.ownedNames(src).some((n) => n.name === name) };
+      srcHasName: (name: string) => this.names.lookup(name)?.owner.id === src.id };
   }
 
   private notifySubject(m: Kmsg) {

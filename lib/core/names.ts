@@ -43,6 +43,8 @@ export interface NameEvents {
   canOwn(conn: NameClient, name: string): boolean;
   /** kdbus_conn_policy_see_name_unlocked: may viewer see name (NAME_LIST filter)? */
   canSee(viewer: NameClient, name: string): boolean;
+  /** May viewer see every name (no SEE policy applies to it)? Its NAME_LIST is then cached. */
+  seesAll(viewer: NameClient): boolean;
 }
 
 /** A name in the registry (struct kdbus_name_entry). */
@@ -87,6 +89,14 @@ export class NameRegistry {
   private readonly entries = new Map<string, NameEntry>();
   private readonly conns = new Map<bigint, ConnNames>();
   private lastNameId = 0n;
+  /**
+   * NAME_LISTs already built, by flag set, for viewers that see every name:
+   * while nothing changes a NAME_LIST costs a copy, not a walk over every
+   * name (an owner of 256 names on each of 1000 connections made every
+   * NAME_LIST a second of the server's time). Emptied on any change of
+   * ownership, waiters, activators or connections; a few flag sets at most.
+   */
+  private readonly lists = new Map<bigint, Buffer>();
 
   constructor(private readonly events: NameEvents) {}
 
@@ -112,6 +122,7 @@ export class NameRegistry {
     const e = this.entries.get(name);
     const activatorOf = this.conns.get(conn.id)?.activatorOf ?? null;
 
+    this.changed();
     if (!e) {
       // an activator can only stand in for a single name
       if (isActivator(conn) && activatorOf) fail(errno.EINVAL, 'activator already has a name');
@@ -184,6 +195,7 @@ export class NameRegistry {
    * (kdbus.txt promises EADDRINUSE for a foreign name; the code says ESRCH).
    */
   release(conn: NameClient, name: string): void {
+    this.changed();
     const e = this.entries.get(name);
     if (!e) fail(errno.ESRCH, `${sysnameShown(name)} not found`);
     if (e.owner.id === conn.id) {
@@ -205,6 +217,7 @@ export class NameRegistry {
    * in the order conn gained them, each with its notification.
    */
   releaseAll(conn: NameClient): void {
+    this.changed();
     const mine = this.conns.get(conn.id);
     if (!mine) return;
     if (mine.activatorOf) {
@@ -238,11 +251,14 @@ export class NameRegistry {
    * connection table, in any order (kdbus walks its hash table; so do we).
    */
   list(viewer: NameClient, flags: bigint, connections: Iterable<NameClient>): Buffer {
-    const records: Buffer[] = [];
+    const seesAll = this.events.seesAll(viewer);
+    const cached = seesAll ? this.lists.get(flags) : undefined;
+    if (cached) return cached;
+    const records: Array<[NameClient, NameEntry | null]> = [];
     const record = (owner: NameClient, e: NameEntry | null): void => {
       // SEE policy hides name records, never bare unique-id ones
-      if (e && !this.events.canSee(viewer, e.name)) return;
-      records.push(nameInfo(owner, e));
+      if (e && !seesAll && !this.events.canSee(viewer, e.name)) return;
+      records.push([owner, e]);
     };
 
     for (const c of connHashOrder(connections)) {
@@ -276,10 +292,22 @@ export class NameRegistry {
       if (!added && (flags & NAME_LIST_UNIQUE)) record(c, null);
     }
 
-    const size = records.reduce((n, r) => n + r.length, NAME_LIST_HEADER);
-    const head = Buffer.alloc(NAME_LIST_HEADER);
-    head.writeBigUInt64LE(BigInt(size), 0);
-    return Buffer.concat([head, ...records], size);
+    // one buffer written in place: no Buffer per record
+    const size = records.reduce((n, [, e]) => n + nameInfoSize(e), NAME_LIST_HEADER);
+    const list = Buffer.alloc(size);
+    list.writeBigUInt64LE(BigInt(size), 0);
+    let at = NAME_LIST_HEADER;
+    for (const [owner, e] of records) at = writeNameInfo(list, at, owner, e);
+    if (seesAll) {
+      if (this.lists.size >= MAX_CACHED_LISTS) this.lists.clear();
+      this.lists.set(flags, list);
+    }
+    return list;
+  }
+
+  /** Every change NAME_LIST shows: connections coming and going, as well as the registry's own. */
+  changed(): void {
+    this.lists.clear();
   }
 
   // --- internals ---
@@ -404,28 +432,36 @@ export function nameValid(name: string, allowWildcard: boolean): boolean {
   return name.length <= LIMITS.NAME_MAX_LEN && !elementStart && foundDot;
 }
 
+/** Flag sets whose NAME_LIST is kept (any four of the sixteen). */
+const MAX_CACHED_LISTS = 4;
+
 /**
  * One struct kdbus_name_info: {size, conn_flags, owner_id}, then for a name
  * a KDBUS_ITEM_OWNED_NAME item {size, type, flags, name\0}, whose size is
  * not aligned but whose record is zero-padded to 8.
  */
-function nameInfo(owner: NameClient, e: NameEntry | null): Buffer {
-  const headerSize = NAME_INFO.items;
-  const nameBytes = e ? e.name.length + 1 : 0; // a byte string: one char per byte
-  const itemSize = e ? ITEM_HEADER_SIZE + 8 + nameBytes : 0;
-  const size = align8(headerSize + itemSize);
-  const b = Buffer.alloc(size);
-  b.writeBigUInt64LE(BigInt(size), NAME_INFO.size);
-  b.writeBigUInt64LE(owner.flags, NAME_INFO.conn_flags);
-  b.writeBigUInt64LE(owner.id, NAME_INFO.owner_id);
+function nameItemSize(e: NameEntry | null): number {
+  return e ? ITEM_HEADER_SIZE + 8 + e.name.length + 1 : 0; // a byte string: one char per byte
+}
+
+function nameInfoSize(e: NameEntry | null): number {
+  return align8(NAME_INFO.items + nameItemSize(e));
+}
+
+/** Writes the record at `at` of a zeroed buffer; returns where the next one goes. */
+function writeNameInfo(b: Buffer, at: number, owner: NameClient, e: NameEntry | null): number {
+  const size = nameInfoSize(e);
+  b.writeBigUInt64LE(BigInt(size), at + NAME_INFO.size);
+  b.writeBigUInt64LE(owner.flags, at + NAME_INFO.conn_flags);
+  b.writeBigUInt64LE(owner.id, at + NAME_INFO.owner_id);
   if (e) {
-    const it = headerSize;
-    b.writeBigUInt64LE(BigInt(itemSize), it);
+    const it = at + NAME_INFO.items;
+    b.writeBigUInt64LE(BigInt(nameItemSize(e)), it);
     b.writeBigUInt64LE(BigInt(ITEM.OWNED_NAME), it + 8);
     b.writeBigUInt64LE(e.flags, it + 16);
     b.write(e.name, it + 24, 'latin1');
   }
-  return b;
+  return at + size;
 }
 
 // The order kdbus walks bus->conn_hash (8 bits, keyed by id): buckets by
