@@ -276,9 +276,23 @@ bool Session::ReadWaiting() {
       fprintf(stderr, "kdbusfs: short FUSE request (%zd bytes)\n", r);
       continue;
     }
-    waiting_.Push(std::vector<uint8_t>(in_.begin(), in_.begin() + r));
+    if (IsPoolRead(in_.data(), static_cast<size_t>(r)))
+      HandleRequest(in_.data(), static_cast<size_t>(r));
+    else
+      waiting_.Push(std::vector<uint8_t>(in_.begin(), in_.begin() + r));
   }
   return fd_ >= 0;
+}
+
+bool Session::IsPoolRead(const uint8_t* req, size_t len) const {
+  fuse_in_header h;
+  fuse_read_in in;
+  if (len < sizeof h + sizeof in) return false;
+  memcpy(&h, req, sizeof h);
+  if (h.opcode != FUSE_READ) return false;
+  memcpy(&in, req + sizeof h, sizeof in);
+  auto it = files_.find(in.fh);
+  return it != files_.end() && it->second.pool;
 }
 
 void Session::HandleRequest(const uint8_t* req, size_t len) {

@@ -71,6 +71,14 @@ class Session {
   // Reads what /dev/fuse and the rescue hold into waiting_; false once the
   // session ended.
   bool ReadWaiting();
+  // A READ of a pool file (a client's page fault) is served as soon as it is
+  // read, never queued: the faulting task holds that page's lock until it is
+  // answered, and the next request served may need the same lock (a
+  // NOTIFY_STORE of a message into that page, a client pointer into it read
+  // with process_vm_readv) and would wait on it forever, with the READ queued
+  // behind it where the stall rescue cannot see it. It costs one pread of the
+  // pool's memfd and touches no bus state.
+  bool IsPoolRead(const uint8_t* req, size_t len) const;
   // One request, read from /dev/fuse or by the rescue: checked, then dispatched.
   void HandleRequest(const uint8_t* req, size_t len);
   static void OnRescued(void* session);
