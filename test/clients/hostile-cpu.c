@@ -2,7 +2,7 @@
 // user whose requests are expensive for the server. Driven like kdbus-peer
 // (test/harness.ts Peer): one line when ready, then one command per line on
 // stdin, each answered with one line, "ok key=value ..." or "err ENAME ...".
-// Written against include/uapi/linux/kdbus.h only.
+// Written against the kdbus ABI only (include/kdbus-abi.h).
 //
 // Commands:
 //   setuid UID                  drop to UID (gid UID too), the fd limit raised first
@@ -36,7 +36,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <linux/kdbus.h>
+#include "kdbus-abi.h"
 
 #include "client.h"
 
