@@ -189,6 +189,35 @@ t.test('REPLACE, remove, MATCH_MAX', async (t) => {
   });
 });
 
+t.test('removing entries keeps the others\' masks (they are packed in one array)', async (t) => {
+  const db = new MatchDb();
+  // cookie c wants bit c (two generations for cookie 2); cookie 4 has an ID rule too
+  add(db, 1n, [bloomMask(0b10n)]);
+  add(db, 2n, [bloomMask(0b100n, 0b1000n)]);
+  add(db, 3n, [item(ITEM.ID, u64s(7n))]);
+  add(db, 4n, [bloomMask(0b10000n), item(ITEM.ID, u64s(9n))]);
+  const wants = (bits: bigint, gen = 0n, src = 9n) => db.matches(user(src, { bloom: [bits], gen }), 1);
+  t.ok(wants(0b10n), 'cookie 1');
+  t.ok(wants(0b1000n, 1n), 'cookie 2, generation 1');
+  db.remove(1n);
+  t.notOk(wants(0b10n), 'cookie 1 gone');
+  t.ok(wants(0b100n), 'cookie 2 moved down, generation 0');
+  t.ok(wants(0b1000n, 5n), 'cookie 2 moved down, its last generation');
+  t.ok(wants(0b10000n), 'cookie 4 with its ID rule');
+  t.notOk(wants(0b10000n, 0n, 8n), 'cookie 4 from another sender');
+  t.ok(wants(0n, 0n, 7n), 'cookie 3');
+  db.remove(2n);
+  add(db, 5n, [bloomMask(0b100000n)]);
+  t.notOk(wants(0b100n), 'cookie 2 gone');
+  t.ok(wants(0b10000n), 'cookie 4 still');
+  t.ok(wants(0b100000n), 'cookie 5 added after the repack');
+  db.remove(3n);
+  db.remove(4n);
+  db.remove(5n);
+  t.equal(db.size, 0);
+  t.notOk(wants(0n, 0n, 7n), 'nothing left matches');
+});
+
 t.test('an entry without rules matches everything', async (t) => {
   const db = single([]);
   t.ok(db.matches(user(1n), 1), 'a broadcast');
