@@ -51,7 +51,7 @@ const peerClient = await compileClient('kdbus-peer.c', join(tmp, 'kdbus-peer'), 
 await t.test(`uid ${ATTACKER_UID} makes the server work hard; uid ${VICTIM_UID} keeps calling`, async (t) => {
   const dir = join(tmp, 'kdbus');
   mkdirSync(dir);
-  const server = await startServer(t, dir, { args: LIMITS.flatMap((l) => ['--limit', l]) });
+  const server = await startServer(t, dir, { start: process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/fair2-prof', join(process.cwd(), 'dist/lib/cli.js')] : undefined, args: LIMITS.flatMap((l) => ['--limit', l]) });
   if (!server) return;
   const serverPid = server.child.pid!;
   const base = await census(server);

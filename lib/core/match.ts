@@ -43,16 +43,23 @@ export class MatchDb {
   /** The entries a broadcast can match (no notification rule), in order. */
   private broadcastEntries: Entry[] = [];
   /**
-   * Their masks, packed in one array in entry order: a broadcast scans it in
-   * sequence instead of chasing an object and a buffer per entry (with tens
-   * of thousands of entries that chase, not the test, was the cost), and a
-   * connection's masks are one allocation, given back whole when they go.
-   * For broadcast entry i: maskAt[i], the offset of its first generation in
-   * 32-bit words (-1: no BLOOM_MASK rule), and maskGenerations[i].
+   * Their masks, packed in entry order: a broadcast scans memory in sequence
+   * instead of chasing an object and a buffer per entry, and a connection's
+   * masks are two allocations, given back whole when they go. Generation 0,
+   * the one filters almost always have, of every entry lies in `first`, one
+   * after the other, so that a scan reads only what it tests (with the
+   * generations side by side, a 64-byte test per 1 KiB entry missed the
+   * cache on every entry: 5-8 times slower); generations 1 and up lie in
+   * `later`. For broadcast entry i: firstAt[i], the offset of its generation
+   * 0 in 32-bit words (-1: no BLOOM_MASK rule), laterAt[i], that of its
+   * generation 1, and maskGenerations[i].
    */
-  private masks = new Uint32Array(0);
-  private masksUsed = 0;
-  private maskAt = new Int32Array(0);
+  private first = new Uint32Array(0);
+  private firstUsed = 0;
+  private later = new Uint32Array(0);
+  private laterUsed = 0;
+  private firstAt = new Int32Array(0);
+  private laterAt = new Int32Array(0);
   private maskGenerations = new Int32Array(0);
   /** 32-bit words per generation: the bus's bloom size / 4 */
   private generationWords = 0;
@@ -123,22 +130,28 @@ export class MatchDb {
                        bloomSize: number): void {
     const i = this.broadcastEntries.length;
     this.broadcastEntries.push(entry);
-    this.maskAt = grown(this.maskAt, i + 1);
+    this.firstAt = grown(this.firstAt, i + 1);
+    this.laterAt = grown(this.laterAt, i + 1);
     this.maskGenerations = grown(this.maskGenerations, i + 1);
     this.ruled = grown(this.ruled, i + 1);
     this.ruled[i] = entry.srcIds.length || entry.names.length ? 1 : 0;
     if (!masks.length) {
-      this.maskAt[i] = -1;
+      this.firstAt[i] = -1;
       return;
     }
     const generations = masks.reduce((n, m) => Math.max(n, m.generations), 0);
-    this.generationWords = bloomSize / 4;
-    const at = this.masksUsed;
-    this.masksUsed += generations * this.generationWords;
-    this.masks = grown(this.masks, this.masksUsed);
-    mergeMasks(cmd, masks, generations, bloomSize, this.masks, at);
-    this.maskAt[i] = at;
+    const w = this.generationWords = bloomSize / 4;
+    this.first = grown(this.first, this.firstUsed + w);
+    this.later = grown(this.later, this.laterUsed + (generations - 1) * w);
+    for (let g = 0; g < generations; g++) {
+      const [to, at] = g === 0 ? [this.first, this.firstUsed] : [this.later, this.laterUsed + (g - 1) * w];
+      mergeGeneration(cmd, masks, g, bloomSize, to, at);
+    }
+    this.firstAt[i] = this.firstUsed;
+    this.laterAt[i] = this.laterUsed;
     this.maskGenerations[i] = generations;
+    this.firstUsed += w;
+    this.laterUsed += (generations - 1) * w;
   }
 
   /** KDBUS_CMD_MATCH_REMOVE: every entry with that cookie; ENOENT if none. */
@@ -159,32 +172,47 @@ export class MatchDb {
 
   /** Removes the broadcast entries with cookie, repacking the rest into arrays of their size. */
   private dropBroadcast(cookie: bigint): void {
+    const w = this.generationWords;
     const kept: number[] = [];
-    let words = 0;
+    let firstWords = 0;
+    let laterWords = 0;
     this.broadcastEntries.forEach((e, i) => {
       if (e.cookie === cookie) return;
       kept.push(i);
-      if (this.maskAt[i]! >= 0) words += this.maskGenerations[i]! * this.generationWords;
+      if (this.firstAt[i]! < 0) return;
+      firstWords += w;
+      laterWords += (this.maskGenerations[i]! - 1) * w;
     });
     if (kept.length === this.broadcastEntries.length) return;
-    const masks = new Uint32Array(words);
-    const maskAt = new Int32Array(kept.length);
+    const first = new Uint32Array(firstWords);
+    const later = new Uint32Array(laterWords);
+    const firstAt = new Int32Array(kept.length);
+    const laterAt = new Int32Array(kept.length);
     const maskGenerations = new Int32Array(kept.length);
     const ruled = new Uint8Array(kept.length);
-    let used = 0;
+    let firstUsed = 0;
+    let laterUsed = 0;
     kept.forEach((from, i) => {
-      const at = this.maskAt[from]!;
-      const n = this.maskGenerations[from]! * this.generationWords;
-      maskAt[i] = at < 0 ? -1 : used;
-      maskGenerations[i] = this.maskGenerations[from]!;
       ruled[i] = this.ruled[from]!;
-      if (at >= 0) masks.set(this.masks.subarray(at, at + n), used);
-      if (at >= 0) used += n;
+      firstAt[i] = -1;
+      const at = this.firstAt[from]!;
+      if (at < 0) return;
+      const n = (this.maskGenerations[from]! - 1) * w;
+      first.set(this.first.subarray(at, at + w), firstUsed);
+      later.set(this.later.subarray(this.laterAt[from]!, this.laterAt[from]! + n), laterUsed);
+      firstAt[i] = firstUsed;
+      laterAt[i] = laterUsed;
+      maskGenerations[i] = this.maskGenerations[from]!;
+      firstUsed += w;
+      laterUsed += n;
     });
     this.broadcastEntries = kept.map((i) => this.broadcastEntries[i]!);
-    this.masks = masks;
-    this.masksUsed = used;
-    this.maskAt = maskAt;
+    this.first = first;
+    this.firstUsed = firstUsed;
+    this.later = later;
+    this.laterUsed = laterUsed;
+    this.firstAt = firstAt;
+    this.laterAt = laterAt;
     this.maskGenerations = maskGenerations;
     this.ruled = ruled;
   }
@@ -198,14 +226,16 @@ export class MatchDb {
     // per connection, not per entry: one view of the filter, its generation as a number
     const filter = subject.bloom && new Uint32Array(subject.bloom.buffer, subject.bloom.byteOffset, bloomWords * 2);
     const generation = subject.bloomGeneration > 0xffff_ffffn ? 0xffff_ffff : Number(subject.bloomGeneration);
-    const { masks, maskAt, maskGenerations, ruled } = this;
+    const { first, later, firstAt, laterAt, maskGenerations, ruled } = this;
     const n = bloomWords * 2;
     for (let i = 0; i < this.broadcastEntries.length; i++) {
       const e = ruled[i] ? this.broadcastEntries[i]! : null;
       if (e && e.srcIds.length && !e.srcIds.every((id) => id === subject.srcId)) continue;
-      const at = maskAt[i]!;
-      if (at >= 0 && (!filter || !covers(filter, masks, at + Math.min(generation, maskGenerations[i]! - 1) * n, n))) {
-        continue;
+      const at = firstAt[i]!;
+      if (at >= 0) {
+        if (!filter) continue;
+        const g = Math.min(generation, maskGenerations[i]! - 1);
+        if (!(g === 0 ? covers(filter, first, at, n) : covers(filter, later, laterAt[i]! + (g - 1) * n, n))) continue;
       }
       if (!e || e.names.every((name) => subject.srcHasName(name))) return true;
     }
@@ -228,20 +258,18 @@ function notifyMatches(r: NotifyRule, s: Extract<MatchSubject, { kind: 'notify' 
 }
 
 /**
- * The union of an entry's masks for each generation up to the longest's:
- * for generation g, each mask's min(g, its last). A filter of generation G
- * then needs the union at min(G, last), which is what every mask alone
- * would require of it.
+ * Generation g of the union of an entry's masks, written at to[at]: each
+ * mask's min(g, its last). A filter of generation G then needs the union
+ * at min(G, the longest's last), which is what every mask alone would
+ * require of it.
  */
-function mergeMasks(cmd: Buffer, masks: { at: number; generations: number }[],
-                    generations: number, bloomSize: number, out: Uint32Array, start: number): void {
+function mergeGeneration(cmd: Buffer, masks: { at: number; generations: number }[], g: number,
+                         bloomSize: number, to: Uint32Array, at: number): void {
   const words = bloomSize / 4;
-  out.fill(0, start, start + generations * words);
-  for (let g = 0; g < generations; g++) {
-    for (const m of masks) {
-      const from = m.at + Math.min(g, m.generations - 1) * bloomSize;
-      for (let i = 0; i < words; i++) out[start + g * words + i]! |= cmd.readUInt32LE(from + i * 4);
-    }
+  to.fill(0, at, at + words);
+  for (const m of masks) {
+    const from = m.at + Math.min(g, m.generations - 1) * bloomSize;
+    for (let i = 0; i < words; i++) to[at + i]! |= cmd.readUInt32LE(from + i * 4);
   }
 }
 
