@@ -199,6 +199,7 @@ export class Bus {
     }
     // whoever waits for a reply from us learns it will not come
     for (const c of this.connections.values()) {
+      if (!c.replies.size) continue;
       for (const r of [...c.replies]) {
         if (r.replier !== conn) continue;
         if (r.syncWaiter) {
@@ -294,9 +295,12 @@ export class Bus {
   private broadcast(src: Connection | null, m: Kmsg): void {
     this.eavesdrop(src, m);
     const subject = src ? this.userSubject(src, m) : this.notifySubject(m);
+    const bloomWords = this.bloomWords;
     for (const dst of this.connections.values()) {
+      // most connections watch no notification: a connection's close sends hundreds past all of them
+      if (!src && !dst.matches.watchesNotifications) continue;
       if (dst.id === m.srcId || !dst.isOrdinary) continue;
-      if (!dst.matches.matches(subject, this.bloomWords)) continue;
+      if (!dst.matches.matches(subject, bloomWords)) continue;
       if (src) {
         if (!policyTalk(dst, src)) continue;
         this.collectMeta(src, dst, m);
@@ -434,8 +438,10 @@ export class Bus {
 
   /** kdbus_notify_flush: deliver what the last operation announced, in order. */
   flushNotifications(): void {
-    while (this.pendingNotifications.length) {
-      const m = this.pendingNotifications.shift()!;
+    // by index: a close announces hundreds, and shift() would move the rest each time
+    const pending = this.pendingNotifications;
+    for (let i = 0; i < pending.length; i++) {
+      const m = pending[i]!;
       m.seq = this.domain.nextMsgSeq();
       m.connMeta = { timestamp: timestampNow(m.seq) };
       if (m.dstId !== KDBUS_DST_ID_BROADCAST) {
@@ -448,6 +454,7 @@ export class Bus {
         this.broadcast(null, m);
       }
     }
+    pending.length = 0;
   }
 
   /** Tears the bus down when its creator's control handle closes. */

@@ -217,6 +217,11 @@ export class MatchDb {
     this.ruled = ruled;
   }
 
+  /** Whether any entry can match a kernel notification. */
+  get watchesNotifications(): boolean {
+    return this.notifyEntries.length > 0;
+  }
+
   get size(): number {
     return this.entries.length;
   }
