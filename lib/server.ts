@@ -16,6 +16,7 @@ import { taskCreds } from './core/task.js';
 import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
 import { log, logError } from './log.js';
+import { heldBytes, MemoryGiveBack } from './memory-giveback.js';
 
 export interface ServerOptions {
   /** directory to mount the domain on (must exist) */
@@ -49,6 +50,8 @@ export class KdbusServer {
   private configured: ConfiguredBuses | null = null;
   private sid = -1;
   private stopped = false;
+  /** checks every second whether departed clients' memory can go back (lib/memory-giveback.ts) */
+  private giveBack: NodeJS.Timeout | null = null;
 
   private constructor(readonly mountpoint: string, limits: Readonly<UserLimits>) {
     const sidOf = () => this.sid;
@@ -90,6 +93,8 @@ export class KdbusServer {
       throw new Error(native.lastMountError() || `kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
     }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
+    const memory = new MemoryGiveBack(() => heldBytes(server.domain.users), () => native.giveBackMemory());
+    server.giveBack = setInterval(() => memory.check(), 1000).unref();
     return server;
   }
 
@@ -117,6 +122,7 @@ export class KdbusServer {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.giveBack) clearInterval(this.giveBack);
     for (const fh of [...this.handles.keys()]) this.release(fh);
     this.configured?.release();
     native.sessionUnmount(this.sid);

@@ -1,5 +1,7 @@
 // The JS surface (lib/fuse/native.ts): argument checking and conversion only.
 #include <napi.h>
+#include <malloc.h>
+#include <v8.h>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -103,6 +105,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("sendDontWait", &Addon::SendDontWaitOn),
         InstanceMethod("datagramSend", &Addon::DatagramSendTo),
         InstanceMethod("raiseFdLimit", &Addon::RaiseFdLimit),
+        InstanceMethod("giveBackMemory", &Addon::GiveBackMemory),
     });
     RegisterClient(env, exports);
     installer_ = std::make_unique<FdInstaller>(env, &closer_, [this](uint64_t sid, uint64_t unique, int result) {
@@ -549,6 +552,17 @@ class Addon : public Napi::Addon<Addon> {
       if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return Napi::Number::New(info.Env(), -errno);
     }
     return Napi::Number::New(info.Env(), static_cast<double>(std::min<rlim_t>(rl.rlim_cur, INT_MAX)));
+  }
+
+  // giveBackMemory(): a full garbage collection, then free heap memory
+  // returned to the system. V8 collects only as it allocates, so what a
+  // departed client's objects held stays counted (heap and array buffers)
+  // on a server that goes quiet; and free()d memory stays in malloc's
+  // arenas. Blocks for the collection (milliseconds for a small live heap).
+  Napi::Value GiveBackMemory(const Napi::CallbackInfo& info) {
+    v8::Isolate::GetCurrent()->LowMemoryNotification();
+    malloc_trim(0);
+    return info.Env().Undefined();
   }
 
   // releaseFds(fds): closes them on a helper thread.

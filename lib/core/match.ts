@@ -24,10 +24,10 @@ type NotifyRule =
 interface Entry {
   readonly cookie: bigint;
   /** sender ids required (KDBUS_MATCH_ID_ANY left out) */
-  readonly srcIds: bigint[];
+  readonly srcIds: readonly bigint[];
   /** names the sender must own */
-  readonly names: string[];
-  readonly notify: NotifyRule[];
+  readonly names: readonly string[];
+  readonly notify: readonly NotifyRule[];
   /** bytes of its rules' items, charged to the owner's user */
   readonly bytes: number;
 }
@@ -37,6 +37,10 @@ export type MatchSubject =
   | { kind: 'user'; srcId: bigint; srcHasName: (name: string) => boolean;
       bloomGeneration: bigint; bloom: BigUint64Array | null }
   | { kind: 'notify'; type: number; oldId: bigint; newId: bigint; name: string | null };
+
+const NO_IDS: readonly bigint[] = Object.freeze([]);
+const NO_NAMES: readonly string[] = Object.freeze([]);
+const NO_NOTIFY: readonly NotifyRule[] = Object.freeze([]);
 
 export class MatchDb {
   private entries: Entry[] = [];
@@ -116,7 +120,9 @@ export class MatchDb {
     }
     if (replace) this.drop(cookie);
     if (this.entries.length + 1 > LIMITS.MATCH_MAX) fail(errno.EMFILE, 'too many matches');
-    const entry: Entry = { cookie, srcIds, names, notify, bytes: itemsSize };
+    // empty rule lists shared: tens of thousands of entries are objects the collector walks
+    const entry: Entry = { cookie, srcIds: srcIds.length ? srcIds : NO_IDS, names: names.length ? names : NO_NAMES,
+      notify: notify.length ? notify : NO_NOTIFY, bytes: itemsSize };
     this.entries.push(entry);
     this.bytes += itemsSize;
     const forBroadcasts = notify.length === 0;

@@ -212,6 +212,8 @@ export interface Native {
   releaseFds(fds: number[]): void;
   /** RLIMIT_NOFILE's soft limit raised to the hard one; the soft limit in force, or -errno. */
   raiseFdLimit(): number;
+  /** A full garbage collection, then free heap memory returned to the system (blocks for the collection). */
+  giveBackMemory(): void;
 
   /**
    * Installs copies of fds (fds the server holds; duplicated at the call, the
