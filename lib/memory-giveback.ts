@@ -6,8 +6,10 @@
 // users hold (their charged names, matches and match-rule bytes) and, once
 // that fell far below its peak, asks for a full collection and for free heap
 // memory to go back to the system. A collection blocks the loop for a few
-// milliseconds per live MiB: it runs at most once per interval, and only
-// after a drop that large, which one user can cause at most that often.
+// milliseconds per live MiB: it waits until the drop is over (what is held
+// did not change between two checks: a teardown in progress still holds the
+// rest, and collecting then cost the victim of test/hostile-cpu 1.6 s), and
+// runs at most once per interval, so one user can cause one at most that often.
 import type { UserRegistry } from './core/user.js';
 
 /** A drop in held bytes (as counted by heldBytes) that is worth a collection. */
@@ -27,15 +29,18 @@ export function heldBytes(users: UserRegistry): number {
 export class MemoryGiveBack {
   private peak = 0;
   private last = -Infinity;
+  private previous = 0;
 
   constructor(private readonly held: () => number, private readonly giveBack: () => void,
               private readonly now: () => number = () => performance.now()) {}
 
-  /** Run periodically: true if it gave memory back. */
+  /** Run periodically (each run is one sample of what is held): true if it gave memory back. */
   check(): boolean {
     const held = this.held();
+    const settled = held === this.previous;
+    this.previous = held;
     this.peak = Math.max(this.peak, held);
-    if (this.peak - held < GIVE_BACK_DROP || this.now() - this.last < GIVE_BACK_INTERVAL_MS) return false;
+    if (!settled || this.peak - held < GIVE_BACK_DROP || this.now() - this.last < GIVE_BACK_INTERVAL_MS) return false;
     this.giveBack();
     this.last = this.now();
     this.peak = held;

@@ -4,7 +4,7 @@ import t from 'tap';
 import { GIVE_BACK_DROP, GIVE_BACK_INTERVAL_MS, heldBytes, MemoryGiveBack } from '../lib/memory-giveback.js';
 import { UserRegistry } from '../lib/core/user.js';
 
-t.test('gives back after a drop of GIVE_BACK_DROP, at most once per interval', async (t) => {
+t.test('gives back after a drop of GIVE_BACK_DROP once it is over, at most once per interval', async (t) => {
   let held = 0;
   let now = 0;
   let given = 0;
@@ -12,11 +12,14 @@ t.test('gives back after a drop of GIVE_BACK_DROP, at most once per interval', a
   held = 100 * GIVE_BACK_DROP;
   t.notOk(m.check(), 'growing: nothing to give back');
   held -= GIVE_BACK_DROP - 1;
-  t.notOk(m.check(), 'a drop just short of the threshold');
+  t.notOk(m.check(), 'a drop just short of the threshold, still dropping');
+  t.notOk(m.check(), 'a drop just short of the threshold, settled');
   held -= 1;
-  t.ok(m.check(), 'a drop of the threshold below the peak');
+  t.notOk(m.check(), 'a drop of the threshold, still dropping');
+  t.ok(m.check(), 'a drop of the threshold below the peak, settled');
   t.equal(given, 1);
   held -= 2 * GIVE_BACK_DROP;
+  t.notOk(m.check());
   now += GIVE_BACK_INTERVAL_MS - 1;
   t.notOk(m.check(), 'not again within the interval');
   now += 1;
