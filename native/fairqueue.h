@@ -4,8 +4,9 @@
 // it serves the next one, and serves them round-robin by the FUSE header's
 // uid: a user with a backlog of expensive requests (many threads each in a
 // NAME_LIST, say) delays another user's request by at most one request of
-// its own, not by its whole backlog. Only requests of different users are
-// reordered, and only requests that were waiting at the same time: those are
+// its own (the one in progress when it came), not by its whole backlog.
+// Only requests of different users are reordered, and only requests that
+// were waiting at the same time: those are
 // concurrent syscalls, which the kernel could have run in any order. Each
 // user's requests keep their arrival order (so each thread's, and the order
 // in which one user's SENDs are queued). An INTERRUPT goes behind the
@@ -15,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <vector>
 
 class FairQueue {
@@ -39,6 +41,10 @@ class FairQueue {
   };
   std::deque<std::vector<uint8_t>> first_;  // INTERRUPTs of requests already served
   std::deque<User> turns_;                  // users with waiting requests, next turn first
+  // The user served last, if it has more waiting: it rejoins turns_ at the
+  // next Pop, so that a user whose request arrived while that one was being
+  // served goes first (a backlog delays it by the request in progress only).
+  std::optional<User> served_;
   size_t count_ = 0;
   size_t bytes_ = 0;
 };
