@@ -218,6 +218,24 @@ t.test('removing entries keeps the others\' masks (they are packed in one array)
   t.notOk(wants(0n, 0n, 7n), 'nothing left matches');
 });
 
+t.test('adjacent entries with the same masks share them; removing one keeps the other', async (t) => {
+  const db = new MatchDb();
+  add(db, 1n, [bloomMask(0b1n, 0b10n)]);
+  add(db, 2n, [bloomMask(0b1n, 0b10n)]);
+  add(db, 3n, [bloomMask(0b1n, 0b100n)], {}); // differs in generation 1 only
+  add(db, 4n, [bloomMask(0b1n, 0b10n), item(ITEM.ID, u64s(7n))]);
+  const wants = (bits: bigint, gen: bigint, src = 9n) => db.matches(user(src, { bloom: [bits], gen }), 1);
+  t.ok(wants(0b10n, 1n), 'cookies 1, 2');
+  t.ok(wants(0b100n, 1n), 'cookie 3 is not taken for its neighbour');
+  db.remove(1n);
+  t.ok(wants(0b10n, 1n), 'cookie 2 keeps the masks it shared');
+  t.ok(wants(0b1n, 0n), 'generation 0 too');
+  db.remove(2n);
+  t.notOk(wants(0b10n, 1n), 'cookie 4 wants sender 7');
+  t.ok(wants(0b10n, 1n, 7n), 'cookie 4, after its neighbours went');
+  t.ok(wants(0b100n, 1n), 'cookie 3 still');
+});
+
 t.test('an entry without rules matches everything', async (t) => {
   const db = single([]);
   t.ok(db.matches(user(1n), 1), 'a broadcast');

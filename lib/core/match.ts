@@ -153,11 +153,27 @@ export class MatchDb {
       const [to, at] = g === 0 ? [this.first, this.firstUsed] : [this.later, this.laterUsed + (g - 1) * w];
       mergeGeneration(cmd, masks, g, bloomSize, to, at);
     }
+    this.maskGenerations[i] = generations;
+    if (i > 0 && this.sameMasks(i - 1, generations)) {
+      // the same masks as the entry before (as one client's many matches often are): shared, tested once
+      this.firstAt[i] = this.firstAt[i - 1]!;
+      this.laterAt[i] = this.laterAt[i - 1]!;
+      return;
+    }
     this.firstAt[i] = this.firstUsed;
     this.laterAt[i] = this.laterUsed;
-    this.maskGenerations[i] = generations;
     this.firstUsed += w;
     this.laterUsed += (generations - 1) * w;
+  }
+
+  /** Whether broadcast entry j has the masks just merged past the packed ones, of that many generations. */
+  private sameMasks(j: number, generations: number): boolean {
+    const w = this.generationWords;
+    if (this.firstAt[j]! < 0 || this.maskGenerations[j] !== generations) return false;
+    for (let k = 0; k < w; k++) if (this.first[this.firstAt[j]! + k] !== this.first[this.firstUsed + k]) return false;
+    const n = (generations - 1) * w;
+    for (let k = 0; k < n; k++) if (this.later[this.laterAt[j]! + k] !== this.later[this.laterUsed + k]) return false;
+    return true;
   }
 
   /** KDBUS_CMD_MATCH_REMOVE: every entry with that cookie; ENOENT if none. */
@@ -180,12 +196,14 @@ export class MatchDb {
   private dropBroadcast(cookie: bigint): void {
     const w = this.generationWords;
     const kept: number[] = [];
+    const slots = new Set<number>(); // masks shared by adjacent entries are copied once
     let firstWords = 0;
     let laterWords = 0;
     this.broadcastEntries.forEach((e, i) => {
       if (e.cookie === cookie) return;
       kept.push(i);
-      if (this.firstAt[i]! < 0) return;
+      if (this.firstAt[i]! < 0 || slots.has(this.firstAt[i]!)) return;
+      slots.add(this.firstAt[i]!);
       firstWords += w;
       laterWords += (this.maskGenerations[i]! - 1) * w;
     });
@@ -198,17 +216,25 @@ export class MatchDb {
     const ruled = new Uint8Array(kept.length);
     let firstUsed = 0;
     let laterUsed = 0;
+    const moved = new Map<number, number>(); // old firstAt -> new index of the first entry with it
     kept.forEach((from, i) => {
       ruled[i] = this.ruled[from]!;
       firstAt[i] = -1;
       const at = this.firstAt[from]!;
       if (at < 0) return;
+      maskGenerations[i] = this.maskGenerations[from]!;
+      const shared = moved.get(at);
+      if (shared !== undefined) {
+        firstAt[i] = firstAt[shared]!;
+        laterAt[i] = laterAt[shared]!;
+        return;
+      }
+      moved.set(at, i);
       const n = (this.maskGenerations[from]! - 1) * w;
       first.set(this.first.subarray(at, at + w), firstUsed);
       later.set(this.later.subarray(this.laterAt[from]!, this.laterAt[from]! + n), laterUsed);
       firstAt[i] = firstUsed;
       laterAt[i] = laterUsed;
-      maskGenerations[i] = this.maskGenerations[from]!;
       firstUsed += w;
       laterUsed += n;
     });
@@ -239,14 +265,18 @@ export class MatchDb {
     const generation = subject.bloomGeneration > 0xffff_ffffn ? 0xffff_ffff : Number(subject.bloomGeneration);
     const { first, later, firstAt, laterAt, maskGenerations, ruled } = this;
     const n = bloomWords * 2;
+    let failed = -1; // the shared masks that failed last: not tested again
     for (let i = 0; i < this.broadcastEntries.length; i++) {
       const e = ruled[i] ? this.broadcastEntries[i]! : null;
       if (e && e.srcIds.length && !e.srcIds.every((id) => id === subject.srcId)) continue;
       const at = firstAt[i]!;
       if (at >= 0) {
-        if (!filter) continue;
+        if (!filter || at === failed) continue;
         const g = Math.min(generation, maskGenerations[i]! - 1);
-        if (!(g === 0 ? covers(filter, first, at, n) : covers(filter, later, laterAt[i]! + (g - 1) * n, n))) continue;
+        if (!(g === 0 ? covers(filter, first, at, n) : covers(filter, later, laterAt[i]! + (g - 1) * n, n))) {
+          failed = at;
+          continue;
+        }
       }
       if (!e || e.names.every((name) => subject.srcHasName(name))) return true;
     }
