@@ -34,9 +34,10 @@ const THREADS = 4;
 const BLOOM = 64; // makeBus's bloom size
 const RSS_MARGIN_MIB = 64;
 // kdbusfs's per-user quotas (lib/core/user.ts) would refuse the attacker at
-// 16,384 names and matches and 16 MiB of match rules: raised so that what is
-// tested is the cost of the work, not the quota that bounds it by default.
-const LIMITS = ['user_names=64K', 'user_matches=64K', 'user_match_bytes=1G'];
+// 16,384 names and matches and 16 MiB of match rules: raised to what the
+// attack needs, so that what is tested is the cost of the work, not the
+// quota that bounds it by default.
+const LIMITS = [`user_names=${CONNS * 256}`, `user_matches=${CONNS * 256}`, `user_match_bytes=${CONNS * 256 * 8}K`];
 
 t.setTimeout(Number(process.env.HOSTILE_CPU_TIMEOUT_MS ?? 300_000));
 
