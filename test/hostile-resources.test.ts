@@ -1,0 +1,340 @@
+// Exhausting the server's memory and fds (issue #17, attacks 2 and 3): a
+// hostile uid makes the server hold as much as it can for messages its own
+// receivers never read, while a victim pair under another uid makes
+// synchronous 8-byte calls at 500/s (test/clients/victim.h). Each attack
+// runs against a fresh `kdbusfs mount` with small limits (`--limit`, so
+// that the quotas are reached in a second; the long forms at the issue's
+// scale and the default limits are bench/hostile-resources.sh).
+//
+// 2. Memory: the attacker opens many connections with 64 MiB pools and
+//    sends 2 MiB vectors to each of its receivers, up to kdbus's 32 per
+//    receiver and sending user. It is refused ENOBUFS at its per-receiver
+//    and then at its total byte limit, the server's log naming each; the
+//    server's RSS stays within the baseline plus the total limit plus a
+//    stated margin.
+// 3. File descriptors: 253-fd messages to receivers that never read. The
+//    server runs with RLIMIT_NOFILE 4096 (so that the reserve is reached
+//    quickly): one attacker uid is refused EMFILE at its user_fds limit, a
+//    second one at the server's budget (RLIMIT_NOFILE less
+//    server_fds_reserved); meanwhile another user's HELLO and its messages
+//    with fds still work. Then a file whose FLUSH never returns (the
+//    attacker's own stuck FUSE mount, test/clients/stuck-fuse.c hold-flush)
+//    is sent, received and closed: other users' RECVs of messages with fds
+//    do not wait for it and the server closes what they release.
+//
+// Asserted each time: the victim's calls all answered, none failed, p99
+// within twice its undisturbed p99 or 20 ms (whichever is larger); the
+// attacker's refusals; after the attackers leave, the census, the server's
+// fds and (attack 2) its RSS back to their baselines.
+//
+// This process never touches the mounts synchronously; every wait is bounded.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  census, censusBack, compileClient, live, makeBus, mountType, needRootAndFuse, ok, peerSet, sleep, startServer,
+  stopServer, until, withTimeout, type Census, type NewPeer, type Peer, type Reply, type Server, type Tap,
+} from './harness.js';
+import { fdCount, MiB, mib, residentBytes, stuckMount, victimHolds } from './hostile.js';
+
+const ATTACKER_UID = 1000;
+const VICTIM_UID = 1001;
+const SECOND_ATTACKER_UID = 1002;
+const NEWCOMER_UID = 1003;
+const RATE = 500;
+const UNDISTURBED_CALLS = 1000;
+const DISTURBED_CALLS = 2500; // 5 s at RATE
+const KDBUS_MSG_MAX_FDS = 253; // limits.h
+const PER_RECEIVER = 32; // limits.h: 16 unaccounted + 16 per sending user
+
+t.setTimeout(180_000);
+
+needRootAndFuse();
+
+const tmp = mkdtempSync(join(tmpdir(), 'kdbusfs-hostile-resources-'));
+chmodSync(tmp, 0o755); // the peers under other uids must reach the mounts inside
+const client = await compileClient('hostile-resources.c', join(tmp, 'hostile-resources'), ['-pthread']);
+const peerClient = await compileClient('kdbus-peer.c', join(tmp, 'kdbus-peer'), ['-pthread']);
+const stuckFuse = await compileClient('stuck-fuse.c', join(tmp, 'stuck-fuse'), ['-pthread']);
+
+/** A hostile-resources process as uid with n connections (pools of pool bytes) to bus. */
+async function party(t: Tap, newClient: NewPeer, name: string, uid: number, bus: string, n: number,
+                     pool: number): Promise<Peer> {
+  const p = await newClient(name);
+  ok(t, await p.cmd(`setuid ${uid}`), `${name}: drops to uid ${uid}`);
+  const r = ok(t, await p.cmd(`conns ${bus} ${n} ${pool}`, 30_000), `${name}: ${n} connection(s) with ${mib(pool)} pools`);
+  p.id = Number(r.kv.first ?? 0);
+  return p;
+}
+
+/** The victim pair under VICTIM_UID: a receiver answering calls, a caller. */
+async function victimPair(t: Tap, newClient: NewPeer, bus: string):
+    Promise<{ calls: (n: number) => Promise<Reply>; peers: Peer[] }> {
+  const receiver = await party(t, newClient, 'victim receiver', VICTIM_UID, bus, 1, 8 * MiB);
+  ok(t, await receiver.cmd('serve'), 'the victim receiver answers calls');
+  const caller = await party(t, newClient, 'victim caller', VICTIM_UID, bus, 1, 8 * MiB);
+  return { calls: (n) => caller.cmd(`calls ${receiver.id} ${n} ${RATE} 5000`, 60_000), peers: [receiver, caller] };
+}
+
+/** Kills peers and waits (bounded) until they are gone. */
+async function leave(peers: Peer[]): Promise<void> {
+  for (const p of peers) p.kill();
+  await Promise.all(peers.map((p) => withTimeout(p.exited, 5000, `${p.name} exits`).catch(() => undefined)));
+}
+
+/** errs=ENAME:COUNT,... of a fill answer. */
+function refusals(r: Reply): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of (r.kv.errs ?? '-').split(',')) {
+    const [name, n] = e.split(':');
+    if (name && name !== '-') out[name] = Number(n);
+  }
+  return out;
+}
+
+/** Samples the server's fds and memory every 50 ms until stopped; the maxima. */
+function sampler(pid: number): () => { fds: number; rss: number; shmem: number } {
+  const max = { fds: 0, rss: 0, shmem: 0 };
+  const take = () => {
+    const m = residentBytes(pid);
+    max.fds = Math.max(max.fds, fdCount(pid));
+    max.rss = Math.max(max.rss, m.rss);
+    max.shmem = Math.max(max.shmem, m.shmem);
+  };
+  take();
+  const timer = setInterval(take, 50);
+  return () => {
+    clearInterval(timer);
+    take();
+    return max;
+  };
+}
+
+/** The census, the server's fds and RSS after every client but the bus maker left. */
+async function backToBaseline(t: Tap, server: Server, base: Census, baseFds: number): Promise<void> {
+  const pid = server.child.pid!;
+  const { off } = await censusBack(server, base, 10_000);
+  t.same(off, {}, 'every attacker and victim gone: the census is back to the baseline');
+  t.ok(await until(() => fdCount(pid) === baseFds, 5000, 50),
+    `the server's fds are back to the baseline (${baseFds}; now ${fdCount(pid)})`);
+}
+
+const QUEUED = 32 * MiB;
+const PER_RECEIVER_BYTES = 8 * MiB;
+const VECTOR = 2 * MiB;
+const ATTACK2_RECEIVERS = 16;
+// RSS the server may add beyond the queued bytes the limits allow: the V8
+// heap and malloc settling under the traffic, the memory task's stack, the
+// victim's pools' pages (soak: +2.4 MiB over 10 minutes; bound 32 MiB there).
+const RSS_MARGIN = 32 * MiB;
+
+await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 MiB vectors; ` +
+  `uid ${VICTIM_UID} keeps calling`, async (t) => {
+  const dir = join(tmp, 'memory');
+  mkdirSync(dir);
+  const server = await startServer(t, dir, { args: ['--log-level', 'info', '--limit', `user_queued_bytes=${QUEUED}`,
+    '--limit', `user_queued_bytes_per_receiver=${PER_RECEIVER_BYTES}`] });
+  if (!server) return;
+  const pid = server.child.pid!;
+  await t.test('the attack', async (t) => {
+    const newPeer = peerSet(t, peerClient);
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, newPeer, dir, '0-memory');
+    const base = await census(server);
+    const baseFds = fdCount(pid);
+    const victim = await victimPair(t, newClient, path);
+    const quiet = await victim.calls(UNDISTURBED_CALLS);
+    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+    const before = residentBytes(pid);
+
+    await t.test('under attack', async (t) => {
+      const attackers = peerSet(t, client);
+      const attacker = await party(t, attackers, 'attacker', ATTACKER_UID, path, ATTACK2_RECEIVERS + 1, 64 * MiB);
+      const sample = sampler(pid);
+      const during = victim.calls(DISTURBED_CALLS);
+      const fills: Reply[] = [];
+      // the first fill reaches the limits, the later ones are refused outright
+      for (let round = 0; round < 4; round++) {
+        await sleep(600);
+        fills.push(await attacker.cmd(`fill ${VECTOR} 0 ${PER_RECEIVER}`, 30_000));
+      }
+      const held = await census(server);
+      const victimRun = await during;
+      const max = sample();
+      t.comment(`undisturbed: ${quiet.line}`);
+      t.comment(`under attack: ${victimRun.line}`);
+      t.comment(`fills: ${fills.map((f) => f.line).join(' | ')}`);
+      t.comment(`server RSS ${mib(before.rss)} before, at most ${mib(max.rss)} (shmem ${mib(max.shmem)}) during; ` +
+        `fds at most ${max.fds}`);
+      victimHolds(t, quiet, victimRun, DISTURBED_CALLS);
+
+      const sent = fills.reduce((n, f) => n + Number(f.kv.sent), 0);
+      t.equal(sent, QUEUED / VECTOR, `the attacker queued ${QUEUED / VECTOR} vectors of 2 MiB in all (its total limit)`);
+      t.equal(Number(fills[0]!.kv.sent), QUEUED / VECTOR, 'all of them in the first fill');
+      for (const [i, f] of fills.entries()) {
+        t.same(Object.keys(refusals(f)), ['ENOBUFS'], `fill ${i + 1}: refused ENOBUFS only`, { answer: f.line });
+      }
+      t.equal(refusals(fills[0]!).ENOBUFS, ATTACK2_RECEIVERS,
+        'the first fill: each receiver refused once (its per-receiver limit, or the total one)');
+      t.equal(held.accounts.byUid[String(ATTACKER_UID)]?.queuedBytes, QUEUED,
+        `the census charges the attacker ${mib(QUEUED)} of queued bytes`);
+      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} \\S+: uid ${ATTACKER_UID}: 8 MiB of queued message bytes ` +
+        `at \\d+ \\(limit user_queued_bytes_per_receiver\\) \\(ENOBUFS\\)`), 'the server\'s log names the per-receiver limit');
+      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} \\S+: uid ${ATTACKER_UID}: 32 MiB of queued message bytes ` +
+        `\\(limit user_queued_bytes\\) \\(ENOBUFS\\)`), 'and the total one');
+      t.ok(max.rss <= before.rss + QUEUED + RSS_MARGIN, `server RSS at most ${mib(max.rss)}: within the baseline ` +
+        `${mib(before.rss)} + the limit ${mib(QUEUED)} + ${mib(RSS_MARGIN)}`);
+    });
+    const after = await until(() => residentBytes(pid).rss <= before.rss + RSS_MARGIN, 5000, 100);
+    t.ok(after, `the attacker gone, the server's RSS is back near its baseline (${mib(residentBytes(pid).rss)}; ` +
+      `before the attack ${mib(before.rss)}, margin ${mib(RSS_MARGIN)})`);
+    const calm = await victim.calls(100);
+    t.equal(calm.kv.failed, '0', 'the victim calls on', { answer: calm.line });
+    await leave(victim.peers);
+    await backToBaseline(t, server, base, baseFds);
+  });
+  await stopServer(t, server, dir);
+});
+
+// RLIMIT_NOFILE of the attack-3 server: 4096 less the default reserve of
+// 1024 leaves 3072 for every user's fds in flight together.
+const NOFILE = 4096;
+const RESERVED = 1024;
+const USER_FDS = 2048;
+const FD_RECEIVERS = 8;
+
+await t.test(`attack 3: uids ${ATTACKER_UID} and ${SECOND_ATTACKER_UID} send 253-fd messages to receivers that ` +
+  `never read; uid ${VICTIM_UID} keeps calling`, async (t) => {
+  const dir = join(tmp, 'fds');
+  mkdirSync(dir);
+  const server = await startServer(t, dir, { wrap: ['prlimit', `--nofile=${NOFILE}:${NOFILE}`],
+    args: ['--log-level', 'info', '--limit', `user_fds=${USER_FDS}`] });
+  if (!server) return;
+  const pid = server.child.pid!;
+  await t.test('the attack', async (t) => {
+    const newPeer = peerSet(t, peerClient);
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, newPeer, dir, '0-fds');
+    const base = await census(server);
+    const baseFds = fdCount(pid);
+    t.equal(base.accounts.fdBudget, NOFILE - RESERVED, `clients' fds in flight get ${NOFILE} less the reserve`);
+    const victim = await victimPair(t, newClient, path);
+    const quiet = await victim.calls(UNDISTURBED_CALLS);
+    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+
+    await t.test('under attack', async (t) => {
+      const attackers = peerSet(t, client);
+      const first = await party(t, attackers, 'attacker', ATTACKER_UID, path, FD_RECEIVERS + 1, 8 * MiB);
+      const second = await party(t, attackers, 'second attacker', SECOND_ATTACKER_UID, path, FD_RECEIVERS + 1, 8 * MiB);
+      const sample = sampler(pid);
+      const during = victim.calls(DISTURBED_CALLS);
+      await sleep(500);
+      const fill1 = await first.cmd(`fill 8 ${KDBUS_MSG_MAX_FDS} ${PER_RECEIVER}`, 30_000);
+      await sleep(500);
+      const fill2 = await second.cmd(`fill 8 ${KDBUS_MSG_MAX_FDS} ${PER_RECEIVER}`, 30_000);
+      await sleep(500);
+      // a newcomer under another uid: HELLO, and messages with fds both ways
+      const newcomer = await party(t, attackers, 'newcomer', NEWCOMER_UID, path, 2, 8 * MiB);
+      const fdmsgs = await newcomer.cmd('fdmsgs 20', 20_000);
+      const held = await census(server);
+      const victimRun = await during;
+      const max = sample();
+      t.comment(`undisturbed: ${quiet.line}`);
+      t.comment(`under attack: ${victimRun.line}`);
+      t.comment(`first attacker: ${fill1.line}; second: ${fill2.line}; newcomer's fd messages: ${fdmsgs.line}`);
+      t.comment(`server fds ${baseFds} before, at most ${max.fds} during (RLIMIT_NOFILE ${NOFILE}); ` +
+        `fds in flight ${held.serverFds}`);
+      victimHolds(t, quiet, victimRun, DISTURBED_CALLS);
+
+      const perUser = Math.floor(USER_FDS / KDBUS_MSG_MAX_FDS);
+      t.equal(Number(fill1.kv.sent), perUser, `the first attacker queued ${perUser} messages of 253 fds (its user_fds)`);
+      t.same(refusals(fill1), { EMFILE: FD_RECEIVERS }, 'then each receiver refused it EMFILE', { answer: fill1.line });
+      const rest = Math.floor((NOFILE - RESERVED - perUser * KDBUS_MSG_MAX_FDS) / KDBUS_MSG_MAX_FDS);
+      t.equal(Number(fill2.kv.sent), rest, `the second attacker queued ${rest} (what the server's budget had left)`);
+      t.same(refusals(fill2), { EMFILE: FD_RECEIVERS }, 'then EMFILE too', { answer: fill2.line });
+      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID}: ${USER_FDS} fds in flight \\(limit user_fds\\) \\(EMFILE\\)`),
+        'the server\'s log names the first attacker\'s limit');
+      t.match(server.stderr, new RegExp(`uid ${SECOND_ATTACKER_UID} \\S+: the server holds \\d+ fds in flight of ` +
+        `${NOFILE - RESERVED} \\(RLIMIT_NOFILE less limit server_fds_reserved\\) \\(EMFILE\\)`),
+        'and the server\'s budget for the second');
+      t.equal(held.serverFds, (perUser + rest) * KDBUS_MSG_MAX_FDS, `the server holds ${held.serverFds} fds in flight`);
+      t.equal(fdmsgs.kv.done, '20', 'a newcomer under another uid connects and passes 20 fds meanwhile',
+        { answer: fdmsgs.line });
+      t.ok(max.fds < NOFILE, `the server's fds stay below RLIMIT_NOFILE (at most ${max.fds} of ${NOFILE})`);
+      t.ok(max.fds <= baseFds + NOFILE - RESERVED + 64, `at most the baseline + the budget + 64 for the ` +
+        `connections' files (${max.fds})`);
+    });
+    const calm = await victim.calls(100);
+    t.equal(calm.kv.failed, '0', 'the attackers gone, the victim calls on', { answer: calm.line });
+    await leave(victim.peers);
+    await backToBaseline(t, server, base, baseFds);
+  });
+  await stopServer(t, server, dir);
+});
+
+const PASSES = 3;
+
+await t.test(`attack 3, stuck FLUSH: uid ${ATTACKER_UID} passes fds of a file whose FLUSH never returns; ` +
+  `uid ${VICTIM_UID} passes fds and calls`, async (t) => {
+  const dir = join(tmp, 'flush');
+  const fuseDir = join(tmp, 'stuck-flush');
+  mkdirSync(dir);
+  mkdirSync(fuseDir);
+  const server = await startServer(t, dir);
+  if (!server) return;
+  const pid = server.child.pid!;
+  const stuck = await stuckMount(t, stuckFuse, fuseDir, ATTACKER_UID, true);
+  if (!stuck) return;
+  await t.test('the attack', async (t) => {
+    const newPeer = peerSet(t, peerClient);
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, newPeer, dir, '0-flush');
+    const base = await census(server);
+    const baseFds = fdCount(pid);
+    const victim = await victimPair(t, newClient, path);
+    const passer = await party(t, newClient, 'victim fd passer', VICTIM_UID, path, 2, 8 * MiB);
+    const quiet = await victim.calls(UNDISTURBED_CALLS);
+    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+    const quietFds = await passer.cmd('fdmsgs 20', 20_000);
+    t.equal(quietFds.kv.done, '20', 'undisturbed, the victim passes 20 fds', { answer: quietFds.line });
+
+    const attackers = peerSet(t, client);
+    const attacker = await party(t, attackers, 'attacker', ATTACKER_UID, path, 2, 8 * MiB);
+    ok(t, await attacker.cmd(`fdfile ${join(fuseDir, 'file')}`), 'the attacker opens a file of its stuck mount');
+    const withAttacker = fdCount(pid);
+    const during = victim.calls(DISTURBED_CALLS);
+    const passes: Reply[] = [];
+    for (let i = 0; i < PASSES; i++) {
+      await sleep(300);
+      passes.push(await attacker.cmd('pass', 10_000));
+    }
+    const fdmsgs = await passer.cmd('fdmsgs 50', 20_000);
+    const victimRun = await during;
+    t.comment(`undisturbed: ${quiet.line}; fd messages ${quietFds.line}`);
+    t.comment(`under attack: ${victimRun.line}; fd messages ${fdmsgs.line}`);
+    t.comment(`passes: ${passes.map((p) => p.line).join(' | ')}; FLUSHes held: ${stuck.flushes()}`);
+    for (const p of passes) t.match(p.line, /^ok errno=- .*fds=1/, 'the attacker receives its fd', { answer: p.line });
+    t.ok(stuck.flushes() >= PASSES, `the stuck mount holds the FLUSHes of the server's closes (${stuck.flushes()})`);
+    victimHolds(t, quiet, victimRun, DISTURBED_CALLS);
+    t.equal(fdmsgs.kv.done, '50', 'another user passes and receives 50 fds meanwhile', { answer: fdmsgs.line });
+    t.ok(Number(fdmsgs.kv.max_ms) < 1000, `each RECV in ${fdmsgs.kv.max_ms} ms at most ` +
+      `(undisturbed ${quietFds.kv.max_ms} ms)`);
+    const held = await census(server);
+    t.equal(held.heldFds, 0, 'the server holds no client fd: the ones it let go of were closed (or are closing)');
+    t.ok(await until(() => fdCount(pid) <= withAttacker, 5000, 50),
+      `the server's fds are back to what they were before the passes (${withAttacker}; now ${fdCount(pid)})`);
+
+    // the attacker's own closes wait for its mount: it goes first
+    await stuck.stop();
+    await leave([attacker, passer, ...victim.peers]);
+    await backToBaseline(t, server, base, baseFds);
+  });
+  await stopServer(t, server, dir);
+});
+
+t.teardown(() => {
+  for (const p of live) p.kill();
+  const mounts = ['memory', 'fds', 'flush', 'stuck-flush'].filter((m) => mountType(join(tmp, m)));
+  if (mounts.length === 0) rmSync(tmp, { recursive: true, force: true });
+});
