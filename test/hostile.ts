@@ -4,12 +4,25 @@
 // attacker's that never answers (test/clients/stuck-fuse.c). Not a test
 // itself (tap runs test/**/*.test.ts only).
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { until, withTimeout, type Reply, type Tap } from './harness.js';
 
 /** The open fds of process pid. */
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** What the open fds of process pid refer to (readlink of /proc/PID/fd/N: never touches the file). */
+export function fdTargets(pid: number): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      out.push(readlinkSync(`/proc/${pid}/fd/${fd}`));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
 }
 
 /** Resident memory of process pid (VmRSS and its shmem part, RssShmem: the pools), bytes. */

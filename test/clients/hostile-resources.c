@@ -21,11 +21,11 @@
 //                         of the fd, which conns[1..] never receive; a
 //                         receiver's first refusal ends its turn. Answer
 //                         sent=N refused=N errs=ENAME:COUNT,... ms=
-//   pass                  conns[0] sends a message with the fd to conns[1],
-//                         which receives it and closes what it got from a
-//                         thread of its own (a close whose FLUSH never
-//                         returns parks only that thread); answer errno=
-//                         ms= (of the RECV) fds=N
+//   pass [NFDS]           conns[0] sends a message with the fd (NFDS copies,
+//                         default 1) to conns[1], which receives it and
+//                         closes what it got from a thread of its own (a
+//                         close whose FLUSH never returns parks only that
+//                         thread); answer errno= ms= (of the RECV) fds=N
 //   fdmsgs N              N times: a message with one fd (/dev/null) from
 //                         conns[0] to conns[1], received there and closed;
 //                         answer done=N failed=N err=ENAME max_ms= (RECVs)
@@ -123,10 +123,10 @@ static int close_in_thread(int fd) {
   return pthread_detach(th);
 }
 
-// conns[0] -> conns[1]: a message with fd, received; the RECV's errno and time, the fds got.
-static int pass_fd(int fd, int (*done)(int), int64_t *ns, int *got) {
+// conns[0] -> conns[1]: a message with nfds copies of fd, received; the RECV's errno and time, the fds got.
+static int pass_fd(int fd, int nfds, int (*done)(int), int64_t *ns, int *got) {
   uint64_t payload = 1;
-  int e = send_fds(&conns[0], conns[1].id, &payload, sizeof(payload), fd, 1);
+  int e = send_fds(&conns[0], conns[1].id, &payload, sizeof(payload), fd, nfds);
   if (e) return e;
   struct kdbus_cmd_recv r;
   memset(&r, 0, sizeof(r));
@@ -138,10 +138,10 @@ static int pass_fd(int fd, int (*done)(int), int64_t *ns, int *got) {
   return e;
 }
 
-static void cmd_pass(void) {
+static void cmd_pass(int nfds) {
   int64_t ns = 0;
   int got = 0;
-  int e = pass_fd(fd_to_send, close_in_thread, &ns, &got);
+  int e = pass_fd(fd_to_send, nfds, close_in_thread, &ns, &got);
   answer("ok errno=%s ms=%.1f fds=%d", e ? ename(e) : "-", (double)ns / 1e6, got);
 }
 
@@ -153,7 +153,7 @@ static void cmd_fdmsgs(long n) {
   for (long k = 0; k < n; k++) {
     int64_t ns = 0;
     int got = 0;
-    int e = pass_fd(devnull, close, &ns, &got);
+    int e = pass_fd(devnull, 1, close, &ns, &got);
     if (!e && got != 1) e = EBADMSG;
     if (ns > max) max = ns;
     if (e) {
@@ -207,8 +207,8 @@ int main(void) {
       cmd_fill(strtoull(av[1], NULL, 0), atoi(av[2]), atol(av[3]));
     } else if (nconns < 2) {
       answer("err EINVAL needs two connections");
-    } else if (!strcmp(c, "pass")) {
-      cmd_pass();
+    } else if (!strcmp(c, "pass") && ac <= 2) {
+      cmd_pass(ac == 2 ? atoi(av[1]) : 1);
     } else if (!strcmp(c, "fdmsgs") && ac == 2) {
       cmd_fdmsgs(atol(av[1]));
     } else {
