@@ -3,8 +3,10 @@
 // receivers never read, while a victim pair under another uid makes
 // synchronous 8-byte calls at 500/s (test/clients/victim.h). Each attack
 // runs against a fresh `kdbusfs mount` with small limits (`--limit`, so
-// that the quotas are reached in a second; the long forms at the issue's
-// scale and the default limits are bench/hostile-resources.sh).
+// that the quotas are reached in a second). KDBUSFS_HOSTILE_LONG=1 (what
+// bench/hostile-resources.sh runs) is the long form at the issue's scale:
+// the default limits, 1024 connections, RLIMIT_NOFILE 20,000, five attacker
+// uids for the fds, a 20-s victim run.
 //
 // 2. Memory: the attacker opens many connections with 64 MiB pools and
 //    sends 2 MiB vectors to each of its receivers, up to kdbus's 32 per
@@ -36,19 +38,37 @@ import {
   census, censusBack, compileClient, live, makeBus, mountType, needRootAndFuse, ok, peerSet, sleep, startServer,
   stopServer, until, withTimeout, type Census, type NewPeer, type Peer, type Reply, type Server, type Tap,
 } from './harness.js';
+import { bytes } from '../lib/core/user.js';
 import { fdCount, fdTargets, MiB, mib, residentBytes, stuckMount, victimHolds } from './hostile.js';
 
 const ATTACKER_UID = 1000;
 const VICTIM_UID = 1001;
-const SECOND_ATTACKER_UID = 1002;
 const NEWCOMER_UID = 1003;
 const RATE = 500;
 const UNDISTURBED_CALLS = 1000;
-const DISTURBED_CALLS = 2500; // 5 s at RATE
 const KDBUS_MSG_MAX_FDS = 253; // limits.h
 const PER_RECEIVER = 32; // limits.h: 16 unaccounted + 16 per sending user
+const RESERVED = 1024; // server_fds_reserved's default
 
-t.setTimeout(180_000);
+const LONG = process.env.KDBUSFS_HOSTILE_LONG === '1';
+const SCALE = LONG ? {
+  disturbedCalls: 10_000, // 20 s at RATE
+  // attack 2: the default limits, one sender and 1023 receivers (kdbus's 1024 connections per user)
+  queued: 256 * MiB, perReceiverBytes: 32 * MiB, memoryReceivers: 1023,
+  // attack 3: the issue's RLIMIT_NOFILE, the default user_fds; 5 uids reach the server's budget
+  nofile: 20_000, userFds: 4096, fdAttackers: [1000, 1002, 1004, 1005, 1006],
+  passes: [1, 1, 1, KDBUS_MSG_MAX_FDS, KDBUS_MSG_MAX_FDS, KDBUS_MSG_MAX_FDS],
+} : {
+  disturbedCalls: 2500, // 5 s at RATE
+  queued: 32 * MiB, perReceiverBytes: 8 * MiB, memoryReceivers: 16,
+  // 4096 less the reserve leaves 3072 for every user's fds in flight: the second uid reaches it
+  nofile: 4096, userFds: 2048, fdAttackers: [1000, 1002],
+  // single fds, then a whole message of them (more than the closer's 64 workers)
+  passes: [1, 1, 1, KDBUS_MSG_MAX_FDS],
+};
+const DISTURBED_CALLS = SCALE.disturbedCalls;
+
+t.setTimeout(LONG ? 900_000 : 180_000);
 
 needRootAndFuse();
 
@@ -120,10 +140,10 @@ async function backToBaseline(t: Tap, server: Server, base: Census, baseFds: num
     `the server's fds are back to the baseline (${baseFds}; now ${fdCount(pid)})`);
 }
 
-const QUEUED = 32 * MiB;
-const PER_RECEIVER_BYTES = 8 * MiB;
+const QUEUED = SCALE.queued;
+const PER_RECEIVER_BYTES = SCALE.perReceiverBytes;
 const VECTOR = 2 * MiB;
-const ATTACK2_RECEIVERS = 16;
+const ATTACK2_RECEIVERS = SCALE.memoryReceivers;
 // RSS the server may add beyond the queued bytes the limits allow: the V8
 // heap and malloc settling under the traffic, the memory task's stack, the
 // victim's pools' pages (soak: +2.4 MiB over 10 minutes; bound 32 MiB there).
@@ -179,9 +199,9 @@ await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 M
         'the first fill: each receiver refused once (its per-receiver limit, or the total one)');
       t.equal(held.accounts.byUid[String(ATTACKER_UID)]?.queuedBytes, QUEUED,
         `the census charges the attacker ${mib(QUEUED)} of queued bytes`);
-      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} SEND: tid \\d+: uid ${ATTACKER_UID}: 8 MiB of queued message bytes ` +
+      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} SEND: tid \\d+: uid ${ATTACKER_UID}: ${bytes(PER_RECEIVER_BYTES)} of queued message bytes ` +
         `at \\d+ \\(limit user_queued_bytes_per_receiver\\) \\(ENOBUFS\\)`), 'the server\'s log names the per-receiver limit');
-      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} SEND: tid \\d+: uid ${ATTACKER_UID}: 32 MiB of queued message bytes ` +
+      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} SEND: tid \\d+: uid ${ATTACKER_UID}: ${bytes(QUEUED)} of queued message bytes ` +
         `\\(limit user_queued_bytes\\) \\(ENOBUFS\\)`), 'and the total one');
       t.ok(max.rss <= before.rss + QUEUED + RSS_MARGIN, `server RSS at most ${mib(max.rss)}: within the baseline ` +
         `${mib(before.rss)} + the limit ${mib(QUEUED)} + ${mib(RSS_MARGIN)}`);
@@ -197,15 +217,13 @@ await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 M
   await stopServer(t, server, dir);
 });
 
-// RLIMIT_NOFILE of the attack-3 server: 4096 less the default reserve of
-// 1024 leaves 3072 for every user's fds in flight together.
-const NOFILE = 4096;
-const RESERVED = 1024;
-const USER_FDS = 2048;
+const NOFILE = SCALE.nofile;
+const USER_FDS = SCALE.userFds;
 const FD_RECEIVERS = 8;
+const FD_ATTACKERS = SCALE.fdAttackers;
 
-await t.test(`attack 3: uids ${ATTACKER_UID} and ${SECOND_ATTACKER_UID} send 253-fd messages to receivers that ` +
-  `never read; uid ${VICTIM_UID} keeps calling`, async (t) => {
+await t.test(`attack 3: uids ${FD_ATTACKERS.join(', ')} send 253-fd messages to receivers that never read; ` +
+  `uid ${VICTIM_UID} keeps calling`, async (t) => {
   const dir = join(tmp, 'fds');
   mkdirSync(dir);
   const server = await startServer(t, dir, { wrap: ['prlimit', `--nofile=${NOFILE}:${NOFILE}`],
@@ -218,21 +236,25 @@ await t.test(`attack 3: uids ${ATTACKER_UID} and ${SECOND_ATTACKER_UID} send 253
     const { path } = await makeBus(t, newPeer, dir, '0-fds');
     const base = await census(server);
     const baseFds = fdCount(pid);
-    t.equal(base.accounts.fdBudget, NOFILE - RESERVED, `clients' fds in flight get ${NOFILE} less the reserve`);
+    const budget = NOFILE - RESERVED;
+    t.equal(base.accounts.fdBudget, budget, `clients' fds in flight get RLIMIT_NOFILE ${NOFILE} less the reserve`);
     const victim = await victimPair(t, newClient, path);
     const quiet = await victim.calls(UNDISTURBED_CALLS);
     t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
 
     await t.test('under attack', async (t) => {
       const attackers = peerSet(t, client);
-      const first = await party(t, attackers, 'attacker', ATTACKER_UID, path, FD_RECEIVERS + 1, 8 * MiB);
-      const second = await party(t, attackers, 'second attacker', SECOND_ATTACKER_UID, path, FD_RECEIVERS + 1, 8 * MiB);
+      const parties: Peer[] = [];
+      for (const uid of FD_ATTACKERS) {
+        parties.push(await party(t, attackers, `attacker ${uid}`, uid, path, FD_RECEIVERS + 1, 8 * MiB));
+      }
       const sample = sampler(pid);
       const during = victim.calls(DISTURBED_CALLS);
-      await sleep(500);
-      const fill1 = await first.cmd(`fill 8 ${KDBUS_MSG_MAX_FDS} ${PER_RECEIVER}`, 30_000);
-      await sleep(500);
-      const fill2 = await second.cmd(`fill 8 ${KDBUS_MSG_MAX_FDS} ${PER_RECEIVER}`, 30_000);
+      const fills: Reply[] = [];
+      for (const p of parties) {
+        await sleep(LONG ? 2000 : 500);
+        fills.push(await p.cmd(`fill 8 ${KDBUS_MSG_MAX_FDS} ${PER_RECEIVER}`, 60_000));
+      }
       await sleep(500);
       // a newcomer under another uid: HELLO, and messages with fds both ways
       const newcomer = await party(t, attackers, 'newcomer', NEWCOMER_UID, path, 2, 8 * MiB);
@@ -242,31 +264,40 @@ await t.test(`attack 3: uids ${ATTACKER_UID} and ${SECOND_ATTACKER_UID} send 253
       const max = sample();
       t.comment(`undisturbed: ${quiet.line}`);
       t.comment(`under attack: ${victimRun.line}`);
-      t.comment(`first attacker: ${fill1.line}; second: ${fill2.line}; newcomer's fd messages: ${fdmsgs.line}`);
+      t.comment(`attackers: ${fills.map((f, i) => `uid ${FD_ATTACKERS[i]} ${f.line}`).join(' | ')}`);
+      t.comment(`newcomer's fd messages: ${fdmsgs.line}`);
       t.comment(`server fds ${baseFds} before, at most ${max.fds} during (RLIMIT_NOFILE ${NOFILE}); ` +
         `fds in flight ${held.serverFds}`);
       victimHolds(t, quiet, victimRun, DISTURBED_CALLS);
 
+      // Each attacker queues what its user_fds allows, or what the server's
+      // budget has left, and is refused EMFILE naming that limit.
       const perUser = Math.floor(USER_FDS / KDBUS_MSG_MAX_FDS);
-      t.equal(Number(fill1.kv.sent), perUser, `the first attacker queued ${perUser} messages of 253 fds (its user_fds)`);
-      t.same(refusals(fill1), { EMFILE: FD_RECEIVERS }, 'then each receiver refused it EMFILE', { answer: fill1.line });
-      const rest = Math.floor((NOFILE - RESERVED - perUser * KDBUS_MSG_MAX_FDS) / KDBUS_MSG_MAX_FDS);
-      t.equal(Number(fill2.kv.sent), rest, `the second attacker queued ${rest} (what the server's budget had left)`);
-      t.same(refusals(fill2), { EMFILE: FD_RECEIVERS }, 'then EMFILE too', { answer: fill2.line });
-      t.match(server.stderr, new RegExp(`uid ${ATTACKER_UID} SEND: tid \\d+: uid ${ATTACKER_UID}: ${USER_FDS} fds in flight \\(limit user_fds\\) \\(EMFILE\\)`),
-        'the server\'s log names the first attacker\'s limit');
-      t.match(server.stderr, new RegExp(`uid ${SECOND_ATTACKER_UID} SEND: tid \\d+: the server holds \\d+ fds in flight of ` +
-        `${NOFILE - RESERVED} \\(RLIMIT_NOFILE less limit server_fds_reserved\\) \\(EMFILE\\)`),
-        'and the server\'s budget for the second');
-      t.equal(held.serverFds, (perUser + rest) * KDBUS_MSG_MAX_FDS, `the server holds ${held.serverFds} fds in flight`);
+      let inFlight = 0;
+      for (const [i, f] of fills.entries()) {
+        const uid = FD_ATTACKERS[i]!;
+        const expected = Math.min(perUser, Math.floor((budget - inFlight) / KDBUS_MSG_MAX_FDS));
+        const byUser = expected === perUser;
+        inFlight += expected * KDBUS_MSG_MAX_FDS;
+        t.equal(Number(f.kv.sent), expected, `uid ${uid} queued ${expected} messages of 253 fds ` +
+          `(${byUser ? 'its user_fds' : 'what the server\'s budget had left'})`, { answer: f.line });
+        t.same(refusals(f), { EMFILE: FD_RECEIVERS }, 'then each receiver refused it EMFILE', { answer: f.line });
+        t.match(server.stderr, new RegExp(byUser
+          ? `uid ${uid} SEND: tid \\d+: uid ${uid}: ${USER_FDS} fds in flight \\(limit user_fds\\) \\(EMFILE\\)`
+          : `uid ${uid} SEND: tid \\d+: the server holds \\d+ fds in flight of ${budget} ` +
+            '\\(RLIMIT_NOFILE less limit server_fds_reserved\\) \\(EMFILE\\)'),
+        `the server's log names the limit (${byUser ? 'user_fds' : 'server_fds_reserved'})`);
+      }
+      t.ok(inFlight > budget - KDBUS_MSG_MAX_FDS, 'the attackers together reached the server\'s budget');
+      t.equal(held.serverFds, inFlight, `the server holds ${held.serverFds} fds in flight`);
       t.equal(fdmsgs.kv.done, '20', 'a newcomer under another uid connects and passes 20 fds meanwhile',
         { answer: fdmsgs.line });
       t.ok(max.fds < NOFILE, `the server's fds stay below RLIMIT_NOFILE (at most ${max.fds} of ${NOFILE})`);
       // A SEND refused at a limit has taken its fds from the sender already
       // (they are closed at once, off the loop), and each connection holds
       // its pool's file.
-      const conns = 2 + 2 * (FD_RECEIVERS + 1) + 2;
-      const bound = baseFds + NOFILE - RESERVED + 2 * KDBUS_MSG_MAX_FDS + 2 * conns;
+      const conns = 2 + FD_ATTACKERS.length * (FD_RECEIVERS + 1) + 2;
+      const bound = baseFds + budget + 2 * KDBUS_MSG_MAX_FDS + 2 * conns;
       t.ok(max.fds <= bound, `the server's fds at most the baseline + the budget + two refused messages' 253 + ` +
         `2 per connection = ${bound} (at most ${max.fds})`);
     });
@@ -278,9 +309,7 @@ await t.test(`attack 3: uids ${ATTACKER_UID} and ${SECOND_ATTACKER_UID} send 253
   await stopServer(t, server, dir);
 });
 
-// fds per message the attacker passes: single ones, then a whole message of
-// them (more than the closer's 64 workers)
-const PASSES = [1, 1, 1, KDBUS_MSG_MAX_FDS];
+const PASSES = SCALE.passes;
 
 await t.test(`attack 3, stuck FLUSH: uid ${ATTACKER_UID} passes fds of a file whose FLUSH never returns; ` +
   `uid ${VICTIM_UID} passes fds and calls`, async (t) => {
