@@ -145,9 +145,11 @@ const PER_RECEIVER_BYTES = SCALE.perReceiverBytes;
 const VECTOR = 2 * MiB;
 const ATTACK2_RECEIVERS = SCALE.memoryReceivers;
 // RSS the server may add beyond the queued bytes the limits allow: the V8
-// heap and malloc settling under the traffic, the memory task's stack, the
-// victim's pools' pages (soak: +2.4 MiB over 10 minutes; bound 32 MiB there).
-const RSS_MARGIN = 32 * MiB;
+// heap and malloc settling under the traffic, the victim's pools' pages
+// (soak: +2.4 MiB over 10 minutes; bound 32 MiB there), and what each
+// connection costs the server (about 30 KiB: bench/run.sh's 1000 idle
+// connections).
+const RSS_MARGIN = 32 * MiB + (ATTACK2_RECEIVERS + 4) * 32 * 1024;
 
 await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 MiB vectors; ` +
   `uid ${VICTIM_UID} keeps calling`, async (t) => {
