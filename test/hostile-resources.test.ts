@@ -131,13 +131,55 @@ function sampler(pid: number): () => { fds: number; rss: number; shmem: number }
   };
 }
 
-/** The census, the server's fds and RSS after every client but the bus maker left. */
-async function backToBaseline(t: Tap, server: Server, base: Census, baseFds: number): Promise<void> {
+/** What every attack's test starts from. */
+interface Scene {
+  server: Server;
+  pid: number;
+  /** the bus */
+  path: string;
+  /** hostile-resources processes, killed when the attack's test ends */
+  newClient: NewPeer;
+  victim: { calls: (n: number) => Promise<Reply>; peers: Peer[] };
+  /** the victim's undisturbed calls */
+  quiet: Reply;
+  base: Census;
+  baseFds: number;
+}
+
+/**
+ * A fresh `kdbusfs mount` (opts) on tmp/name with a bus, the census and fds
+ * before any client, the victim pair and its undisturbed calls; then
+ * attack; then the victim calls on, and once every client but the bus maker
+ * is gone (attack leaves its attackers gone), the census and the server's
+ * fds are back to their baselines.
+ */
+async function scene(t: Tap, name: string, opts: Parameters<typeof startServer>[2],
+                     attack: (t: Tap, s: Scene) => Promise<void>): Promise<void> {
+  const dir = join(tmp, name);
+  mkdirSync(dir);
+  const server = await startServer(t, dir, opts);
+  if (!server) return;
   const pid = server.child.pid!;
-  const { off } = await censusBack(server, base, 10_000);
-  t.same(off, {}, 'every attacker and victim gone: the census is back to the baseline');
-  t.ok(await until(() => fdCount(pid) === baseFds, 5000, 50),
-    `the server's fds are back to the baseline (${baseFds}; now ${fdCount(pid)})`);
+  await t.test('the attack', async (t) => {
+    const newClient = peerSet(t, client);
+    const { path } = await makeBus(t, peerSet(t, peerClient), dir, `0-${name}`);
+    const base = await census(server);
+    const baseFds = fdCount(pid);
+    const victim = await victimPair(t, newClient, path);
+    const quiet = await victim.calls(UNDISTURBED_CALLS);
+    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+
+    await attack(t, { server, pid, path, newClient, victim, quiet, base, baseFds });
+
+    const calm = await victim.calls(100);
+    t.equal(calm.kv.failed, '0', 'the attackers gone, the victim calls on', { answer: calm.line });
+    await leave(victim.peers);
+    const { off } = await censusBack(server, base, 10_000);
+    t.same(off, {}, 'every attacker and victim gone: the census is back to the baseline');
+    t.ok(await until(() => fdCount(pid) === baseFds, 5000, 50),
+      `the server's fds are back to the baseline (${baseFds}; now ${fdCount(pid)})`);
+  });
+  await stopServer(t, server, dir);
 }
 
 const QUEUED = SCALE.queued;
@@ -152,22 +194,9 @@ const ATTACK2_RECEIVERS = SCALE.memoryReceivers;
 const RSS_MARGIN = 32 * MiB + (ATTACK2_RECEIVERS + 4) * 32 * 1024;
 
 await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 MiB vectors; ` +
-  `uid ${VICTIM_UID} keeps calling`, async (t) => {
-  const dir = join(tmp, 'memory');
-  mkdirSync(dir);
-  const server = await startServer(t, dir, { args: ['--log-level', 'info', '--limit', `user_queued_bytes=${QUEUED}`,
-    '--limit', `user_queued_bytes_per_receiver=${PER_RECEIVER_BYTES}`] });
-  if (!server) return;
-  const pid = server.child.pid!;
-  await t.test('the attack', async (t) => {
-    const newPeer = peerSet(t, peerClient);
-    const newClient = peerSet(t, client);
-    const { path } = await makeBus(t, newPeer, dir, '0-memory');
-    const base = await census(server);
-    const baseFds = fdCount(pid);
-    const victim = await victimPair(t, newClient, path);
-    const quiet = await victim.calls(UNDISTURBED_CALLS);
-    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
+  `uid ${VICTIM_UID} keeps calling`, (t) => scene(t, 'memory', { args: ['--log-level', 'info',
+  '--limit', `user_queued_bytes=${QUEUED}`, '--limit', `user_queued_bytes_per_receiver=${PER_RECEIVER_BYTES}`] },
+  async (t, { server, pid, path, victim, quiet }) => {
     const before = residentBytes(pid);
 
     await t.test('under attack', async (t) => {
@@ -211,13 +240,7 @@ await t.test(`attack 2: uid ${ATTACKER_UID} fills its receivers' queues with 2 M
     const after = await until(() => residentBytes(pid).rss <= before.rss + RSS_MARGIN, 5000, 100);
     t.ok(after, `the attacker gone, the server's RSS is back near its baseline (${mib(residentBytes(pid).rss)}; ` +
       `before the attack ${mib(before.rss)}, margin ${mib(RSS_MARGIN)})`);
-    const calm = await victim.calls(100);
-    t.equal(calm.kv.failed, '0', 'the victim calls on', { answer: calm.line });
-    await leave(victim.peers);
-    await backToBaseline(t, server, base, baseFds);
-  });
-  await stopServer(t, server, dir);
-});
+  }));
 
 const NOFILE = SCALE.nofile;
 const USER_FDS = SCALE.userFds;
@@ -225,24 +248,11 @@ const FD_RECEIVERS = 8;
 const FD_ATTACKERS = SCALE.fdAttackers;
 
 await t.test(`attack 3: uids ${FD_ATTACKERS.join(', ')} send 253-fd messages to receivers that never read; ` +
-  `uid ${VICTIM_UID} keeps calling`, async (t) => {
-  const dir = join(tmp, 'fds');
-  mkdirSync(dir);
-  const server = await startServer(t, dir, { wrap: ['prlimit', `--nofile=${NOFILE}:${NOFILE}`],
-    args: ['--log-level', 'info', '--limit', `user_fds=${USER_FDS}`] });
-  if (!server) return;
-  const pid = server.child.pid!;
-  await t.test('the attack', async (t) => {
-    const newPeer = peerSet(t, peerClient);
-    const newClient = peerSet(t, client);
-    const { path } = await makeBus(t, newPeer, dir, '0-fds');
-    const base = await census(server);
-    const baseFds = fdCount(pid);
+  `uid ${VICTIM_UID} keeps calling`, (t) => scene(t, 'fds', { wrap: ['prlimit', `--nofile=${NOFILE}:${NOFILE}`],
+  args: ['--log-level', 'info', '--limit', `user_fds=${USER_FDS}`] },
+  async (t, { server, pid, path, victim, quiet, base, baseFds }) => {
     const budget = NOFILE - RESERVED;
     t.equal(base.accounts.fdBudget, budget, `clients' fds in flight get RLIMIT_NOFILE ${NOFILE} less the reserve`);
-    const victim = await victimPair(t, newClient, path);
-    const quiet = await victim.calls(UNDISTURBED_CALLS);
-    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
 
     await t.test('under attack', async (t) => {
       const attackers = peerSet(t, client);
@@ -303,37 +313,18 @@ await t.test(`attack 3: uids ${FD_ATTACKERS.join(', ')} send 253-fd messages to 
       t.ok(max.fds <= bound, `the server's fds at most the baseline + the budget + two refused messages' 253 + ` +
         `2 per connection = ${bound} (at most ${max.fds})`);
     });
-    const calm = await victim.calls(100);
-    t.equal(calm.kv.failed, '0', 'the attackers gone, the victim calls on', { answer: calm.line });
-    await leave(victim.peers);
-    await backToBaseline(t, server, base, baseFds);
-  });
-  await stopServer(t, server, dir);
-});
+  }));
 
 const PASSES = SCALE.passes;
 
 await t.test(`attack 3, stuck FLUSH: uid ${ATTACKER_UID} passes fds of a file whose FLUSH never returns; ` +
-  `uid ${VICTIM_UID} passes fds and calls`, async (t) => {
-  const dir = join(tmp, 'flush');
-  const fuseDir = join(tmp, 'stuck-flush');
-  mkdirSync(dir);
-  mkdirSync(fuseDir);
-  const server = await startServer(t, dir);
-  if (!server) return;
-  const pid = server.child.pid!;
-  const stuck = await stuckMount(t, stuckFuse, fuseDir, ATTACKER_UID, true);
-  if (!stuck) return;
-  await t.test('the attack', async (t) => {
-    const newPeer = peerSet(t, peerClient);
-    const newClient = peerSet(t, client);
-    const { path } = await makeBus(t, newPeer, dir, '0-flush');
-    const base = await census(server);
-    const baseFds = fdCount(pid);
-    const victim = await victimPair(t, newClient, path);
+  `uid ${VICTIM_UID} passes fds and calls`, (t) => scene(t, 'flush', {},
+  async (t, { server, pid, path, newClient, victim, quiet }) => {
+    const fuseDir = join(tmp, 'stuck-flush');
+    mkdirSync(fuseDir);
+    const stuck = await stuckMount(t, stuckFuse, fuseDir, ATTACKER_UID, true);
+    if (!stuck) return;
     const passer = await party(t, newClient, 'victim fd passer', VICTIM_UID, path, 2, 8 * MiB);
-    const quiet = await victim.calls(UNDISTURBED_CALLS);
-    t.equal(quiet.kv.failed, '0', `undisturbed: ${UNDISTURBED_CALLS} calls at ${RATE}/s answered`, { answer: quiet.line });
     const quietFds = await passer.cmd('fdmsgs 20', 20_000);
     t.equal(quietFds.kv.done, '20', 'undisturbed, the victim passes 20 fds', { answer: quietFds.line });
 
@@ -377,11 +368,8 @@ await t.test(`attack 3, stuck FLUSH: uid ${ATTACKER_UID} passes fds of a file wh
 
     // the attacker's own closes wait for its mount: it goes first
     await stuck.stop();
-    await leave([attacker, passer, ...victim.peers]);
-    await backToBaseline(t, server, base, baseFds);
-  });
-  await stopServer(t, server, dir);
-});
+    await leave([attacker, passer]);
+  }));
 
 t.teardown(() => {
   for (const p of live) p.kill();

@@ -213,20 +213,13 @@ static void cmd_stats(void) {
 
 int main(void) {
   answer("ok ready");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = getline(&line, &cap, stdin)) > 0) {
-    if (line[len - 1] == '\n') line[len - 1] = 0;
-    char *av[8];
-    int ac = 0;
-    for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 8; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  char *av[8];
+  int ac;
+  while ((ac = next_command(av, 8)) >= 0) {
     if (!ac) continue;
     const char *c = av[0];
     if (!strcmp(c, "setuid") && ac == 2) {
-      uid_t id = (uid_t)atoi(av[1]);
-      if (setresgid(id, id, id) || setresuid(id, id, id)) answer("err %s setuid", ename(errno));
-      else answer("ok");
+      cmd_drop_to(av[1]);
     } else if (!strcmp(c, "hello") && ac == 2) {
       cmd_hello(av[1]);
     } else if (conn.fd < 0) {
@@ -259,6 +252,5 @@ int main(void) {
       answer("err EINVAL unknown command %s", c);
     }
   }
-  free(line);
   return 0;
 }

@@ -197,19 +197,12 @@ static void fd_message(void *sp) {
 
 int main(void) {
   answer("ok ready");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = getline(&line, &cap, stdin)) > 0) {
-    if (line[len - 1] == '\n') line[len - 1] = 0;
-    char *av[8];
-    int ac = 0;
-    for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 8; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  char *av[8];
+  int ac;
+  while ((ac = next_command(av, 8)) >= 0) {
     if (!ac) continue;
     if (!strcmp(av[0], "setuid") && ac == 2) {
-      unsigned id = (unsigned)atoi(av[1]);
-      if (setgid(id) < 0 || setuid(id) < 0) answer("err %s setuid", ename(errno));
-      else answer("ok");
+      cmd_drop_to(av[1]);
     } else if (!strcmp(av[0], "hello") && ac == 2) {
       int e = conn_open(&main_conn, av[1], POOL_SIZE);
       if (!e) e = conn_open(&aux_conn, av[1], POOL_SIZE);

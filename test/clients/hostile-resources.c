@@ -169,20 +169,13 @@ static void cmd_fdmsgs(long n) {
 int main(void) {
   fd_to_send = open("/dev/null", O_RDONLY | O_CLOEXEC);
   answer("ok ready");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = getline(&line, &cap, stdin)) > 0) {
-    if (line[len - 1] == '\n') line[len - 1] = 0;
-    char *av[8];
-    int ac = 0;
-    for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 8; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  char *av[8];
+  int ac;
+  while ((ac = next_command(av, 8)) >= 0) {
     if (!ac) continue;
     const char *c = av[0];
     if (!strcmp(c, "setuid") && ac == 2) {
-      uid_t id = (uid_t)atoi(av[1]);
-      if (setresgid(id, id, id) || setresuid(id, id, id)) answer("err %s setuid", ename(errno));
-      else answer("ok");
+      cmd_drop_to(av[1]);
     } else if (!strcmp(c, "conns") && ac == 4) {
       cmd_conns(av[1], atoi(av[2]), strtoull(av[3], NULL, 0));
     } else if (!strcmp(c, "fdfile") && ac == 2) {
