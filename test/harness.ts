@@ -99,14 +99,16 @@ async function controlServed(dir: string): Promise<boolean> {
 }
 
 /**
- * `node [start] mount DIR [args]` (start defaults to the CLI), waited for
- * up to 30 s: mounted as fuse.kdbusfs and served (probe). Fails t and
- * returns null when it does not come up.
+ * `[wrap] node [start] mount DIR [args]` (start defaults to the CLI; wrap: a
+ * command that execs the rest, e.g. prlimit), waited for up to 30 s:
+ * mounted as fuse.kdbusfs and served (probe). Fails t and returns null when
+ * it does not come up.
  */
 export async function startServer(t: Tap, dir: string, opts: {
-  start?: string[]; args?: string[]; probe?: (dir: string) => Promise<boolean>; every?: number;
+  start?: string[]; args?: string[]; probe?: (dir: string) => Promise<boolean>; every?: number; wrap?: string[];
 } = {}): Promise<Server | null> {
-  const s = spawnServer(t, process.execPath, [...(opts.start ?? [cli]), 'mount', dir, ...(opts.args ?? [])], { dir });
+  const argv = [...(opts.wrap ?? []), process.execPath, ...(opts.start ?? [cli]), 'mount', dir, ...(opts.args ?? [])];
+  const s = spawnServer(t, argv[0]!, argv.slice(1), { dir });
   const probe = opts.probe ?? controlServed;
   const up = await until(async () => {
     if (s.exited) return true;
