@@ -35,9 +35,8 @@ out.readFd = (await bus.call({ destination: DEST, path: PATH, interface: IFACE, 
 const made = await bus.call({ destination: DEST, path: PATH, interface: IFACE, member: 'MakeFd', signature: 's', body: ['from sd-bus?'] });
 out.makeFd = { fds: made.fds.length, text: readMemfd(made.fds[made.body[0]]).toString() };
 
-memfds.sent.length = memfds.received.length = 0;
 const big = (await c.call('Big', 'u', BIG))[0];
-out.big = { length: big.length, same: big.equals(pattern(BIG)), inMemfd: memfds.received[0] === 1 };
-out.takeBig = { result: await c.call('TakeBig', 'ay', pattern(BIG)), inMemfd: memfds.sent[0] === 1 };
+out.big = { length: big.length, same: big.equals(pattern(BIG)), inMemfd: memfds.received.at(-1) === 1 };
+out.takeBig = { result: await c.call('TakeBig', 'ay', pattern(BIG)), inMemfd: memfds.sent.at(-1) === 1 };
 bus.close();
 process.stdout.write(JSON.stringify(out) + '\n');

@@ -110,7 +110,7 @@ static void check_values(sd_bus_message *m, char *why, size_t len) {
         EXPECT(aai[0] == 1 && aai[1] == 2 && aai[2] == 3, "aai %d %d %d", aai[0], aai[1], aai[2]);
         EXPECT(st_x == -5, "(xa{ss}) x %" PRId64, st_x);
         EXPECT(av_i == 1 && !strcmp(av_s, "two"), "av %d %s", av_i, av_s);
-        r = sd_bus_message_at_end(m, true);
+        r = sd_bus_message_at_end(m, false);
         EXPECT(r > 0, "arguments after " SIG);
 #undef EXPECT
 }
@@ -146,7 +146,7 @@ static int m_values(sd_bus *bus, sd_bus_message *m, void *userdata, sd_bus_error
         if (r >= 0)
                 r = append_values(reply);
         if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
+                r = sd_bus_send(bus, reply, NULL);
         sd_bus_message_unref(reply);
         return r;
 }
@@ -163,7 +163,7 @@ static int m_emit(sd_bus *bus, sd_bus_message *m, void *userdata, sd_bus_error *
         if (r >= 0)
                 r = append_values(sig);
         if (r >= 0)
-                r = sd_bus_send(NULL, sig, NULL);
+                r = sd_bus_send(bus, sig, NULL);
         sd_bus_message_unref(sig);
         if (r < 0)
                 return r;
@@ -219,7 +219,7 @@ static int m_big(sd_bus *bus, sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r >= 0) {
                 for (size_t i = 0; i < n; i++)
                         ((uint8_t *) p)[i] = pattern(i);
-                r = sd_bus_send(NULL, reply, NULL);
+                r = sd_bus_send(bus, reply, NULL);
         }
         sd_bus_message_unref(reply);
         return r;
