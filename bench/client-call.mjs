@@ -9,12 +9,14 @@
 //   node client-call.mjs serve BUS_PATH   the server (prints its unique name)
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BusConnection } from '../dist/lib/client/index.js';
+import { ATTACH, BusConnection } from '../dist/lib/client/index.js';
 
 const IFACE = 'org.kdbusfs.Bench';
+// the metadata sd-bus 2015 asks for by default (sd_bus_new: NAMES), not BusConnection's CREDS, PIDS and NAMES
+const attachRecv = ATTACH.NAMES;
 
 if (process.argv[2] === 'serve') {
-  const bus = await BusConnection.connect(process.argv[3], { description: 'bench-server', attachRecv: 0n });
+  const bus = await BusConnection.connect(process.argv[3], { description: 'bench-server', attachRecv });
   bus.export('/bench', { [IFACE]: { methods: { Echo: { in: 'ay', out: 'ay', call: ([data]) => data } } } });
   process.stdout.write(`${bus.uniqueName}\n`);
   process.on('SIGTERM', () => { bus.close(); process.exit(0); });
@@ -26,7 +28,7 @@ if (process.argv[2] === 'serve') {
     server.stdout.once('data', (d) => resolve(d.toString().trim()));
     server.once('exit', (code) => reject(new Error(`the server exited (${code})`)));
   });
-  const bus = await BusConnection.connect(busPath, { description: 'bench-client', attachRecv: 0n });
+  const bus = await BusConnection.connect(busPath, { description: 'bench-client', attachRecv });
   const data = Buffer.alloc(size, 0xa5);
   const call = { destination: name, path: '/bench', interface: IFACE, member: 'Echo', signature: 'ay', body: [data] };
   for (let rep = -1; rep < reps; rep++) {

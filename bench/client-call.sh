@@ -4,9 +4,9 @@
 # one kdbusfs mount in one run (issue 12's speed target: Node <= 1.3x sd-bus).
 #
 # Both sides: a server exporting Echo(ay) -> ay and a client calling it in a
-# loop (bench/client-call.mjs, bench/sdbus2015-call.c), each with its
-# library's default attach flags. Rounds alternate sd-bus and Node so that
-# both see the same machine load; each round prints REPS figures in
+# loop (bench/client-call.mjs, bench/sdbus2015-call.c), each receiving the
+# metadata sd-bus asks for by default (NAMES). Rounds alternate sd-bus and
+# Node so that both see the same machine load; each round prints REPS figures in
 # microseconds per call; the summary gives the medians and their ratio.
 # PROFILE=1 then runs the Node client once under --cpu-prof and prints where
 # its time goes (bench/cpuprofile-top.mjs).
