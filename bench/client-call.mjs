@@ -22,8 +22,10 @@ if (process.argv[2] === 'serve') {
   process.on('SIGTERM', () => { bus.close(); process.exit(0); });
 } else {
   const [busPath, size, seconds, reps] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), Number(process.argv[5])];
-  // the server runs without this process's profiling flags
-  const server = spawn(process.execPath, [fileURLToPath(import.meta.url), 'serve', busPath], { stdio: ['ignore', 'pipe', 'inherit'], execArgv: [] });
+  // the server runs without this process's flags; KDBUSFS_BENCH_SERVER_PROF=DIR profiles it into DIR
+  const prof = process.env.KDBUSFS_BENCH_SERVER_PROF;
+  const server = spawn(process.execPath, [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), fileURLToPath(import.meta.url), 'serve', busPath],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
   const name = await new Promise((resolve, reject) => {
     server.stdout.once('data', (d) => resolve(d.toString().trim()));
     server.once('exit', (code) => reject(new Error(`the server exited (${code})`)));
@@ -46,4 +48,5 @@ if (process.argv[2] === 'serve') {
   }
   bus.close();
   server.kill('SIGTERM');
+  await new Promise((resolve) => server.once('exit', resolve));
 }

@@ -8,8 +8,9 @@
 # metadata sd-bus asks for by default (NAMES). Rounds alternate sd-bus and
 # Node so that both see the same machine load; each round prints REPS figures in
 # microseconds per call; the summary gives the medians and their ratio.
-# PROFILE=1 then runs the Node client once under --cpu-prof and prints where
-# its time goes (bench/cpuprofile-top.mjs).
+# PROFILE=1 then runs the Node client and server once under --cpu-prof and
+# prints where their time goes (bench/cpuprofile-top.mjs); STRACE=1 counts
+# each side's system calls (strace -f -c).
 # Needs root, gcc, a built checkout (npm ci) and ../shared/sd-bus-2015.
 #   ROUNDS=3 REPS=3 SECONDS_PER_REP=2 SIZE=8 PROFILE=1 bench/client-call.sh
 set -euo pipefail
@@ -71,6 +72,9 @@ if [[ -n ${STRACE:-} ]]; then
   head -20 "$work/strace-sdbus" "$work/strace-node"
 fi
 if [[ $PROFILE == 1 ]]; then
-  node --cpu-prof --cpu-prof-dir="$work/prof" bench/client-call.mjs "$bus" "$SIZE" "$SECS" 1 >/dev/null
+  KDBUSFS_BENCH_SERVER_PROF="$work/prof-server" node --cpu-prof --cpu-prof-dir="$work/prof" bench/client-call.mjs "$bus" "$SIZE" "$SECS" 1 >/dev/null
+  echo "== the Node client"
   node bench/cpuprofile-top.mjs "$work"/prof/*.cpuprofile
+  echo "== the Node server"
+  node bench/cpuprofile-top.mjs "$work"/prof-server/*.cpuprofile
 fi
