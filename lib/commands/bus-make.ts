@@ -88,7 +88,7 @@ async function run(args: string[]): Promise<'serving' | number> {
   try {
     for (const entry of policy) {
       holders.push(Connection.open(owner.path, {
-        kind: 'policy-holder', name: entry.name, grants: entry.grants, poolSize: 4096, description: `kdbusfs-policy ${entry.name}`,
+        kind: 'policy-holder', name: entry.name, grants: entry.grants, poolSize: 4096, description: 'kdbusfs-policy',
       }));
     }
   } catch (e) {

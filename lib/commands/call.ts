@@ -4,7 +4,7 @@ import { methodCall, MessageFlag, MessageType } from '../client/dbus-message.js'
 import { kdbusEnvelope } from '../client/kdbus-envelope.js';
 import type { Command } from './command-table.js';
 import { parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext, type DBusPlan } from './dbus-command.js';
 import { formatLine, jsonBody } from './dbus-values.js';
 import { printJson } from './json-output.js';
 
@@ -36,10 +36,14 @@ function sendNoReply(c: DBusContext, o: { destination: string; path: string; int
   });
 }
 
-async function call(c: DBusContext): Promise<number> {
-  const [destination, path, iface, member, signature = '', ...words] = c.positionals as [string, string, string, string, string?, ...string[]];
+const call: DBusPlan = (positionals) => {
+  const [destination, path, iface, member, signature = '', ...words] = positionals as [string, string, string, string, string?, ...string[]];
   const body = parseArguments(signature, words);
   const o = { destination, path, interface: iface, member, signature, body };
+  return (c) => callWith(c, o);
+};
+
+async function callWith(c: DBusContext, o: Parameters<typeof sendNoReply>[1]): Promise<number> {
   if (!c.expectReply) {
     sendNoReply(c, o);
     return 0;

@@ -43,17 +43,24 @@ export interface DBusContext {
   extra: Record<string, string | undefined>;
 }
 
+/**
+ * A command's plan: from its arguments (after BUS), checked before any bus
+ * is reached (bad arguments are usage errors, bus or no bus), what it does
+ * once connected.
+ */
+export type DBusPlan = (positionals: string[]) => (c: DBusContext) => Promise<number>;
+
 /** The message of a D-Bus error as busctl shows it: its text and its name. */
 export function dbusErrorMessage(e: DBusError): string {
   return e.text ? `${e.text} (${e.errorName})` : e.errorName;
 }
 
 /**
- * Parses args, connects to BUS (the first positional), runs body, closes the
- * connection. positionals counts BUS; max null: any number.
+ * Parses args, plans, connects to BUS (the first positional), runs the
+ * plan, closes the connection. min and max count BUS; max null: any number.
  */
 export async function runDBusCommand(args: string[], help: string, min: number, max: number | null,
-                                     body: (c: DBusContext) => Promise<number>, extra: string[] = []): Promise<number> {
+                                     plan: DBusPlan, extra: string[] = []): Promise<number> {
   const own = Object.fromEntries(extra.map((name) => [name, { type: 'string' as const }]));
   const { values, positionals } = parseOptions(args, { ...DBUS_OPTIONS, ...own }, help);
   if (values.help) {
@@ -65,6 +72,13 @@ export async function runDBusCommand(args: string[], help: string, min: number, 
   const timeoutMs = values.timeout === undefined ? 25_000 : parseTimeout(values.timeout, help);
   const expectReply = values['expect-reply'] === undefined ? true : parseBoolean('expect-reply', values['expect-reply'], help);
   const autoStart = values['auto-start'] === undefined ? true : parseBoolean('auto-start', values['auto-start'], help);
+  let body: (c: DBusContext) => Promise<number>;
+  try {
+    body = plan(positionals.slice(1));
+  } catch (e) {
+    if (e instanceof ArgumentError) throw usage(e.message, help);
+    throw e;
+  }
   const root = findRoot(values.root);
   const address = busAddress(positionals[0]!, root);
   const bus = await openDBus(address, root, { description: 'kdbusfs' });
@@ -75,7 +89,6 @@ export async function runDBusCommand(args: string[], help: string, min: number, 
       extra: Object.fromEntries(extra.map((name) => [name, (values as Record<string, unknown>)[name] as string | undefined])),
     });
   } catch (e) {
-    if (e instanceof ArgumentError) throw usage(e.message, help);
     if (e instanceof DBusError) throw new Error(dbusErrorMessage(e));
     throw e;
   } finally {

@@ -3,7 +3,7 @@
 // --destination, unicast.
 import type { Command } from './command-table.js';
 import { parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusPlan } from './dbus-command.js';
 
 const HELP = `Usage: kdbusfs emit BUS PATH INTERFACE MEMBER [SIGNATURE [ARGUMENT...]] [options]
 
@@ -16,13 +16,15 @@ ${DBUS_OPTIONS_HELP}
   --destination NAME    send to NAME only
 `;
 
-async function emit(c: DBusContext): Promise<number> {
-  const [path, iface, member, signature = '', ...words] = c.positionals as [string, string, string, string?, ...string[]];
+const emit: DBusPlan = (positionals) => {
+  const [path, iface, member, signature = '', ...words] = positionals as [string, string, string, string?, ...string[]];
   const body = parseArguments(signature, words);
-  const destination = c.extra.destination;
-  c.bus.emitSignal({ path, interface: iface, member, signature, body, ...(destination !== undefined && { destination }) });
-  return 0;
-}
+  return async (c) => {
+    const destination = c.extra.destination;
+    c.bus.emitSignal({ path, interface: iface, member, signature, body, ...(destination !== undefined && { destination }) });
+    return 0;
+  };
+};
 
 export const emitCommand: Command = {
   name: 'emit',

@@ -38,5 +38,5 @@ export const getPropertyCommand: Command = {
   synopsis: 'get-property BUS DEST PATH IFACE PROPERTY...',
   summary: 'print property values',
   help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 5, null, getProperty),
+  run: (args) => runDBusCommand(args, HELP, 5, null, () => getProperty),
 };

@@ -106,5 +106,5 @@ export const introspectCommand: Command = {
   synopsis: 'introspect BUS DEST PATH [IFACE]',
   summary: 'an object\'s interfaces, methods, signals and properties',
   help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 3, 4, introspect),
+  run: (args) => runDBusCommand(args, HELP, 3, 4, () => introspect),
 };

@@ -3,7 +3,7 @@
 import { Variant } from '../client/variant.js';
 import type { Command } from './command-table.js';
 import { ArgumentError, parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusPlan } from './dbus-command.js';
 
 const HELP = `Usage: kdbusfs set-property BUS DEST PATH INTERFACE PROPERTY SIGNATURE ARGUMENT... [options]
 
@@ -15,16 +15,18 @@ Options:
 ${DBUS_OPTIONS_HELP}
 `;
 
-async function setProperty(c: DBusContext): Promise<number> {
-  const [destination, path, iface, property, signature, ...words] = c.positionals as [string, string, string, string, string, ...string[]];
+const setProperty: DBusPlan = (positionals) => {
+  const [destination, path, iface, property, signature, ...words] = positionals as [string, string, string, string, string, ...string[]];
   const values = parseArguments(signature, words);
   if (values.length !== 1) throw new ArgumentError(`a property's signature is one complete type, not '${signature}'`);
-  await c.bus.call({
-    destination, path, interface: 'org.freedesktop.DBus.Properties', member: 'Set', signature: 'ssv',
-    body: [iface, property, new Variant(signature, values[0]!)], timeoutMs: c.timeoutMs, noAutoStart: c.noAutoStart,
-  });
-  return 0;
-}
+  return async (c) => {
+    await c.bus.call({
+      destination, path, interface: 'org.freedesktop.DBus.Properties', member: 'Set', signature: 'ssv',
+      body: [iface, property, new Variant(signature, values[0]!)], timeoutMs: c.timeoutMs, noAutoStart: c.noAutoStart,
+    });
+    return 0;
+  };
+};
 
 export const setPropertyCommand: Command = {
   name: 'set-property',

@@ -104,5 +104,5 @@ async function tree(c: DBusContext): Promise<number> {
 
 export const treeCommand: Command = {
   name: 'tree', synopsis: 'tree BUS [DEST...]', summary: 'the object tree of services', help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 1, null, tree),
+  run: (args) => runDBusCommand(args, HELP, 1, null, () => tree),
 };
