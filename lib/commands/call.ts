@@ -2,6 +2,7 @@
 // call, its reply printed as busctl call prints it (`s "text"`).
 import { methodCall, MessageFlag, MessageType } from '../client/dbus-message.js';
 import { kdbusEnvelope } from '../client/kdbus-envelope.js';
+import type { DBusValue } from '../client/variant.js';
 import type { Command } from './command-table.js';
 import { parseArguments } from './dbus-arguments.js';
 import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext, type DBusPlan } from './dbus-command.js';
@@ -25,8 +26,10 @@ ${DBUS_OPTIONS_HELP}
   --expect-reply BOOL   wait for a reply (default yes); no: send and exit 0
 `;
 
+interface MethodCall { destination: string; path: string; interface: string; member: string; signature: string; body: DBusValue[] }
+
 /** Sends the call with NO_REPLY_EXPECTED: put on the bus, nothing waited for. */
-function sendNoReply(c: DBusContext, o: { destination: string; path: string; interface: string; member: string; signature: string; body: ReturnType<typeof parseArguments> }): void {
+function sendNoReply(c: DBusContext, o: MethodCall): void {
   const m = methodCall({ ...o, flags: MessageFlag.NO_REPLY_EXPECTED | (c.noAutoStart ? MessageFlag.NO_AUTO_START : 0) });
   m.cookie = 1;
   const env = kdbusEnvelope(m, c.bus.kdbus.bloom);
@@ -39,11 +42,11 @@ function sendNoReply(c: DBusContext, o: { destination: string; path: string; int
 const call: DBusPlan = (positionals) => {
   const [destination, path, iface, member, signature = '', ...words] = positionals as [string, string, string, string, string?, ...string[]];
   const body = parseArguments(signature, words);
-  const o = { destination, path, interface: iface, member, signature, body };
+  const o: MethodCall = { destination, path, interface: iface, member, signature, body };
   return (c) => callWith(c, o);
 };
 
-async function callWith(c: DBusContext, o: Parameters<typeof sendNoReply>[1]): Promise<number> {
+async function callWith(c: DBusContext, o: MethodCall): Promise<number> {
   if (!c.expectReply) {
     sendNoReply(c, o);
     return 0;

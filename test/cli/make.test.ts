@@ -38,21 +38,25 @@ t.test('endpoint make: a custom endpoint with its own policy', async (t) => {
   const { dir } = await mountFresh(t, 'cli-endpoint');
   const o: CliOptions = { root: dir };
   const nobody: CliOptions = { root: dir, uid: NOBODY, staged };
-  // uid 65534 may talk to root's service: the bus's policy, and the endpoint's
+  // uid 65534 may talk to root's service: the bus's policy (a wildcard), and the endpoint's
+  const busPolicy = join(staged, 'bus-policy');
+  writeFileSync(busPolicy, 'org.kdbusfs.* talk world\n');
   const policy = join(staged, 'policy');
   writeFileSync(policy, 'org.kdbusfs.Example talk world\n');
-  const made = await startHeld(t, o, 'bus', 'make', 'ep', '--world', '--policy', policy);
+  const made = await startHeld(t, o, 'bus', 'make', 'ep', '--world', '--policy', busPolicy);
   await startEchoService(t, made.path);
   const hider = await agents(t, agent)('hider');
   await hider.do('connect', { bus: made.path });
   await hider.do('acquire', { name: 'org.kdbusfs.Hidden' });
   const ep = await startHeld(t, o, 'endpoint', 'make', '0-ep', 'view', '--policy', policy, '--world');
   t.equal(ep.path, join(dir, '0-ep/0-view'), 'endpoint make prints the endpoint\'s path');
-  const [viaEndpoint, listed, onBus] = await Promise.all([
+  const [onItsBus, viaEndpoint, listed, onBus] = await Promise.all([
+    kdbusfs(nobody, 'call', '0-ep', ...E, 'Echo', 's', 'on the bus'),
     kdbusfs(nobody, 'call', ep.path, ...E, 'Echo', 's', 'through the endpoint'),
     kdbusfs(nobody, 'list', ep.path),
     kdbusfs(nobody, 'list', '0-ep'),
   ]);
+  t.same([onItsBus.code, onItsBus.stdout], [0, 's "on the bus"\n'], `the bus's wildcard rule lets uid 65534 talk ${onItsBus.stderr}`);
   t.same([viaEndpoint.code, viaEndpoint.stdout], [0, 's "through the endpoint"\n'], `a call through the endpoint ${viaEndpoint.stderr}`);
   t.match(listed.stdout, /^org\.kdbusfs\.Example\s/m, 'list through the endpoint shows the name its policy allows');
   t.notMatch(listed.stdout, /org\.kdbusfs\.Hidden/, 'and not a name it does not');
