@@ -1,7 +1,8 @@
 // End to end: `kdbusfs bus make` run by uid 65534 (its uid prefixed, other
 // processes use the bus, SIGTERM removes it), and `kdbusfs endpoint make`
 // with a policy file: the endpoint shows and lets through only what its
-// policy allows, and goes on SIGINT.
+// policy allows, and goes on SIGINT. And status/list with every metadata
+// item the module parameter can let through.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -70,4 +71,25 @@ t.test('endpoint make: a custom endpoint with its own policy', async (t) => {
   const refused = await kdbusfs(o, 'endpoint', 'make', '0-ep', 'wild', '--policy', wildcard);
   t.equal(refused.code, 2, 'a wildcard in an endpoint policy is refused');
   t.match(refused.stderr, /no wildcard names on endpoints/);
+});
+
+t.test('status and list with every metadata item let through (attach_flags_mask all)', async (t) => {
+  const { dir } = await mountFresh(t, 'cli-meta', (1n << 14n) - 1n);
+  const o: CliOptions = { root: dir };
+  const made = await startHeld(t, o, 'bus', 'make', 'meta');
+  const service = await startEchoService(t, made.path);
+  const status = await kdbusfs(o, 'status', '0-meta', 'org.kdbusfs.Example');
+  t.equal(status.code, 0, status.stderr);
+  t.match(status.stdout, new RegExp(`^Exe=${process.execPath.replace(/[.]/g, '\\.')}$`, 'm'), 'Exe: the service\'s executable');
+  // kdbus v3 copied argv[0] only (strndup_user of the first string)
+  t.match(status.stdout, new RegExp(`^CommandLine=${process.execPath.replace(/[.]/g, '\\.')}$`, 'm'), 'CommandLine');
+  t.match(status.stdout, /^Comm=\S+$/m, 'Comm');
+  t.match(status.stdout, /^CGroup=\//m, 'CGroup');
+  t.match(status.stdout, /^EffectiveCapabilities=.*\bcap_sys_admin\b/m, 'the capability sets by name (root has cap_sys_admin)');
+  const json = JSON.parse((await kdbusfs(o, 'status', '0-meta', 'org.kdbusfs.Example', '--json')).stdout);
+  t.equal(json.metadata.exe, process.execPath, '--json: exe');
+  t.ok(json.metadata.caps.effective.includes('cap_sys_admin'), '--json: capabilities by name');
+  t.type(json.metadata.caps.effectiveMask, 'number', '--json: and as a number');
+  const list = await kdbusfs(o, 'list', '0-meta');
+  t.match(list.stdout, new RegExp(`^org\\.kdbusfs\\.Example\\s+${service.pid}\\s+node\\s+root\\s`, 'm'), 'list: the process name');
 });
