@@ -5,8 +5,12 @@ import { usage } from './usage-error.js';
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 
+type Options = NonNullable<ParseArgsConfig['options']>;
+/** What parseOptions answers: parseArgs's result for these options. */
+export type ParsedOptions<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>;
+
 /** parseArgs(args, options) allowing positionals; a bad option is a usage error with help. */
-export function parseOptions<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, help: string) {
+export function parseOptions<O extends Options>(args: string[], options: O, help: string): ParsedOptions<O> {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
