@@ -1,0 +1,123 @@
+// The stats socket: a unix stream socket per mount where the running server
+// hands out its statistics (lib/server-stats.ts) as one JSON line to every
+// client that connects, then closes. It lives at
+//   /run/kdbusfs/stats/<mountpoint escaped as systemd-escape --path>.sock
+// (e.g. sys-fs-kdbus.sock; a path too long for a socket address becomes
+// h-<sha256 of the mountpoint, 32 hex digits>.sock), in a directory only root
+// may enter, itself mode 0600: root only. The server never waits for a
+// client: the answer is queued at once and a client that has not taken it
+// within the deadline, or that comes while too many others are still being
+// served, is dropped.
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+
+export const STATS_DIR = '/run/kdbusfs/stats';
+/** clients served at once; more are dropped at connect */
+const MAX_CLIENTS = 16;
+/** how long a client has to take its answer */
+const CLIENT_DEADLINE_MS = 5000;
+/** sun_path holds 108 bytes with the terminating NUL */
+const MAX_SOCKET_PATH = 107;
+
+/** systemd-escape --path: no leading or trailing slash, '/' as '-', anything unusual as \xNN. */
+export function escapePath(path: string): string {
+  const trimmed = path.replace(/\/+/g, '/').replace(/^\/|\/$/g, '');
+  if (trimmed === '') return '-';
+  let out = '';
+  const bytes = Buffer.from(trimmed, 'utf8');
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    const ch = String.fromCharCode(c);
+    if (ch === '/') out += '-';
+    else if (/[A-Za-z0-9:_]/.test(ch) || (ch === '.' && i > 0)) out += ch;
+    else out += `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Where the server of the mount at `mountpoint` (an absolute path) serves its statistics. */
+export function statsSocketPath(mountpoint: string, dir = STATS_DIR): string {
+  const plain = join(dir, `${escapePath(mountpoint)}.sock`);
+  if (Buffer.byteLength(plain) <= MAX_SOCKET_PATH) return plain;
+  return join(dir, `h-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.sock`);
+}
+
+/** The directory, made root's alone (0700) if it is not already. */
+function prepareDir(dir: string): void {
+  // the parent (/run/kdbusfs) holds what others may read, e.g. the module parameters
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (st.uid !== 0) chownSync(dir, 0, 0);
+  if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
+export interface StatsSocket {
+  readonly path: string;
+  /** Stops serving and removes the socket. Idempotent. */
+  close(): void;
+}
+
+/** Serves snapshot() (as JSON) at statsSocketPath(mountpoint) until close() or exit. */
+export function serveStats(mountpoint: string, snapshot: () => unknown, dir = STATS_DIR): Promise<StatsSocket> {
+  const path = statsSocketPath(mountpoint, dir);
+  prepareDir(dir);
+  try {
+    unlinkSync(path); // a server killed earlier left it: the mount is ours now
+  } catch { /* none */ }
+  const clients = new Set<Socket>();
+  const server: Server = createServer({ allowHalfOpen: false }, (sock) => {
+    sock.on('error', () => sock.destroy());
+    if (clients.size >= MAX_CLIENTS) {
+      sock.destroy();
+      return;
+    }
+    clients.add(sock);
+    sock.on('close', () => clients.delete(sock));
+    const deadline = setTimeout(() => sock.destroy(), CLIENT_DEADLINE_MS);
+    deadline.unref();
+    sock.on('close', () => clearTimeout(deadline));
+    // nothing is read from the client: what it writes is thrown away
+    sock.on('data', () => undefined);
+    let answer: string;
+    try {
+      answer = `${JSON.stringify(snapshot())}\n`;
+    } catch (e) {
+      answer = `${JSON.stringify({ error: (e as Error).message })}\n`;
+    }
+    sock.end(answer);
+  });
+  server.unref();
+  let closed = false;
+  const removeFile = (): void => {
+    try {
+      unlinkSync(path);
+    } catch { /* already gone */ }
+  };
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    process.removeListener('exit', removeFile);
+    for (const c of clients) c.destroy();
+    server.close();
+    removeFile();
+  };
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.removeListener('error', reject);
+      try {
+        chmodSync(path, 0o600);
+      } catch (e) {
+        close();
+        reject(e);
+        return;
+      }
+      process.on('exit', removeFile);
+      resolve({ path, close });
+    });
+  });
+}
