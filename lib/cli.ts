@@ -18,6 +18,8 @@ import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint }
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 import { findCommand, type Command, type CommandResult } from './commands/command-table.js';
+import { monitorCommand } from './commands/monitor.js';
+import { statsCommand } from './commands/stats.js';
 import { UsageError, EXIT_FAILURE, EXIT_USAGE } from './commands/usage-error.js';
 
 const FSTYPE = 'fuse.kdbusfs';
@@ -378,6 +380,8 @@ const COMMANDS: readonly Command[] = [
   { name: 'mount', synopsis: 'mount [DIR]', summary: `mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it`, help: HELP.mount!, run: mount },
   { name: 'umount', synopsis: 'umount DIR', summary: 'detach a kdbusfs mount (also one whose server died)', help: HELP.umount!, run: umount },
   { name: 'selftest', synopsis: 'selftest', summary: 'build and run the upstream kdbus selftests against kdbusfs', help: HELP.selftest!, run: selftest },
+  monitorCommand,
+  statsCommand,
 ];
 
 function topHelp(): string {

@@ -6,13 +6,13 @@ import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import type { BusStats, ServerStats, UserStats } from '../server-stats.js';
 import { STATS_DIR, statsSocketPath } from '../stats-socket.js';
-import { findRoot } from './bus-address.js';
+import { findRoot, ROOT_OPTION } from './bus-address.js';
 import type { Command } from './command-table.js';
 import { printJson } from './json-output.js';
 import { HELP_OPTION, parseOptions } from './options.js';
 import { usage } from './usage-error.js';
 
-const HELP = `Usage: kdbusfs stats [ROOT] [--json] [--watch [--interval SECONDS]]
+const HELP = `Usage: kdbusfs stats [ROOT | --root ROOT] [--json] [--watch [--interval SECONDS]]
 
 Shows what the kdbusfs server of ROOT knows and no kdbus ABI shows, per bus
 and per connection: receive queue depths (in all and per sending uid), pool
@@ -156,18 +156,19 @@ export function statsText(s: ServerStats): string {
 
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, {
-    ...HELP_OPTION, json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' },
+    ...HELP_OPTION, ...ROOT_OPTION, json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' },
   }, HELP);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
   }
   if (positionals.length > 1) throw usage('stats takes at most one ROOT', HELP);
+  if (positionals.length && values.root !== undefined) throw usage('give ROOT or --root, not both', HELP);
   const interval = Number(values.interval ?? 2);
   if (!(interval > 0)) throw usage(`--interval takes a number of seconds, not '${values.interval}'`, HELP);
   if (values.interval !== undefined && !values.watch) throw usage('--interval goes with --watch', HELP);
   if (process.getuid?.() !== 0) throw new Error('statistics are root\'s only: run kdbusfs stats as root');
-  const root = findRoot(positionals[0]);
+  const root = findRoot(positionals[0] ?? values.root);
   const show = async (): Promise<void> => {
     const s = await fetchStats(root);
     if (values.json) printJson(s);
