@@ -32,6 +32,14 @@ if ((${#missing[@]})); then
   rm -f "$apt_log"
 fi
 
+# tshark (test/cli-monitor.test.ts reads its pcap captures back with it): optional;
+# without it (no network, no package) that check skips, saying why.
+if ! command -v tshark >/dev/null 2>&1; then
+  echo "installing: tshark (optional)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tshark; } \
+    >/dev/null 2>&1 </dev/null || echo "tshark not installed: the pcap check by tshark will skip" >&2
+fi
+
 # npm ci runs the package's install (node-gyp rebuild) and prepare (tsc) scripts.
 if [[ -f package-lock.json ]]; then
   npm ci --no-audit --no-fund </dev/null >&2 || setup_failed "npm ci"
