@@ -6,8 +6,8 @@
 // h-<sha256 of the mountpoint, 32 hex digits>.sock), in a directory only root
 // may enter, itself mode 0600: root only. The server never waits for a
 // client: the answer is queued at once and a client that has not taken it
-// within the deadline, or that comes while too many others are still being
-// served, is dropped.
+// within the deadline, or that comes while too many others have not taken
+// theirs, is dropped; one whose answer is written costs nothing more.
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -88,6 +88,9 @@ export function serveStats(mountpoint: string, snapshot: () => unknown, dir = ST
     } catch (e) {
       answer = `${JSON.stringify({ error: (e as Error).message })}\n`;
     }
+    // once the answer is in the kernel's hands (a unix socket keeps it for the
+    // reader after we close), the client costs the server nothing more
+    sock.on('finish', () => sock.destroy());
     sock.end(answer);
   });
   server.unref();
