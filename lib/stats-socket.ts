@@ -1,19 +1,22 @@
 // The stats socket: a unix stream socket per mount where the running server
 // hands out its statistics (lib/server-stats.ts) as one JSON line to every
 // client that connects, then closes. It lives at
-//   /run/kdbusfs/stats/<mountpoint escaped as systemd-escape --path>.sock
+//   /run/kdbusfs-stats/<mountpoint escaped as systemd-escape --path>.sock
 // (e.g. sys-fs-kdbus.sock; a path too long for a socket address becomes
 // h-<sha256 of the mountpoint, 32 hex digits>.sock), in a directory only root
-// may enter, itself mode 0600: root only. The server never waits for a
+// may enter, itself mode 0600: root only. The directory is kdbusfs's own, apart
+// from /run/kdbusfs (which the default mount removes at exit): the last server
+// out removes it, and a starting server removes the sockets of servers that
+// were killed (nobody listens there any more). The server never waits for a
 // client: the answer is queued at once and a client that has not taken it
 // within the deadline, or that comes while too many others have not taken
 // theirs, is dropped; one whose answer is written costs nothing more.
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 
-export const STATS_DIR = '/run/kdbusfs/stats';
+export const STATS_DIR = '/run/kdbusfs-stats';
 /** clients served at once; more are dropped at connect */
 const MAX_CLIENTS = 16;
 /** how long a client has to take its answer */
@@ -46,13 +49,33 @@ export function statsSocketPath(mountpoint: string, dir = STATS_DIR): string {
 
 /** The directory, made root's alone (0700) if it is not already. */
 function prepareDir(dir: string): void {
-  // the parent (/run/kdbusfs) holds what others may read, e.g. the module parameters
-  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
   if (st.uid !== 0) chownSync(dir, 0, 0);
   if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
+/** Removes the sockets in dir (but ours) that nobody listens on: their servers were killed. */
+function sweepStale(dir: string, ours: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.sock'));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    if (path === ours) continue;
+    const probe = connect(path);
+    probe.on('connect', () => probe.destroy());
+    probe.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ECONNREFUSED') return;
+      try {
+        unlinkSync(path);
+      } catch { /* gone meanwhile */ }
+    });
+  }
 }
 
 export interface StatsSocket {
@@ -62,7 +85,7 @@ export interface StatsSocket {
 }
 
 /** Serves snapshot() (as JSON) at statsSocketPath(mountpoint) until close() or exit. */
-export function serveStats(mountpoint: string, snapshot: () => unknown, dir = STATS_DIR): Promise<StatsSocket> {
+export async function serveStats(mountpoint: string, snapshot: () => unknown, dir = STATS_DIR): Promise<StatsSocket> {
   const path = statsSocketPath(mountpoint, dir);
   prepareDir(dir);
   try {
@@ -99,6 +122,9 @@ export function serveStats(mountpoint: string, snapshot: () => unknown, dir = ST
     try {
       unlinkSync(path);
     } catch { /* already gone */ }
+    try {
+      rmdirSync(dir); // the last server out leaves nothing behind
+    } catch { /* other mounts' sockets are there */ }
   };
   const close = (): void => {
     if (closed) return;
@@ -108,19 +134,34 @@ export function serveStats(mountpoint: string, snapshot: () => unknown, dir = ST
     server.close();
     removeFile();
   };
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.removeListener('error', reject);
-      try {
-        chmodSync(path, 0o600);
-      } catch (e) {
-        close();
-        reject(e);
-        return;
-      }
-      process.on('exit', removeFile);
-      resolve({ path, close });
-    });
+  const listen = (): Promise<void> => new Promise((ok, fail) => {
+    const onError = (e: Error): void => {
+      server.removeListener('listening', onListening);
+      fail(e);
+    };
+    const onListening = (): void => {
+      server.removeListener('error', onError);
+      ok();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(path);
   });
+  try {
+    await listen();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    // the last other server removed the directory between our mkdir and bind
+    prepareDir(dir);
+    await listen();
+  }
+  try {
+    chmodSync(path, 0o600);
+  } catch (e) {
+    close();
+    throw e;
+  }
+  process.on('exit', removeFile);
+  sweepStale(dir, path);
+  return { path, close };
 }

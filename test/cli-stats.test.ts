@@ -153,7 +153,7 @@ t.test('usage and failures', async (t) => {
     'no server there: exit 1, saying so');
   const help = await cliRun(['stats', '--help']);
   t.match(help, { code: 0, stdout: /^Usage: kdbusfs stats/ }, '--help: exit 0');
-  t.match(help.stdout, /\/run\/kdbusfs\/stats\//, '--help documents where the socket is');
+  t.match(help.stdout, /\/run\/kdbusfs-stats\//, '--help documents where the socket is');
 });
 
 t.test('the socket goes with the server', async (t) => {

@@ -2,19 +2,19 @@
 // every message on the bus, kernel notifications included) printing each
 // message as busctl monitor did, or with --pcap writing it as busctl capture
 // did. Match rules are D-Bus match rules, tested here against each message
-// (a monitor's traffic is never filtered by the kernel).
+// (a monitor's traffic is never filtered by the kernel). What loads the
+// native addon is imported when the command runs (--help works without it).
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { ATTACH_ALL } from '../abi/kdbus.js';
 import { CodecError } from '../client/codec-error.js';
-import { Connection } from '../client/connection.js';
+import type { Connection } from '../client/connection.js';
 import { isBusName, isWellKnownName } from '../client/dbus-names.js';
 import { KdbusClientError } from '../client/errors.js';
 import { matchesMessage, parseMatchRule, type MatchRule } from '../client/match-rule.js';
 import type { Message } from '../client/message.js';
 import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import type { Command } from './command-table.js';
-import { dumpObserved } from './message-dump.js';
-import { observe, type Observed } from './monitored-message.js';
+import type { Observed } from './monitored-message.js';
 import { HELP_OPTION, parseOptions } from './options.js';
 import { DEFAULT_SNAPLEN, pcapFileHeader, pcapRecord } from './pcap.js';
 import { usage } from './usage-error.js';
@@ -58,7 +58,8 @@ interface Sink {
   close(): void;
 }
 
-function textSink(): Sink {
+async function textSink(): Promise<Sink> {
+  const { dumpObserved } = await import('./message-dump.js');
   const colour = !!process.stdout.isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
   return { write: (o) => { process.stdout.write(dumpObserved(o, colour)); }, close: () => undefined };
 }
@@ -140,6 +141,8 @@ async function run(args: string[]): Promise<number> {
     throw usage('--pcap - refuses to write binary capture data to a terminal: redirect standard output', HELP);
   }
   const { endpoint } = busAddress(bus, findRoot(values.root));
+  const { Connection } = await import('../client/connection.js');
+  const { observe } = await import('./monitored-message.js');
   let conn: Connection;
   try {
     conn = Connection.open(endpoint, {
@@ -148,7 +151,7 @@ async function run(args: string[]): Promise<number> {
   } catch (e) {
     throw refusal(e, endpoint);
   }
-  const sink = values.pcap !== undefined ? pcapSink(values.pcap, snaplen) : textSink();
+  const sink = values.pcap !== undefined ? pcapSink(values.pcap, snaplen) : await textSink();
   const me = `:1.${conn.id}`;
   process.stderr.write(`Monitoring bus message stream on ${endpoint}.\n`);
   return new Promise<number>((resolve) => {
