@@ -21,6 +21,16 @@ import { findCommand, type Command, type CommandResult } from './commands/comman
 import { monitorCommand } from './commands/monitor.js';
 import { statsCommand } from './commands/stats.js';
 import { UsageError, EXIT_FAILURE, EXIT_USAGE } from './commands/usage-error.js';
+import { listCommand } from './commands/list.js';
+import { statusCommand } from './commands/status.js';
+import { callCommand } from './commands/call.js';
+import { emitCommand } from './commands/emit.js';
+import { getPropertyCommand } from './commands/get-property.js';
+import { setPropertyCommand } from './commands/set-property.js';
+import { introspectCommand } from './commands/introspect.js';
+import { treeCommand } from './commands/tree.js';
+import { busMakeCommand } from './commands/bus-make.js';
+import { endpointMakeCommand } from './commands/endpoint-make.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
@@ -377,15 +387,28 @@ async function mountHelper(argv: string[]): Promise<CommandResult> {
 
 /** Every command, as `kdbusfs NAME...` selects it (two-word names such as `bus make` included). */
 const COMMANDS: readonly Command[] = [
-  { name: 'mount', synopsis: 'mount [DIR]', summary: `mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it`, help: HELP.mount!, run: mount },
-  { name: 'umount', synopsis: 'umount DIR', summary: 'detach a kdbusfs mount (also one whose server died)', help: HELP.umount!, run: umount },
-  { name: 'selftest', synopsis: 'selftest', summary: 'build and run the upstream kdbus selftests against kdbusfs', help: HELP.selftest!, run: selftest },
+  { name: 'mount', synopsis: 'mount [DIR]', summary: `mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it`, help: HELP.mount!, run: mount, logsErrors: true },
+  { name: 'umount', synopsis: 'umount DIR', summary: 'detach a kdbusfs mount (also one whose server died)', help: HELP.umount!, run: umount, logsErrors: true },
+  { name: 'selftest', synopsis: 'selftest', summary: 'build and run the upstream kdbus selftests against kdbusfs', help: HELP.selftest!, run: selftest, logsErrors: true },
+  listCommand,
+  statusCommand,
+  callCommand,
+  emitCommand,
+  getPropertyCommand,
+  setPropertyCommand,
+  introspectCommand,
+  treeCommand,
+  busMakeCommand,
+  endpointMakeCommand,
   monitorCommand,
   statsCommand,
 ];
 
+/** The command being run: its failures are reported as it wants them. */
+let running: Command | undefined;
+
 function topHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.synopsis.length)) + 2;
+  const width = Math.min(22, Math.max(...COMMANDS.map((c) => c.synopsis.length))) + 2;
   const lines = COMMANDS.map((c) => c.synopsis.length + 2 > width ? `  ${c.synopsis}\n  ${' '.repeat(width)}${c.summary}`
     : `  ${c.synopsis.padEnd(width)}${c.summary}`);
   return `Usage: kdbusfs <command> [options]
@@ -417,7 +440,10 @@ async function main(argv: string[]): Promise<CommandResult> {
   }
   if (first === '--version') return version();
   const found = findCommand(COMMANDS, argv);
-  if (found) return found.command.run(found.args);
+  if (found) {
+    running = found.command;
+    return found.command.run(found.args);
+  }
   const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
   if (group.length) {
     throw new UsageError(`'${first}' needs one of: ${group.map((c) => c.name.split(' ')[1]).join(', ')}\n\n${topHelp()}`);
@@ -439,6 +465,10 @@ delete process.env.KDBUSFS_MOUNT_HELPER;
   if (e instanceof UsageError) {
     process.stderr.write(`kdbusfs: ${message}`.trimEnd() + '\n');
     process.exitCode = EXIT_USAGE;
+  } else if (running && !running.logsErrors) {
+    // a bus command's failure: one plain line, as busctl says it
+    process.stderr.write(`kdbusfs ${running.name}: ${e.message}\n`);
+    process.exitCode = EXIT_FAILURE;
   } else {
     logError('cli', message);
     process.exitCode = EXIT_FAILURE;

@@ -12,6 +12,8 @@ export interface Command {
   summary: string;
   help: string;
   run(args: string[]): Promise<CommandResult> | CommandResult;
+  /** failures go to the server's log format (mount, umount, selftest); others print one plain line */
+  logsErrors?: boolean;
 }
 
 /** The command that argv starts with (one- or two-word names) and the rest of argv, or null. */
