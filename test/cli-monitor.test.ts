@@ -100,6 +100,7 @@ t.test('monitor, --pcap and busctl capture of one scripted exchange', async (t) 
   const work = mkdtempSync(join(tmpdir(), 'kdbusfs-monitor-'));
 
   const text = start(t, [process.execPath, cli, 'monitor', '0-mon', '--root', dir]);
+  const json = start(t, [process.execPath, cli, 'monitor', bus.path, '--json']);
   const ours = join(work, 'kdbusfs.pcap');
   const capture = start(t, [process.execPath, cli, 'monitor', bus.path, '--pcap', ours]);
   const busctl = await busctl2015();
@@ -113,6 +114,7 @@ t.test('monitor, --pcap and busctl capture of one scripted exchange', async (t) 
     await monitoring(reference, 'busctl capture');
   }
   await monitoring(text, 'kdbusfs monitor');
+  await monitoring(json, 'kdbusfs monitor --json');
   await monitoring(capture, 'kdbusfs monitor --pcap');
 
   // the exchange, one step after the other
@@ -140,6 +142,7 @@ t.test('monitor, --pcap and busctl capture of one scripted exchange', async (t) 
   // anything more would have come by now
   await new Promise((r) => setTimeout(r, 300));
   t.same(await interrupt(text, 'monitor'), { code: 0, signal: null }, 'monitor exits 0 on SIGINT');
+  t.same(await interrupt(json, 'monitor --json'), { code: 0, signal: null }, 'monitor --json exits 0 on SIGINT');
   t.same(await interrupt(capture, 'monitor --pcap'), { code: 0, signal: null }, 'monitor --pcap exits 0 on SIGINT');
 
   t.test('text: every message exactly once, as busctl monitor prints it', async (t) => {
@@ -159,6 +162,17 @@ t.test('monitor, --pcap and busctl capture of one scripted exchange', async (t) 
     t.match(rawBlock, /Type=kdbus {2}PayloadType=0x4442757344427573/, 'the raw message: its kdbus header');
     t.match(rawBlock, /PAYLOAD 16 bytes \{\n {10}00000000 {2}68 65 6c 6c 6f 2c 20 6e 6f 74 20 44 2d 42 75 73 {2}\|hello, not D-Bus\|/, 'and its payload in hex');
     t.equal(text.err().match(/dropped/g), null, 'nothing dropped');
+  });
+
+  t.test('--json: one object per message', async (t) => {
+    const lines = json.out().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    t.same(lines.map((m) => (m.kind === 'kdbus' ? 'kdbus' : `${m.type} ${m.member ?? '-'} ${m.body.data.find((v: unknown) => typeof v === 'string') ?? '-'}`)),
+      expected, 'the same messages, in order');
+    t.match(lines[3], { kind: 'dbus', synthetic: false, type: 'method_call', cookie: 1, sender: callerName, member: 'Echo',
+      body: { type: 's', data: ['one'] }, metadata: { creds: { uid: 0 }, description: 'monitor-test-caller' } }, 'a call, its fields');
+    t.equal(typeof lines[3]!.timestamp.realtimeUs, 'number', 'timestamps as numbers');
+    t.match(lines[0], { kind: 'dbus', synthetic: true, cookie: 0xffffffff, sender: 'org.freedesktop.DBus' }, 'a notification');
+    t.match(lines[15], { kind: 'kdbus', payload: Buffer.from('hello, not D-Bus').toString('hex') }, 'the raw message, its payload in hex');
   });
 
   t.test('pcap: one record per D-Bus message, link type 231', async (t) => {
@@ -235,7 +249,8 @@ t.test('refusals and usage', async (t) => {
       (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }));
   t.match(await usage(['monitor']), { code: 2, stderr: /monitor needs a BUS/ }, 'no BUS: usage, exit 2');
   t.match(await usage(['monitor', bus.path, "type='nonsense'"]), { code: 2, stderr: /unknown message type/ }, 'a bad match rule: exit 2');
-  t.match(await usage(['monitor', bus.path, '--snaplen', 'x']), { code: 2, stderr: /--snaplen/ }, 'a bad --snaplen: exit 2');
+  t.match(await usage(['monitor', bus.path, '--pcap', '/dev/null', '--snaplen', 'x']), { code: 2, stderr: /--snaplen takes a number/ }, 'a bad --snaplen: exit 2');
+  t.match(await usage(['monitor', bus.path, '--json', '--pcap', '/dev/null']), { code: 2, stderr: /exclude each other/ }, '--json with --pcap: exit 2');
   t.match(await usage(['monitor', '0-none', '--root', dir]), { code: 1, stderr: /no such bus/ }, 'no such bus: exit 1');
   const help = await run(process.execPath, [cli, 'monitor', '--help'], { timeout: 20_000 });
   t.match(help.stdout, /^Usage: kdbusfs monitor BUS \[MATCH\.\.\.\]/, '--help: the usage, exit 0');

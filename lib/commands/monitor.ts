@@ -15,11 +15,12 @@ import type { Message } from '../client/message.js';
 import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import type { Command } from './command-table.js';
 import type { Observed } from './monitored-message.js';
+import { printJson } from './json-output.js';
 import { HELP_OPTION, parseOptions } from './options.js';
 import { DEFAULT_SNAPLEN, pcapFileHeader, pcapRecord } from './pcap.js';
 import { usage } from './usage-error.js';
 
-const HELP = `Usage: kdbusfs monitor BUS [MATCH...] [--pcap FILE|-] [--snaplen BYTES] [--root ROOT]
+const HELP = `Usage: kdbusfs monitor BUS [MATCH...] [--json | --pcap FILE|- [--snaplen BYTES]] [--root ROOT]
 
 Watches every message on BUS through a kdbus monitor connection and prints
 each one as busctl monitor does: its header, sender and destination, the
@@ -39,6 +40,8 @@ A bare bus name means sender='NAME', as busctl monitor took it.
 Monitors need privilege as in kdbus: CAP_IPC_OWNER, or the bus owner's uid.
 
 Options:
+  --json            one JSON object per message instead (numbers as numbers,
+                    the body as busctl --json prints one)
   --pcap FILE|-     write a pcap capture instead of text (link type DBUS, 231):
                     one record per message holding its D-Bus serialization,
                     as busctl capture wrote them; - is standard output
@@ -56,6 +59,11 @@ no such bus), 2 usage.
 interface Sink {
   write(o: Observed): void;
   close(): void;
+}
+
+async function jsonSink(): Promise<Sink> {
+  const { observedJson } = await import('./message-json.js');
+  return { write: (o) => printJson(observedJson(o)), close: () => undefined };
 }
 
 async function textSink(): Promise<Sink> {
@@ -118,7 +126,7 @@ function refusal(e: unknown, endpoint: string): Error {
 
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, {
-    ...HELP_OPTION, ...ROOT_OPTION, pcap: { type: 'string' }, snaplen: { type: 'string' },
+    ...HELP_OPTION, ...ROOT_OPTION, json: { type: 'boolean' }, pcap: { type: 'string' }, snaplen: { type: 'string' },
   }, HELP);
   if (values.help) {
     process.stdout.write(HELP);
@@ -137,6 +145,8 @@ async function run(args: string[]): Promise<number> {
   if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > 0xffff_ffff) {
     throw usage(`--snaplen takes a number of bytes, not '${values.snaplen}'`, HELP);
   }
+  if (values.json && values.pcap !== undefined) throw usage('--json and --pcap exclude each other', HELP);
+  if (values.snaplen !== undefined && values.pcap === undefined) throw usage('--snaplen goes with --pcap', HELP);
   if (values.pcap === '-' && process.stdout.isTTY) {
     throw usage('--pcap - refuses to write binary capture data to a terminal: redirect standard output', HELP);
   }
@@ -151,7 +161,7 @@ async function run(args: string[]): Promise<number> {
   } catch (e) {
     throw refusal(e, endpoint);
   }
-  const sink = values.pcap !== undefined ? pcapSink(values.pcap, snaplen) : await textSink();
+  const sink = values.pcap !== undefined ? pcapSink(values.pcap, snaplen) : values.json ? await jsonSink() : await textSink();
   const me = `:1.${conn.id}`;
   process.stderr.write(`Monitoring bus message stream on ${endpoint}.\n`);
   return new Promise<number>((resolve) => {

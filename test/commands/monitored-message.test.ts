@@ -13,6 +13,8 @@ import type { Message, Notification } from '../../lib/client/message.js';
 import { Variant } from '../../lib/client/variant.js';
 import { dumpObserved, hexDump } from '../../lib/commands/message-dump.js';
 import { observe, SYNTHETIC_SERIAL } from '../../lib/commands/monitored-message.js';
+import { observedJson } from '../../lib/commands/message-json.js';
+import { toJson } from '../../lib/commands/json-output.js';
 import { parseMatches, passes } from '../../lib/commands/monitor.js';
 
 function kmsg(o: Partial<Message>): Message {
@@ -137,6 +139,17 @@ t.test('the text, as busctl monitor printed it', async (t) => {
   const raw = observe(kmsg({ srcId: 2n, dstId: 3n, payloadType: 7n, cookie: 1n, payload: [Buffer.from('0123456789abcdefXY')] }), ':1.1');
   t.match(dumpObserved(raw), /Type=kdbus {2}PayloadType=0x7 .*\n {2}SrcId=2 {2}DstId=3\n {2}Why=payload type 0x7, not D-Bus\n(.|\n)* {2}PAYLOAD 18 bytes \{\n {10}00000000 {2}30 31/, 'kdbus: header, why, hex');
   t.equal(hexDump(Buffer.from('AB\0'), ''), `00000000  ${'41 42 00'.padEnd(47)}  |AB.|\n`, 'hex columns as wide for a short line');
+});
+
+t.test('--json: the same facts, numbers as numbers', async (t) => {
+  const call = { ...methodCall({ destination: ':1.4', path: '/p', member: 'Do', signature: 'tv', body: [2n ** 63n, new Variant('s', 'x')] }), cookie: 3 };
+  const line = toJson(observedJson(observe(sent(call, 12n, { dstId: 4n, metadata: { timestamp: { seqnum: 1n, monotonicNs: 5000n, realtimeNs: 7000n } } }), ':1.1')));
+  t.equal(line, '{"kind":"dbus","synthetic":false,"type":"method_call","flags":0,"priority":0,"cookie":3,"sender":":1.12",'
+    + '"destination":":1.4","path":"/p","member":"Do","size":' + encodeMessage(call).length + ','
+    + '"timestamp":{"monotonicUs":5,"realtimeUs":7,"seqnum":1},"metadata":{},'
+    + '"body":{"type":"tv","data":[9223372036854775808,{"type":"s","data":"x"}]}}', 'a call, 64-bit values exact');
+  const raw = JSON.parse(toJson(observedJson(observe(kmsg({ srcId: 2n, payloadType: 7n, payload: [Buffer.from('hi')] }), ':1.1'))));
+  t.match(raw, { kind: 'kdbus', why: /payload type 0x7/, payloadType: 7, srcId: 2, payload: '6869' }, 'a raw message, its payload in hex');
 });
 
 t.test('MATCH arguments', async (t) => {
