@@ -105,7 +105,7 @@ function connectionStats(bus: Bus, c: Connection, owed: Map<bigint, number>): Co
     const sender = m.srcId === KDBUS_SRC_ID_KERNEL ? 'kernel'
       : String(bus.connection(m.srcId)?.user.uid ?? e.user?.uid ?? e.payer?.uid ?? 'gone');
     bySender[sender] = (bySender[sender] ?? 0) + 1;
-    bytes += e.bytes;
+    if (e.payloadOff >= 0) bytes += m.payloadSize;
     heldFds += m.fds.length + m.parts.filter((p) => p.kind === 'memfd').length;
   }
   let parkedCalls = 0;
