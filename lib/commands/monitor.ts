@@ -165,7 +165,10 @@ async function run(args: string[]): Promise<number> {
   const me = `:1.${conn.id}`;
   process.stderr.write(`Monitoring bus message stream on ${endpoint}.\n`);
   return new Promise<number>((resolve) => {
+    let finished = false;
     const finish = (code: number): void => {
+      if (finished) return;
+      finished = true;
       conn.close();
       sink.close();
       resolve(code);
@@ -180,6 +183,10 @@ async function run(args: string[]): Promise<number> {
     conn.on('hangup', () => {
       process.stderr.write('Connection terminated, exiting.\n');
       finish(0);
+    });
+    // a reader that went away (`| head`) ends the watch, as SIGPIPE ended busctl's
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') finish(0);
     });
     const stop = (): void => finish(0);
     process.once('SIGINT', stop);
