@@ -82,12 +82,13 @@ async function introspect(c: DBusContext): Promise<number> {
     })));
     return 0;
   }
+  // as busctl: the widths count the interface's own line, shown or not
   const shown = rows.filter((r) => only === undefined || r.type !== 'interface');
   const text = (r: Row): string | undefined => (r.value ? formatValues(r.value.signature, [r.value.value]) : r.result || undefined);
-  const nameWidth = Math.max(4, ...shown.map((r) => (r.type === 'interface' ? r.interface.length : r.name!.length + 1)));
-  const typeWidth = Math.max(4, ...shown.map((r) => r.type.length));
-  const sigWidth = Math.max(9, ...shown.map((r) => (r.signature ?? '').length));
-  const resultWidth = Math.min(RESULT_WIDTH_MAX, Math.max(12, ...shown.map((r) => (text(r) ?? '').length)));
+  const nameWidth = Math.max(4, ...rows.map((r) => (r.type === 'interface' ? r.interface.length : r.name!.length + 1)));
+  const typeWidth = Math.max(4, ...rows.map((r) => r.type.length));
+  const sigWidth = Math.max(9, ...rows.map((r) => (r.signature ?? '').length));
+  const resultWidth = Math.min(RESULT_WIDTH_MAX, Math.max(12, ...rows.map((r) => (text(r) ?? '').length)));
   const col = colours();
   let out = c.legend ? `${'NAME'.padEnd(nameWidth)} ${'TYPE'.padEnd(typeWidth)} ${'SIGNATURE'.padEnd(sigWidth)} ${'RESULT/VALUE'.padEnd(resultWidth)} FLAGS\n` : '';
   for (const r of shown) {
