@@ -18,6 +18,8 @@ import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint }
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 import { findCommand, type Command, type CommandResult } from './commands/command-table.js';
+import { monitorCommand } from './commands/monitor.js';
+import { statsCommand } from './commands/stats.js';
 import { UsageError, EXIT_FAILURE, EXIT_USAGE } from './commands/usage-error.js';
 import { listCommand } from './commands/list.js';
 import { statusCommand } from './commands/status.js';
@@ -398,6 +400,8 @@ const COMMANDS: readonly Command[] = [
   treeCommand,
   busMakeCommand,
   endpointMakeCommand,
+  monitorCommand,
+  statsCommand,
 ];
 
 /** The command being run: its failures are reported as it wants them. */
