@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The kdbusfs command: mount (serve in the foreground, or detached as mount(8)
-// starts it), umount, selftest. Commands load the native addon lazily, so
-// --help works without it.
+// starts it), umount, selftest, and the bus commands of lib/commands/ (list,
+// status, call, bus make...), dispatched through one table (COMMANDS).
+// Commands load the native addon lazily, so --help works without it.
 import { execFileSync } from 'node:child_process';
 import { existsSync, openSync, readFileSync, rmdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,6 +17,20 @@ import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
+import { findCommand, type Command, type CommandResult } from './commands/command-table.js';
+import { monitorCommand } from './commands/monitor.js';
+import { statsCommand } from './commands/stats.js';
+import { UsageError, EXIT_FAILURE, EXIT_USAGE } from './commands/usage-error.js';
+import { listCommand } from './commands/list.js';
+import { statusCommand } from './commands/status.js';
+import { callCommand } from './commands/call.js';
+import { emitCommand } from './commands/emit.js';
+import { getPropertyCommand } from './commands/get-property.js';
+import { setPropertyCommand } from './commands/set-property.js';
+import { introspectCommand } from './commands/introspect.js';
+import { treeCommand } from './commands/tree.js';
+import { busMakeCommand } from './commands/bus-make.js';
+import { endpointMakeCommand } from './commands/endpoint-make.js';
 
 const FSTYPE = 'fuse.kdbusfs';
 /** Where the default mount serves the module parameters (a place that hides nothing, unlike /sys/module). */
@@ -30,22 +45,6 @@ const SEMI_SPACE_FLAG = '--max-semi-space-size';
 const SEMI_SPACE_MIB = 2;
 
 const HELP: Record<string, string> = {
-  top: `Usage: kdbusfs <command> [options]
-
-kdbus (the 2015 v3 kernel D-Bus IPC) served from userspace through FUSE.
-
-Commands:
-  mount [DIR]      mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it
-  umount DIR       detach a kdbusfs mount (also one whose server died)
-  selftest         build and run the upstream kdbus selftests against kdbusfs
-  SOURCE DIR -o OPTIONS
-                   as mount(8) and mount.fuse3 run it (\`mount -t fuse.kdbusfs
-                   kdbusfs DIR\`, fstab): \`mount --detach DIR -o OPTIONS\`
-
-Options: -h, --help; --version
-
-Run \`kdbusfs <command> --help\` for a command's options.
-`,
   mount: `Usage: kdbusfs mount [DIR] [options] [--limit NAME=VALUE]... [-o OPTION[,OPTION...]]
 
 Mounts kdbusfs on DIR and serves it in the foreground until SIGINT or SIGTERM,
@@ -124,8 +123,6 @@ Examples:
   kdbusfs selftest -- -t chat
 `,
 };
-
-class UsageError extends Error {}
 
 const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 
@@ -377,30 +374,82 @@ function version(): number {
 }
 
 /** mount(8)'s helper (mount.fuse.kdbusfs) and mount.fuse3 call `kdbusfs SOURCE DIR -o OPTIONS`. */
-async function mountHelper(argv: string[]): Promise<number | 'serving'> {
+async function mountHelper(argv: string[]): Promise<CommandResult> {
   let call;
   try {
     call = fromMountHelper(argv);
   } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP.top}`);
+    throw new UsageError(`${(e as Error).message}\n\n${topHelp()}`);
   }
   if (call.fake) return 0;
   return mount(call.args);
 }
 
-async function main(argv: string[]): Promise<number | 'serving'> {
-  const [command, ...args] = argv;
-  switch (command) {
-    case 'mount': return mount(args);
-    case 'umount': return umount(args);
-    case 'selftest': return selftest(args);
-    case '-h': case '--help': case 'help': return help('top');
-    case '--version': return version();
-    case undefined: throw new UsageError(HELP.top!);
-    default:
-      if (args.length >= 1 && !command.startsWith('-') && !args[0]!.startsWith('-')) return mountHelper(argv);
-      throw new UsageError(`unknown command '${command}'\n\n${HELP.top}`);
+/** Every command, as `kdbusfs NAME...` selects it (two-word names such as `bus make` included). */
+const COMMANDS: readonly Command[] = [
+  { name: 'mount', synopsis: 'mount [DIR]', summary: `mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it`, help: HELP.mount!, run: mount, logsErrors: true },
+  { name: 'umount', synopsis: 'umount DIR', summary: 'detach a kdbusfs mount (also one whose server died)', help: HELP.umount!, run: umount, logsErrors: true },
+  { name: 'selftest', synopsis: 'selftest', summary: 'build and run the upstream kdbus selftests against kdbusfs', help: HELP.selftest!, run: selftest, logsErrors: true },
+  listCommand,
+  statusCommand,
+  callCommand,
+  emitCommand,
+  getPropertyCommand,
+  setPropertyCommand,
+  introspectCommand,
+  treeCommand,
+  busMakeCommand,
+  endpointMakeCommand,
+  monitorCommand,
+  statsCommand,
+];
+
+/** The command being run: its failures are reported as it wants them. */
+let running: Command | undefined;
+
+function topHelp(): string {
+  const width = Math.min(22, Math.max(...COMMANDS.map((c) => c.synopsis.length))) + 2;
+  const lines = COMMANDS.map((c) => c.synopsis.length + 2 > width ? `  ${c.synopsis}\n  ${' '.repeat(width)}${c.summary}`
+    : `  ${c.synopsis.padEnd(width)}${c.summary}`);
+  return `Usage: kdbusfs <command> [options]
+
+kdbus (the 2015 v3 kernel D-Bus IPC) served from userspace through FUSE.
+
+Commands:
+${lines.join('\n')}
+  SOURCE DIR -o OPTIONS
+  ${' '.repeat(width)}as mount(8) and mount.fuse3 run it (\`mount -t fuse.kdbusfs
+  ${' '.repeat(width)}kdbusfs DIR\`, fstab): \`mount --detach DIR -o OPTIONS\`
+
+A bus is a name under the root (\`0-system\`) or a path. The root is --root
+DIR, else $KDBUSFS_ROOT, else /sys/fs/kdbus. Exit codes: 0 done, 1 failed,
+2 usage error.
+
+Options: -h, --help; --version
+
+Run \`kdbusfs <command> --help\` for a command's options.
+`;
+}
+
+async function main(argv: string[]): Promise<CommandResult> {
+  const [first] = argv;
+  if (first === undefined) throw new UsageError(topHelp());
+  if (first === '-h' || first === '--help' || first === 'help') {
+    process.stdout.write(topHelp());
+    return 0;
   }
+  if (first === '--version') return version();
+  const found = findCommand(COMMANDS, argv);
+  if (found) {
+    running = found.command;
+    return found.command.run(found.args);
+  }
+  const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+  if (group.length) {
+    throw new UsageError(`'${first}' needs one of: ${group.map((c) => c.name.split(' ')[1]).join(', ')}\n\n${topHelp()}`);
+  }
+  if (argv.length >= 2 && !first.startsWith('-') && !argv[1]!.startsWith('-')) return mountHelper(argv);
+  throw new UsageError(`unknown command '${first}'\n\n${topHelp()}`);
 }
 
 const CLI_PATH = fileURLToPath(import.meta.url);
@@ -415,9 +464,13 @@ delete process.env.KDBUSFS_MOUNT_HELPER;
   if (detached()) reportFailure(message.split('\n\n')[0]!);
   if (e instanceof UsageError) {
     process.stderr.write(`kdbusfs: ${message}`.trimEnd() + '\n');
-    process.exitCode = 2;
+    process.exitCode = EXIT_USAGE;
+  } else if (running && !running.logsErrors) {
+    // a bus command's failure: one plain line, as busctl says it
+    process.stderr.write(`kdbusfs ${running.name}: ${e.message}\n`);
+    process.exitCode = EXIT_FAILURE;
   } else {
     logError('cli', message);
-    process.exitCode = 1;
+    process.exitCode = EXIT_FAILURE;
   }
 });

@@ -17,6 +17,8 @@ import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
 import { log, logError } from './log.js';
 import { heldBytes, MemoryGiveBack } from './memory-giveback.js';
+import { gatherStats, type ServerStats } from './server-stats.js';
+import { serveStats, type StatsSocket } from './stats-socket.js';
 
 export interface ServerOptions {
   /** directory to mount the domain on (must exist) */
@@ -27,6 +29,8 @@ export interface ServerOptions {
   onSessionEnd?: () => void;
   /** kdbusfs's own per-user limits (lib/core/user.ts; defaults: DEFAULT_LIMITS) */
   limits?: Partial<UserLimits>;
+  /** serve statistics on the mount's stats socket (lib/stats-socket.ts; default true) */
+  stats?: boolean;
 }
 
 const CONTROL_TAG = 1;
@@ -52,6 +56,7 @@ export class KdbusServer {
   private stopped = false;
   /** checks every second whether departed clients' memory can go back (lib/memory-giveback.ts) */
   private giveBack: NodeJS.Timeout | null = null;
+  private statsSocket: StatsSocket | null = null;
 
   private constructor(readonly mountpoint: string, limits: Readonly<UserLimits>) {
     const sidOf = () => this.sid;
@@ -95,6 +100,12 @@ export class KdbusServer {
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     const memory = new MemoryGiveBack(() => heldBytes(server.domain.users), () => native.giveBackMemory());
     server.giveBack = setInterval(() => memory.check(), 1000).unref();
+    if (opts.stats ?? true) {
+      serveStats(opts.mountpoint, () => server.stats()).then((s) => {
+        if (server.stopped) s.close();
+        else server.statsSocket = s;
+      }, (e: Error) => logError('server', `no stats socket for ${opts.mountpoint}: ${e.message}`));
+    }
     return server;
   }
 
@@ -113,6 +124,11 @@ export class KdbusServer {
       pollers: this.pollers.size, endpointFiles: this.endpoints.size, fds: this.fds });
   }
 
+  /** Per bus and connection, what no kdbus ABI shows (lib/server-stats.ts). */
+  stats(): ServerStats {
+    return gatherStats(this.domain, this.mountpoint, this.census());
+  }
+
   /** Makes the buses of a configuration (lib/config-buses.ts), held until stop(); all or none. */
   holdBuses(configs: BusConfig[]): void {
     this.configured = ConfiguredBuses.make(this.domain, this.env(0), (bus, ep) => this.addEndpointFile(bus, ep), configs);
@@ -123,6 +139,7 @@ export class KdbusServer {
     if (this.stopped) return;
     this.stopped = true;
     if (this.giveBack) clearInterval(this.giveBack);
+    this.statsSocket?.close();
     for (const fh of [...this.handles.keys()]) this.release(fh);
     this.configured?.release();
     native.sessionUnmount(this.sid);

@@ -1,9 +1,14 @@
 // See fdcloser.h.
 #include "fdcloser.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <map>
 
 using Clock = std::chrono::steady_clock;
 
@@ -17,8 +22,20 @@ struct FdCloser::State {
   std::deque<int> queue;
   // per worker slot: when its current close began (time_point{} while idle), or gone
   std::vector<Clock::time_point> busySince;
+  // per worker slot: the file system of the fd it closes (kNoDev: unknown)
+  std::vector<dev_t> busyDev;
   std::vector<bool> alive;
   int idle = 0;
+  // fds of a file system a worker is closing a file of, closed by that
+  // worker after it (one line per file system: however many fds of a file
+  // whose FLUSH never returns come, they park one worker)
+  std::map<dev_t, std::deque<int>> waiting;
+
+  bool BusyOnLocked(dev_t dev) const {
+    for (size_t i = 0; i < alive.size(); i++)
+      if (alive[i] && busyDev[i] == dev) return true;
+    return false;
+  }
 
   int StuckLocked(Clock::time_point now) const {
     int n = 0;
@@ -32,6 +49,16 @@ struct FdCloser::State {
     return n;
   }
 };
+
+static constexpr dev_t kNoDev = static_cast<dev_t>(-1);
+
+// The file system of fd, from what the kernel has cached (AT_STATX_DONT_SYNC,
+// nothing asked for: FUSE answers with st_dev without a request).
+static dev_t DevOf(int fd) {
+  struct statx st;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &st) < 0) return kNoDev;
+  return makedev(st.stx_dev_major, st.stx_dev_minor);
+}
 
 static void BlockSignals() {
   sigset_t all;
@@ -94,9 +121,11 @@ void FdCloser::Supervise(std::shared_ptr<State> s) {
       if (slot == s->alive.size()) {
         s->alive.push_back(false);
         s->busySince.push_back({});
+        s->busyDev.push_back(kNoDev);
       }
       s->alive[slot] = true;
       s->busySince[slot] = {};
+      s->busyDev[slot] = kNoDev;
       std::thread(&FdCloser::Work, s, slot).detach();
     }
     if (s->stopping && s->AliveLocked() == s->StuckLocked(now)) return;  // nobody can close the rest
@@ -107,6 +136,35 @@ void FdCloser::Supervise(std::shared_ptr<State> s) {
 void FdCloser::Work(std::shared_ptr<State> s, size_t slot) {
   BlockSignals();
   std::unique_lock<std::mutex> l(s->mu);
+  // closes fd (the lock released meanwhile), then, while it has any, the
+  // fds that waited for a close on the same file system to return
+  auto closeAll = [&s, slot, &l](int fd) {
+    s->busySince[slot] = Clock::now();  // a stat that blocks counts as a stuck close
+    s->busyDev[slot] = kNoDev;
+    l.unlock();
+    dev_t dev = DevOf(fd);
+    l.lock();
+    if (dev != kNoDev && s->BusyOnLocked(dev)) {
+      s->waiting[dev].push_back(fd);
+      s->busySince[slot] = {};
+      return;
+    }
+    s->busyDev[slot] = dev;
+    for (;;) {
+      s->busySince[slot] = Clock::now();
+      l.unlock();
+      close(fd);
+      l.lock();
+      auto w = s->waiting.find(dev);
+      if (dev == kNoDev || w == s->waiting.end()) break;
+      fd = w->second.front();
+      w->second.pop_front();
+      if (w->second.empty()) s->waiting.erase(w);
+    }
+    s->busySince[slot] = {};
+    s->busyDev[slot] = kNoDev;
+    s->changed.notify_all();
+  };
   for (;;) {
     s->idle++;
     s->work.wait(l, [&s] { return s->stopping || !s->queue.empty(); });
@@ -114,12 +172,7 @@ void FdCloser::Work(std::shared_ptr<State> s, size_t slot) {
     if (s->queue.empty()) break;  // stopping
     int fd = s->queue.front();
     s->queue.pop_front();
-    s->busySince[slot] = Clock::now();
-    l.unlock();
-    close(fd);
-    l.lock();
-    s->busySince[slot] = {};
-    s->changed.notify_all();
+    closeAll(fd);
   }
   s->alive[slot] = false;
   s->changed.notify_all();

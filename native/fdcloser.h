@@ -6,7 +6,10 @@
 // flushed; in userspace every close of an fd does. So fds are closed on
 // worker threads, one fd at a time, and a worker stuck in one close for
 // longer than kStuckAfter is left to it: a supervisor starts another for
-// the rest, so a client's file parks at most the thread closing it.
+// the rest, so a client's file parks at most the thread closing it. Fds of
+// a file system a worker is closing a file of (st_dev) wait for that worker
+// instead of parking workers of their own: a message of 253 fds of a file
+// whose FLUSH never returns parks one worker, not all of them.
 #pragma once
 
 #include <chrono>

@@ -16,11 +16,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <string>
 #include <vector>
 
 #include "loopcall.h"
+#include "procfile.h"
 
 namespace memtask {
 
@@ -193,18 +196,9 @@ bool Reap(Task* t, int ms) {
 // user's, and a set-user-ID program its user runs stays charged to that user),
 // or kNoUid. /proc/TID/status takes no lock the client can hold.
 uid_t UidOf(pid_t tid) {
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kNoUid;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return kNoUid;
-  buf[n] = 0;
-  const char* line = strstr(buf, "\nUid:");
-  unsigned long uid;
-  if (!line || sscanf(line + 5, "%lu", &uid) != 1) return kNoUid;
-  return static_cast<uid_t>(uid);
+  std::string uid = procfile::StatusField(procfile::Read("/proc/" + std::to_string(tid) + "/status"), "Uid");
+  if (uid.empty()) return kNoUid;
+  return static_cast<uid_t>(strtoul(uid.c_str(), nullptr, 10));
 }
 
 size_t DyingOf(uid_t uid) {
@@ -276,16 +270,9 @@ Task* Start() {
 
 // True if the task is runnable ('R' in /proc/PID/stat): not stuck in a sleep.
 bool Runnable(const Task* t) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(t->pid));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  const char* paren = strrchr(buf, ')');  // "pid (comm) S ..."
-  return paren && paren[1] == ' ' && paren[2] == 'R';
+  std::string stat = procfile::Read("/proc/" + std::to_string(t->pid) + "/stat");
+  size_t paren = stat.rfind(')');  // "pid (comm) S ..."
+  return paren != std::string::npos && stat.compare(paren, 3, ") R") == 0;
 }
 
 // Waits for t's job until the deadline: kTimeoutMs, extended while the task

@@ -8,7 +8,7 @@
 // an awaited promise time out, never block the event loop. Every wait has a
 // timeout. Not a test itself (tap runs test/**/*.test.ts only).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,14 +99,16 @@ async function controlServed(dir: string): Promise<boolean> {
 }
 
 /**
- * `node [start] mount DIR [args]` (start defaults to the CLI), waited for
- * up to 30 s: mounted as fuse.kdbusfs and served (probe). Fails t and
- * returns null when it does not come up.
+ * `[wrap] node [start] mount DIR [args]` (start defaults to the CLI; wrap: a
+ * command that execs the rest, e.g. prlimit), waited for up to 30 s:
+ * mounted as fuse.kdbusfs and served (probe). Fails t and returns null when
+ * it does not come up.
  */
 export async function startServer(t: Tap, dir: string, opts: {
-  start?: string[]; args?: string[]; probe?: (dir: string) => Promise<boolean>; every?: number;
+  start?: string[]; args?: string[]; probe?: (dir: string) => Promise<boolean>; every?: number; wrap?: string[];
 } = {}): Promise<Server | null> {
-  const s = spawnServer(t, process.execPath, [...(opts.start ?? [cli]), 'mount', dir, ...(opts.args ?? [])], { dir });
+  const argv = [...(opts.wrap ?? []), process.execPath, ...(opts.start ?? [cli]), 'mount', dir, ...(opts.args ?? [])];
+  const s = spawnServer(t, argv[0]!, argv.slice(1), { dir });
   const probe = opts.probe ?? controlServed;
   const up = await until(async () => {
     if (s.exited) return true;
@@ -327,47 +329,4 @@ export async function makeBus(t: Tap, newPeer: NewPeer, dir: string, name: strin
   const maker = await newPeer(`maker(${name})`);
   ok(t, await maker.cmd(`make ${dir}/control ${name} world 64 1`), `root: BUS_MAKE ${name} with MAKE_ACCESS_WORLD`);
   return { maker, path: `${dir}/${name}/bus` };
-}
-
-/** The open fds of process pid. */
-export function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-/** Resident memory of process pid in MiB, shared memory (the pools' memfds) left out. */
-export function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+)`, 'm'))?.[1] ?? 0);
-  return (kb('VmRSS') - kb('RssShmem')) / 1024;
-}
-
-/**
- * The victim of the hostile-user tests (issue #17): a receiver answering
- * calls and a caller making synchronous 8-byte calls to it, both of
- * test/clients/hostile-memory.c under uid, on bus. calls(n) makes n calls at
- * rate per second and answers done= failed= p50_ms= p99_ms=.
- */
-export async function victimPair(t: Tap, newClient: NewPeer, bus: string, uid: number, rate: number):
-    Promise<{ calls: (n: number) => Promise<Reply> }> {
-  const peer = async (name: string): Promise<Peer> => {
-    const p = await newClient(name);
-    ok(t, await p.cmd(`setuid ${uid}`), `${name}: drops to uid ${uid}`);
-    return hello(t, p, bus);
-  };
-  const receiver = await peer('victim receiver');
-  ok(t, await receiver.cmd('serve'), 'the victim receiver answers calls');
-  const caller = await peer('victim caller');
-  return { calls: (n) => caller.cmd(`calls ${receiver.id} ${n} ${rate} 5000`, 120_000) };
-}
-
-/**
- * Issue #17's bound on a victim under attack: all n calls answered, none
- * failed, p99 within twice the undisturbed p99 or 20 ms, whichever is larger.
- */
-export function victimWithinBound(t: Tap, quiet: Reply, victim: Reply, n: number, during: string): void {
-  t.equal(victim.kv.done, String(n), `${during}: all ${n} victim calls answered`, { answer: victim.line });
-  t.equal(victim.kv.failed, '0', `${during}: none failed`, { answer: victim.line });
-  const bound = Math.max(2 * Number(quiet.kv.p99_ms), 20);
-  t.ok(Number(victim.kv.p99_ms) <= bound, `${during}: victim p99 ${victim.kv.p99_ms} ms <= ${bound.toFixed(2)} ms ` +
-    `(undisturbed p50/p99 ${quiet.kv.p50_ms}/${quiet.kv.p99_ms} ms; under attack p50 ${victim.kv.p50_ms} ms)`);
 }

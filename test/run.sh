@@ -32,6 +32,20 @@ if ((${#missing[@]})); then
   rm -f "$apt_log"
 fi
 
+# Real peers some tests use (a container engine, a capture reader, D-Bus tools).
+# Installed when the package archive is reachable; a test whose peer is still
+# missing skips and says which package it needs.
+optional=()
+for pkg in podman tshark dbus-broker python3-dbus python3-gi; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
+done
+if ((${#optional[@]})); then
+  echo "installing (optional): ${optional[*]}" >&2
+  { echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${optional[@]}"; } \
+    >/dev/null 2>&1 </dev/null || echo "could not install ${optional[*]}: the tests needing them skip" >&2
+fi
+
 # npm ci runs the package's install (node-gyp rebuild) and prepare (tsc) scripts.
 if [[ -f package-lock.json ]]; then
   npm ci --no-audit --no-fund </dev/null >&2 || setup_failed "npm ci"

@@ -17,7 +17,7 @@ export {
   type BusConnectOptions, type CallOptions, type SignalOptions, type IncomingMessage, type Subscription, type Credentials,
 } from './bus-connection.js';
 export { DBusError, ErrorName } from './dbus-error.js';
-export { ObjectTree, ExportedObject, type InterfaceSpec, type MethodSpec, type PropertySpec } from './objects.js';
+export { ObjectTree, ExportedObject, ReplyWithFds, type InterfaceSpec, type MethodSpec, type PropertySpec } from './objects.js';
 export { Proxy } from './proxy.js';
 export { Variant, type DBusValue } from './variant.js';
 export { MessageType, MessageFlag, type DBusMessage } from './dbus-message.js';

@@ -2,7 +2,7 @@
 // (methods, properties, signals), and the standard interfaces answered for
 // them: org.freedesktop.DBus.Properties (Get, Set, GetAll, PropertiesChanged),
 // Introspectable (with child nodes, for `busctl tree`) and Peer.
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import type { BusConnection, IncomingMessage } from './bus-connection.js';
 import { DBusError, ErrorName } from './dbus-error.js';
 import { isInterfaceName, isMemberName, isObjectPath, requireName } from './dbus-names.js';
@@ -14,6 +14,16 @@ const PEER = 'org.freedesktop.DBus.Peer';
 const INTROSPECTABLE = 'org.freedesktop.DBus.Introspectable';
 const PROPERTIES = 'org.freedesktop.DBus.Properties';
 
+/**
+ * What a method returns to send fds with its reply: its result (as
+ * MethodSpec.call would return it) and the fds its 'h' values index.
+ * Ownership of the fds passes to the object layer, which closes them once
+ * the reply is sent (or could not be).
+ */
+export class ReplyWithFds {
+  constructor(readonly result: unknown, readonly fds: number[]) {}
+}
+
 export interface MethodSpec {
   /** the arguments' signature (default none) */
   in?: string;
@@ -21,7 +31,8 @@ export interface MethodSpec {
   out?: string;
   /**
    * Runs the method: returns the result (out is one complete type), an array
-   * of the results (several), nothing (none); throws DBusError to answer with
+   * of the results (several), nothing (none), or any of those in a
+   * ReplyWithFds to send fds along; throws DBusError to answer with
    * that error (any other throw answers org.freedesktop.DBus.Error.Failed).
    */
   call(args: DBusValue[], message: IncomingMessage): unknown;
@@ -71,6 +82,9 @@ export class ExportedObject {
   }
 }
 
+/** A method's answer: the reply's values and the fds going with it. */
+interface Answer { signature: string; body: DBusValue[]; fds?: number[] }
+
 let machineId: string | undefined;
 function localMachineId(): string {
   machineId ??= readFileSync('/etc/machine-id', 'utf8').trim();
@@ -119,7 +133,7 @@ export class ObjectTree {
 
   /** Answers a method call: its reply or its error. Never throws. */
   async dispatch(m: IncomingMessage): Promise<void> {
-    let answer: { signature: string; body: DBusValue[] };
+    let answer: Answer;
     try {
       answer = await this.answer(m);
     } catch (e) {
@@ -127,7 +141,11 @@ export class ObjectTree {
       this.send(() => this.bus.replyError(m, err.errorName, err.text));
       return;
     }
-    this.send(() => this.bus.reply(m, answer.signature, answer.body));
+    try {
+      this.send(() => this.bus.reply(m, answer.signature, answer.body, answer.fds));
+    } finally {
+      for (const fd of answer.fds ?? []) closeSync(fd);
+    }
   }
 
   /** A reply whose caller is gone (or whose value does not encode) is dropped, with an error reply where one can go. */
@@ -139,7 +157,7 @@ export class ObjectTree {
     }
   }
 
-  private async answer(m: IncomingMessage): Promise<{ signature: string; body: DBusValue[] }> {
+  private async answer(m: IncomingMessage): Promise<Answer> {
     const path = m.path!;
     const member = m.member!;
     if (m.interface === PEER || (m.interface === undefined && (member === 'Ping' || member === 'GetMachineId'))) {
@@ -167,9 +185,14 @@ export class ObjectTree {
       throw new DBusError(ErrorName.INVALID_ARGS, `${member} takes '${expected}', not '${m.signature}'`);
     }
     const out = method.out ?? '';
-    const result = await method.call(m.body, m);
+    const returned = await method.call(m.body, m);
+    const withFds = returned instanceof ReplyWithFds ? returned : undefined;
+    const result = withFds ? withFds.result : returned;
     const n = arity(out);
-    return { signature: out, body: n === 0 ? [] : n === 1 ? [result as DBusValue] : result as DBusValue[] };
+    return {
+      signature: out, body: n === 0 ? [] : n === 1 ? [result as DBusValue] : result as DBusValue[],
+      ...(withFds && { fds: withFds.fds }),
+    };
   }
 
   private properties(obj: ExportedObject, m: IncomingMessage): { signature: string; body: DBusValue[] } {

@@ -479,7 +479,7 @@ function byebye(conn: Connection, h: EndpointHandle): void {
 function send(conn: Connection, c: Command): Parked | void {
   const { buf, w, flags, call, env } = c;
   const m = kmsgFromSend(env, call.tid, flags, u64(buf, CMD_SEND.msg_address), conn.id,
-    Number(conn.bus.bloom.size), (v) => w.u64(CMD_SEND.kernel_msg_flags, v));
+    Number(conn.bus.bloom.size), (v) => w.u64(CMD_SEND.kernel_msg_flags, v), conn.user);
   const sync = (flags & SEND_SYNC_REPLY) !== 0n;
   let cancelFd = -1;
   try {

@@ -167,7 +167,7 @@ const MSG_FIRST_READ = 512;
  */
 export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgAddress: number,
                              connId: bigint, bloomSize: number,
-                             writeMsgFlags: (v: bigint) => void): Kmsg {
+                             writeMsgFlags: (v: bigint) => void, payer?: User): Kmsg {
   if (msgAddress % 8 !== 0) fail(errno.EFAULT, 'unaligned message pointer');
   // One read serves most messages: as much as the size's own page holds
   // (readable if the size is), up to MSG_FIRST_READ; the rest only if needed.
@@ -202,6 +202,8 @@ export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgA
   } else if (sendFlags & SEND_SYNC_REPLY) {
     fail(errno.EINVAL, 'SYNC_REPLY without EXPECT_REPLY');
   }
+  // the sender's fd charges checked before any fd is taken (chargeTo charges them)
+  payer?.check('fds', fdsIn(buf, itemsSize));
   try {
     scanItems(m, fds, tid, buf, itemsSize, bloomSize);
   } catch (e) {
@@ -214,6 +216,16 @@ export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgA
   }
   m.srcId = connId;
   return m;
+}
+
+/** The fds a message's items would make the server take: the FDS item's and one per memfd. */
+function fdsIn(buf: Buffer, itemsSize: number): number {
+  let n = 0;
+  for (const it of items(buf, MSG.items, itemsSize)) {
+    if (it.type === ITEM.FDS) n += Math.floor(it.len / 4);
+    else if (it.type === ITEM.PAYLOAD_MEMFD) n++;
+  }
+  return n;
 }
 
 function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: number, bloomSize: number): void {

@@ -112,7 +112,10 @@ export class User {
   /** Fails as charge would, charging nothing. */
   check(what: keyof typeof CHARGES, n: number): void {
     const limit = this.limits[CHARGES[what]];
-    if (this[what] + n <= limit) return;
+    if (this[what] + n <= limit) {
+      if (what === 'fds') this.registry?.checkServerFds(n);
+      return;
+    }
     const err = what === 'queuedBytes' || what === 'copyBytes' || what === 'matchBytes' ? errno.ENOBUFS : errno.EMFILE;
     fail(err, `uid ${this.uid}: ${WHAT[what](limit)} (limit ${CHARGES[what]})`);
   }
@@ -167,11 +170,16 @@ export class UserRegistry {
   }
 
   chargeServerFds(n: number): void {
+    this.checkServerFds(n);
+    this.serverFds += n;
+  }
+
+  /** Fails as chargeServerFds would, charging nothing. */
+  checkServerFds(n: number): void {
     if (this.serverFds + n > this.serverFdBudget) {
       fail(errno.EMFILE, `the server holds ${this.serverFds} fds in flight of ${this.serverFdBudget} ` +
         `(RLIMIT_NOFILE less limit server_fds_reserved)`);
     }
-    this.serverFds += n;
   }
 
   unchargeServerFds(n: number): void {

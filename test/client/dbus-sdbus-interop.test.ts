@@ -2,76 +2,20 @@
 // built once into the user's cache dir): in a private mount namespace with
 // kdbusfs on /sys/fs/kdbus and the bus 0-system (sd-bus's default system bus
 // address), busctl 2015 talks to the example service (list, status, tree,
-// introspect, call, get-property, set-property), and a kdbusfs/client caller
+// introspect, call, get-property, set-property, monitor), and a kdbusfs/client caller
 // calls a service linked against that sd-bus (test/client/sdbus-service.c),
 // reads its properties and receives its signal through a match rule.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { cli, needRootAndFuse, root, run, until, withTimeout, type Tap } from '../harness.js';
+import { root, run } from '../harness.js';
 import { startEchoService } from './echo-service-process.js';
+import { buildAgainstSdBus, buildSdBus, namespaceWithSystemBus, needSdBus2015, printed, startInside, SYSTEM_BUS } from './sdbus-2015.js';
 
-const shared = join(root, '../shared/sd-bus-2015');
-if (!existsSync(join(shared, 'build.sh'))) {
-  t.plan(0, `the sd-bus 2015 tree is missing (${shared}): nothing to interoperate with`);
-  process.exit(0);
-}
-needRootAndFuse();
-// the first build takes minutes; later runs reuse it
-t.setTimeout(1_500_000);
-
-const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'kdbusfs');
-const build = join(cache, 'sd-bus-2015');
-const SYSTEM_BUS = '/sys/fs/kdbus/0-system/bus';
-
-/** busctl and the C service, built (once) against sd-bus 2015. */
-async function buildSdBus(): Promise<{ busctl: string; cService: string }> {
-  mkdirSync(cache, { recursive: true });
-  await run('bash', [join(shared, 'build.sh'), build], { timeout: 1_400_000, maxBuffer: 64 << 20 });
-  const src = join(build, 'src');
-  const cService = join(cache, 'sdbus-service');
-  await run('gcc', ['-O1', '-Wall', '-Werror', `-I${join(src, 'src/systemd')}`, '-o', cService,
-    join(root, 'test/client/sdbus-service.c'), join(src, '.libs/libsystemd-internal.a'),
-    join(src, '.libs/libsystemd-shared.a'), '-lcap', '-lm', '-lrt', '-pthread'], { timeout: 120_000 });
-  return { busctl: join(src, 'busctl'), cService };
-}
-
-/**
- * A private mount namespace with kdbusfs on /sys/fs/kdbus and the bus
- * 0-system in it, held by a shell until the test ends; `enter` runs a
- * command inside.
- */
-async function namespaceWithSystemBus(t: Tap): Promise<{ enter: string[] }> {
-  const script = `
-    node "$1" mount & srv=$!
-    for i in $(seq 400); do [ -e /sys/fs/kdbus/control ] && break; sleep 0.05; done
-    node "$2/test/client/system-bus.mjs" & bus=$!
-    for i in $(seq 400); do [ -e ${SYSTEM_BUS} ] && break; sleep 0.05; done
-    trap 'kill $bus; kill -TERM $srv; wait $srv; exit 0' TERM
-    [ -e ${SYSTEM_BUS} ] && echo ready
-    wait`;
-  const holder = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', cli, root],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KDBUSFS_QUIET: '1' } });
-  let out = '';
-  let err = '';
-  let exited = false;
-  holder.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  holder.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-  const ended = new Promise<void>((resolve) => holder.on('exit', () => { exited = true; resolve(); }));
-  t.teardown(async () => {
-    holder.kill('SIGTERM');
-    await withTimeout(ended, 10_000, 'the namespace holder stopping').catch(() => holder.kill('SIGKILL'));
-  });
-  if (!await until(() => exited || out.includes('ready'), 30_000, 50) || exited) {
-    throw new Error(`no kdbusfs with 0-system in the namespace: ${err}`);
-  }
-  return { enter: ['nsenter', '-t', String(holder.pid), '-m', '--'] };
-}
+needSdBus2015();
 
 t.test('busctl 2015 and a service linked against sd-bus 2015, with kdbusfs on /sys/fs/kdbus', async (t) => {
-  const { busctl, cService } = await buildSdBus();
+  const { busctl, src } = await buildSdBus();
+  const cService = await buildAgainstSdBus('test/client/sdbus-service.c', src);
   const { enter } = await namespaceWithSystemBus(t);
   const inside = (cmd: string, args: string[]) => run(enter[0]!, [...enter.slice(1), cmd, ...args], { timeout: 30_000 });
   const bc = async (...args: string[]): Promise<string> => (await inside(busctl, args)).stdout;
@@ -106,15 +50,31 @@ t.test('busctl 2015 and a service linked against sd-bus 2015, with kdbusfs on /s
     t.match(refused, /read-only/, 'set-property of the read-only Count fails with the service\'s error text');
   });
 
+  t.test('busctl monitor: a kdbus monitor connection sees the example service\'s traffic', async (t) => {
+    // a pipe would hold busctl's output in stdio's buffer
+    const mon = startInside(t, enter, 'stdbuf', ['-oL', busctl, 'monitor']);
+    t.ok(await printed(mon, 'Monitoring bus message stream', 'err'), `busctl monitor is up (${mon.err.trim()})`);
+    t.equal(await bc('call', ...E, 'Echo', 's', 'watched'), 's "watched"\n', 'a call while it watches');
+    t.ok(await printed(mon, /Type=method_return[^‣]*STRING "watched"/), 'the reply appears');
+    const blocks = mon.out.split('‣ ').filter(b => b.trim());
+    const call = blocks.find(b => /Type=method_call/.test(b) && /Member=Echo\b/.test(b));
+    t.match(call, /Destination=org\.kdbusfs\.Example\s+Path=\/org\/kdbusfs\/Example\s+Interface=org\.kdbusfs\.Example\s+Member=Echo/,
+      'the call: destination, path, interface, member');
+    t.match(call, /MESSAGE "s" \{\s+STRING "watched";/, 'the call\'s body');
+    const cookie = /Cookie=(\d+)/.exec(call ?? '')?.[1];
+    const signal = blocks.find(b => /Type=signal/.test(b) && /Member=Echoed\b/.test(b));
+    t.match(signal, new RegExp(`Sender=${service.unique.replace('.', '\\.')}\\s+Path=/org/kdbusfs/Example`), 'the Echoed signal from the service');
+    t.match(signal, /WellKnownNames=org\.kdbusfs\.Example/, 'with the names metadata the monitor asked for');
+    t.match(signal, /MESSAGE "s" \{\s+STRING "watched";/, 'and its body');
+    const reply = blocks.find(b => /Type=method_return/.test(b) && b.includes(`ReplyCookie=${cookie}`));
+    t.match(reply, new RegExp(`Sender=${service.unique.replace('.', '\\.')}`), `the reply to cookie ${cookie} from the service`);
+    t.ok(blocks.some(b => /Member=NameOwnerChanged/.test(b) && /STRING ":1\.\d+";\s+STRING "";\s+STRING ":1\.\d+";/.test(b)),
+      'the kernel\'s ID_ADD of the calling busctl, as NameOwnerChanged');
+  });
+
   t.test('a kdbusfs client and a service linked against sd-bus 2015', async (t) => {
-    const c = spawn(enter[0]!, [...enter.slice(1), cService], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    t.teardown(() => { c.kill('SIGKILL'); });
-    t.ok(await until(() => out.includes('ready') || c.exitCode !== null, 20_000, 50) && c.exitCode === null,
-      `the sd-bus service owns org.kdbusfs.CService (${err.trim()})`);
+    const c = startInside(t, enter, cService, []);
+    t.ok(await printed(c, 'ready') && c.child.exitCode === null, `the sd-bus service owns org.kdbusfs.CService (${c.err.trim()})`);
     const r = JSON.parse((await inside(process.execPath, [join(root, 'test/client/sdbus-caller.mjs'), SYSTEM_BUS])).stdout);
     t.same(r.double, [42], 'Double(21) answered by sd-bus: 42');
     t.equal(r.name, 'written in C', 'Get of the Name property');

@@ -98,7 +98,7 @@ t.test('kernel notifications as events', async (t) => {
   t.match(await watcher.do('next', { kind: 'notification' }), { n: { type: 'id-remove', id: hp.id } }, 'ID_REMOVE when p closes');
 });
 
-t.test('dropped broadcasts are counted and surfaced', async (t) => {
+t.test('dropped broadcasts from another uid are counted and surfaced', async (t) => {
   const { dir } = await mountFresh(t, 'drop');
   const newAgent = agents(t, agent);
   const maker = await newAgent('maker');
@@ -106,7 +106,7 @@ t.test('dropped broadcasts are counted and surfaced', async (t) => {
   const slow = await newAgent('slow');
   await slow.do('connect', { bus: bus.path, opts: { autoReceive: false } });
   await slow.do('addMatch', { cookie: 1, rule: { bloomMask: bloom() } });
-  const tx = await newAgent('tx');
+  const tx = await newAgent('tx', NOBODY);
   await tx.do('connect', { bus: bus.path });
   const total = 300;
   await tx.do('send', { opts: { broadcast: true, payload: 'flood', bloom: bloom() }, count: total });

@@ -1,17 +1,21 @@
 // What the kdbus test clients share (test/clients/*.c, built against
 // the kdbus ABI only (include/kdbus-abi.h)): item arithmetic, the memfd seal
 // constants older libc headers lack, a monotonic clock, errno names, and the
-// line protocol's one answer line.
+// line protocol's command lines in and one answer line out.
 #ifndef KDBUSFS_TEST_CLIENT_H
 #define KDBUSFS_TEST_CLIENT_H
 
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kdbus-abi.h"
 
@@ -48,6 +52,27 @@ static inline void answer(const char *fmt, ...) {
   va_end(ap);
   putchar('\n');
   fflush(stdout);
+}
+
+// The next command line on stdin, split at spaces into av (at most max
+// words): the word count (0 for an empty line), or -1 at the end of input.
+// The words stay valid until the next call.
+static inline int next_command(char **av, int max) {
+  static char *line;
+  static size_t cap;
+  ssize_t len = getline(&line, &cap, stdin);
+  if (len <= 0) return -1;
+  if (line[len - 1] == '\n') line[len - 1] = 0;
+  int ac = 0;
+  for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < max; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  return ac;
+}
+
+// The line protocol's "setuid UID": uid and gid UID, no supplementary groups.
+static inline void cmd_drop_to(const char *uid) {
+  unsigned id = (unsigned)atoi(uid);
+  if (setgroups(0, NULL) || setresgid(id, id, id) || setresuid(id, id, id)) answer("err %s setuid", ename(errno));
+  else answer("ok");
 }
 
 #endif

@@ -27,9 +27,8 @@
 //                              (refusals by errno) other_err=ENAME
 //   calls DST N MS             N synchronous calls (SEND_SYNC_REPLY, timeout
 //                              MS each), one after the other, their cookies
-//                              counting on from the last calls' (1 first);
-//                              answer done=N failed=N err=ENAME (first
-//                              failure) max_ms= total_ms= (latencies)
+//                              counting on from the last calls' (1 first):
+//                              test/clients/victim.h
 //   exit
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,58 +51,12 @@
 #include "kdbus-abi.h"
 
 #include "client.h"
+#include "victim.h"
 
 #define POOL_SIZE (8u << 20)
 #define MAX_SRCS 64
 
-static int conn_fd = -1;
-static uint8_t *pool;
-
-static int do_free(uint64_t off) {
-  struct kdbus_cmd_free f = { .size = sizeof(f), .offset = off };
-  return ioctl(conn_fd, KDBUS_CMD_FREE, &f) < 0 ? errno : 0;
-}
-
-// ---- sending ----
-
-// One message to dst with its cookie as the payload; flags and
-// cookie_reply as given. sync: wait for the reply (timeout_ms), whose
-// cookie_reply must be the cookie. Returns 0 or an errno.
-static int send_one(uint64_t dst, uint64_t cookie, uint64_t flags, uint64_t reply_to, int sync, int timeout_ms) {
-  uint64_t payload = cookie;
-  // struct kdbus_item is larger than this item: room for a whole one
-  uint64_t buf[(sizeof(struct kdbus_msg) + sizeof(struct kdbus_item)) / 8 + 1];
-  memset(buf, 0, sizeof(buf));
-  struct kdbus_msg *m = (struct kdbus_msg *)buf;
-  m->size = sizeof(struct kdbus_msg) + ALIGN8(ITEM_HDR + sizeof(struct kdbus_vec));
-  m->flags = flags;
-  m->dst_id = dst;
-  m->payload_type = KDBUS_PAYLOAD_DBUS;
-  m->cookie = cookie;
-  if (flags & KDBUS_MSG_EXPECT_REPLY) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    m->timeout_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000ULL;
-  } else {
-    m->cookie_reply = reply_to;
-  }
-  struct kdbus_item *it = m->items;
-  it->size = ITEM_HDR + sizeof(struct kdbus_vec);
-  it->type = KDBUS_ITEM_PAYLOAD_VEC;
-  it->vec.size = sizeof(payload);
-  it->vec.address = (uintptr_t)&payload;
-  struct kdbus_cmd_send cmd;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.size = sizeof(cmd);
-  cmd.flags = sync ? KDBUS_SEND_SYNC_REPLY : 0;
-  cmd.msg_address = (uintptr_t)m;
-  if (ioctl(conn_fd, KDBUS_CMD_SEND, &cmd) < 0) return errno;
-  if (!sync) return 0;
-  const struct kdbus_msg *r = (const void *)(pool + cmd.reply.offset);
-  int bad = cmd.reply.offset >= POOL_SIZE || r->cookie_reply != cookie;
-  do_free(cmd.reply.offset);
-  return bad ? EBADMSG : 0;
-}
+static struct conn conn = CONN_INIT;
 
 // ---- serving ----
 
@@ -154,7 +107,7 @@ static int receive_queued(void) {
     struct kdbus_cmd_recv r;
     memset(&r, 0, sizeof(r));
     r.size = sizeof(r);
-    if (ioctl(conn_fd, KDBUS_CMD_RECV, &r) < 0) {
+    if (ioctl(conn.fd, KDBUS_CMD_RECV, &r) < 0) {
       if (errno == EAGAIN) return 0;
       if (errno == EOVERFLOW) {
         lost += r.dropped_msgs;
@@ -162,31 +115,32 @@ static int receive_queued(void) {
       }
       return errno;
     }
-    const struct kdbus_msg *m = (const void *)(pool + r.msg.offset);
-    uint64_t src = m->src_id, cookie = m->cookie, flags = m->flags;
+    const struct kdbus_msg *m = (const void *)(conn.pool + r.msg.offset);
+    uint64_t src = m->src_id, cookie = m->cookie;
     int ok = 0;
     const uint8_t *end = (const uint8_t *)m + m->size;
     for (const struct kdbus_item *it = m->items; (const uint8_t *)it + ITEM_HDR <= end; it = ITEM_NEXT(it)) {
       if (it->size < ITEM_HDR) break;
-      if (it->type == KDBUS_ITEM_PAYLOAD_OFF && it->vec.size == 8 && it->vec.offset + 8 <= POOL_SIZE) {
+      if (it->type == KDBUS_ITEM_PAYLOAD_OFF && it->vec.size == 8 && it->vec.offset + 8 <= conn.pool_size) {
         uint64_t v;
-        memcpy(&v, pool + it->vec.offset, 8);
+        memcpy(&v, conn.pool + it->vec.offset, 8);
         ok = v == cookie;
       }
     }
-    do_free(r.msg.offset);
+    struct kdbus_msg head = *m;
+    conn_free(&conn, r.msg.offset);
     if (src == 0) continue;  // a kernel notification
     msgs++;
     if (!ok) bad++;
     count(src, cookie);
-    if (flags & KDBUS_MSG_EXPECT_REPLY) send_one(src, cookie, 0, cookie, 0, 0);
+    answer_call(&conn, &head);
   }
 }
 
 static void *serve_main(void *arg) {
   (void)arg;
   while (serving) {
-    struct pollfd p = { conn_fd, POLLIN, 0 };
+    struct pollfd p = { conn.fd, POLLIN, 0 };
     if (poll(&p, 1, 50) > 0 && receive_queued()) break;
   }
   return NULL;
@@ -203,7 +157,7 @@ static void *flood_main(void *arg) {
   (void)arg;
   uint64_t cookie = 1;
   while (flooding) {
-    int e = send_one(flood_dst, cookie, 0, 0, 0, 0);
+    int e = send_cookie(&conn, flood_dst, cookie, 0, 0, 0, 0);
     if (!e) {
       flood_sent++;
       cookie++;
@@ -220,19 +174,9 @@ static void *flood_main(void *arg) {
 // ---- commands ----
 
 static void cmd_hello(const char *path) {
-  conn_fd = open(path, O_RDWR | O_CLOEXEC);
-  if (conn_fd < 0) return answer("err %s open", ename(errno));
-  struct kdbus_cmd_hello h;
-  memset(&h, 0, sizeof(h));
-  h.size = sizeof(h);
-  h.flags = KDBUS_HELLO_ACCEPT_FD;
-  h.attach_flags_send = _KDBUS_ATTACH_ANY;
-  h.pool_size = POOL_SIZE;
-  if (ioctl(conn_fd, KDBUS_CMD_HELLO, &h) < 0) return answer("err %s hello", ename(errno));
-  pool = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, conn_fd, 0);
-  if (pool == MAP_FAILED) return answer("err %s mmap", ename(errno));
-  do_free(h.offset);
-  answer("ok id=%" PRIu64, (uint64_t)h.id);
+  int e = conn_open(&conn, path, POOL_SIZE);
+  if (e) return answer("err %s hello", ename(e));
+  answer("ok id=%" PRIu64, conn.id);
 }
 
 static void cmd_acquire(const char *name) {
@@ -243,7 +187,7 @@ static void cmd_acquire(const char *name) {
   c->items[0].size = ITEM_HDR + len;
   c->items[0].type = KDBUS_ITEM_NAME;
   memcpy(c->items[0].str, name, len);
-  int r = ioctl(conn_fd, KDBUS_CMD_NAME_ACQUIRE, c) < 0 ? errno : 0;
+  int r = ioctl(conn.fd, KDBUS_CMD_NAME_ACQUIRE, c) < 0 ? errno : 0;
   free(c);
   if (r) return answer("err %s acquire", ename(r));
   answer("ok");
@@ -267,45 +211,18 @@ static void cmd_stats(void) {
   answer("ok msgs=%" PRIu64 " bad=%" PRIu64 " lost=%" PRIu64 " srcs=%s", msgs, bad, lost, nsrcs ? list : "-");
 }
 
-static uint64_t call_cookie;
-
-static void cmd_calls(uint64_t dst, long n, int timeout_ms) {
-  long failed = 0;
-  int first_err = 0;
-  int64_t t0 = now_ns(), max = 0;
-  for (long k = 1; k <= n; k++) {
-    int64_t a = now_ns();
-    int e = send_one(dst, ++call_cookie, KDBUS_MSG_EXPECT_REPLY, 0, 1, timeout_ms);
-    int64_t d = now_ns() - a;
-    if (d > max) max = d;
-    if (e) {
-      failed++;
-      if (!first_err) first_err = e;
-    }
-  }
-  answer("ok done=%ld failed=%ld err=%s max_ms=%.1f total_ms=%.1f", n - failed, failed,
-         first_err ? ename(first_err) : "-", (double)max / 1e6, (double)(now_ns() - t0) / 1e6);
-}
-
 int main(void) {
   answer("ok ready");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = getline(&line, &cap, stdin)) > 0) {
-    if (line[len - 1] == '\n') line[len - 1] = 0;
-    char *av[8];
-    int ac = 0;
-    for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 8; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  char *av[8];
+  int ac;
+  while ((ac = next_command(av, 8)) >= 0) {
     if (!ac) continue;
     const char *c = av[0];
     if (!strcmp(c, "setuid") && ac == 2) {
-      uid_t id = (uid_t)atoi(av[1]);
-      if (setresgid(id, id, id) || setresuid(id, id, id)) answer("err %s setuid", ename(errno));
-      else answer("ok");
+      cmd_drop_to(av[1]);
     } else if (!strcmp(c, "hello") && ac == 2) {
       cmd_hello(av[1]);
-    } else if (conn_fd < 0) {
+    } else if (conn.fd < 0) {
       answer("err ENOTCONN not connected");
     } else if (!strcmp(c, "acquire") && ac == 2) {
       cmd_acquire(av[1]);
@@ -328,13 +245,12 @@ int main(void) {
       answer("ok sent=%" PRIu64 " enobufs=%" PRIu64 " other=%" PRIu64 " other_err=%s", flood_sent, flood_enobufs,
              flood_other, flood_other ? ename(flood_other_err) : "-");
     } else if (!strcmp(c, "calls") && ac == 4) {
-      cmd_calls(strtoull(av[1], NULL, 0), atol(av[2]), atoi(av[3]));
+      victim_calls(&conn, strtoull(av[1], NULL, 0), atol(av[2]), 0, atoi(av[3]));
     } else if (!strcmp(c, "exit")) {
       break;
     } else {
       answer("err EINVAL unknown command %s", c);
     }
   }
-  free(line);
   return 0;
 }

@@ -12,8 +12,7 @@
 //   serve                 answer every call on the main connection (8 bytes
 //                         back) from a thread
 //   calls DST N RATE MS   N synchronous 8-byte calls to DST, one every
-//                         1/RATE s (timeout MS each); answer done=N failed=N
-//                         err=ENAME (first failure) p50_ms= p99_ms= max_ms=
+//                         1/RATE s (timeout MS each): test/clients/victim.h
 //   map PATH              maps PATH (1 MiB, PROT_READ | PROT_WRITE,
 //                         MAP_PRIVATE): a file whose pages never come in
 //   attack msg OFF        SEND to the second connection with msg_address at
@@ -57,141 +56,16 @@
 #include "kdbus-abi.h"
 
 #include "client.h"
+#include "victim.h"
 
 #define POOL_SIZE (8u << 20)
 #define MAP_SIZE (1u << 20)
 #define PAGE 4096
 
-struct conn {
-  int fd;
-  uint64_t id;
-  uint8_t *pool;
-};
-
-static struct conn main_conn = { -1, 0, NULL }, aux_conn = { -1, 0, NULL };
+static struct conn main_conn = CONN_INIT, aux_conn = CONN_INIT;
 static uint8_t *hostile;  // the mapping whose pages never come in
 static int hostile_fd = -1;
-
-static int do_free(const struct conn *c, uint64_t off) {
-  struct kdbus_cmd_free f = { .size = sizeof(f), .offset = off };
-  return ioctl(c->fd, KDBUS_CMD_FREE, &f) < 0 ? errno : 0;
-}
-
-static int open_conn(const char *path, struct conn *c) {
-  c->fd = open(path, O_RDWR | O_CLOEXEC);
-  if (c->fd < 0) return errno;
-  struct kdbus_cmd_hello h;
-  memset(&h, 0, sizeof(h));
-  h.size = sizeof(h);
-  h.flags = KDBUS_HELLO_ACCEPT_FD;
-  h.attach_flags_send = _KDBUS_ATTACH_ANY;
-  h.pool_size = POOL_SIZE;
-  if (ioctl(c->fd, KDBUS_CMD_HELLO, &h) < 0) return errno;
-  c->pool = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, c->fd, 0);
-  if (c->pool == MAP_FAILED) return errno;
-  c->id = h.id;
-  do_free(c, h.offset);
-  return 0;
-}
-
-// A message of one 8-byte vector at vec_addr, built in buf (room for it).
-static struct kdbus_msg *build_msg(uint64_t *buf, uint64_t dst, uint64_t cookie, uint64_t flags,
-                                   uint64_t reply_to, uint64_t vec_addr) {
-  struct kdbus_msg *m = (struct kdbus_msg *)buf;
-  memset(m, 0, sizeof(*m) + sizeof(struct kdbus_item));
-  m->size = sizeof(struct kdbus_msg) + ALIGN8(ITEM_HDR + sizeof(struct kdbus_vec));
-  m->flags = flags;
-  m->dst_id = dst;
-  m->payload_type = KDBUS_PAYLOAD_DBUS;
-  m->cookie = cookie;
-  if (flags & KDBUS_MSG_EXPECT_REPLY)
-    m->timeout_ns = (uint64_t)now_ns() + 10ULL * 1000000000ULL;
-  else
-    m->cookie_reply = reply_to;
-  struct kdbus_item *it = m->items;
-  it->size = ITEM_HDR + sizeof(struct kdbus_vec);
-  it->type = KDBUS_ITEM_PAYLOAD_VEC;
-  it->vec.size = 8;
-  it->vec.address = vec_addr;
-  return m;
-}
-
-#define MSG_WORDS ((sizeof(struct kdbus_msg) + sizeof(struct kdbus_item)) / 8 + 1)
-
-// ---- victim ----
-
 static pthread_t serve_thread;
-
-static void *serve_main(void *arg) {
-  (void)arg;
-  for (;;) {
-    struct pollfd p = { main_conn.fd, POLLIN, 0 };
-    if (poll(&p, 1, -1) < 0) continue;
-    for (;;) {
-      struct kdbus_cmd_recv r;
-      memset(&r, 0, sizeof(r));
-      r.size = sizeof(r);
-      if (ioctl(main_conn.fd, KDBUS_CMD_RECV, &r) < 0) break;
-      const struct kdbus_msg *m = (const void *)(main_conn.pool + r.msg.offset);
-      uint64_t src = m->src_id, cookie = m->cookie, flags = m->flags;
-      do_free(&main_conn, r.msg.offset);
-      if (src == 0 || !(flags & KDBUS_MSG_EXPECT_REPLY)) continue;
-      uint64_t payload = cookie, buf[MSG_WORDS];
-      struct kdbus_msg *reply = build_msg(buf, src, cookie, 0, cookie, (uintptr_t)&payload);
-      struct kdbus_cmd_send cmd = { .size = sizeof(cmd), .msg_address = (uintptr_t)reply };
-      ioctl(main_conn.fd, KDBUS_CMD_SEND, &cmd);
-    }
-  }
-  return NULL;
-}
-
-static int call_one(uint64_t dst, uint64_t cookie, int timeout_ms) {
-  uint64_t payload = cookie, buf[MSG_WORDS];
-  struct kdbus_msg *m = build_msg(buf, dst, cookie, KDBUS_MSG_EXPECT_REPLY, 0, (uintptr_t)&payload);
-  m->timeout_ns = (uint64_t)now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-  struct kdbus_cmd_send cmd;
-  memset(&cmd, 0, sizeof(cmd));
-  cmd.size = sizeof(cmd);
-  cmd.flags = KDBUS_SEND_SYNC_REPLY;
-  cmd.msg_address = (uintptr_t)m;
-  if (ioctl(main_conn.fd, KDBUS_CMD_SEND, &cmd) < 0) return errno;
-  const struct kdbus_msg *r = (const void *)(main_conn.pool + cmd.reply.offset);
-  int bad = cmd.reply.offset >= POOL_SIZE || r->cookie_reply != cookie;
-  do_free(&main_conn, cmd.reply.offset);
-  return bad ? EBADMSG : 0;
-}
-
-static int cmp_i64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-static uint64_t call_cookie;
-
-static void cmd_calls(uint64_t dst, long n, double rate, int timeout_ms) {
-  int64_t *lat = calloc((size_t)n, sizeof(*lat));
-  long failed = 0;
-  int first_err = 0;
-  int64_t period = (int64_t)(1e9 / rate), start = now_ns();
-  for (long k = 0; k < n; k++) {
-    int64_t at = start + k * period;
-    struct timespec ts = { (time_t)(at / 1000000000), (long)(at % 1000000000) };
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
-    int64_t a = now_ns();
-    int e = call_one(dst, ++call_cookie, timeout_ms);
-    lat[k] = now_ns() - a;
-    if (e) {
-      failed++;
-      if (!first_err) first_err = e;
-    }
-  }
-  qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
-  answer("ok done=%ld failed=%ld err=%s p50_ms=%.2f p99_ms=%.2f max_ms=%.2f", n - failed, failed,
-         first_err ? ename(first_err) : "-", (double)lat[n / 2] / 1e6, (double)lat[(n * 99) / 100] / 1e6,
-         (double)lat[n - 1] / 1e6);
-  free(lat);
-}
 
 // ---- attacker ----
 
@@ -223,7 +97,7 @@ static void attack_write(size_t off) {
   uint8_t *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page == MAP_FAILED) return answer("err %s mmap", ename(errno));
   uint64_t payload = 1, buf[MSG_WORDS];
-  struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, KDBUS_MSG_EXPECT_REPLY, 0, (uintptr_t)&payload);
+  struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, KDBUS_MSG_EXPECT_REPLY, 0, (uintptr_t)&payload, 10000);
   struct kdbus_cmd_send *cmd = (struct kdbus_cmd_send *)page;
   cmd->size = sizeof(*cmd);
   cmd->flags = KDBUS_SEND_SYNC_REPLY;
@@ -251,7 +125,7 @@ static void attack_write(size_t off) {
   if (e) return answer("err %s recv", ename(e));
   const struct kdbus_msg *got = (const void *)(aux_conn.pool + r.msg.offset);
   uint64_t cookie = got->cookie, src = got->src_id;
-  do_free(&aux_conn, r.msg.offset);
+  conn_free(&aux_conn, r.msg.offset);
   // The command's page becomes a page of the file (the kernel copied the
   // command's head already; the reply's offset is written back later).
   if (mmap(page, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, hostile_fd, (off_t)off) == MAP_FAILED)
@@ -260,7 +134,7 @@ static void attack_write(size_t off) {
   // that thread meanwhile), then writes the reply's offset into the command
   // itself instead of the kernel copying it out (lib/core/handle.ts).
   uint64_t rp = 0, rbuf[MSG_WORDS + 4];
-  struct kdbus_msg *reply = build_msg(rbuf, src, 2, 0, cookie, (uintptr_t)&rp);
+  struct kdbus_msg *reply = build_msg(rbuf, src, 2, 0, cookie, (uintptr_t)&rp, 0);
   struct kdbus_item *fds = ITEM_NEXT(reply->items);
   memset(fds, 0, ALIGN8(ITEM_HDR + sizeof(int)));
   fds->size = ITEM_HDR + sizeof(int);
@@ -301,17 +175,9 @@ static long recv_on_stack(int fd, struct kdbus_cmd_recv *r, void *sp) {
 // there with the stack pointer at sp (NULL: as usual). Answers errno=ENAME
 // (- for success) ms=TIME of the RECV fds=N (fds received).
 static void fd_message(void *sp) {
-  uint64_t payload = 1, buf[MSG_WORDS + 4];
-  struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, 0, 0, (uintptr_t)&payload);
-  struct kdbus_item *fds = ITEM_NEXT(m->items);
-  memset(fds, 0, ALIGN8(ITEM_HDR + sizeof(int)));
-  fds->size = ITEM_HDR + sizeof(int);
-  fds->type = KDBUS_ITEM_FDS;
+  uint64_t payload = 1;
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  fds->fds[0] = devnull;
-  m->size += ALIGN8(fds->size);
-  struct kdbus_cmd_send cmd = { .size = sizeof(cmd), .msg_address = (uintptr_t)m };
-  int e = ioctl(main_conn.fd, KDBUS_CMD_SEND, &cmd) < 0 ? errno : 0;
+  int e = send_fds(&main_conn, aux_conn.id, &payload, sizeof(payload), devnull, 1);
   close(devnull);
   if (e) return answer("err %s send", ename(e));
   struct kdbus_cmd_recv r;
@@ -325,45 +191,28 @@ static void fd_message(void *sp) {
     e = ioctl(aux_conn.fd, KDBUS_CMD_RECV, &r) < 0 ? errno : 0;
   }
   int64_t ns = now_ns() - a;
-  int got = 0;
-  if (!e) {
-    const struct kdbus_msg *msg = (const void *)(aux_conn.pool + r.msg.offset);
-    for (const struct kdbus_item *it = msg->items; (const uint8_t *)it < (const uint8_t *)msg + msg->size;
-         it = (const void *)((const uint8_t *)it + ALIGN8(it->size))) {
-      if (it->type != KDBUS_ITEM_FDS) continue;
-      for (size_t i = 0; i < (it->size - ITEM_HDR) / sizeof(int); i++, got++)
-        if (it->fds[i] >= 0) close(it->fds[i]);
-    }
-    do_free(&aux_conn, r.msg.offset);
-  }
+  int got = e ? 0 : take_fds(&aux_conn, r.msg.offset, close);
   answer("ok errno=%s ms=%.1f fds=%d", e ? ename(e) : "-", (double)ns / 1e6, got);
 }
 
 int main(void) {
   answer("ok ready");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  while ((len = getline(&line, &cap, stdin)) > 0) {
-    if (line[len - 1] == '\n') line[len - 1] = 0;
-    char *av[8];
-    int ac = 0;
-    for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 8; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+  char *av[8];
+  int ac;
+  while ((ac = next_command(av, 8)) >= 0) {
     if (!ac) continue;
     if (!strcmp(av[0], "setuid") && ac == 2) {
-      unsigned id = (unsigned)atoi(av[1]);
-      if (setgid(id) < 0 || setuid(id) < 0) answer("err %s setuid", ename(errno));
-      else answer("ok");
+      cmd_drop_to(av[1]);
     } else if (!strcmp(av[0], "hello") && ac == 2) {
-      int e = open_conn(av[1], &main_conn);
-      if (!e) e = open_conn(av[1], &aux_conn);
+      int e = conn_open(&main_conn, av[1], POOL_SIZE);
+      if (!e) e = conn_open(&aux_conn, av[1], POOL_SIZE);
       if (e) answer("err %s hello", ename(e));
       else answer("ok id=%" PRIu64 " aux=%" PRIu64, main_conn.id, aux_conn.id);
     } else if (!strcmp(av[0], "serve")) {
-      pthread_create(&serve_thread, NULL, serve_main, NULL);
+      pthread_create(&serve_thread, NULL, serve_calls, &main_conn);
       answer("ok");
     } else if (!strcmp(av[0], "calls") && ac == 5) {
-      cmd_calls(strtoull(av[1], NULL, 0), atol(av[2]), atof(av[3]), atoi(av[4]));
+      victim_calls(&main_conn, strtoull(av[1], NULL, 0), atol(av[2]), atof(av[3]), atoi(av[4]));
     } else if (!strcmp(av[0], "map") && ac == 2) {
       int fd = open(av[1], O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
@@ -382,7 +231,7 @@ int main(void) {
         attack_send((uintptr_t)(hostile + off));
       } else if (!strcmp(av[1], "vec")) {
         uint64_t buf[MSG_WORDS];
-        struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, 0, 0, (uintptr_t)(hostile + off));
+        struct kdbus_msg *m = build_msg(buf, aux_conn.id, 1, 0, 0, (uintptr_t)(hostile + off), 0);
         attack_send((uintptr_t)m);
       } else if (!strcmp(av[1], "write")) {
         attack_write(off);

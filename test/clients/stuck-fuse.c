@@ -3,14 +3,17 @@
 // here the test runs this as root and lets the attacker's uid in with
 // user_id and allow_other). Speaks the FUSE protocol on /dev/fuse itself.
 //
-//   stuck-fuse DIR UID
+//   stuck-fuse DIR UID [hold-flush]
 //
 // DIR holds one file, "file" (1 MiB, mode 0666, owned by UID). LOOKUP,
 // GETATTR, OPEN, FLUSH, RELEASE are answered; a READ is not: whatever
 // faults a page of a mapping of the file in waits until this process goes
 // (closing /dev/fuse aborts the connection: the waiting READs fail). It
 // prints "ok ready" once mounted and "read OFFSET" per READ it holds; on
-// SIGTERM or stdin's end it unmounts DIR (lazily) and exits.
+// SIGTERM or stdin's end it unmounts DIR (lazily) and exits. With
+// hold-flush, FLUSH is not answered either ("flush" printed per FLUSH held):
+// every close(2) of an fd of the file then waits for this process (once it
+// has read the FLUSH, uninterruptibly).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +35,7 @@
 
 static const char *dir;
 static unsigned uid;
+static int hold_flush;
 static int dev = -1;
 
 static void leave(int sig) {
@@ -73,12 +77,13 @@ static void attr_of(uint64_t ino, struct fuse_attr *a) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: stuck-fuse DIR UID\n");
+  if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "hold-flush") != 0)) {
+    fprintf(stderr, "usage: stuck-fuse DIR UID [hold-flush]\n");
     return 2;
   }
   dir = argv[1];
   uid = (unsigned)atoi(argv[2]);
+  hold_flush = argc == 4;
   dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (dev < 0) {
     printf("err %s open /dev/fuse\n", strerror(errno));
@@ -161,6 +166,13 @@ int main(int argc, char **argv) {
         break;
       }
       case FUSE_FLUSH:
+        if (hold_flush) {
+          printf("flush\n");  // held: never answered
+          fflush(stdout);
+          break;
+        }
+        reply(h->unique, 0, NULL, 0);
+        break;
       case FUSE_RELEASE:
       case FUSE_RELEASEDIR:
       case FUSE_ACCESS:

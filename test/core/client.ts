@@ -4,8 +4,9 @@
 // reads the results back from that memory and from its pool, the way a
 // client linked against the uapi header does.
 import { CMD, CMD_FREE, CMD_HELLO, CMD_MAKE, CMD_MATCH, CMD_NAME, CMD_RECV, CMD_SEND, HELLO_ACCEPT_FD,
-  ITEM, ITEM_HEADER_SIZE, MSG, PAYLOAD_DBUS, SEND_SYNC_REPLY, SIZEOF_NOTIFY_NAME_CHANGE, align8 }
+  ITEM, MSG, PAYLOAD_DBUS, SEND_SYNC_REPLY, SIZEOF_NOTIFY_NAME_CHANGE }
   from '../../lib/abi/kdbus.js';
+import { items } from '../../lib/abi/items.js';
 import type { Bus } from '../../lib/core/bus.js';
 import type { Connection } from '../../lib/core/connection.js';
 import type { EndpointHandle } from '../../lib/core/handle.js';
@@ -60,10 +61,9 @@ export function readMessage(pool: Buffer, off: number): Message {
     dstName: null, notification: 0,
   };
   const vecs: Buffer[] = [];
-  for (let at = off + MSG.items; at < off + size;) {
-    const isize = Number(pool.readBigUInt64LE(at));
-    const type = Number(pool.readBigUInt64LE(at + 8));
-    const data = Buffer.from(pool.subarray(at + ITEM_HEADER_SIZE, at + isize));
+  for (const it of items(pool, off + MSG.items, size - MSG.items)) {
+    const { type } = it;
+    const data = Buffer.from(pool.subarray(it.data, it.data + it.len));
     m.items.push({ type, data });
     if (type === ITEM.PAYLOAD_OFF) {
       const vlen = Number(data.readBigUInt64LE(0));
@@ -77,7 +77,6 @@ export function readMessage(pool: Buffer, off: number): Message {
     } else if (type >= ITEM.NAME_ADD && type <= ITEM.REPLY_DEAD && !m.notification) {
       m.notification = type;
     }
-    at += align8(isize);
   }
   m.payload = Buffer.concat(vecs);
   return m;

@@ -22,6 +22,7 @@ import { FdLedger, takeCensus, type Census } from '../../lib/core/census.js';
 import { errno } from '../../lib/core/errors.js';
 import { taskCreds } from '../../lib/core/task.js';
 import type { FdFacts } from '../../lib/fuse/native.js';
+import type { UserLimits } from '../../lib/core/user.js';
 
 /** The thread every fake caller is: this process, whose /proc entries the core reads. */
 export const CALLER_TID = process.pid;
@@ -163,13 +164,14 @@ export class FakeWorld {
   private nextUnique = 1;
   private readonly inodes = new Set<number>();
 
-  constructor() {
+  /** limits: kdbusfs's per-user limits (the defaults unless given) */
+  constructor(limits?: Readonly<UserLimits>) {
     const tree: Tree = {
       addDir: () => this.addNode(),
       addFile: () => this.addNode(),
       remove: (ino) => { this.inodes.delete(ino); },
     };
-    this.domain = new Domain(tree);
+    this.domain = new Domain(tree, limits);
   }
 
   private addNode(): number {

@@ -4,10 +4,12 @@
 // sending user (KDBUS_CONN_MAX_MSGS_PER_USER): the next unicast is ENOBUFS,
 // a broadcast is counted as lost and reported at the next RECV. Pool space
 // is a quota of its own.
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 import { KDBUS_DST_ID_BROADCAST, LIMITS, MSG_SIGNAL } from '../../lib/abi/kdbus.js';
 import { errno } from '../../lib/core/errors.js';
+import { DEFAULT_LIMITS, type UserLimits } from '../../lib/core/user.js';
 import { makeBus } from './client.js';
+import { FakeWorld } from './fake-env.js';
 
 const QUOTA = LIMITS.CONN_MAX_MSGS_UNACCOUNTED + LIMITS.CONN_MAX_MSGS_PER_USER;
 
@@ -71,4 +73,39 @@ t.test('pool space: a payload over half of what is free is EXFULL, over all of i
   t.equal(a.send({ dst: small.id, payload: Buffer.alloc(1000, 0x61) }), 0);
   t.equal(small.recv().msg?.payload.equals(Buffer.alloc(1000, 0x61)), true);
   t.equal(small.conn.pool.slicesInUse(), 0);
+});
+
+/** A bus in a world with these limits, counting the fds the server takes from clients. */
+function countingTakes(t: Tap, limits: Partial<UserLimits>, fdBudget?: number) {
+  const bus = makeBus(t, new FakeWorld({ ...DEFAULT_LIMITS, ...limits }));
+  if (fdBudget !== undefined) bus.world.domain.users.setFdLimit(bus.world.domain.users.limits.server_fds_reserved + fdBudget);
+  const counter = { takes: 0 };
+  const took = bus.world.fdLedger.took.bind(bus.world.fdLedger);
+  bus.world.fdLedger.took = (fd) => { counter.takes++; return took(fd); };
+  return { ...bus, counter };
+}
+
+t.test('a SEND over its user_fds is refused before the server takes any of its fds', async (t) => {
+  const { world, connect, counter } = countingTakes(t, { user_fds: 4 });
+  const a = connect();
+  const b = connect();
+  const fd = world.openFd(a.conn.tid, 'file');
+  t.equal(a.send({ dst: b.id, fds: [fd, fd, fd] }), 0, 'three fds: within user_fds 4');
+  t.equal(counter.takes, 3);
+  t.equal(a.send({ dst: b.id, fds: [fd, fd] }), -errno.EMFILE, 'two more: EMFILE');
+  t.equal(counter.takes, 3, 'none of them taken');
+  t.equal(a.send({ dst: b.id, fds: [fd] }), 0, 'one more fits');
+  t.equal(counter.takes, 4);
+  t.equal(world.counts().heldFds, 4);
+});
+
+t.test("a SEND past the server's fd budget is refused before the server takes any of its fds", async (t) => {
+  const { world, connect, counter } = countingTakes(t, {}, 4);
+  const a = connect();
+  const b = connect();
+  const fd = world.openFd(a.conn.tid, 'file');
+  t.equal(a.send({ dst: b.id, fds: [fd, fd, fd] }), 0, 'three fds: within the budget of 4');
+  t.equal(a.send({ dst: b.id, fds: [fd, fd] }), -errno.EMFILE, 'two more: EMFILE');
+  t.equal(counter.takes, 3, 'none of them taken');
+  t.equal(a.send({ dst: b.id, fds: [fd + 50] }), -errno.EBADF, 'within the budget, the fds are looked at as before');
 });

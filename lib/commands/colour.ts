@@ -1,0 +1,17 @@
+// Colour and emphasis, only when the output is a terminal (and NO_COLOR is
+// not set), as busctl does: piped or redirected output is plain text.
+export interface Colours {
+  bold(s: string): string;
+  dim(s: string): string;
+  red(s: string): string;
+  highlight(s: string): string;
+}
+
+function wrap(on: boolean, code: string): (s: string) => string {
+  return on ? (s) => `\x1b[${code}m${s}\x1b[0m` : (s) => s;
+}
+
+export function colours(stream: NodeJS.WriteStream = process.stdout, env: NodeJS.ProcessEnv = process.env): Colours {
+  const on = !!stream.isTTY && env.NO_COLOR === undefined && env.TERM !== 'dumb';
+  return { bold: wrap(on, '1'), dim: wrap(on, '2'), red: wrap(on, '31'), highlight: wrap(on, '1;39') };
+}
