@@ -14,6 +14,7 @@ import {
 import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, mountDir, removeDirs } from './mount-checks.js';
 import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
+import { proxyCommand } from './proxy/command.js';
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 
@@ -394,6 +395,7 @@ async function main(argv: string[]): Promise<number | 'serving'> {
     case 'mount': return mount(args);
     case 'umount': return umount(args);
     case 'selftest': return selftest(args);
+    case 'proxy': return proxyCommand(args);
     case '-h': case '--help': case 'help': return help('top');
     case '--version': return version();
     case undefined: throw new UsageError(HELP.top!);
