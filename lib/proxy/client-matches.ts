@@ -16,6 +16,19 @@ export const MAX_MATCH_RULES = 512;
 /** The cookie of the proxy's own matches (its client's NameAcquired / NameLost); rules start above it. */
 export const OWN_MATCH_COOKIE = 1n;
 
+/**
+ * The rule without its eavesdrop key: dbus-daemon took eavesdrop='true' to
+ * see unicasts to others; kdbus has monitors for that (BecomeMonitor), so the
+ * key is accepted and the rule is what remains.
+ */
+function parse(text: string): MatchRule {
+  try {
+    return parseMatchRule(text.replace(/(^|,)\s*eavesdrop\s*=\s*'?(true|false)'?\s*(?=,|$)/g, '$1').replace(/^,|,$/g, ''));
+  } catch (e) {
+    throw new DBusError(ErrorName.MATCH_RULE_INVALID, (e as Error).message);
+  }
+}
+
 interface Entry { key: string; rule: MatchRule; cookie: bigint }
 
 export class ClientMatches {
@@ -30,12 +43,7 @@ export class ClientMatches {
 
   /** AddMatch: MatchRuleInvalid for a bad rule, LimitsExceeded past the limit. */
   add(text: string): void {
-    let rule: MatchRule;
-    try {
-      rule = parseMatchRule(text);
-    } catch (e) {
-      throw new DBusError(ErrorName.MATCH_RULE_INVALID, (e as Error).message);
-    }
+    const rule = parse(text);
     if (this.entries.length >= MAX_MATCH_RULES) {
       throw new DBusError('org.freedesktop.DBus.Error.LimitsExceeded', `more than ${MAX_MATCH_RULES} match rules`);
     }
@@ -66,23 +74,13 @@ export class ClientMatches {
 
   /** A rule checked here only (a monitor's: kdbus shows a monitor everything). */
   addLocal(text: string): void {
-    let rule: MatchRule;
-    try {
-      rule = parseMatchRule(text);
-    } catch (e) {
-      throw new DBusError(ErrorName.MATCH_RULE_INVALID, (e as Error).message);
-    }
+    const rule = parse(text);
     this.entries.push({ key: formatMatchRule(rule), rule, cookie: 0n });
   }
 
   /** RemoveMatch: the first rule equal to `text` (compared parsed); MatchRuleNotFound when none. */
   remove(text: string): void {
-    let key: string;
-    try {
-      key = formatMatchRule(parseMatchRule(text));
-    } catch (e) {
-      throw new DBusError(ErrorName.MATCH_RULE_INVALID, (e as Error).message);
-    }
+    const key = formatMatchRule(parse(text));
     const i = this.entries.findIndex(x => x.key === key);
     if (i < 0) throw new DBusError(ErrorName.MATCH_RULE_NOT_FOUND, `no match rule '${text}'`);
     const [e] = this.entries.splice(i, 1);

@@ -299,8 +299,10 @@ export class Driver {
       const isActivator = ((e.nameFlags ?? 0n) & NAME_ACTIVATOR) !== 0n || (e.connFlags & HELLO_ACTIVATOR) !== 0n;
       if (activatable) {
         if (e.name !== undefined && isActivator) out.add(e.name);
-      } else if (!isActivator) {
-        out.add(e.name ?? `:1.${e.ownerId}`);
+      } else if ((e.connFlags & HELLO_ACTIVATOR) === 0n) {
+        // a connection comes once per name it owns, or once by id when it owns none
+        out.add(`:1.${e.ownerId}`);
+        if (e.name !== undefined && !isActivator) out.add(e.name);
       }
     }
     return [...out];
