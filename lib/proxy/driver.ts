@@ -4,7 +4,7 @@
 // activation by a message to the activator. The client's kdbus connection
 // acts for it, so kdbus's own checks (and policy) apply to the client.
 import { readFileSync } from 'node:fs';
-import { ATTACH, HELLO_ACTIVATOR, NAME_ACTIVATOR, NAME_IN_QUEUE } from '../abi/kdbus.js';
+import { ATTACH, HELLO_ACTIVATOR, NAME_ACTIVATOR } from '../abi/kdbus.js';
 import { RequestNameFlag, RequestNameReply, ReleaseNameReply } from '../client/bus-connection.js';
 import type { Connection } from '../client/connection.js';
 import { DBusError, ErrorName } from '../client/dbus-error.js';
@@ -285,7 +285,10 @@ export class Driver {
       this.host.kdbus.releaseName(name);
       return ReleaseNameReply.RELEASED;
     } catch (e) {
-      if (e instanceof KdbusClientError && e.code === 'ESRCH') return ReleaseNameReply.NON_EXISTENT;
+      // kdbus answers ESRCH both for a name nobody owns and for another's (the kernel's code, not kdbus.txt)
+      if (e instanceof KdbusClientError && e.code === 'ESRCH') {
+        return this.owner(name) === null ? ReleaseNameReply.NON_EXISTENT : ReleaseNameReply.NOT_OWNER;
+      }
       if (e instanceof KdbusClientError && e.code === 'EADDRINUSE') return ReleaseNameReply.NOT_OWNER;
       throw errorForErrno(e, `ReleaseName ${name}`);
     }
@@ -322,19 +325,21 @@ export class Driver {
     }
   }
 
+  /**
+   * ListQueuedOwners: the primary owner, then the connections waiting. kdbus's
+   * NAME_LIST gives each waiter a record with the owner's flags, in
+   * connection order, not queue order (so did sd-bus's answer).
+   */
   private queuedOwners(name: string): string[] {
     if (name === DRIVER_NAME) return [DRIVER_NAME];
     if (!isWellKnownName(name)) throw new DBusError(ErrorName.INVALID_ARGS, `'${name}' is not a valid well-known name`);
-    const primary: string[] = [];
-    const queued: string[] = [];
+    const primary = this.owner(name);
+    if (primary === null) throw new DBusError(ErrorName.NAME_HAS_NO_OWNER, `Could not get owners of name '${name}': no such name`);
+    const out = new Set<string>([primary]);
     for (const e of this.host.kdbus.listNames({ names: true, queued: true })) {
-      if (e.name !== name || ((e.nameFlags ?? 0n) & NAME_ACTIVATOR) !== 0n) continue;
-      (((e.nameFlags ?? 0n) & NAME_IN_QUEUE) !== 0n ? queued : primary).push(`:1.${e.ownerId}`);
+      if (e.name === name && (e.connFlags & HELLO_ACTIVATOR) === 0n) out.add(`:1.${e.ownerId}`);
     }
-    if (!primary.length && !queued.length) {
-      throw new DBusError(ErrorName.NAME_HAS_NO_OWNER, `Could not get owners of name '${name}': no such name`);
-    }
-    return [...primary, ...queued];
+    return [...out];
   }
 
   private info(name: string, attach: bigint): Info {
