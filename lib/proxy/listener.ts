@@ -2,7 +2,7 @@
 // path or an abstract name, in D-Bus address form or as a bare path), or the
 // one systemd passes by socket activation (LISTEN_FDS). Each accepted
 // connection comes with its peer's SO_PEERCRED.
-import { unlinkSync, lstatSync } from 'node:fs';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { clientNative, POLL_READABLE, type PollHandle } from '../client/native.js';
 import { EAGAIN, unixPeer } from './native.js';
 import type { PeerCred } from './proxy-connection.js';
@@ -59,6 +59,8 @@ export class Listener {
     }
     const fd = unixPeer.listen(socket, BACKLOG);
     if (fd < 0) throw new Error(`cannot listen on ${socket} (errno ${-fd})`);
+    // anyone may connect, as to dbus-daemon's socket: who may do what is the policy's and kdbus's business
+    if (!socket.startsWith('@')) chmodSync(socket, 0o666);
     return new Listener(fd, socket, true);
   }
 

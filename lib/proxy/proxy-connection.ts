@@ -16,7 +16,8 @@ import { ATTACH, KDBUS_DST_ID_BROADCAST } from '../abi/kdbus.js';
 import { CodecError } from '../client/codec-error.js';
 import { Connection } from '../client/connection.js';
 import { DBusError, ErrorName } from '../client/dbus-error.js';
-import { MessageFlag, MessageType, type DBusMessage } from '../client/dbus-message.js';
+import { MESSAGE_TYPE_NAMES, MessageFlag, MessageType, type DBusMessage } from '../client/dbus-message.js';
+import { KdbusClientError } from '../client/errors.js';
 import { DRIVER_NAME } from '../client/kdbus-envelope.js';
 import type { Message, Notification } from '../client/message.js';
 import type { Creds, Pids } from '../client/metadata.js';
@@ -223,17 +224,26 @@ export class ProxyConnection extends EventEmitter {
   private begin(): void {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
+    const identity = clientIdentity(this.peer);
+    const open = (who: Partial<typeof identity>): Connection => Connection.open(this.opts.bus, {
+      ...(this.opts.root !== undefined && { root: this.opts.root }),
+      ...(this.opts.poolSize !== undefined && { poolSize: this.opts.poolSize }),
+      acceptFds: this.sasl.unixFd,
+      attachRecv: ATTACH.NAMES,
+      description: `proxy-pid-${this.peer.pid}`,
+      impersonate: who,
+      receive: 'copy',
+      autoReceive: false,
+    });
     try {
-      this.kdbusConn = Connection.open(this.opts.bus, {
-        ...(this.opts.root !== undefined && { root: this.opts.root }),
-        ...(this.opts.poolSize !== undefined && { poolSize: this.opts.poolSize }),
-        acceptFds: this.sasl.unixFd,
-        attachRecv: ATTACH.NAMES,
-        description: `proxy-pid-${this.peer.pid}`,
-        impersonate: clientIdentity(this.peer),
-        receive: 'copy',
-        autoReceive: false,
-      });
+      try {
+        this.kdbusConn = open(identity);
+      } catch (e) {
+        // PIDS naming a process that is gone is EINVAL (as the kernel's find_get_pid): a client
+        // that sent its last message and exited still gets it delivered, under its uid
+        if (!(e instanceof KdbusClientError && e.code === 'EINVAL')) throw e;
+        this.kdbusConn = open({ creds: identity.creds });
+      }
     } catch (e) {
       return this.close(`cannot connect to the bus: ${(e as Error).message}`);
     }
@@ -337,7 +347,7 @@ export class ProxyConnection extends EventEmitter {
     const driver = this.driverInstance!;
     if (this.monitoring) return this.close('a monitor sent a message');
     if (!driver.helloReceived && !(m.destination === DRIVER_NAME && m.member === 'Hello' && m.type === MessageType.METHOD_CALL)) {
-      return this.close('the first message was not Hello');
+      return this.close(`the first message was not Hello: ${MESSAGE_TYPE_NAMES[m.type]} ${m.interface}.${m.member} to ${m.destination}`);
     }
     if (m.destination === DRIVER_NAME) {
       void driver.handle(m);
