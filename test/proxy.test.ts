@@ -109,7 +109,8 @@ t.test('dbus-send, gdbus and the monitors', async (t) => {
   const busctlMon = startTool(t, 'busctl', [`--address=${A}`, 'monitor', '--no-pager']);
   const dbusMon = startTool(t, 'dbus-monitor', ['--address', A, "type='signal',interface='org.kdbusfs.T'"]);
   const gdbusMon = startTool(t, 'gdbus', ['monitor', '--address', A, '--dest', 'org.kdbusfs.Py']);
-  await until(() => busctlMon.out().includes('Monitoring') && gdbusMon.out().includes('owned by'), 10_000, 50);
+  // dbus-monitor is a monitor once the driver said NameLost for its unique name (BecomeMonitor)
+  await until(() => busctlMon.out().includes('Monitoring') && gdbusMon.out().includes('owned by') && dbusMon.out().includes('NameLost'), 10_000, 50);
   await new Promise(r => setTimeout(r, 500));
   const send = await runTool('dbus-send', [`--bus=${A}`, '--print-reply', '--dest=org.kdbusfs.Example', '/org/kdbusfs/Example',
     'org.kdbusfs.Example.Sum', 'array:int32:1,2,3,2147483647']);
