@@ -39,6 +39,7 @@ Commands:
   mount [DIR]      mount kdbusfs on DIR (default ${DEFAULT_MOUNTPOINT}) and serve it
   umount DIR       detach a kdbusfs mount (also one whose server died)
   selftest         build and run the upstream kdbus selftests against kdbusfs
+  proxy            serve a kdbus bus to classic D-Bus clients (a unix socket)
   SOURCE DIR -o OPTIONS
                    as mount(8) and mount.fuse3 run it (\`mount -t fuse.kdbusfs
                    kdbusfs DIR\`, fstab): \`mount --detach DIR -o OPTIONS\`
