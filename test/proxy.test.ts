@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { BusConnection, makeBus } from '../lib/client/index.js';
+import { MessageType } from '../lib/client/dbus-message.js';
 import { Variant } from '../lib/client/variant.js';
+import { encodeDbus1 } from '../lib/proxy/dbus1-marshal.js';
 import { cli, needRootAndFuse, root, spawnServer, statOf, until, type Tap } from './harness.js';
 import { mountFresh, NOBODY } from './client/kdbus-harness.js';
 import { startEchoService } from './client/echo-service-process.js';
@@ -212,6 +214,58 @@ t.test('SASL refusals, garbage and the proxy going on', async (t) => {
   const still = await runTool('busctl', [`--address=${A}`, 'call', 'org.kdbusfs.Example', '/org/kdbusfs/Example', 'org.kdbusfs.Example', 'Echo', 's', 'still']);
   t.equal(still.stdout.trim(), 's "still"', 'other clients go on');
 });
+
+t.test('a client that stops reading and a crowd that never authenticates do not hold others up', async (t) => {
+  // a dbus1 client subscribed to a flood of signals, which never reads
+  const stuck = net.createConnection(proxy.socket);
+  stuck.on('error', () => undefined);
+  t.teardown(() => { stuck.destroy(); });
+  const hello = Buffer.from('6c01000100000000010000006e00000001016f00150000002f6f72672f667265656465736b746f702f4442757300000006017300'
+    + '140000006f72672e667265656465736b746f702e444275730000000002017300140000006f72672e667265656465736b746f702e4442757300'
+    + '000000030173000500000048656c6c6f000000', 'hex');
+  stuck.write(Buffer.concat([Buffer.from('\0AUTH EXTERNAL 30\r\nBEGIN\r\n'), hello]));
+  stuck.pause();
+  const flooder = await BusConnection.connect(busPath, { description: 'proxy-flood' });
+  t.teardown(() => flooder.close());
+  // the stuck client's match, made on its behalf through another dbus1 client would need its socket: it matches all
+  // signals by AddMatch sent right after Hello
+  const addMatch = Buffer.from(busctlAddMatch("type='signal',interface='org.kdbusfs.Flood'"));
+  stuck.write(addMatch);
+  await new Promise(r => setTimeout(r, 300));
+  const payload = 'x'.repeat(16 * 1024);
+  const started = Date.now();
+  for (let i = 0; i < 2000; i++) {
+    flooder.emitSignal({ path: '/flood', interface: 'org.kdbusfs.Flood', member: 'Drop', signature: 's', body: [payload] });
+    if (i % 200 === 0) await new Promise(r => setImmediate(r));
+  }
+  t.pass(`32 MiB of signals sent in ${Date.now() - started} ms, the stuck reader notwithstanding`);
+  const t0 = Date.now();
+  const call = await runTool('busctl', [`--address=${A}`, 'call', 'org.kdbusfs.Example', '/org/kdbusfs/Example', 'org.kdbusfs.Example', 'Echo', 's', 'alive']);
+  t.equal(call.stdout.trim(), 's "alive"', 'another client\'s call goes through');
+  t.ok(Date.now() - t0 < 10_000, `and in time (${Date.now() - t0} ms)`);
+
+  // more unauthenticated connections than the proxy lets wait (64): the rest are closed at once
+  const crowd: net.Socket[] = [];
+  let closed = 0;
+  for (let i = 0; i < 100; i++) {
+    const s = net.createConnection(proxy.socket);
+    s.on('error', () => undefined);
+    s.on('close', () => { closed++; });
+    crowd.push(s);
+  }
+  t.teardown(() => { for (const s of crowd) s.destroy(); });
+  t.ok(await until(() => closed >= 36, 10_000, 50), `connections past the limit are refused (${closed} of 100 closed)`);
+  const during = await runTool('busctl', [`--address=${A}`, 'call', 'org.kdbusfs.Example', '/org/kdbusfs/Example', 'org.kdbusfs.Example', 'Echo', 's', 'crowd']);
+  t.equal(during.stdout.trim(), 's "crowd"', 'an authenticating client still gets through once others finish... or now');
+});
+
+/** A dbus1 AddMatch call (serial 2) to org.freedesktop.DBus, as libdbus lays it out. */
+function busctlAddMatch(rule: string): Buffer {
+  return encodeDbus1({
+    type: MessageType.METHOD_CALL, flags: 0, cookie: 2, path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
+    member: 'AddMatch', destination: 'org.freedesktop.DBus', signature: 's', body: [rule],
+  });
+}
 
 t.test('XML policy: own and send refused with AccessDenied', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-policy-'));
