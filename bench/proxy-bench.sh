@@ -38,6 +38,7 @@ cleanup() {
 trap cleanup EXIT
 
 gcc -O2 -Wall -o "$work/sdbus-bench" bench/sdbus-bench.c -lsystemd
+gcc -O2 -Wall -Iinclude -o "$work/kdbus-bench" bench/kdbus-bench.c
 
 wait_for() { # PATH WHAT
   for _ in $(seq 400); do [[ -e $1 ]] && return 0; sleep 0.05; done
@@ -86,6 +87,7 @@ pids+=("$(cat "$work/broker.pid")")
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 declare -A R
 for size in $SIZES; do
+  R[native,$size]=$("$work/kdbus-bench" "$work/kdbus" call "$size" "$SECONDS_PER" "$REPS" | median)
   for sys in proxy dbus-broker dbus-daemon; do
     case $sys in
       proxy) addr=unix:path=$work/proxy.sock ;;
@@ -97,11 +99,12 @@ for size in $SIZES; do
 done
 
 echo "us per sd_bus_call (median of $REPS runs of ${SECONDS_PER}s), $(nproc) CPUs, node $(node --version)"
-echo "| body | kdbusfs proxy | dbus-broker | dbus-daemon | proxy ÷ dbus-broker | proxy ÷ dbus-daemon |"
-echo "|---|---|---|---|---|---|"
+echo "| body | kdbusfs proxy (sd-bus) | kdbusfs native (kdbus-bench) | dbus-broker | dbus-daemon | proxy ÷ dbus-broker | proxy ÷ dbus-daemon | proxy ÷ native |"
+echo "|---|---|---|---|---|---|---|---|"
 for size in $SIZES; do
-  p=${R[proxy,$size]} b=${R[dbus-broker,$size]} d=${R[dbus-daemon,$size]}
-  echo "| $size B | $p | $b | $d | $(awk "BEGIN {printf \"%.2f\", $p / $b}") | $(awk "BEGIN {printf \"%.2f\", $p / $d}") |"
+  p=${R[proxy,$size]} n=${R[native,$size]} b=${R[dbus-broker,$size]} d=${R[dbus-daemon,$size]}
+  r() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+  echo "| $size B | $p | $n | $b | $d | $(r "$p" "$b") | $(r "$p" "$d") | $(r "$p" "$n") |"
 done
 
 if [[ ${PROFILE:-0} == 1 ]]; then

@@ -341,6 +341,15 @@ export class Connection extends EventEmitter {
   // ---- receiving ----
 
   /**
+   * autoReceive off: watch for readiness again without a RECV (after taking
+   * one message, 'readable' comes again if more are queued: no RECV spent on
+   * finding the queue empty).
+   */
+  resume(): void {
+    if (this.manual && !this.watch && !this.closed && !this.hungUp) this.startWatch();
+  }
+
+  /**
    * KDBUS_CMD_RECV: the next message (highest priority first with
    * priority), null when none is queued (or dropped with drop). Dropped
    * broadcasts are reported as a 'dropped' event first.

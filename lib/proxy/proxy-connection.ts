@@ -63,8 +63,6 @@ export interface ProxyConnectionOptions {
 
 /** Messages read from the socket per readiness event, before others get their turn. */
 const READ_BATCH = 32;
-/** Bus messages taken per turn while the client keeps up. */
-const PUMP_BATCH = 64;
 /** Stop taking bus messages for a client while this much waits to be written to it. */
 const OUT_HIGH_WATER = 4 << 20;
 const READ_CHUNK = 256 * 1024;
@@ -265,32 +263,33 @@ export class ProxyConnection extends EventEmitter {
     this.pump();
   }
 
-  /** Takes bus messages for the client while it keeps up (see OUT_HIGH_WATER). */
+  /**
+   * Takes a bus message for the client while it keeps up (see
+   * OUT_HIGH_WATER), then watches again: poll is level-triggered, so the next
+   * 'readable' comes at once when more is queued, without a RECV that finds
+   * the queue empty (each RECV is a round trip to the bus).
+   */
   private pump(): void {
     const k = this.kdbusConn;
     if (!k || this.closed) return;
-    for (let i = 0; i < PUMP_BATCH; i++) {
-      if (this.outBytes > OUT_HIGH_WATER) {
-        this.pumpPaused = true;
-        return;
-      }
-      let msg: Message | null;
-      try {
-        msg = k.recv();
-      } catch (e) {
-        return this.close(`receiving from the bus failed: ${(e as Error).message}`);
-      }
-      if (!msg) return;
-      try {
-        this.fromBus(msg);
-      } catch (e) {
-        for (const fd of msg.fds) closeQuietly(fd);
-        if (!(e instanceof CodecError)) throw e;
-      }
-      if (this.closed) return;
+    if (this.outBytes > OUT_HIGH_WATER) {
+      this.pumpPaused = true;
+      return;
     }
-    // more may be queued: the rest on the next turn of the loop, after other clients
-    setImmediate(() => this.pump());
+    let msg: Message | null;
+    try {
+      msg = k.recv();
+    } catch (e) {
+      return this.close(`receiving from the bus failed: ${(e as Error).message}`);
+    }
+    if (!msg) return;
+    try {
+      this.fromBus(msg);
+    } catch (e) {
+      for (const fd of msg.fds) closeQuietly(fd);
+      if (!(e instanceof CodecError)) throw e;
+    }
+    if (!this.closed && this.kdbusConn === k) k.resume();
   }
 
   private fromBus(k: Message): void {
