@@ -25,7 +25,7 @@ const PYTHON = '/usr/bin/python3';
 // readable copies of the python scripts: a uid other than root may not reach this checkout
 const scripts = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-scripts-'));
 chmodSync(scripts, 0o755);
-for (const f of ['py-service.py', 'py-client.py']) copyFileSync(join(root, 'test/proxy', f), join(scripts, f));
+for (const f of ['py-service.py', 'py-client.py', 'gio-service.py']) copyFileSync(join(root, 'test/proxy', f), join(scripts, f));
 
 interface Out { code: number | null; stdout: string; stderr: string }
 
@@ -181,6 +181,40 @@ t.test('a kdbus-native client calls the python service and gets its signal', asy
   await conn.call({ destination: 'org.kdbusfs.Py', path: '/org/kdbusfs/Py', interface: 'org.kdbusfs.Py', member: 'Shout', signature: 's', body: ['hey'] });
   t.ok(await until(() => got.length > 0, 5000, 20), 'the signal arrives');
   t.same(got, ['hey']);
+});
+
+t.test('a GLib service, sd-bus 252 and busctl of 2015 on the same bus', async (t) => {
+  const gio = startTool(t, PYTHON, [join(scripts, 'gio-service.py'), A]);
+  t.ok(await until(() => /ready :1\.\d+/.test(gio.out()), 20_000, 50), `the GDBus service owns org.kdbusfs.Gio: ${gio.out()}`);
+  const g = await runTool('gdbus', ['call', '--address', A, '-d', 'org.kdbusfs.Gio', '-o', '/org/kdbusfs/Gio', '-m', 'org.kdbusfs.Gio.Greet', 'you']);
+  t.equal(g.stdout.trim(), "('hello you',)", 'gdbus -> proxy -> GDBus service');
+  const conn = await BusConnection.connect(busPath, { description: 'proxy-test-gio' });
+  t.teardown(() => conn.close());
+  const greeted: unknown[] = [];
+  conn.addMatch("type='signal',sender='org.kdbusfs.Gio',member='Greeted'", m => greeted.push(m.body[0]));
+  const r = await conn.call({ destination: 'org.kdbusfs.Gio', path: '/org/kdbusfs/Gio', interface: 'org.kdbusfs.Gio', member: 'Greet',
+    signature: 's', body: ['kdbus'] });
+  t.same(r.body, ['hello kdbus'], 'a kdbus-native call to the GDBus service');
+  t.ok(await until(() => greeted.includes('kdbus'), 5000, 20), 'its signal reaches a kdbus-native match on its well-known name');
+
+  const busctl2015 = join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'), 'kdbusfs/sd-bus-2015/src/busctl');
+  if ((await statOf(busctl2015)) === null) {
+    t.pass('busctl of 2015 calls the python service', { skip: 'busctl of 2015 is not built (test/client/dbus-sdbus-interop.test.ts builds it into the cache)' });
+  } else {
+    const old = await runTool(busctl2015, [`--address=kernel:path=${busPath}`, 'call', 'org.kdbusfs.Py', '/org/kdbusfs/Py', 'org.kdbusfs.Py',
+      'Echo', 'v', 's', 'from 2015']);
+    t.equal(old.stdout.trim(), 'v s "from 2015"', 'busctl of 2015, kdbus-native, calls the python3-dbus service behind the proxy');
+  }
+
+  if ((await statOf('/usr/include/systemd/sd-bus.h')) === null) {
+    t.pass('sd-bus 252 programs through the proxy', { skip: 'libsystemd-dev is not installed: no sd-bus 252 program to build (bench/proxy-bench.sh installs it)' });
+  } else {
+    const bin = join(scripts, 'sdbus-bench');
+    const cc = await runTool('gcc', ['-O1', '-o', bin, join(root, 'bench/sdbus-bench.c'), '-lsystemd'], { ms: 60_000 });
+    t.equal(cc.code, 0, `built: ${cc.stderr}`);
+    const b = await runTool(bin, [A, 'call', '4096', '0.3', '1'], { ms: 30_000 });
+    t.match(b.stdout.trim(), /^\d+(\.\d+)?$/, `two sd-bus 252 programs call each other through the proxy (${b.stdout.trim()} us per call) ${b.stderr}`);
+  }
 });
 
 t.test('a client under another uid carries its own credentials', async (t) => {
