@@ -111,6 +111,7 @@ t.test('dbus-send, gdbus and the monitors', async (t) => {
   const busctlMon = startTool(t, 'busctl', [`--address=${A}`, 'monitor', '--no-pager']);
   const dbusMon = startTool(t, 'dbus-monitor', ['--address', A, "type='signal',interface='org.kdbusfs.T'"]);
   const gdbusMon = startTool(t, 'gdbus', ['monitor', '--address', A, '--dest', 'org.kdbusfs.Py']);
+  const capture = startTool(t, 'busctl', [`--address=${A}`, 'capture']);
   // dbus-monitor is a monitor once the driver said NameLost for its unique name (BecomeMonitor)
   await until(() => busctlMon.out().includes('Monitoring') && gdbusMon.out().includes('owned by') && dbusMon.out().includes('NameLost'), 10_000, 50);
   await new Promise(r => setTimeout(r, 500));
@@ -135,6 +136,8 @@ t.test('dbus-send, gdbus and the monitors', async (t) => {
   t.match(gdbusMon.out(), /\/org\/kdbusfs\/Py: org\.kdbusfs\.Py\.Ping \('loud',\)/, 'gdbus monitor sees the python service\'s signal');
   t.match(busctlMon.out(), /Member=Shout[\s\S]*STRING "loud"[\s\S]*Member=Ping/, 'busctl monitor sees the call and the signal');
   t.match(busctlMon.out(), /Type=method_return[\s\S]*ReplyCookie=/, 'and the reply');
+  t.ok(await until(() => capture.out().includes('Shout'), 5000, 50), 'busctl capture writes the call into its pcapng stream');
+  t.ok(capture.out().startsWith('\n\r\r\n'), 'a pcapng stream (section header block)');
 });
 
 t.test('a python3-dbus client: fds, 1 MiB bodies, every type, name queueing, match rules, errors', async (t) => {
