@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { BusConnection, makeBus } from '../lib/client/index.js';
+import { BusConnection, Connection, makeBus } from '../lib/client/index.js';
 import { MessageType } from '../lib/client/dbus-message.js';
 import { Variant } from '../lib/client/variant.js';
 import { encodeDbus1 } from '../lib/proxy/dbus1-marshal.js';
@@ -218,6 +218,42 @@ t.test('a GLib service, sd-bus 252 and busctl of 2015 on the same bus', async (t
     const b = await runTool(bin, [A, 'call', '4096', '0.3', '1'], { ms: 30_000 });
     t.match(b.stdout.trim(), /^\d+(\.\d+)?$/, `two sd-bus 252 programs call each other through the proxy (${b.stdout.trim()} us per call) ${b.stderr}`);
   }
+});
+
+t.test('activation: ListActivatableNames, NO_AUTO_START, StartServiceByName waking the activator', async (t) => {
+  const activator = Connection.open(busPath, { kind: 'activator', name: 'org.kdbusfs.Lazy', autoReceive: false });
+  t.teardown(() => activator.close());
+  const names = await runTool('busctl', [`--address=${A}`, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+    'ListActivatableNames']);
+  t.match(names.stdout, /"org\.kdbusfs\.Lazy"/, 'ListActivatableNames has the activator\'s name');
+  const listed = await runTool('busctl', [`--address=${A}`, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'ListNames']);
+  t.notMatch(listed.stdout, /org\.kdbusfs\.Lazy/, 'ListNames does not (nobody owns it yet)');
+  const has = await runTool('busctl', [`--address=${A}`, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+    'NameHasOwner', 's', 'org.kdbusfs.Lazy']);
+  t.equal(has.stdout.trim(), 'b false', 'NameHasOwner is false for an activatable name');
+  const noStart = await runTool('busctl', [`--address=${A}`, '--auto-start=no', 'call', 'org.kdbusfs.Lazy', '/', 'org.kdbusfs.Lazy', 'Work']);
+  t.not(noStart.code, 0, 'a NO_AUTO_START call to an activatable name fails');
+  t.equal(activator.recv(), null, 'and nothing reached the activator');
+  const start = await runTool('busctl', [`--address=${A}`, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+    'StartServiceByName', 'su', 'org.kdbusfs.Lazy', '0']);
+  t.equal(start.stdout.trim(), 'u 1', 'StartServiceByName: START_REPLY_SUCCESS');
+  const woke = activator.recv();
+  t.ok(woke, 'the activator has a message queued (what wakes its service manager)');
+  const running = await runTool('busctl', [`--address=${A}`, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+    'StartServiceByName', 'su', 'org.kdbusfs.Py', '0']);
+  t.equal(running.stdout.trim(), 'u 2', 'StartServiceByName of a running service: START_REPLY_ALREADY_RUNNING');
+});
+
+t.test('socket activation: the proxy serves the socket systemd passes (LISTEN_FDS)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-activated-'));
+  chmodSync(dir, 0o755);
+  const socket = join(dir, 'bus');
+  spawnServer(t, '/usr/bin/systemd-socket-activate', ['-l', socket, process.execPath, cli, 'proxy', '--bus', busPath],
+    { dies: 'systemd-socket-activate dies' });
+  t.ok(await until(async () => (await statOf(socket)) !== null, 10_000, 50), 'the socket is there');
+  const r = await runTool('busctl', [`--address=unix:path=${socket}`, 'call', 'org.kdbusfs.Example', '/org/kdbusfs/Example',
+    'org.kdbusfs.Example', 'Echo', 's', 'activated'], { ms: 30_000 });
+  t.equal(r.stdout.trim(), 's "activated"', `a call through the activated proxy ${r.stderr}`);
 });
 
 t.test('a client under another uid carries its own credentials', async (t) => {
