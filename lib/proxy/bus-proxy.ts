@@ -2,7 +2,6 @@
 // kdbus connection. Connection limits as dbus-daemon's system-bus defaults
 // keep one user from taking every slot.
 import { clientNative } from '../client/native.js';
-import { endpointPath } from '../client/connection.js';
 import { Connection } from '../client/connection.js';
 import { Listener } from './listener.js';
 import { DEFAULT_LIMITS, ProxyConnection, type PeerCred, type ProxyLimits } from './proxy-connection.js';
@@ -37,14 +36,6 @@ export class BusProxy {
     const probe = Connection.open(opts.bus, { ...(opts.root !== undefined && { root: opts.root }), poolSize: 4096 * 16 });
     this.guid = serverGuid(probe.busId);
     probe.close();
-  }
-
-  get endpoint(): string {
-    return endpointPath(this.opts.bus, this.opts.root);
-  }
-
-  get clientCount(): number {
-    return this.clients.size;
   }
 
   start(): void {

@@ -27,7 +27,6 @@ export const BIG = 0x42; // 'B'
 export const FIXED_SIZE = 16;
 /** D-Bus specification limits. */
 export const MAX_ARRAY_BYTES = 64 << 20;
-export const MAX_MESSAGE_BYTES = 128 << 20;
 
 /** dbus1 alignment of a type: natural size for fixed types, 4 for strings and arrays, 8 for structs. */
 export function dbus1Alignment(t: DBusType): number {
