@@ -256,6 +256,14 @@ t.test('socket activation: the proxy serves the socket systemd passes (LISTEN_FD
   t.equal(r.stdout.trim(), 's "activated"', `a call through the activated proxy ${r.stderr}`);
 });
 
+t.test('a service that exits without replying: the caller gets NoReply at once', async (t) => {
+  await startPyService(t, A, 'org.kdbusfs.Vanishing');
+  const t0 = Date.now();
+  const r = await runTool('dbus-send', [`--bus=${A}`, '--print-reply', '--dest=org.kdbusfs.Vanishing', '/org/kdbusfs/Py', 'org.kdbusfs.Py.Vanish']);
+  t.match(r.stderr, /^Error org\.freedesktop\.DBus\.Error\.NoReply/m, 'kdbus\'s REPLY_DEAD becomes NoReply');
+  t.ok(Date.now() - t0 < 10_000, `not after a timeout (${Date.now() - t0} ms)`);
+});
+
 t.test('a client under another uid carries its own credentials', async (t) => {
   const mon = startTool(t, 'gdbus', ['monitor', '--address', A, '--dest', 'org.kdbusfs.Nobody'], NOBODY);
   t.ok(await until(() => mon.out().includes('org.kdbusfs.Nobody'), 10_000, 50), `gdbus runs as uid ${NOBODY}: ${mon.out()}`);

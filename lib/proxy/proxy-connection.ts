@@ -184,16 +184,18 @@ export class ProxyConnection extends EventEmitter {
 
   private parseMessages(): void {
     while (!this.closed && this.inBytes >= FIXED_SIZE) {
-      if (this.inChunks.length > 1) this.inChunks = [Buffer.concat(this.inChunks)];
-      const buf = this.inChunks[0]!;
+      // the fixed header may span reads; the chunks are joined once the whole message is there
+      if (this.inChunks[0]!.length < FIXED_SIZE) this.inChunks = [Buffer.concat(this.inChunks)];
       let size: number;
       try {
-        size = dbus1MessageSize(buf);
+        size = dbus1MessageSize(this.inChunks[0]!);
       } catch (e) {
         return this.close(`garbage from the client: ${(e as Error).message}`);
       }
       if (size > this.opts.limits.maxMessageBytes) return this.close(`a message of ${size} bytes (limit ${this.opts.limits.maxMessageBytes})`);
       if (this.inBytes < size) return;
+      if (this.inChunks.length > 1) this.inChunks = [Buffer.concat(this.inChunks)];
+      const buf = this.inChunks[0]!;
       const raw = buf.subarray(0, size);
       this.inChunks = size < buf.length ? [buf.subarray(size)] : [];
       this.inBytes -= size;

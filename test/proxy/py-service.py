@@ -1,6 +1,6 @@
 # A python3-dbus service for the proxy's tests: owns the name given as argv[2]
 # on the bus at address argv[1], exports /org/kdbusfs/Py with interface
-# org.kdbusfs.Py (Echo, Fd, Size, Ping signal on Shout) and prints "ready"
+# org.kdbusfs.Py (Echo, Fd, Size, Ping signal on Shout, Vanish exits unanswered) and prints "ready"
 # once it owns the name. Runs until killed.
 import os
 import sys
@@ -32,6 +32,10 @@ class Service(dbus.service.Object):
     @dbus.service.method(IFACE, in_signature='s', out_signature='')
     def Shout(self, text):
         self.Ping(text)
+
+    @dbus.service.method(IFACE, in_signature='', out_signature='')
+    def Vanish(self):
+        os._exit(0)  # without a reply: the caller learns of it from the bus
 
     @dbus.service.signal(IFACE, signature='s')
     def Ping(self, text):
