@@ -343,7 +343,17 @@ export class Driver {
   }
 
   private info(name: string, attach: bigint): Info {
-    if (name === DRIVER_NAME) throw new DBusError(ErrorName.FAILED, 'org.freedesktop.DBus is the proxy, not a connection');
+    // the driver is the proxy: its own uid and pid, as dbus-daemon answers with its own
+    if (name === DRIVER_NAME) {
+      const uid = process.getuid!();
+      const gid = process.getgid!();
+      return {
+        id: 0n, flags: 0n, otherItems: [], metadata: {
+          creds: { uid, euid: uid, suid: uid, fsuid: uid, gid, egid: gid, sgid: gid, fsgid: gid },
+          pids: { pid: process.pid, tid: process.pid, ppid: process.ppid },
+        },
+      };
+    }
     if (!isUniqueName(name) && !isWellKnownName(name)) throw new DBusError(ErrorName.INVALID_ARGS, `'${name}' is not a valid bus name`);
     try {
       const info = this.host.kdbus.connInfo(target(name), attach);

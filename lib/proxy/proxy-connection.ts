@@ -355,7 +355,7 @@ export class ProxyConnection extends EventEmitter {
       return;
     }
     const expectsReply = m.type === MessageType.METHOD_CALL && (m.flags & MessageFlag.NO_REPLY_EXPECTED) === 0;
-    const denied = this.opts.policy?.sendDenied(this.peer, m, this.ownedNames());
+    const denied = this.opts.policy?.sendDenied(this.peer, m);
     if (denied) {
       if (expectsReply) this.errorToClient(m.cookie, DBusErrorName.ACCESS_DENIED, denied);
       return;
@@ -375,14 +375,6 @@ export class ProxyConnection extends EventEmitter {
       this.errorToClient(m.cookie, err.errorName, err.message);
     } finally {
       closeQuietly(memfd);
-    }
-  }
-
-  private ownedNames(): string[] {
-    try {
-      return this.kdbusConn!.connInfo(this.kdbusConn!.id, ATTACH.NAMES).metadata.ownedNames?.map(n => n.name) ?? [];
-    } catch {
-      return [];
     }
   }
 

@@ -126,7 +126,7 @@ export class XmlPolicy {
   }
 
   /** null when `subject` may send `m` (its destination as the client named it). */
-  sendDenied(subject: PolicySubject, m: DBusMessage, _ownedNames: string[]): string | null {
+  sendDenied(subject: PolicySubject, m: DBusMessage): string | null {
     if (m.type === MessageType.METHOD_RETURN || m.type === MessageType.ERROR) return null;
     if (m.destination === DRIVER_NAME) return null;
     const ok = this.decide(subject, r => ruleMatches(r, SEND_KEYS, k => sendField(m, k)), false);
