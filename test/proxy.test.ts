@@ -260,6 +260,18 @@ async function suite(): Promise<void> {
     t.equal(running.stdout.trim(), 'u 2', 'StartServiceByName of a running service: START_REPLY_ALREADY_RUNNING');
   });
 
+  t.test('an abstract socket address', async (t) => {
+    const name = `kdbusfs-proxy-test-${process.pid}`;
+    spawnServer(t, process.execPath, [cli, 'proxy', '--bus', busPath, '--listen', `unix:abstract=${name}`], { dies: 'the proxy dies' });
+    let r: Out = { code: -1, stdout: '', stderr: '' };
+    t.ok(await until(async () => {
+      r = await runTool('busctl', [`--address=unix:abstract=${name}`, 'call', 'org.kdbusfs.Example', '/org/kdbusfs/Example',
+        'org.kdbusfs.Example', 'Echo', 's', 'abstract']);
+      return r.code === 0;
+    }, 20_000, 200), `the proxy serves unix:abstract=${name}`);
+    t.equal(r.stdout.trim(), 's "abstract"');
+  });
+
   t.test('socket activation: the proxy serves the socket systemd passes (LISTEN_FDS)', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-activated-'));
     chmodSync(dir, 0o755);
