@@ -15,6 +15,7 @@ import {
 import { checkCanMount, checkNotOtherMount, explainMountError, missingDirs, mountDir, removeDirs } from './mount-checks.js';
 import { expandMountOptions, fromMountHelper } from './mount-argv.js';
 import { DEFAULT_MOUNTPOINT, mountedType, prepareMountpoint, releaseMountpoint } from './mountpoint.js';
+import { proxyCommand } from './proxy/command.js';
 import { makeSysfsOverlay, removeSysfsOverlay, SYS_MODULE } from './sysfs-overlay.js';
 import { DEFAULT_LIMITS, parseLimit, type UserLimits } from './core/user.js';
 import { findCommand, type Command, type CommandResult } from './commands/command-table.js';
@@ -402,6 +403,7 @@ const COMMANDS: readonly Command[] = [
   endpointMakeCommand,
   monitorCommand,
   statsCommand,
+  proxyCommand,
 ];
 
 /** The command being run: its failures are reported as it wants them. */

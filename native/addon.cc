@@ -28,6 +28,7 @@
 #include "procmem.h"
 #include "session.h"
 #include "unixsend.h"
+#include "unixpeer.h"
 
 namespace {
 
@@ -108,6 +109,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("giveBackMemory", &Addon::GiveBackMemory),
     });
     RegisterClient(env, exports);
+    RegisterUnixPeer(env, exports);
     installer_ = std::make_unique<FdInstaller>(env, &closer_, [this](uint64_t sid, uint64_t unique, int result) {
       auto it = sessions_.find(sid);
       return it != sessions_.end() && it->second->ReplyIoctl(unique, result);

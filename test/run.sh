@@ -36,7 +36,7 @@ fi
 # Installed when the package archive is reachable; a test whose peer is still
 # missing skips and says which package it needs.
 optional=()
-for pkg in podman tshark dbus-broker python3-dbus python3-gi; do
+for pkg in podman tshark dbus-broker dbus-bin libglib2.0-bin python3-dbus python3-gi libsystemd-dev systemd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
 done
 if ((${#optional[@]})); then

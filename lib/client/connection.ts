@@ -25,7 +25,7 @@ import { KdbusClientError, check, commandError, errnoName } from './errors.js';
 import { bloomParameter, decodeInfo, decodeNameList, type BloomParameter, type Info, type NameListEntry } from './info.js';
 import { addMatchRule, type MatchRule } from './match-items.js';
 import { decodeMessage, type Message, type Notification } from './message.js';
-import { rawItems } from './metadata.js';
+import { rawItems, type Creds, type Pids } from './metadata.js';
 import { clientNative as nat, POLL_DISCONNECT, POLL_READABLE, type PollHandle } from './native.js';
 import { addGrants, addPolicy, type Grant, type PolicyEntry } from './policy.js';
 
@@ -62,6 +62,11 @@ export interface ConnectOptions {
   receive?: 'copy' | 'view';
   /** drain the queue on readiness and emit 'message' (default true); off: 'readable', then recv() */
   autoReceive?: boolean;
+  /**
+   * Privileged: HELLO's CREDS, PIDS and SECLABEL items, the identity the bus
+   * gives this connection instead of the opener's (a proxy speaking for its client).
+   */
+  impersonate?: { creds?: Creds; pids?: Pids; seclabel?: string };
 }
 
 export interface NameFlags { replaceExisting?: boolean; allowReplacement?: boolean; queue?: boolean }
@@ -99,6 +104,18 @@ export interface RecvOptions { peek?: boolean; drop?: boolean; priority?: U64 }
 export interface NameListFlags { unique?: boolean; names?: boolean; activators?: boolean; queued?: boolean }
 
 interface PendingCall { resolve(m: Message): void; reject(e: Error): void }
+
+/** HELLO's CREDS (8 u32), PIDS (3 u64) and SECLABEL items. */
+function addImpersonation(cmd: CommandBuilder, who: NonNullable<ConnectOptions['impersonate']>): void {
+  if (who.creds) {
+    const c = who.creds;
+    const d = Buffer.alloc(32);
+    [c.uid, c.euid, c.suid, c.fsuid, c.gid, c.egid, c.sgid, c.fsgid].forEach((v, i) => d.writeUInt32LE(v, i * 4));
+    cmd.bytes(ITEM.CREDS, d);
+  }
+  if (who.pids) cmd.u64s(ITEM.PIDS, [who.pids.pid, who.pids.tid, who.pids.ppid]);
+  if (who.seclabel !== undefined) cmd.string(ITEM.SECLABEL, who.seclabel);
+}
 
 /** ROOT/NAME/bus for a bus name, the path itself for anything with a slash. */
 export function endpointPath(bus: string, root = DEFAULT_ROOT): string {
@@ -170,6 +187,7 @@ export class Connection extends EventEmitter {
     if (opts.description !== undefined) cmd.string(ITEM.CONN_DESCRIPTION, opts.description);
     if (opts.name !== undefined) cmd.string(ITEM.NAME, opts.name);
     if (opts.grants) addGrants(cmd, opts.grants);
+    if (opts.impersonate) addImpersonation(cmd, opts.impersonate);
     const buf = cmd.finish({
       [CMD_HELLO.flags]: flags, [CMD_HELLO.attach_flags_send]: opts.attachSend ?? ATTACH_ANY,
       [CMD_HELLO.attach_flags_recv]: opts.attachRecv ?? 0n, [CMD_HELLO.pool_size]: poolSize,
@@ -321,6 +339,15 @@ export class Connection extends EventEmitter {
   }
 
   // ---- receiving ----
+
+  /**
+   * autoReceive off: watch for readiness again without a RECV (after taking
+   * one message, 'readable' comes again if more are queued: no RECV spent on
+   * finding the queue empty).
+   */
+  resume(): void {
+    if (this.manual && !this.watch && !this.closed && !this.hungUp) this.startWatch();
+  }
 
   /**
    * KDBUS_CMD_RECV: the next message (highest priority first with

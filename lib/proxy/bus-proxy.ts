@@ -1,0 +1,73 @@
+// The proxy: a listener and its clients, each a ProxyConnection with its own
+// kdbus connection. Connection limits as dbus-daemon's system-bus defaults
+// keep one user from taking every slot.
+import { clientNative } from '../client/native.js';
+import { Connection } from '../client/connection.js';
+import { Listener } from './listener.js';
+import { DEFAULT_LIMITS, ProxyConnection, type PeerCred, type ProxyLimits } from './proxy-connection.js';
+import { serverGuid } from './sasl.js';
+import type { XmlPolicy } from './xml-policy.js';
+
+export interface BusProxyOptions {
+  /** the kdbus bus: a bus file's path or a bus name under root */
+  bus: string;
+  root?: string;
+  policy?: XmlPolicy | null;
+  limits?: Partial<ProxyLimits>;
+  /** dbus-daemon's max_completed_connections */
+  maxConnections?: number;
+  /** dbus-daemon's max_connections_per_user */
+  maxConnectionsPerUser?: number;
+  /** dbus-daemon's max_incomplete_connections: clients still authenticating */
+  maxIncomplete?: number;
+  /** called with each client that goes, and why (logging) */
+  onClientClose?: (peer: PeerCred, why: string) => void;
+}
+
+export class BusProxy {
+  private readonly clients = new Set<ProxyConnection>();
+  private readonly perUid = new Map<number, number>();
+  private readonly guid: string;
+  private readonly limits: ProxyLimits;
+
+  constructor(private readonly listener: Listener, private readonly opts: BusProxyOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    // the bus's id as the server GUID clients see in OK; a bus that is not there fails here, not at the first client
+    const probe = Connection.open(opts.bus, { ...(opts.root !== undefined && { root: opts.root }), poolSize: 4096 * 16 });
+    this.guid = serverGuid(probe.busId);
+    probe.close();
+  }
+
+  start(): void {
+    this.listener.start((fd, peer) => this.accept(fd, peer));
+  }
+
+  private accept(fd: number, peer: PeerCred): void {
+    const incomplete = [...this.clients].filter(c => !c.authenticated).length;
+    const mine = this.perUid.get(peer.uid) ?? 0;
+    if (this.clients.size >= (this.opts.maxConnections ?? 2048) || mine >= (this.opts.maxConnectionsPerUser ?? 256)
+        || incomplete >= (this.opts.maxIncomplete ?? 64)) {
+      clientNative.close(fd);
+      this.opts.onClientClose?.(peer, 'refused: connection limit');
+      return;
+    }
+    const c = new ProxyConnection(fd, peer, {
+      bus: this.opts.bus, ...(this.opts.root !== undefined && { root: this.opts.root }),
+      guid: this.guid, limits: this.limits, policy: this.opts.policy ?? null,
+    });
+    this.clients.add(c);
+    this.perUid.set(peer.uid, mine + 1);
+    c.once('close', (why: string) => {
+      this.clients.delete(c);
+      const n = (this.perUid.get(peer.uid) ?? 1) - 1;
+      if (n) this.perUid.set(peer.uid, n);
+      else this.perUid.delete(peer.uid);
+      this.opts.onClientClose?.(peer, why);
+    });
+  }
+
+  close(): void {
+    this.listener.close();
+    for (const c of [...this.clients]) c.close('the proxy stops');
+  }
+}

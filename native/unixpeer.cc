@@ -1,0 +1,156 @@
+#include "unixpeer.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// Linux's SCM_MAX_FD: the most fds one sendmsg carries.
+constexpr int kMaxFds = 253;
+
+Napi::Value Int(Napi::Env env, long v) { return Napi::Number::New(env, static_cast<double>(v)); }
+
+Napi::Value TypeError(Napi::Env env, const char* usage) {
+  Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool IsFd(const Napi::Value& v) { return v.IsNumber() && v.As<Napi::Number>().Int32Value() >= 0; }
+
+// listen(address, backlog): a non-blocking listening SOCK_STREAM socket on a
+// path ('@' first: the abstract namespace), or -errno.
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) return TypeError(env, "listen(address: string, backlog: number)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) return Int(env, -EINVAL);
+  memcpy(addr.sun_path, path.data(), path.size());
+  bool abstract = path[0] == '@';
+  if (abstract) addr.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Int(env, -errno);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&addr), len) < 0 ||
+      listen(fd, info[1].As<Napi::Number>().Int32Value()) < 0) {
+    int e = errno;
+    close(fd);
+    return Int(env, -e);
+  }
+  return Int(env, fd);
+}
+
+// accept(fd): [fd, pid, uid, gid] of a new non-blocking connection (its
+// SO_PEERCRED), or -errno (-EAGAIN when none is waiting).
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !IsFd(info[0])) return TypeError(env, "accept(fd: number)");
+  int fd;
+  do {
+    fd = accept4(info[0].As<Napi::Number>().Int32Value(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return Int(env, -errno);
+  struct ucred cred;
+  socklen_t n = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) < 0) {
+    int e = errno;
+    close(fd);
+    return Int(env, -e);
+  }
+  Napi::Array out = Napi::Array::New(env, 4);
+  out.Set(0u, Int(env, fd));
+  out.Set(1u, Int(env, cred.pid));
+  out.Set(2u, Int(env, cred.uid));
+  out.Set(3u, Int(env, cred.gid));
+  return out;
+}
+
+// recv(fd, buf): [bytes, ...fds] read into buf (0 bytes: the peer closed),
+// fds from SCM_RIGHTS installed close-on-exec, or -errno (-EAGAIN: nothing yet).
+Napi::Value Recv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !IsFd(info[0]) || !info[1].IsBuffer()) return TypeError(env, "recv(fd: number, buf: Buffer)");
+  auto buf = info[1].As<Napi::Buffer<uint8_t>>();
+  struct iovec iov = {buf.Data(), buf.Length()};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(info[0].As<Napi::Number>().Int32Value(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Int(env, -errno);
+  std::vector<int> fds;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fds.push_back(f);
+    }
+  }
+  // fds cut off by a short control buffer are gone: the caller sees the count it got
+  Napi::Array out = Napi::Array::New(env, fds.size() + 1);
+  out.Set(0u, Int(env, n));
+  for (size_t i = 0; i < fds.size(); i++) out.Set(static_cast<uint32_t>(i + 1), Int(env, fds[i]));
+  return out;
+}
+
+// send(fd, buf, fds): bytes sent from buf with fds as SCM_RIGHTS (on the
+// first byte), or -errno (-EAGAIN: the reader is behind). Never SIGPIPE.
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !IsFd(info[0]) || !info[1].IsBuffer() || !info[2].IsArray()) {
+    return TypeError(env, "send(fd: number, buf: Buffer, fds: number[])");
+  }
+  auto buf = info[1].As<Napi::Buffer<uint8_t>>();
+  auto list = info[2].As<Napi::Array>();
+  if (list.Length() > static_cast<uint32_t>(kMaxFds)) return Int(env, -ETOOMANYREFS);
+  struct iovec iov = {buf.Data(), buf.Length()};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (list.Length() > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * list.Length());
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * list.Length());
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      int f = list.Get(i).As<Napi::Number>().Int32Value();
+      memcpy(CMSG_DATA(c) + i * sizeof(int), &f, sizeof f);
+    }
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(info[0].As<Napi::Number>().Int32Value(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return Int(env, n < 0 ? -errno : n);
+}
+
+}  // namespace
+
+void RegisterUnixPeer(Napi::Env env, Napi::Object exports) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("listen", Napi::Function::New(env, Listen, "listen"));
+  o.Set("accept", Napi::Function::New(env, Accept, "accept"));
+  o.Set("recv", Napi::Function::New(env, Recv, "recv"));
+  o.Set("send", Napi::Function::New(env, Send, "send"));
+  exports.Set("unixPeer", o);
+}
