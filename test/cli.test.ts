@@ -50,13 +50,23 @@ function mountType(dir: string): string | null {
 }
 
 
+function serves(dir: string): boolean {
+  try {
+    return readdirSync(dir).includes('control');
+  } catch {
+    return false;
+  }
+}
+
 /** Starts `kdbusfs mount dir` and waits until it serves; a server left running is killed at teardown. */
 async function mount(t: { teardown(fn: () => void): void }, dir: string): Promise<Proc> {
   const p = start(process.execPath, [cli, 'mount', dir]);
   t.teardown(() => { if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL'); });
   let exited = false;
   void p.ended.then(() => { exited = true; });
-  await waitFor(`${dir} is mounted`, () => exited || mountType(dir) === 'fuse.kdbusfs', 30_000, 50);
+  // Served, not only mounted: a killed server's mount stays in the table (its
+  // readdir fails ENOTCONN) until the new server replaces it.
+  await waitFor(`${dir} is served`, () => exited || (mountType(dir) === 'fuse.kdbusfs' && serves(dir)), 30_000, 50);
   if (exited) throw new Error(`kdbusfs mount exited early:\n${p.out.stderr}`);
   return p;
 }
