@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { closeSync } from 'node:fs';
 import {
-  ATTACH, ITEM, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_NO_AUTO_START, MSG_SIGNAL, NAME_ACTIVATOR, PAYLOAD_DBUS,
+  ATTACH, KDBUS_DST_ID_BROADCAST, KDBUS_DST_ID_NAME, MSG_NO_AUTO_START, MSG_SIGNAL, NAME_ACTIVATOR, PAYLOAD_DBUS,
 } from '../abi/kdbus.js';
 import { CodecError } from './codec-error.js';
 import { Connection, DEFAULT_CALL_TIMEOUT_MS, type ConnectOptions, type SendOptions } from './connection.js';
@@ -18,7 +18,9 @@ import {
 import { isUniqueName, uniqueNameId } from './dbus-names.js';
 import { KdbusClientError } from './errors.js';
 import { DRIVER_NAME, fromKdbus, kdbusEnvelope } from './kdbus-envelope.js';
+import { installMatch } from './match-install.js';
 import { kdbusMatch, matchesMessage, parseMatchRule, type MatchRule } from './match-rule.js';
+import { releaseName, requestName } from './name-requests.js';
 import { readMemfd, sealedMemfd } from './memfd.js';
 import type { Message, Notification } from './message.js';
 import { ObjectTree, type InterfaceSpec, type ExportedObject } from './objects.js';
@@ -30,10 +32,7 @@ export const MEMFD_MIN_SIZE = 512 * 1024;
 
 const DRIVER_PATH = '/org/freedesktop/DBus';
 
-/** RequestName's flags and answers (the D-Bus specification's numbers). */
-export const RequestNameFlag = { ALLOW_REPLACEMENT: 1, REPLACE_EXISTING: 2, DO_NOT_QUEUE: 4 } as const;
-export const RequestNameReply = { PRIMARY_OWNER: 1, IN_QUEUE: 2, EXISTS: 3, ALREADY_OWNER: 4 } as const;
-export const ReleaseNameReply = { RELEASED: 1, NON_EXISTENT: 2, NOT_OWNER: 3 } as const;
+export { RequestNameFlag, RequestNameReply, ReleaseNameReply } from './name-requests.js';
 
 /** A received D-Bus message with the fds that came with it (the receiver closes them). */
 export interface IncomingMessage extends DBusMessage {
@@ -360,29 +359,11 @@ export class BusConnection extends EventEmitter {
 
   /** RequestName with the D-Bus flags (RequestNameFlag); answers RequestNameReply as bus_request_name_kernel read kdbus. */
   requestName(name: string, flags = 0): number {
-    try {
-      const r = this.kdbus.acquireName(name, {
-        allowReplacement: (flags & RequestNameFlag.ALLOW_REPLACEMENT) !== 0,
-        replaceExisting: (flags & RequestNameFlag.REPLACE_EXISTING) !== 0,
-        queue: (flags & RequestNameFlag.DO_NOT_QUEUE) === 0,
-      });
-      return r.inQueue ? RequestNameReply.IN_QUEUE : RequestNameReply.PRIMARY_OWNER;
-    } catch (e) {
-      if (e instanceof KdbusClientError && e.code === 'EEXIST') return RequestNameReply.EXISTS;
-      if (e instanceof KdbusClientError && e.code === 'EALREADY') return RequestNameReply.ALREADY_OWNER;
-      throw e;
-    }
+    return requestName(this.kdbus, name, flags);
   }
 
   releaseName(name: string): number {
-    try {
-      this.kdbus.releaseName(name);
-      return ReleaseNameReply.RELEASED;
-    } catch (e) {
-      if (e instanceof KdbusClientError && e.code === 'ESRCH') return ReleaseNameReply.NON_EXISTENT;
-      if (e instanceof KdbusClientError && e.code === 'EADDRINUSE') return ReleaseNameReply.NOT_OWNER;
-      throw e;
-    }
+    return releaseName(this.kdbus, name, () => this.nameHasOwner(name));
   }
 
   /**
@@ -399,26 +380,7 @@ export class BusConnection extends EventEmitter {
     }
     const km = kdbusMatch(rule, this.kdbus.bloom);
     const cookie = this.nextMatchCookie++;
-    try {
-      const r = km.rule;
-      this.kdbus.addMatch(cookie, {
-        ...(r.bloomMask && { bloomMask: r.bloomMask }),
-        ...(r.senderName !== undefined && { name: r.senderName }),
-        ...(r.senderId !== undefined && { id: r.senderId }),
-      });
-      for (const n of km.notifications) {
-        if ('id' in n) {
-          this.kdbus.addMatch(cookie, n.itemType === ITEM.ID_ADD ? { idAdd: { id: n.id } } : { idRemove: { id: n.id } });
-        } else {
-          const change = { oldId: n.oldId, newId: n.newId, ...(n.name !== undefined && { name: n.name }) };
-          this.kdbus.addMatch(cookie, n.itemType === ITEM.NAME_ADD ? { nameAdd: change }
-            : n.itemType === ITEM.NAME_REMOVE ? { nameRemove: change } : { nameChange: change });
-        }
-      }
-    } catch (e) {
-      try { this.kdbus.removeMatch(cookie); } catch { /* nothing was added */ }
-      throw e;
-    }
+    installMatch(this.kdbus, cookie, km);
     const local: LocalMatch = { text, rule, cookie, ...(handler && { handler }) };
     this.matches.push(local);
     return { rule: text, cookie, remove: () => this.dropMatch(local) };

@@ -3,11 +3,11 @@
 // stand for NameOwnerChanged), and is kept to check what the kernel lets
 // through, since bloom masks have false positives and dbus-daemon delivers a
 // broadcast only to the clients whose rules it matches.
-import { ITEM } from '../abi/kdbus.js';
 import type { Connection } from '../client/connection.js';
 import { DBusError, ErrorName } from '../client/dbus-error.js';
 import type { DBusMessage } from '../client/dbus-message.js';
 import { DRIVER_NAME } from '../client/kdbus-envelope.js';
+import { installMatch } from '../client/match-install.js';
 import { formatMatchRule, kdbusMatch, matchesMessage, parseMatchRule, type MatchRule } from '../client/match-rule.js';
 import { isUniqueName } from '../client/dbus-names.js';
 
@@ -49,26 +49,7 @@ export class ClientMatches {
     }
     const km = kdbusMatch(rule, this.kdbus.bloom);
     const cookie = this.nextCookie++;
-    try {
-      const r = km.rule;
-      this.kdbus.addMatch(cookie, {
-        ...(r.bloomMask && { bloomMask: r.bloomMask }),
-        ...(r.senderName !== undefined && { name: r.senderName }),
-        ...(r.senderId !== undefined && { id: r.senderId }),
-      });
-      for (const n of km.notifications) {
-        if ('id' in n) {
-          this.kdbus.addMatch(cookie, n.itemType === ITEM.ID_ADD ? { idAdd: { id: n.id } } : { idRemove: { id: n.id } });
-        } else {
-          const change = { oldId: n.oldId, newId: n.newId, ...(n.name !== undefined && { name: n.name }) };
-          this.kdbus.addMatch(cookie, n.itemType === ITEM.NAME_ADD ? { nameAdd: change }
-            : n.itemType === ITEM.NAME_REMOVE ? { nameRemove: change } : { nameChange: change });
-        }
-      }
-    } catch (e) {
-      try { this.kdbus.removeMatch(cookie); } catch { /* nothing was added */ }
-      throw e;
-    }
+    installMatch(this.kdbus, cookie, km);
     this.entries.push({ key: formatMatchRule(rule), rule, cookie });
   }
 

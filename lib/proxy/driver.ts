@@ -5,7 +5,7 @@
 // acts for it, so kdbus's own checks (and policy) apply to the client.
 import { readFileSync } from 'node:fs';
 import { ATTACH, HELLO_ACTIVATOR, NAME_ACTIVATOR } from '../abi/kdbus.js';
-import { RequestNameFlag, RequestNameReply, ReleaseNameReply } from '../client/bus-connection.js';
+import { releaseName, requestName } from '../client/name-requests.js';
 import type { Connection } from '../client/connection.js';
 import { DBusError, ErrorName } from '../client/dbus-error.js';
 import { MessageFlag, MessageType, type DBusMessage } from '../client/dbus-message.js';
@@ -266,15 +266,8 @@ export class Driver {
     const denied = this.host.ownDenied(name);
     if (denied) throw new DBusError(DBusErrorName.ACCESS_DENIED, denied);
     try {
-      const r = this.host.kdbus.acquireName(name, {
-        allowReplacement: (flags & RequestNameFlag.ALLOW_REPLACEMENT) !== 0,
-        replaceExisting: (flags & RequestNameFlag.REPLACE_EXISTING) !== 0,
-        queue: (flags & RequestNameFlag.DO_NOT_QUEUE) === 0,
-      });
-      return r.inQueue ? RequestNameReply.IN_QUEUE : RequestNameReply.PRIMARY_OWNER;
+      return requestName(this.host.kdbus, name, flags);
     } catch (e) {
-      if (e instanceof KdbusClientError && e.code === 'EEXIST') return RequestNameReply.EXISTS;
-      if (e instanceof KdbusClientError && e.code === 'EALREADY') return RequestNameReply.ALREADY_OWNER;
       throw errorForErrno(e, `RequestName ${name}`);
     }
   }
@@ -282,14 +275,8 @@ export class Driver {
   private releaseName(name: string): number {
     if (!isWellKnownName(name)) throw new DBusError(ErrorName.INVALID_ARGS, `Cannot release a service named '${name}'`);
     try {
-      this.host.kdbus.releaseName(name);
-      return ReleaseNameReply.RELEASED;
+      return releaseName(this.host.kdbus, name, () => this.owner(name) !== null);
     } catch (e) {
-      // kdbus answers ESRCH both for a name nobody owns and for another's (the kernel's code, not kdbus.txt)
-      if (e instanceof KdbusClientError && e.code === 'ESRCH') {
-        return this.owner(name) === null ? ReleaseNameReply.NON_EXISTENT : ReleaseNameReply.NOT_OWNER;
-      }
-      if (e instanceof KdbusClientError && e.code === 'EADDRINUSE') return ReleaseNameReply.NOT_OWNER;
       throw errorForErrno(e, `ReleaseName ${name}`);
     }
   }

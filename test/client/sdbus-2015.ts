@@ -4,7 +4,7 @@
 // /sys/fs/kdbus and the bus 0-system (sd-bus's default system bus address).
 // Not a test itself.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import t from 'tap';
@@ -37,9 +37,12 @@ export async function buildSdBus(): Promise<{ busctl: string; src: string }> {
 /** A C program of the project (path relative to the checkout) linked against sd-bus 2015; the binary's path. */
 export async function buildAgainstSdBus(source: string, src: string): Promise<string> {
   const out = join(cache, basename(source, '.c'));
-  await run('gcc', ['-O1', '-Wall', '-Werror', `-I${join(src, 'src/systemd')}`, '-o', out,
+  // built aside and renamed over: another test file may be running the last build
+  const building = `${out}.${process.pid}`;
+  await run('gcc', ['-O1', '-Wall', '-Werror', `-I${join(src, 'src/systemd')}`, '-o', building,
     join(root, source), join(src, '.libs/libsystemd-internal.a'),
     join(src, '.libs/libsystemd-shared.a'), '-lcap', '-lm', '-lrt', '-pthread'], { timeout: 120_000 });
+  renameSync(building, out);
   return out;
 }
 
