@@ -10,6 +10,7 @@ import type { Message } from '../client/message.js';
 import type { Metadata } from '../client/metadata.js';
 import { parseSignature, type DBusType } from '../client/signature.js';
 import { Variant, type DBusValue } from '../client/variant.js';
+import { capabilityNames } from './capabilities.js';
 import { SYNTHETIC_SERIAL, type Observed } from './monitored-message.js';
 
 interface Paint {
@@ -25,17 +26,6 @@ function paint(colour: boolean): Paint {
 
 const BULLET = '\u2023';
 const INVALID_ID = 0xffff_ffff;
-
-/** Linux capability names by number (include/uapi/linux/capability.h), as busctl printed them. */
-const CAPABILITIES = [
-  'cap_chown', 'cap_dac_override', 'cap_dac_read_search', 'cap_fowner', 'cap_fsetid', 'cap_kill', 'cap_setgid',
-  'cap_setuid', 'cap_setpcap', 'cap_linux_immutable', 'cap_net_bind_service', 'cap_net_broadcast', 'cap_net_admin',
-  'cap_net_raw', 'cap_ipc_lock', 'cap_ipc_owner', 'cap_sys_module', 'cap_sys_rawio', 'cap_sys_chroot', 'cap_sys_ptrace',
-  'cap_sys_pacct', 'cap_sys_admin', 'cap_sys_boot', 'cap_sys_nice', 'cap_sys_resource', 'cap_sys_time',
-  'cap_sys_tty_config', 'cap_mknod', 'cap_lease', 'cap_audit_write', 'cap_audit_control', 'cap_setfcap',
-  'cap_mac_override', 'cap_mac_admin', 'cap_syslog', 'cap_wake_alarm', 'cap_block_suspend', 'cap_audit_read',
-  'cap_perfmon', 'cap_bpf', 'cap_checkpoint_restore',
-];
 
 /** The whole text of one observed message, ending in an empty line. */
 export function dumpObserved(o: Observed, colour = false): string {
@@ -133,14 +123,11 @@ function creds(md: Metadata, uniqueName: string | undefined, driver: boolean): s
 
 function capabilities(key: string, set: bigint, lastCap: number): string {
   let out = `  ${key}=`;
-  let n = 0;
-  for (let i = 0; i <= lastCap; i++) {
-    if (!((set >> BigInt(i)) & 1n)) continue;
+  capabilityNames(set, lastCap).forEach((name, n) => {
     if (n > 0) out += ' ';
     if (n % 4 === 3) out += '\n          ';
-    out += CAPABILITIES[i] ?? `cap_${i}`;
-    n++;
-  }
+    out += name;
+  });
   return `${out}\n`;
 }
 
