@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace {
@@ -48,8 +49,26 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   return Int(env, fd);
 }
 
-// accept(fd): [fd, pid, uid, gid] of a new non-blocking connection (its
-// SO_PEERCRED), or -errno (-EAGAIN when none is waiting).
+// The peer's security label (SO_PEERSEC), empty when the socket has none
+// (no LSM: ENOPROTOOPT) or it cannot be read.
+std::string PeerLabel(int fd) {
+  std::vector<char> label(256);
+  for (;;) {
+    socklen_t n = static_cast<socklen_t>(label.size());
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERSEC, label.data(), &n) == 0) {
+      // the kernel may or may not count a terminating NUL
+      std::string out(label.data(), n);
+      while (!out.empty() && out.back() == '\0') out.pop_back();
+      return out;
+    }
+    if (errno != ERANGE || n <= label.size() || n > 65536) return std::string();
+    label.resize(n);
+  }
+}
+
+// accept(fd): [fd, pid, uid, gid, label] of a new non-blocking connection
+// (its SO_PEERCRED and SO_PEERSEC; label '' when there is none), or -errno
+// (-EAGAIN when none is waiting).
 Napi::Value Accept(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !IsFd(info[0])) return TypeError(env, "accept(fd: number)");
@@ -65,11 +84,12 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
     close(fd);
     return Int(env, -e);
   }
-  Napi::Array out = Napi::Array::New(env, 4);
+  Napi::Array out = Napi::Array::New(env, 5);
   out.Set(0u, Int(env, fd));
   out.Set(1u, Int(env, cred.pid));
   out.Set(2u, Int(env, cred.uid));
   out.Set(3u, Int(env, cred.gid));
+  out.Set(4u, Napi::String::New(env, PeerLabel(fd)));
   return out;
 }
 

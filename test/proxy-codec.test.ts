@@ -1,7 +1,7 @@
 // The proxy's pure parts, in process: dbus1 marshalling in both byte orders
 // (every type, against bytes libdbus writes, refusals of malformed input),
 // the translation to the kdbus/GVariant form and back, SASL as the clients of
-// today run it, and the XML policy's decisions.
+// today run it, the XML policy's decisions and its kdbus equivalent.
 import t from 'tap';
 import { CodecError } from '../lib/client/codec-error.js';
 import { MessageFlag, MessageType, type DBusMessage } from '../lib/client/dbus-message.js';
@@ -10,6 +10,7 @@ import { Variant } from '../lib/client/variant.js';
 import { decodeDbus1, encodeDbus1 } from '../lib/proxy/dbus1-marshal.js';
 import { SaslServer } from '../lib/proxy/sasl.js';
 import { toKdbus } from '../lib/proxy/translate.js';
+import { kdbusPolicyOf } from '../lib/proxy/kdbus-policy.js';
 import { XmlPolicy } from '../lib/proxy/xml-policy.js';
 
 // dbus-send --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.Hello, as libdbus 1.14 wrote it
@@ -153,3 +154,133 @@ t.test('XML policy: dbus-daemon\'s order, last match wins, system-style defaults
   t.throws(() => XmlPolicy.parse('<policy/>'), /busconfig/, 'a file that is not a busconfig');
 });
 
+
+const bc = (body: string): string => `<busconfig>${body}</busconfig>`;
+const user = { pid: 0, uid: 1000, gid: 1000 };
+const msg = (type: MessageType, extra: Partial<DBusMessage> = {}): DBusMessage => ({
+  type, flags: 0, cookie: 1, path: '/', interface: 'org.kdbusfs.I', member: 'M', destination: 'org.kdbusfs.Service',
+  sender: ':1.5', signature: '', body: [], ...(type !== MessageType.METHOD_CALL && type !== MessageType.SIGNAL && { replyCookie: 9 }), ...extra,
+});
+
+t.test('XML policy: at_console sections after user sections, before mandatory', async (t) => {
+  const xml = bc(`
+    <policy context="default"><deny own="org.kdbusfs.Seat"/></policy>
+    <policy at_console="true"><allow own="org.kdbusfs.Seat"/><allow own="org.kdbusfs.Both"/></policy>
+    <policy at_console="false"><deny own="org.kdbusfs.Both"/></policy>
+    <policy user="1000"><deny own="org.kdbusfs.Both"/><allow own="org.kdbusfs.Local"/></policy>
+    <policy context="mandatory"><deny own="org.kdbusfs.Local"/></policy>`);
+  const atSeat = XmlPolicy.parse(xml, { atConsole: uid => uid === 1000 });
+  const remote = XmlPolicy.parse(xml, { atConsole: () => false });
+  t.equal(atSeat.ownDenied(user, 'org.kdbusfs.Seat'), null, 'at_console="true" applies to a user at the console');
+  t.ok(remote.ownDenied(user, 'org.kdbusfs.Seat'), 'and not to one elsewhere');
+  t.equal(atSeat.ownDenied(user, 'org.kdbusfs.Both'), null, 'at_console sections come after user sections (the user\'s deny is overridden)');
+  t.ok(remote.ownDenied(user, 'org.kdbusfs.Both'), 'at_console="false" applies to a user elsewhere');
+  t.ok(atSeat.ownDenied(user, 'org.kdbusfs.Local'), 'mandatory still comes last');
+  t.throws(() => XmlPolicy.parse(bc('<policy at_console="maybe"><allow own="a.b"/></policy>')), /at_console="true\|false"/,
+    'an at_console that is neither true nor false is refused');
+});
+
+t.test('XML policy: send_/receive_requested_reply on replies, which kdbus only ever delivers when requested', async (t) => {
+  const p = XmlPolicy.parse(bc(`<policy context="default">
+    <allow send_destination="*"/>
+    <deny send_type="method_return"/>
+    <deny send_type="error" send_requested_reply="true"/>
+    <deny receive_type="method_return" receive_requested_reply="false"/>
+    <deny receive_type="error" receive_requested_reply="true"/>
+  </policy>`));
+  t.equal(p.sendDenied(user, msg(MessageType.METHOD_RETURN)), null, 'a deny (requested_reply="false" by default) skips a requested reply');
+  t.match(p.sendDenied(user, msg(MessageType.ERROR, { errorName: 'a.b.E' })), /Rejected send message/, 'send_requested_reply="true": denied');
+  t.equal(p.receiveDenied(user, msg(MessageType.METHOD_RETURN), []), null, 'receive_requested_reply="false": skips it');
+  t.ok(p.receiveDenied(user, msg(MessageType.ERROR, { errorName: 'a.b.E' }), []), 'receive_requested_reply="true": denied');
+  const q = XmlPolicy.parse(bc(`<policy context="default">
+    <allow send_destination="*"/>
+    <deny send_type="method_return" send_requested_reply="true"/>
+    <allow send_type="method_return" send_requested_reply="false" send_interface="org.kdbusfs.I"/>
+    <deny send_requested_reply="true" send_type="method_call" send_member="M"/>
+  </policy>`));
+  t.equal(q.sendDenied(user, msg(MessageType.METHOD_RETURN)), null, 'a later allow (any requested_reply) lets a requested reply through again');
+  t.ok(q.sendDenied(user, msg(MessageType.METHOD_RETURN, { interface: 'org.kdbusfs.Other' })),
+    'send_requested_reply="true" denies a requested reply no later rule allows');
+  t.ok(q.sendDenied(user, msg(MessageType.METHOD_CALL)), 'requested_reply means nothing for a call: the deny applies');
+});
+
+t.test('XML policy: eavesdrop, with no eavesdropping through the proxy', async (t) => {
+  const p = XmlPolicy.parse(bc(`<policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <deny send_member="Watched" eavesdrop="true"/>
+    <deny receive_member="Watched" eavesdrop="true"/>
+    <deny receive_member="Hidden" eavesdrop="false"/>
+  </policy>`));
+  t.equal(p.sendDenied(user, msg(MessageType.METHOD_CALL)), null, 'allow eavesdrop="true" also allows direct sends');
+  t.equal(p.sendDenied(user, msg(MessageType.METHOD_CALL, { member: 'Watched' })), null, 'deny eavesdrop="true" only denies eavesdropping');
+  t.equal(p.receiveDenied(user, msg(MessageType.SIGNAL, { member: 'Watched' }), []), null, 'on the receive side too');
+  t.ok(p.receiveDenied(user, msg(MessageType.SIGNAL, { member: 'Hidden' }), []), 'deny eavesdrop="false" applies always');
+  t.throws(() => XmlPolicy.parse(bc('<policy context="default"><allow eavesdrop="yes"/></policy>')), /eavesdrop must be "true" or "false"/);
+  t.throws(() => XmlPolicy.parse(bc('<policy context="default"><allow own="a.b" eavesdrop="true"/></policy>')), /mixed|eavesdrop/,
+    'eavesdrop on an own rule is refused');
+});
+
+t.test('XML policy: attributes the proxy cannot apply refuse the file, saying which', async (t) => {
+  t.throws(() => XmlPolicy.parse(bc('<policy context="default"><allow send_destination="a.b" send_broadcast="true"/></policy>')),
+    /send_broadcast is not supported/);
+  t.throws(() => XmlPolicy.parse(bc('<policy context="default"><deny receive_sender="a.b" max_fds="0"/></policy>')), /max_fds is not supported/);
+  t.throws(() => XmlPolicy.parse(bc('<policy context="default"><allow send_destination="a.b" receive_sender="c.d"/></policy>')), /mixed/);
+  t.throws(() => XmlPolicy.parse(bc('<policy><allow own="a.b"/></policy>')), /a policy needs/);
+  t.doesNotThrow(() => XmlPolicy.parse(bc('<policy context="default"><allow user="*"/><deny own="a.b" log="true"/></policy>')),
+    'connection rules and log= are read');
+});
+
+t.test('XML policy onto kdbus policy: what kdbus can hold for kdbus-native clients', async (t) => {
+  const p = XmlPolicy.parse(bc(`
+    <policy context="default">
+      <allow own="*"/>
+      <allow send_destination="*"/>
+      <allow own="org.kdbusfs.Open"/>
+      <allow send_destination="org.kdbusfs.Talk"/>
+      <allow send_destination="org.kdbusfs.Narrow" send_member="One"/>
+      <allow send_destination="org.kdbusfs.Partly"/>
+      <deny send_destination="org.kdbusfs.Partly" send_member="Reset"/>
+      <allow own_prefix="org.kdbusfs.Tree"/>
+      <deny own="org.kdbusfs.Tree.Closed"/>
+      <allow own_prefix="org.kdbusfs.Grove"/>
+      <allow own="org.kdbusfs.NotForBob"/>
+    </policy>
+    <policy user="0"><allow own="org.kdbusfs.Root"/></policy>
+    <policy user="1000"><deny own="org.kdbusfs.NotForBob"/></policy>
+    <policy group="100"><allow send_destination="org.kdbusfs.Staff"/></policy>
+    <policy at_console="true"><allow own="org.kdbusfs.Console"/></policy>
+    <policy context="mandatory"><deny send_destination="org.kdbusfs.Talk" send_type="method_return"/></policy>`), { atConsole: () => false });
+  const entries = new Map(kdbusPolicyOf(p).map(e => [e.name, e.grants]));
+  t.same(entries.get('org.kdbusfs.Open'), [{ world: true, access: 'own' }], 'own= in the default context: OWN for the world');
+  t.same(entries.get('org.kdbusfs.Talk'), [{ world: true, access: 'own' }],
+    'own="*" makes every named name ownable (a deny of replies does not touch TALK)');
+  t.same(entries.get('org.kdbusfs.Grove'), [{ world: true, access: 'own' }], 'own_prefix: the name itself');
+  t.same(entries.get('org.kdbusfs.Grove.*'), [{ world: true, access: 'own' }], 'and one level below, as a kdbus wildcard');
+  t.same(entries.get('org.kdbusfs.Tree'), [{ world: true, access: 'own' }], 'own_prefix with a deny below it: the name itself');
+  t.same(entries.get('org.kdbusfs.Tree.*'), [{ world: true, access: 'talk' }],
+    'but below it only TALK (send_destination="*"): OWN would reach the denied name');
+  t.same(entries.get('org.kdbusfs.Root'), [{ world: true, access: 'own' }], 'own="*" reaches org.kdbusfs.Root for everyone already');
+  t.same(entries.get('org.kdbusfs.NotForBob'), [{ world: true, access: 'talk' }],
+    'a user section denying it: no OWN, kdbus cannot grant "everyone but 1000"');
+
+  const strict = XmlPolicy.parse(bc(`
+    <policy context="default">
+      <allow send_destination="org.kdbusfs.Talk"/>
+      <allow send_destination="org.kdbusfs.Narrow" send_member="One"/>
+      <allow send_destination="org.kdbusfs.Partly"/>
+      <deny send_destination="org.kdbusfs.Partly" send_member="Reset"/>
+    </policy>
+    <policy user="0"><allow own="org.kdbusfs.Root"/><allow send_destination="org.kdbusfs.Partly"/></policy>
+    <policy group="100"><allow send_destination="org.kdbusfs.Staff"/><allow own="org.kdbusfs.Talk"/></policy>
+    <policy at_console="true"><allow own="org.kdbusfs.Console"/></policy>`), { atConsole: () => true });
+  const s = new Map(kdbusPolicyOf(strict).map(e => [e.name, e.grants]));
+  t.same(s.get('org.kdbusfs.Talk'), [{ world: true, access: 'talk' }, { group: 100, access: 'own' }],
+    'send_destination: TALK for the world, OWN for a group allowed to own it');
+  t.same(s.get('org.kdbusfs.Root'), [{ user: 0, access: 'own' }], 'a user section: that uid');
+  t.same(s.get('org.kdbusfs.Staff'), [{ group: 100, access: 'talk' }], 'a group section: that gid');
+  t.notOk(s.has('org.kdbusfs.Narrow'), 'a send rule narrowed to a member is not TALK');
+  t.same(s.get('org.kdbusfs.Partly'), [{ user: 0, access: 'talk' }],
+    'a member denied to the world: no TALK for it, but a later user section allowing the whole name');
+  t.notOk(s.has('org.kdbusfs.Console'), 'at_console sections stay in the proxy (who is at the console changes)');
+});

@@ -1,8 +1,10 @@
 // The proxy: a listener and its clients, each a ProxyConnection with its own
-// kdbus connection. Connection limits as dbus-daemon's system-bus defaults
-// keep one user from taking every slot.
+// kdbus connection, and with an XML policy the policy-holder connections that
+// keep its kdbus equivalent on the bus (kdbus-policy.ts). Connection limits as
+// dbus-daemon's system-bus defaults keep one user from taking every slot.
 import { clientNative } from '../client/native.js';
 import { Connection } from '../client/connection.js';
+import { holdKdbusPolicy, kdbusPolicyOf, type HeldPolicy } from './kdbus-policy.js';
 import { Listener } from './listener.js';
 import { DEFAULT_LIMITS, ProxyConnection, type PeerCred, type ProxyLimits } from './proxy-connection.js';
 import { serverGuid } from './sasl.js';
@@ -29,6 +31,8 @@ export class BusProxy {
   private readonly perUid = new Map<number, number>();
   private readonly guid: string;
   private readonly limits: ProxyLimits;
+  /** the XML policy's kdbus part, held while the proxy runs (null: no policy) */
+  readonly kdbusPolicy: HeldPolicy | null;
 
   constructor(private readonly listener: Listener, private readonly opts: BusProxyOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -36,6 +40,7 @@ export class BusProxy {
     const probe = Connection.open(opts.bus, { ...(opts.root !== undefined && { root: opts.root }), poolSize: 4096 * 16 });
     this.guid = serverGuid(probe.busId);
     probe.close();
+    this.kdbusPolicy = opts.policy ? holdKdbusPolicy(opts.bus, opts.root, kdbusPolicyOf(opts.policy)) : null;
   }
 
   start(): void {
@@ -69,5 +74,6 @@ export class BusProxy {
   close(): void {
     this.listener.close();
     for (const c of [...this.clients]) c.close('the proxy stops');
+    for (const h of this.kdbusPolicy?.holders ?? []) h.close();
   }
 }

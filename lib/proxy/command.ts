@@ -20,11 +20,14 @@ SIGTERM; prints the D-Bus address it serves on stdout once it listens.
                    /sys/fs/kdbus)
   --make-bus       make the bus BUS (a name, UID-NAME) first and hold it while
                    the proxy runs: a private session-style bus in one command
+                   (with --policy, open to every user: a system-style bus)
   --listen ADDRESS unix:path=PATH, unix:abstract=NAME or a bare PATH; without
                    it the socket systemd passes (LISTEN_FDS) is served
   --policy FILE    a dbus-daemon busconfig file whose <policy> own/send/receive
-                   rules apply (system-bus style: deny unless allowed); without
-                   it everything kdbus allows is allowed (session-bus style)
+                   rules apply (system-bus style: deny unless allowed), and
+                   what of them kdbus can express is held as kdbus policy for
+                   kdbus-native clients; without it everything kdbus allows
+                   is allowed (session-bus style)
 `;
 
 async function proxy(args: string[]): Promise<number | 'serving'> {
@@ -54,7 +57,10 @@ async function proxy(args: string[]): Promise<number | 'serving'> {
   values.root = findRoot(values.root);
   const policy = values.policy ? XmlPolicy.load(values.policy) : null;
   // the bus lives as long as its creator's handle: this process, for --make-bus
-  const made = values['make-bus'] ? makeBus(values.bus, { ...(values.root !== undefined && { root: values.root }) }) : null;
+  // a system-style bus (a policy) is open to every user, as dbus-daemon's system bus: the policy says who may do what
+  const made = values['make-bus']
+    ? makeBus(values.bus, { ...(values.root !== undefined && { root: values.root }), access: policy ? 'world' : 'owner' })
+    : null;
   const busName = made ? made.name : values.bus;
   const listener = values.listen !== undefined ? Listener.open(values.listen) : Listener.inherited(activated!);
   let proxy: InstanceType<typeof BusProxy>;
@@ -67,6 +73,10 @@ async function proxy(args: string[]): Promise<number | 'serving'> {
     listener.close();
     made?.close();
     throw e;
+  }
+  if (proxy.kdbusPolicy?.refused.length) {
+    process.stderr.write(`kdbusfs proxy: kdbus did not take the policy for ${proxy.kdbusPolicy.refused.join(', ')}: `
+      + 'kdbus-native clients are not held to it there (the proxy\'s clients are)\n');
   }
   proxy.start();
   if (listener.socket) process.stdout.write(`${dbusAddress(listener.socket)}\n`);

@@ -1,7 +1,7 @@
 // Where the proxy takes its clients: a unix stream socket it listens on (a
 // path or an abstract name, in D-Bus address form or as a bare path), or the
 // one systemd passes by socket activation (LISTEN_FDS). Each accepted
-// connection comes with its peer's SO_PEERCRED.
+// connection comes with its peer's SO_PEERCRED and SO_PEERSEC.
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { clientNative, POLL_READABLE, type PollHandle } from '../client/native.js';
 import { EAGAIN, unixPeer } from './native.js';
@@ -79,8 +79,8 @@ export class Listener {
           if (r !== -EAGAIN) process.emitWarning(`kdbusfs proxy: accept failed (errno ${-r})`);
           return;
         }
-        const [fd, pid, uid, gid] = r;
-        onAccept(fd, { pid, uid, gid });
+        const [fd, pid, uid, gid, label] = r;
+        onAccept(fd, { pid, uid, gid, ...(label && { label }) });
       }
     });
     if (typeof w === 'number') throw new Error(`cannot watch the listening socket (errno ${-w})`);

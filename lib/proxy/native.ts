@@ -5,8 +5,8 @@ import { native } from '../fuse/native.js';
 export interface UnixPeerNative {
   /** a non-blocking listening socket on a path ('@' first: abstract), or -errno */
   listen(address: string, backlog: number): number;
-  /** [fd, pid, uid, gid] of an accepted non-blocking connection (SO_PEERCRED), or -errno */
-  accept(fd: number): [number, number, number, number] | number;
+  /** [fd, pid, uid, gid, label] of an accepted non-blocking connection (SO_PEERCRED, SO_PEERSEC: '' for none), or -errno */
+  accept(fd: number): [number, number, number, number, string] | number;
   /** [bytes, ...fds] read (0 bytes: the peer closed), or -errno */
   recv(fd: number, buf: Buffer): number[] | number;
   /** bytes sent, fds with the first of them (SCM_RIGHTS), or -errno */

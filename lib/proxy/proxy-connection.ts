@@ -48,7 +48,11 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   authTimeoutMs: 30_000,
 };
 
-export interface PeerCred { pid: number; uid: number; gid: number }
+export interface PeerCred {
+  pid: number; uid: number; gid: number;
+  /** the client's security label (SO_PEERSEC), absent without an LSM */
+  label?: string;
+}
 
 export interface ProxyConnectionOptions {
   /** the kdbus bus endpoint (a path, or a bus name under root) */
@@ -70,8 +74,8 @@ const WRITE_RETRY_MS = 2;
 
 interface Outgoing { buf: Buffer; fds: number[] }
 
-/** The client's uids and gids from /proc (SO_PEERCRED's ids where /proc tells nothing). */
-export function clientIdentity(peer: PeerCred): { creds: Creds; pids: Pids } {
+/** The client's uids and gids from /proc (SO_PEERCRED's ids where /proc tells nothing), and its label. */
+export function clientIdentity(peer: PeerCred): { creds: Creds; pids: Pids; seclabel?: string } {
   const creds: Creds = {
     uid: peer.uid, euid: peer.uid, suid: peer.uid, fsuid: peer.uid, gid: peer.gid, egid: peer.gid, sgid: peer.gid, fsgid: peer.gid,
   };
@@ -89,7 +93,7 @@ export function clientIdentity(peer: PeerCred): { creds: Creds; pids: Pids } {
     if (g && g[1] === peer.gid) [creds.gid, creds.egid, creds.sgid, creds.fsgid] = g as [number, number, number, number];
     ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   } catch { /* the process is gone: the socket's word stands */ }
-  return { creds, pids: { pid: peer.pid, tid: peer.pid, ppid } };
+  return { creds, pids: { pid: peer.pid, tid: peer.pid, ppid }, ...(peer.label !== undefined && { seclabel: peer.label }) };
 }
 
 /** Events: 'close' (why: string). */
@@ -220,7 +224,13 @@ export class ProxyConnection extends EventEmitter {
 
   // ---------------------------------------------------------------- kdbus side
 
-  /** BEGIN: the client's kdbus connection, with the client's identity on it. */
+  /**
+   * BEGIN: the client's kdbus connection, with the client's identity on it:
+   * its creds, pids and security label (SO_PEERSEC) as HELLO's CREDS, PIDS
+   * and SECLABEL, as systemd-bus-proxyd faked them. Without a label (no LSM)
+   * the connection has none, and GetConnectionSELinuxSecurityContext answers
+   * SELinuxSecurityContextUnknown, as dbus-daemon does.
+   */
   private begin(): void {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
@@ -242,7 +252,7 @@ export class ProxyConnection extends EventEmitter {
         // PIDS naming a process that is gone is EINVAL (as the kernel's find_get_pid): a client
         // that sent its last message and exited still gets it delivered, under its uid
         if (!(e instanceof KdbusClientError && e.code === 'EINVAL')) throw e;
-        this.kdbusConn = open({ creds: identity.creds });
+        this.kdbusConn = open({ creds: identity.creds, ...(identity.seclabel !== undefined && { seclabel: identity.seclabel }) });
       }
     } catch (e) {
       return this.close(`cannot connect to the bus: ${(e as Error).message}`);
