@@ -5,17 +5,22 @@
 // its kdbus connection; SASL refusals, garbage cut off without harm to
 // others; the XML policy's refusals with the D-Bus error names.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { BusConnection, Connection, makeBus } from '../lib/client/index.js';
-import { MessageType } from '../lib/client/dbus-message.js';
+import { MessageType, type DBusMessage } from '../lib/client/dbus-message.js';
+import { clientNative } from '../lib/client/native.js';
+import { ATTACH } from '../lib/abi/kdbus.js';
 import { Variant } from '../lib/client/variant.js';
-import { encodeDbus1 } from '../lib/proxy/dbus1-marshal.js';
-import { cli, needRootAndFuse, root, spawnServer, statOf, until, type Tap } from './harness.js';
-import { mountFresh, NOBODY } from './client/kdbus-harness.js';
+import { decodeDbus1, dbus1MessageSize, encodeDbus1, FIXED_SIZE } from '../lib/proxy/dbus1-marshal.js';
+import { unixPeer } from '../lib/proxy/native.js';
+import { DEFAULT_LIMITS, ProxyConnection } from '../lib/proxy/proxy-connection.js';
+import { serverGuid } from '../lib/proxy/sasl.js';
+import { cli, needRootAndFuse, root, spawnServer, statOf, until, withTimeout, type Server, type Tap } from './harness.js';
+import { agents, mountFresh, NOBODY, stageClient } from './client/kdbus-harness.js';
 import { startEchoService } from './client/echo-service-process.js';
 
 t.setTimeout(180_000);
@@ -53,7 +58,7 @@ function startTool(t: Tap, cmd: string, args: string[], uid?: number): { child: 
 }
 
 /** `kdbusfs proxy` on busPath, listening at a fresh socket; its D-Bus address. */
-async function startProxy(t: Tap, busPath: string, extra: string[] = []): Promise<{ address: string; socket: string; stderr: () => string }> {
+async function startProxy(t: Tap, busPath: string, extra: string[] = []): Promise<{ address: string; socket: string; stderr: () => string; server: Server }> {
   const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-'));
   chmodSync(dir, 0o755);
   const socket = join(dir, 'bus');
@@ -61,7 +66,7 @@ async function startProxy(t: Tap, busPath: string, extra: string[] = []): Promis
   if (!await until(async () => server.exited || (await statOf(socket)) !== null, 20_000, 50) || server.exited) {
     throw new Error(`the proxy did not come up: ${server.stderr}`);
   }
-  return { address: `unix:path=${socket}`, socket, stderr: () => server.stderr };
+  return { address: `unix:path=${socket}`, socket, stderr: () => server.stderr, server };
 }
 
 async function startPyService(t: Tap, address: string, name: string): Promise<{ pid: number; unique: string }> {
@@ -403,5 +408,124 @@ async function suite(): Promise<void> {
     const echoCall = await runTool('dbus-send', [`--bus=${p.address}`, '--print-reply', '--dest=org.kdbusfs.Py', '/org/kdbusfs/Py',
       'org.kdbusfs.Py.Echo', 'variant:string:ok']);
     t.match(echoCall.stdout, /string "ok"/, 'an allowed call goes through');
+  });
+
+  t.test('the XML policy held as kdbus policy: kdbus-native clients meet the same own and talk rules', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-kpolicy-'));
+    const file = join(dir, 'policy.conf');
+    writeFileSync(file, `<busconfig>
+    <policy context="default">
+      <allow own="org.kdbusfs.NativeOwn"/>
+      <allow send_destination="org.kdbusfs.NativeTalk"/>
+      <allow send_destination="org.kdbusfs.NativeNarrow" send_member="Only"/>
+    </policy>
+  </busconfig>
+  `);
+    const { agent } = stageClient();
+    const newAgent = agents(t, agent);
+    const talkTo = await Connection.open(busPath, { names: ['org.kdbusfs.NativeTalk'] });
+    const narrow = await Connection.open(busPath, { names: ['org.kdbusfs.NativeNarrow'] });
+    t.teardown(() => { talkTo.close(); narrow.close(); });
+    const nobody = await newAgent('nobody', NOBODY);
+    await nobody.do('connect', { bus: busPath });
+    const before = await nobody.req('acquire', { name: 'org.kdbusfs.NativeOwn' });
+    t.equal(before.code, 'EPERM', 'before the proxy: uid 65534 may not own the name (kdbus denies by default)');
+
+    const p = await startProxy(t, busPath, ['--policy', file]);
+    t.equal(p.stderr(), '', 'kdbus took every entry');
+    t.ok((await nobody.req('acquire', { name: 'org.kdbusfs.NativeOwn' })).ok, 'with it: the allowed own is kdbus policy (OWN for the world)');
+    t.equal((await nobody.req('acquire', { name: 'org.kdbusfs.NativeOther' })).code, 'EPERM', 'another name stays denied');
+    t.ok((await nobody.req('send', { opts: { name: 'org.kdbusfs.NativeTalk', payload: 'hi' } })).ok,
+      'send_destination: TALK for the world, a native uid 65534 client reaches root\'s service');
+    t.equal((await nobody.req('send', { opts: { name: 'org.kdbusfs.NativeNarrow', payload: 'hi' } })).code, 'EPERM',
+      'a rule narrowed to one member stays the proxy\'s (kdbus TALK is all or nothing)');
+    await nobody.do('release', { name: 'org.kdbusfs.NativeOwn' });
+
+    p.server.child.kill('SIGTERM');
+    await withTimeout(p.server.ended, 10_000, 'the proxy stops');
+    t.equal((await nobody.req('acquire', { name: 'org.kdbusfs.NativeOwn' })).code, 'EPERM', 'the proxy gone, its policy is gone with it');
+  });
+
+  /** A raw dbus1 client on a socket: SASL, then messages, each reply read whole. */
+  function rawClient(sock: net.Socket): { call(m: DBusMessage): Promise<DBusMessage> } {
+    let buf = Buffer.alloc(0);
+    let serial = 1;
+    const waiting = new Map<number, (m: DBusMessage) => void>();
+    let authed = false;
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!authed) {
+        const nl = buf.indexOf('\r\n');
+        if (nl < 0) return;
+        authed = true;
+        buf = buf.subarray(nl + 2);
+      }
+      while (buf.length >= FIXED_SIZE && buf.length >= dbus1MessageSize(buf)) {
+        const size = dbus1MessageSize(buf);
+        const m = decodeDbus1(buf.subarray(0, size));
+        buf = buf.subarray(size);
+        if (m.replyCookie !== undefined) waiting.get(m.replyCookie)?.(m);
+      }
+    });
+    sock.write(`\0AUTH EXTERNAL ${Buffer.from(String(process.getuid!())).toString('hex')}\r\nBEGIN\r\n`);
+    return {
+      call: (m) => new Promise((resolve) => {
+        m.cookie = serial++;
+        waiting.set(m.cookie, resolve);
+        sock.write(encodeDbus1(m));
+      }),
+    };
+  }
+
+  const driverCall = (member: string, signature = '', body: DBusMessage['body'] = []): DBusMessage => ({
+    type: MessageType.METHOD_CALL, flags: 0, cookie: 0, path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
+    member, destination: 'org.freedesktop.DBus', signature, body,
+  });
+
+  t.test('SO_PEERSEC: the client\'s label is its kdbus SECLABEL; none (no LSM) is SELinuxSecurityContextUnknown', async (t) => {
+    // a label as SO_PEERSEC gives one under an LSM, handed to a ProxyConnection of this process
+    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-label-'));
+    const lfd = unixPeer.listen(join(dir, 's'), 4);
+    t.ok(lfd >= 0, 'a listening socket');
+    const sock = net.createConnection(join(dir, 's'));
+    t.teardown(() => { sock.destroy(); clientNative.close(lfd); });
+    let accepted: ReturnType<typeof unixPeer.accept> = -11;
+    await until(() => typeof (accepted = unixPeer.accept(lfd)) !== 'number', 5000, 10);
+    t.type(accepted, Array, 'accepted');
+    const [fd, pid, uid, gid, label] = accepted as [number, number, number, number, string];
+    const lsm = existsSync('/sys/kernel/security/lsm') && readFileSync('/sys/kernel/security/lsm', 'utf8').trim() !== '';
+    if (!lsm) t.equal(label, '', 'no LSM on this machine: SO_PEERSEC gives no label');
+    const probe = Connection.open(busPath);
+    const guid = serverGuid(probe.busId);
+    probe.close();
+    const pc = new ProxyConnection(fd, { pid, uid, gid, label: 'system_u:system_r:kdbusfs_test_t:s0' }, {
+      bus: busPath, guid, limits: DEFAULT_LIMITS, policy: null,
+    });
+    t.teardown(() => pc.close('test ends'));
+    const c = rawClient(sock);
+    const hello = await c.call(driverCall('Hello'));
+    const me = hello.body[0] as string;
+    const ctx = await c.call(driverCall('GetConnectionSELinuxSecurityContext', 's', [me]));
+    t.same(ctx.body[0], Buffer.from('system_u:system_r:kdbusfs_test_t:s0\0'), 'GetConnectionSELinuxSecurityContext: the label, NUL-terminated');
+    const creds = await c.call(driverCall('GetConnectionCredentials', 's', [me]));
+    t.same((creds.body[0] as Map<string, Variant>).get('LinuxSecurityLabel')?.value, Buffer.from('system_u:system_r:kdbusfs_test_t:s0\0'),
+      'GetConnectionCredentials: LinuxSecurityLabel');
+    const native = Connection.open(busPath);
+    t.teardown(() => native.close());
+    t.equal(native.connInfo(BigInt(me.slice(3)), ATTACH.SECLABEL).metadata.seclabel, 'system_u:system_r:kdbusfs_test_t:s0',
+      'a kdbus-native peer sees it in CONN_INFO');
+
+    // a real client through the proxy, its socket's label as the kernel says
+    const py = await runTool(PYTHON, ['-c', `
+import dbus
+b = dbus.bus.BusConnection('${A}')
+try:
+    print('label', bytes(b.call_blocking('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+          'GetConnectionSELinuxSecurityContext', 's', (b.get_unique_name(),))).rstrip(b'\\0').decode())
+except dbus.DBusException as e:
+    print('error', e.get_dbus_name())
+`]);
+    if (lsm) t.match(py.stdout, /^(label \S+|error org\.freedesktop\.DBus\.Error\.SELinuxSecurityContextUnknown)$/m, `with an LSM: ${py.stdout}${py.stderr}`);
+    else t.equal(py.stdout.trim(), 'error org.freedesktop.DBus.Error.SELinuxSecurityContextUnknown', `no label: dbus-daemon's error (${py.stderr})`);
   });
 }
