@@ -138,6 +138,8 @@ export class Connection extends EventEmitter {
   private nextCookie = 1n;
   private readonly pending = new Map<bigint, PendingCall>();
   private closed = false;
+  /** a SEND's message and payload Buffers while the kernel reads them (see send) */
+  private inFlight: Buffer[] | null = null;
   private readonly copy: boolean;
   /** autoReceive off: readiness is told once ('readable') and watched again at the next recv() */
   private readonly manual: boolean;
@@ -284,7 +286,6 @@ export class Connection extends EventEmitter {
     const cmd = new CommandBuilder(MSG.items);
     if (o.name !== undefined) cmd.string(ITEM.DST_NAME, o.name);
     const parts = o.payload === undefined ? [] : Array.isArray(o.payload) ? o.payload : [o.payload];
-    // the Buffers stay referenced (parts) until the ioctl below returns
     for (const p of parts) if (p.length) cmd.u64s(ITEM.PAYLOAD_VEC, [p.length, nat.address(p)]);
     for (const m of o.memfds ?? []) {
       const d = Buffer.alloc(SIZEOF_MEMFD);
@@ -315,8 +316,12 @@ export class Connection extends EventEmitter {
     const send = Buffer.alloc(CMD_SEND.items);
     send.writeBigUInt64LE(BigInt(send.length), CMD_SEND.size);
     send.writeBigUInt64LE(nat.address(msg), CMD_SEND.msg_address);
+    // The kernel reads the message and its vectors by address during the ioctl: they are held by
+    // this object until it returns, since optimized code drops a local after its last use and a
+    // collection then frees the memory (the message's size read as garbage: EINVAL).
+    this.inFlight = [msg, ...parts];
     const r = this.ioctl('SEND', send);
-    parts.length = 0;
+    this.inFlight = null;
     if (r < 0) throw commandError('SEND', r);
     return cookie;
   }
