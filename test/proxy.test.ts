@@ -534,6 +534,6 @@ except dbus.DBusException as e:
     // Buffer after taking its address, and a collection before the server read it freed it
     const r = await runTool(process.execPath, ['--expose-gc', '--allow-natives-syntax', join(root, 'test/proxy/gc-send.mjs'),
       join(root, 'dist'), busPath], { ms: 60_000 });
-    t.equal(r.stdout.trim(), '{}', `100 SENDs of an optimized send, a full collection before each: no error (${r.stderr})`);
+    t.equal(r.stdout.trim(), '{}', `40 SENDs of an optimized send, a full collection before each (about half failed before): no error (${r.stderr})`);
   });
 }

@@ -165,6 +165,8 @@ export class ProxyConnection extends EventEmitter {
         this.inFds.push(...fds);
         if (this.inFds.length > this.opts.limits.maxMessageFds * 4 + 253) return this.close('too many fds sent');
         this.onBytes(Buffer.from(this.readBuf.subarray(0, n)));
+        // a short read emptied the socket: no recvmsg that only says EAGAIN (poll tells when more comes)
+        if (n < this.readBuf.length) break;
       }
     } else if (events & POLL_DISCONNECT) {
       this.close('the client hung up');

@@ -10,7 +10,7 @@ const { clientNative } = await import(`${dist}/lib/client/native.js`);
 const a = Connection.open(bus, { autoReceive: false });
 const b = Connection.open(bus, { autoReceive: false });
 const send = () => a.send({ dst: b.id, payload: [Buffer.alloc(64, 1), Buffer.alloc(8, 2)] });
-for (let i = 0; i < 50; i++) {
+for (let i = 0; i < 20; i++) {
   send();
   while (b.recv());
 }
@@ -21,7 +21,7 @@ clientNative.ioctl = (fd, cmd, buf) => {
   return ioctl(fd, cmd, buf);
 };
 const errors = {};
-for (let i = 0; i < 100; i++) {
+for (let i = 0; i < 40; i++) {
   %PrepareFunctionForOptimization(Connection.prototype.send);
   %OptimizeFunctionOnNextCall(Connection.prototype.send);
   collect = true;
