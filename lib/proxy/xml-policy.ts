@@ -134,6 +134,8 @@ export class XmlPolicy {
   private readonly users = idTable('/etc/passwd');
   private readonly groups = idTable('/etc/group');
   private readonly atConsole: (uid: number) => boolean;
+  /** a subject's groups and whether it is at the console, taken once per client as dbus-daemon does at connect time */
+  private readonly known = new WeakMap<PolicySubject, { groups?: number[]; atConsole?: boolean }>();
 
   private constructor(sections: Section[], opts: XmlPolicyOptions) {
     // a stable sort: sections of one rank keep the file's order
@@ -194,9 +196,20 @@ export class XmlPolicy {
     return out;
   }
 
+  private factsOf(subject: PolicySubject): { groups?: number[]; atConsole?: boolean } {
+    let f = this.known.get(subject);
+    if (!f) this.known.set(subject, f = {});
+    return f;
+  }
+
+  private consoleOf(subject: PolicySubject): boolean {
+    const f = this.factsOf(subject);
+    return (f.atConsole ??= this.atConsole(subject.uid));
+  }
+
   private applies(s: Section, subject: PolicySubject, groups: () => number[]): boolean {
     if (s.kind === 'default' || s.kind === 'mandatory') return true;
-    if (s.kind === 'console') return this.atConsole(subject.uid) === (s.who === 'true');
+    if (s.kind === 'console') return this.consoleOf(subject) === (s.who === 'true');
     if (s.who === '*') return true;
     const id = this.idOf(s);
     if (id === undefined) return false;
@@ -206,8 +219,7 @@ export class XmlPolicy {
   /** The last matching rule's verdict, or `fallback` when none matches. */
   private decide(subject: PolicySubject, matches: (r: Rule) => boolean, fallback: boolean): boolean {
     let verdict = fallback;
-    let groups: number[] | undefined;
-    const lazyGroups = (): number[] => (groups ??= groupsOf(subject));
+    const lazyGroups = (): number[] => (this.factsOf(subject).groups ??= groupsOf(subject));
     for (const s of this.sections) {
       if (!this.applies(s, subject, lazyGroups)) continue;
       for (const r of s.rules) if (matches(r)) verdict = r.allow;
