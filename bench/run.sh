@@ -246,7 +246,7 @@ can_count() {
   [[ -d /sys/kernel/tracing/events ]] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
   [[ -d /sys/kernel/tracing/events/fuse/fuse_request_send ]]
 }
-count_requests() { # KEY ARGS...: one pinned kdbus-bench run; R[KEY] = "OPS TOTAL N_IOCTL N_POLL ..."
+count_requests() { # KEY ARGS...: one kdbus-bench run (under PFX); R[KEY] = "OPS TOTAL N_IOCTL N_POLL ..."
   local key=$1 dev ev=() i
   shift
   # the tracepoint's dev_t is the kernel's (major << 20 | minor)
@@ -256,7 +256,7 @@ count_requests() { # KEY ARGS...: one pinned kdbus-bench run; R[KEY] = "OPS TOTA
     ev+=(-e fuse:fuse_request_send --filter "connection == $dev && opcode == ${OPCODES[i]}")
   done
   if BENCH_OPS=1 perf stat -x, -o "$work/perf.out" -a "${ev[@]}" -- \
-      taskset -c 0 "$work/kdbus-bench" "$work/kdbus" "$@" >/dev/null 2>"$work/count.err"; then
+      "${PFX[@]}" "$work/kdbus-bench" "$work/kdbus" "$@" >/dev/null 2>"$work/count.err"; then
     R[$key]="$(awk '$1 == "ops" {print $2}' "$work/count.err") $(awk -F, '/fuse:fuse_request_send/ {printf "%s ", $1}' "$work/perf.out")"
   else
     echo "counting FUSE requests failed: $key: $(tail -3 "$work/count.err")" >&2
@@ -265,9 +265,12 @@ count_requests() { # KEY ARGS...: one pinned kdbus-bench run; R[KEY] = "OPS TOTA
   printf '%-40s %s\n' "$key" "${R[$key]}" >&2
 }
 
-# us_lines FILE: the "LABEL: VALUE us [RATIOx]" lines of a bench script, as LABEL|VALUE
+# us_lines FILE: the "LABEL: VALUE us [RATIOx]" lines of a bench script, and
+# the rows of its markdown tables whose first figure is a number
+# ("| LABEL | VALUE | ..." in microseconds), as LABEL|VALUE
 us_lines() {
-  sed -nE 's/^(.*[^[:space:]]):[[:space:]]+([0-9]+(\.[0-9]+)?)[[:space:]]+us([[:space:]].*)?$/\1|\2/p' "$1"
+  sed -nE -e 's/^(.*[^[:space:]]):[[:space:]]+([0-9]+(\.[0-9]+)?)[[:space:]]+us([[:space:]].*)?$/\1|\2/p' \
+    -e 's/^\|[[:space:]]*([^|]*[^|[:space:]])[[:space:]]*\|[[:space:]]*([0-9]+(\.[0-9]+)?)([[:space:]]*us)?[[:space:]]*\|.*$/\1|\2/p' "$1"
 }
 
 start=$(date +%s)
@@ -300,10 +303,10 @@ for mode in $MODES; do
   for s in "${SYSTEMS[@]}"; do
     measure "$mode|connect|$s" client "$s" connect "$REP_SECONDS" "$REPS"
   done
-  if [[ $mode == pinned ]] && can_count; then
-    count_requests "count|call 8" call 8 "$REP_SECONDS" 1
-    count_requests "count|signal 10" signal 10 "$REP_SECONDS" 1 "$BATCH"
-    count_requests "count|connect" connect "$REP_SECONDS" 1
+  if can_count; then
+    count_requests "count|$mode|call 8" call 8 "$REP_SECONDS" 1
+    count_requests "count|$mode|signal 10" signal 10 "$REP_SECONDS" 1 "$BATCH"
+    count_requests "count|$mode|connect" connect "$REP_SECONDS" 1
   fi
   for s in "${SYSTEMS[@]}"; do
     measure "$mode|rss idle|$s" idle_rss "$s"
@@ -328,7 +331,7 @@ FD_STATE="not measured: bench/fd-recv.sh does not exist yet"
 if [[ -f bench/fd-recv.sh ]]; then
   echo "bench/fd-recv.sh (REPS=$REPS)" >&2
   if REPS=$REPS QUICK=$QUICK bash bench/fd-recv.sh >"$work/fd.out" 2>"$work/fd.err"; then
-    FD_STATE="bench/fd-recv.sh printed no \"LABEL: VALUE us\" line"
+    FD_STATE="bench/fd-recv.sh printed no \"LABEL: VALUE us\" line or table row"
   else
     FD_STATE="bench/fd-recv.sh failed: $(tail -1 "$work/fd.err")"
   fi
@@ -484,25 +487,29 @@ issue16() { # the first table of results.md
     [[ -n $found ]] || trow "$name" "not measured: no line for it in bench/ioctl-roundtrip.sh's output" "1" "empty FUSE ioctl" "—" "≤ 1.15x" "—"
   done
 
-  k="pinned|call 8"
+  k="pinned|call 8" q=$(per_op "count|pinned|call 8")
   floor=$(div "$BASE" 1 8) r=$(div "$(med "$k|kdbusfs")" "$floor")
-  trow "method call, 8 B" "$(us "$(med "$k|kdbusfs")")" "$(requests "count|call 8")" \
-    "8 x empty FUSE ioctl = $(us "$floor")" "$(x "$r") (dbus-broker: $(ratio "$k|kdbusfs" "$k|dbus-broker" 0))" "≤ 1.15x" "$(verdict "$r" le 1.15)"
+  trow "method call, 8 B" "$(us "$(med "$k|kdbusfs")")" "$(requests "count|pinned|call 8")" \
+    "8 x empty FUSE ioctl = $(us "$floor") (the counted requests x empty FUSE ioctl: $(us "$(div "$q" 1 "$BASE")"))" "$(x "$r") (dbus-broker: $(ratio "$k|kdbusfs" "$k|dbus-broker" 0))" "≤ 1.15x" "$(verdict "$r" le 1.15)"
 
-  k="pinned|signal 10|kdbusfs" q=$(per_op "count|signal 10")
+  k="pinned|signal 10|kdbusfs" q=$(per_op "count|pinned|signal 10")
   fl=$(div 1000000 "$(div "$q" 1 "$BASE")") r=$(div "$(med "$k")" "$fl")
-  trow "broadcast to 10 subscribers (deliveries/s)" "$(fmt "$(med "$k")")/s" "$(requests "count|signal 10") per delivery" \
+  trow "broadcast to 10 subscribers (deliveries/s)" "$(fmt "$(med "$k")")/s" "$(requests "count|pinned|signal 10") per delivery" \
     "FUSE floor: 1 / (${q:-?} requests x $(us "$BASE")) = $( [[ -n $fl ]] && fmt "$fl" || echo "?")/s" "$(x "$r")" "≥ 0.9x" "$(verdict "$r" ge 0.9)"
 
   k="pinned|connect"
   r=$(div "$(med "$k|kdbusfs")" "$(med "$k|dbus-broker")")
-  trow "connect + HELLO + mmap + close" "$(us "$(med "$k|kdbusfs")")" "$(requests "count|connect")" \
+  trow "connect + HELLO + mmap + close" "$(us "$(med "$k|kdbusfs")")" "$(requests "count|pinned|connect")" \
     "dbus-broker $(us "$(med "$k|dbus-broker")")" "$(x "$r")" "≤ 2x" "$(verdict "$r" le 2)"
 
   if ((${#FD_ROWS[@]})); then
     for row in "${FD_ROWS[@]}"; do
       label=${row%|*} v=${row##*|}
-      trow "$label" "$(us "$v")" "" "bench/fd-recv.sh" "" "≤ 60 us" "$(verdict "$v" le 60)"
+      if grep -qi recv <<<"$label"; then
+        trow "$label (bench/fd-recv.sh)" "$(us "$v")" "" "" "" "≤ 60 us" "$(verdict "$v" le 60)"
+      else
+        trow "$label (bench/fd-recv.sh)" "$(us "$v")" "" "" "" "(reported)" ""
+      fi
     done
   else
     trow "RECV of a message with fds / a memfd" "$FD_STATE" "" "" "" "≤ 60 us" "—"
@@ -527,10 +534,10 @@ issue16() { # the first table of results.md
     kp=$(med "pinned|$k|kdbusfs") ku=$(med "unpinned|$k|kdbusfs")
     [[ -n $ku ]] || continue
     if [[ $unit == /s ]]; then
-      trow "unpinned: $label" "$(fmt "$ku")/s (pinned $(fmt "$kp")/s)" "" "dbus-broker unpinned $(fmt "$(med "unpinned|$k|dbus-broker")")/s" \
+      trow "unpinned: $label" "$(fmt "$ku")/s (pinned $(fmt "$kp")/s)" "$(requests "count|unpinned|$k") per delivery" "dbus-broker unpinned $(fmt "$(med "unpinned|$k|dbus-broker")")/s" \
         "$(ratio "unpinned|$k|kdbusfs" "unpinned|$k|dbus-broker" 1) (pinned $(ratio "pinned|$k|kdbusfs" "pinned|$k|dbus-broker" 1))" "reported" ""
     else
-      trow "unpinned: $label" "$(us "$ku") (pinned $(us "$kp"))" "" "dbus-broker unpinned $(us "$(med "unpinned|$k|dbus-broker")")" \
+      trow "unpinned: $label" "$(us "$ku") (pinned $(us "$kp"))" "$(requests "count|unpinned|$k")" "dbus-broker unpinned $(us "$(med "unpinned|$k|dbus-broker")")" \
         "$(ratio "unpinned|$k|kdbusfs" "unpinned|$k|dbus-broker" 0) (pinned $(ratio "pinned|$k|kdbusfs" "pinned|$k|dbus-broker" 0))" "reported" ""
     fi
   done
@@ -543,18 +550,22 @@ issue16() { # the first table of results.md
   # the cross-CPU wakeup: the socketpair's 8 B round trip has two of them
   local sp su wake kx bx
   sp=$(med "pinned|call 8|socketpair") su=$(med "unpinned|call 8|socketpair")
-  if [[ -n $sp && -n $su ]]; then
+  if [[ -n $sp && -n $su ]] && awk -v a="$su" -v b="$sp" 'BEGIN {exit !(a <= b)}'; then
+    echo
+    echo "**Cross-CPU wakeup.** Not measurable in this run: the socketpair's 8 B round"
+    echo "trip took $(us "$su") unpinned against $(us "$sp") pinned (a loaded machine)."
+  elif [[ -n $sp && -n $su ]]; then
     wake=$(awk -v a="$su" -v b="$sp" 'BEGIN {print (a - b) / 2}')
     kx=$(awk -v a="$(med "unpinned|call 8|kdbusfs")" -v b="$(med "pinned|call 8|kdbusfs")" 'BEGIN {print a - b}')
     bx=$(awk -v a="$(med "unpinned|call 8|dbus-broker")" -v b="$(med "pinned|call 8|dbus-broker")" 'BEGIN {print a - b}')
-    q=$(per_op "count|call 8")
+    q=$(per_op "count|unpinned|call 8")
     echo
     echo "**Cross-CPU wakeup.** The socketpair's 8 B round trip takes $(us "$su") unpinned"
     echo "against $(us "$sp") pinned: $(us "$wake") for each of its 2 wakeups of a task on"
     echo "the other vCPU. Unpinned, every FUSE request whose caller and server sit on"
     echo "different vCPUs pays it twice (the server's thread woken, then the caller),"
     echo "so kdbusfs's request count multiplies it: its 8 B call (${q:-?} FUSE requests"
-    echo "counted pinned) takes $(us "$kx") more unpinned than pinned, $(awk -v a="$kx" -v w="$wake" 'BEGIN {if (w > 0) printf "%.1f", a / w; else printf "?"}')"
+    echo "counted unpinned, $(per_op "count|pinned|call 8") pinned) takes $(us "$kx") more unpinned than pinned, $(awk -v a="$kx" -v w="$wake" 'BEGIN {if (w > 0) printf "%.1f", a / w; else printf "?"}')"
     echo "such wakeups; dbus-broker's call (client, broker, server, broker, client: 4"
     echo "hand-offs) takes $(us "$bx") more, $(awk -v a="$bx" -v w="$wake" 'BEGIN {if (w > 0) printf "%.1f", a / w; else printf "?"}') wakeups."
   fi
@@ -576,7 +587,7 @@ sdbus2015() { # sd-bus 2015's own benchmark: its chart and its crossover
   echo "| size (bytes) | copy (transactions/s) | memfd (transactions/s) | memfd ÷ copy |"
   echo "|---|---|---|---|"
   awk -F'\t' '$1 ~ /^[0-9]+$/ && NF == 3 {
-    printf "| %s | %s | %s | %.2fx |\n", $1, $2, $3, $2 > 0 ? $3 / $2 : 0 }' "$work/sdbus2015-chart.out"
+    printf "| %s | %s | %s | %s |\n", $1, $2, $3, ($2 > 0 ? sprintf("%.2fx", $3 / $2) : "—") }' "$work/sdbus2015-chart.out"
   echo
   awk -F'\t' '$1 ~ /^[0-9]+$/ && NF == 3 { n++; if ($3 <= $2) x = ""; else if (x == "") x = $1; last = $1 }
     END { if (!n) print "The chart has no rows (see the run'"'"'s output).";
