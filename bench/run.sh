@@ -274,6 +274,7 @@ us_lines() {
 }
 
 start=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${SYSTEMS[@]}"; do
   measure "start|rss|$s" start_rss "$s"
 done
@@ -456,6 +457,12 @@ us() { # VALUE: "6.1 us", "—" when missing
   if [[ -n $1 ]]; then echo "$(fmt "$1") us"; else echo "—"; fi
 }
 
+wakeups() { # EXTRA_US WAKE_US: what the unpinned run added, in cross-CPU wakeups
+  awk -v a="$1" -v w="$2" 'BEGIN {
+    if (a > 0) printf "%.1f us more than pinned, %.1f such wakeups", a, a / w
+    else printf "no more than pinned (%.1f us): the run'"'"'s load, not wakeups, set these figures", a }'
+}
+
 issue16() { # the first table of results.md
   local k v r row label floor q fl name pat found
   echo "## Issue #16: each figure against its target"
@@ -465,7 +472,9 @@ issue16() { # the first table of results.md
   echo "(\`bench/ioctl-roundtrip.sh\`: median of $REPS client runs, each the median"
   echo "over batches of 1000 of $IOCTL_N ioctls). FUSE requests per operation are"
   echo "counted by perf on the \`fuse:fuse_request_send\` tracepoint, on the suite's"
-  echo "mount only, over one run of the same pinned client, warm-up included."
+  echo "mount only, over one run of the same client (pinned, or unpinned for the"
+  echo "unpinned rows), warm-up and setup included. Load average at the start and"
+  echo "the end of the run: $LOAD_START; $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
   echo "| figure | kdbusfs | FUSE requests per op (counted) | reference | ratio | target | |"
   echo "|---|---|---|---|---|---|---|"
@@ -564,10 +573,10 @@ issue16() { # the first table of results.md
     echo "against $(us "$sp") pinned: $(us "$wake") for each of its 2 wakeups of a task on"
     echo "the other vCPU. Unpinned, every FUSE request whose caller and server sit on"
     echo "different vCPUs pays it twice (the server's thread woken, then the caller),"
-    echo "so kdbusfs's request count multiplies it: its 8 B call (${q:-?} FUSE requests"
-    echo "counted unpinned, $(per_op "count|pinned|call 8") pinned) takes $(us "$kx") more unpinned than pinned, $(awk -v a="$kx" -v w="$wake" 'BEGIN {if (w > 0) printf "%.1f", a / w; else printf "?"}')"
-    echo "such wakeups; dbus-broker's call (client, broker, server, broker, client: 4"
-    echo "hand-offs) takes $(us "$bx") more, $(awk -v a="$bx" -v w="$wake" 'BEGIN {if (w > 0) printf "%.1f", a / w; else printf "?"}') wakeups."
+    echo "so kdbusfs's request count multiplies it. Its 8 B call (${q:-?} FUSE requests"
+    echo "counted unpinned, $(per_op "count|pinned|call 8") pinned) takes $(us "$(med "unpinned|call 8|kdbusfs")") unpinned: $(wakeups "$kx" "$wake");"
+    echo "dbus-broker's call (client, broker, server, broker, client: 4 hand-offs)"
+    echo "takes $(us "$(med "unpinned|call 8|dbus-broker")"): $(wakeups "$bx" "$wake")."
   fi
 }
 
