@@ -47,8 +47,9 @@
 #     every "LABEL: VALUE us" line bench/ioctl-roundtrip.sh prints (pinned);
 #   FUSE requests per 8 B call, per broadcast delivery and per connect,
 #     counted with perf on the fuse:fuse_request_send tracepoint (filtered on
-#     the suite's mount) over a run of the same client, and the FUSE floor
-#     they make with the empty ioctl figure;
+#     the suite's mount; tracefs is mounted on /sys/kernel/tracing if it is
+#     not) over a run of the same client, and the FUSE floor they make with
+#     the empty ioctl figure (no perf: those cells say "not counted");
 #   RECV with fds / a memfd: the "LABEL: VALUE us" lines of bench/fd-recv.sh
 #     when it exists;
 #   sd-bus 2015's own test-bus-kernel-benchmark (copy vs memfd transactions
