@@ -81,7 +81,7 @@ OUT=${OUT:-bench/results.md}
 
 # --- what the run needs, from Debian's packages, only if missing
 missing=()
-for p in dbus-daemon dbus-broker libsystemd-dev gcc; do
+for p in dbus-daemon dbus-broker libsystemd-dev gcc linux-perf; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
