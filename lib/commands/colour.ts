@@ -11,7 +11,12 @@ function wrap(on: boolean, code: string): (s: string) => string {
   return on ? (s) => `\x1b[${code}m${s}\x1b[0m` : (s) => s;
 }
 
+/** Whether to colour what goes to stream: a terminal, NO_COLOR unset, TERM not dumb. */
+export function colourOn(stream: NodeJS.WriteStream = process.stdout, env: NodeJS.ProcessEnv = process.env): boolean {
+  return !!stream.isTTY && env.NO_COLOR === undefined && env.TERM !== 'dumb';
+}
+
 export function colours(stream: NodeJS.WriteStream = process.stdout, env: NodeJS.ProcessEnv = process.env): Colours {
-  const on = !!stream.isTTY && env.NO_COLOR === undefined && env.TERM !== 'dumb';
+  const on = colourOn(stream, env);
   return { bold: wrap(on, '1'), dim: wrap(on, '2'), red: wrap(on, '31'), highlight: wrap(on, '1;39') };
 }
