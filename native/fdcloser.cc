@@ -17,11 +17,16 @@ using Clock = std::chrono::steady_clock;
 
 static constexpr dev_t kNoDev = static_cast<dev_t>(-1);
 
-// An fd to close, the uid its line is charged to, its file system.
+using File = std::pair<dev_t, ino_t>;
+
+// An fd to close, the uid its line is charged to, its file.
 struct FdCloser::Item {
   int fd;
   uid_t uid;
-  dev_t dev;
+  File file;
+  // an owned fd's: counted in closing until its close returns
+  bool owned;
+  dev_t dev() const { return file.first; }
 };
 
 struct FdCloser::State {
@@ -46,17 +51,19 @@ struct FdCloser::State {
   std::map<uid_t, int> lines;
   // per uid: its fds waiting for one of its lines
   std::map<uid_t, std::deque<Item>> held;
-  // fds taken from clients: whose, and which file (for their copies)
+  // fds taken from clients and not let go of yet: whose, and which file
   struct Owned {
     uid_t uid;
-    dev_t dev;
-    ino_t ino;
+    File file;
   };
   std::map<int, Owned> owned;
-  std::map<std::pair<dev_t, ino_t>, std::vector<int>> ownedFiles;
+  std::map<File, std::vector<int>> ownedFiles;
+  // owned fds let go of whose close has not returned, per file and uid (their
+  // numbers may be another file's already)
+  std::map<File, std::map<uid_t, int>> closing;
 
   void DisownLocked(std::map<int, Owned>::iterator o) {
-    auto f = ownedFiles.find({o->second.dev, o->second.ino});
+    auto f = ownedFiles.find(o->second.file);
     if (f != ownedFiles.end()) {
       auto& v = f->second;
       for (size_t i = 0; i < v.size(); i++) {
@@ -68,6 +75,34 @@ struct FdCloser::State {
       if (v.empty()) ownedFiles.erase(f);
     }
     owned.erase(o);
+  }
+
+  // An owned fd's close returned.
+  void ClosedLocked(const Item& it) {
+    if (!it.owned) return;
+    auto c = closing.find(it.file);
+    if (c == closing.end()) return;
+    if (--c->second[it.uid] == 0) c->second.erase(it.uid);
+    if (c->second.empty()) closing.erase(c);
+  }
+
+  // The uid whose fd fd (of file) copies: the owner of an owned fd of the
+  // same file (KCMP_FILE); else, when every owned fd of that inode, open or
+  // closing, is one uid's, that uid; else nobody.
+  uid_t CopyOwnerLocked(int fd, File file) {
+    pid_t me = getpid();
+    std::map<uid_t, bool> uids;
+    auto f = ownedFiles.find(file);
+    if (f != ownedFiles.end()) {
+      for (int orig : f->second) {
+        if (syscall(SYS_kcmp, me, me, KCMP_FILE, fd, orig) == 0) return owned[orig].uid;
+        uids[owned[orig].uid] = true;
+      }
+    }
+    auto c = closing.find(file);
+    if (c != closing.end())
+      for (auto& u : c->second) uids[u.first] = true;
+    return uids.size() == 1 ? uids.begin()->first : kNoUid;
   }
 
   bool BusyOnLocked(dev_t dev) const {
@@ -91,15 +126,10 @@ struct FdCloser::State {
 
 // The file system and inode of fd, from what the kernel has cached
 // (AT_STATX_DONT_SYNC, nothing asked for: FUSE answers without a request).
-static std::pair<dev_t, ino_t> FileOf(int fd) {
+static File FileOf(int fd) {
   struct statx st;
   if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &st) < 0) return {kNoDev, 0};
   return {makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino};
-}
-
-static bool SameFile(int a, int b) {
-  pid_t me = getpid();
-  return syscall(SYS_kcmp, me, me, KCMP_FILE, a, b) == 0;
 }
 
 static void BlockSignals() {
@@ -126,52 +156,47 @@ FdCloser::~FdCloser() {
 }
 
 void FdCloser::Own(int fd, uid_t uid) {
-  std::pair<dev_t, ino_t> file = FileOf(fd);
+  File file = FileOf(fd);
   std::lock_guard<std::mutex> g(state_->mu);
   auto o = state_->owned.find(fd);
   if (o != state_->owned.end()) state_->DisownLocked(o);  // closed without us: the number is new
-  state_->owned[fd] = {uid, file.first, file.second};
+  state_->owned[fd] = {uid, file};
   if (file.first != kNoDev) state_->ownedFiles[file].push_back(fd);
 }
 
 void FdCloser::CloseLater(std::vector<int> fds) {
   if (fds.empty()) return;
-  // fds nobody owns by number: their file, to find the owned fd they copy
-  // (a stat that does not wait for the file's server, outside the lock)
+  // fds nobody owns: their file, to find the owned fd they copy (a stat that
+  // does not wait for the file's server, outside the lock)
   std::vector<char> unowned(fds.size());
   {
     std::lock_guard<std::mutex> g(state_->mu);
     for (size_t i = 0; i < fds.size(); i++) unowned[i] = !state_->owned.count(fds[i]);
   }
-  std::vector<std::pair<dev_t, ino_t>> files(fds.size(), {kNoDev, 0});
+  std::vector<File> files(fds.size(), {kNoDev, 0});
   for (size_t i = 0; i < fds.size(); i++)
     if (unowned[i]) files[i] = FileOf(fds[i]);
   std::lock_guard<std::mutex> g(state_->mu);
   State* s = state_.get();
-  if (s->stopping) {
-    for (int fd : fds) close(fd);
-    return;
-  }
-  if (!supervisor_.joinable()) supervisor_ = std::thread(&FdCloser::Supervise, state_);
   for (size_t i = 0; i < fds.size(); i++) {
-    Item it{fds[i], kNoUid, files[i].first};
+    Item it{fds[i], kNoUid, files[i], false};
     auto o = s->owned.find(fds[i]);
     if (o != s->owned.end()) {
-      it.uid = o->second.uid;
-      it.dev = o->second.dev;
+      it = {fds[i], o->second.uid, o->second.file, true};
       s->DisownLocked(o);
-    } else if (it.dev != kNoDev) {
-      auto f = s->ownedFiles.find(files[i]);
-      if (f != s->ownedFiles.end()) {
-        for (int orig : f->second) {
-          if (!SameFile(fds[i], orig)) continue;
-          it.uid = s->owned[orig].uid;
-          break;
-        }
-      }
+      s->closing[it.file][it.uid]++;
+    } else if (it.dev() != kNoDev) {
+      it.uid = s->CopyOwnerLocked(fds[i], files[i]);
+    }
+    if (s->stopping) {
+      close(it.fd);
+      s->ClosedLocked(it);
+      continue;
     }
     s->queue.push_back(it);
   }
+  if (s->stopping) return;
+  if (!supervisor_.joinable()) supervisor_ = std::thread(&FdCloser::Supervise, state_);
   s->work.notify_one();
   s->changed.notify_all();
 }
@@ -220,8 +245,8 @@ void FdCloser::Work(std::shared_ptr<State> s, size_t slot) {
   // fds that waited for a close on the same file system to return, then the
   // fds of its uid that waited for a line of that uid
   auto closeAll = [&s, slot, &l](Item it) {
-    if (it.dev != kNoDev && s->BusyOnLocked(it.dev)) {
-      s->waiting[it.dev].push_back(it);
+    if (it.dev() != kNoDev && s->BusyOnLocked(it.dev())) {
+      s->waiting[it.dev()].push_back(it);
       return;
     }
     const uid_t uid = it.uid;
@@ -231,13 +256,14 @@ void FdCloser::Work(std::shared_ptr<State> s, size_t slot) {
     }
     s->lines[uid]++;
     for (;;) {
-      s->busyDev[slot] = it.dev;
+      s->busyDev[slot] = it.dev();
       s->busySince[slot] = Clock::now();
       l.unlock();
       close(it.fd);
       l.lock();
-      auto w = s->waiting.find(it.dev);
-      if (it.dev != kNoDev && w != s->waiting.end()) {
+      s->ClosedLocked(it);
+      auto w = s->waiting.find(it.dev());
+      if (it.dev() != kNoDev && w != s->waiting.end()) {
         it = w->second.front();
         w->second.pop_front();
         if (w->second.empty()) s->waiting.erase(w);
@@ -250,8 +276,8 @@ void FdCloser::Work(std::shared_ptr<State> s, size_t slot) {
       while (h != s->held.end() && !h->second.empty()) {
         it = h->second.front();
         h->second.pop_front();
-        if (it.dev != kNoDev && s->BusyOnLocked(it.dev)) {
-          s->waiting[it.dev].push_back(it);
+        if (it.dev() != kNoDev && s->BusyOnLocked(it.dev())) {
+          s->waiting[it.dev()].push_back(it);
           continue;
         }
         next = true;
