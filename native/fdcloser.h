@@ -17,8 +17,9 @@
 // whose FLUSH never returns parks kLinesPerUid workers, and every other
 // user's closes find a worker while fewer than kMaxWorkers / kLinesPerUid
 // uids park theirs. Copies of an owned fd (dup: the fd installer's) are
-// charged to its owner: the same file (KCMP_FILE) as an owned fd. Fds of
-// nobody's are charged to one account of their own, capped alike.
+// charged to its owner: the same file (KCMP_FILE) as an open owned fd, or
+// else the inode of owned fds of one uid whose closes have not returned.
+// Fds of nobody's are charged to one account of their own, capped alike.
 #pragma once
 
 #include <sys/types.h>
