@@ -54,6 +54,16 @@ export interface ConnectionStats {
   heldFds: number;
 }
 
+/** A well-known name's line: who owns it, who waits for it (KDBUS_NAME_* flags as numbers). */
+export interface NameQueueStats {
+  name: string;
+  owner: { id: number; flags: number };
+  /** the activator standing in for the name (it owns it while no implementer does), if any */
+  activator: number | null;
+  /** the connections queued for it, first in line first, with the flags they asked with */
+  waiters: Array<{ id: number; flags: number }>;
+}
+
 export interface BusStats {
   name: string;
   id: number;
@@ -64,6 +74,8 @@ export interface BusStats {
   names: number;
   /** connections waiting in line for a name someone else owns */
   nameWaiters: number;
+  /** per well-known name: its owner and the connections queued for it */
+  nameQueues: NameQueueStats[];
   policyEntries: number;
   /** kernel notifications announced and not delivered yet */
   pendingNotifications: number;
@@ -130,9 +142,14 @@ function busStats(bus: Bus): BusStats {
   const connections = [...bus.connections.values()].sort((a, b) => Number(a.id - b.id))
     .map((c) => connectionStats(bus, c, owed));
   const counts = bus.names.counts();
+  const nameQueues = bus.names.queues().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((q) => ({
+    name: q.name, owner: { id: Number(q.owner), flags: Number(q.flags) },
+    activator: q.activator === null ? null : Number(q.activator),
+    waiters: q.waiters.map((w) => ({ id: Number(w.id), flags: Number(w.flags) })),
+  }));
   return {
     name: bus.name, id: Number(bus.id), uid: bus.uid, endpoints: [...bus.endpoints.keys()].sort(),
-    connections, monitors: bus.monitors.size, names: counts.names, nameWaiters: counts.waiters,
+    connections, monitors: bus.monitors.size, names: counts.names, nameWaiters: counts.waiters, nameQueues,
     policyEntries: bus.policy.size, pendingNotifications: bus.notificationsPending,
     queued: connections.reduce((n, c) => n + c.queue.messages, 0),
   };

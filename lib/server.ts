@@ -168,7 +168,8 @@ export class KdbusServer {
     return {
       memRead: native.memRead,
       memWrite: native.memWrite,
-      takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd)),
+      // whose fds they are: the closer charges their closes to that uid
+      takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd, this.openers.get(fh) ?? -1)),
       fdStat: native.fdStat,
       closeFd: (fd) => {
         this.fds.released(1);

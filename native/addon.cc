@@ -483,10 +483,20 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
+  // takeFd(tid, fd[, uid]): the copy is uid's (its closes charged to uid; see FdCloser::Own).
   Napi::Value TakeFd(const Napi::CallbackInfo& info) {
     int32_t tid, fd;
+    uid_t uid = FdCloser::kNoUid;
     if (!I32(info, 0, "tid", &tid) || !I32(info, 1, "fd", &fd)) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), procmem::TakeFd(tid, fd));
+    if (info.Length() > 2 && !(info[2].IsNumber() && info[2].As<Napi::Number>().DoubleValue() == -1)) {
+      uint64_t u;
+      if (!U64(info, 2, "uid", &u)) return info.Env().Undefined();
+      if (u > 0xfffffffe) return FailRange(info.Env(), "kdbusfs: uid must be a uid or -1");
+      uid = static_cast<uid_t>(u);
+    }
+    int copy = procmem::TakeFd(tid, fd);
+    if (copy >= 0) closer_.Own(copy, uid);
+    return Napi::Number::New(info.Env(), copy);
   }
 
   Napi::Value FdStat(const Napi::CallbackInfo& info) {

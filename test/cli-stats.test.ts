@@ -101,6 +101,45 @@ t.test('figures match the traffic made', async (t) => {
     'after the receiver read them: nothing queued, the pool empty');
 });
 
+t.test('per well-known name: its owner and its queue, first in line first', async (t) => {
+  const newAgent = agents(t, agent);
+  const maker = await newAgent('maker');
+  const bus = await maker.do('makeBus', { name: '0-queues', opts: { root: dir } });
+  const connect = async (who: string): Promise<{ a: Awaited<ReturnType<typeof newAgent>>; id: number }> => {
+    const a = await newAgent(who);
+    return { a, id: Number((await a.do('connect', { bus: bus.path })).id) };
+  };
+  const owner = await connect('owner');
+  const first = await connect('first waiter');
+  const second = await connect('second waiter');
+  await owner.a.do('acquire', { name: 'org.kdbusfs.Q', flags: { queue: true } });
+  t.match(await first.a.do('acquire', { name: 'org.kdbusfs.Q', flags: { queue: true } }), { inQueue: true }, 'the first waiter queued');
+  t.match(await second.a.do('acquire', { name: 'org.kdbusfs.Q', flags: { queue: true, allowReplacement: true } }), { inQueue: true },
+    'the second waiter queued');
+  await second.a.do('acquire', { name: 'org.kdbusfs.Alone' });
+
+  const b = (await statsJson()).buses.find((x) => x.name === '0-queues')!;
+  t.equal(b.nameWaiters, 2, 'two waiting for names');
+  t.same(b.nameQueues, [
+    { name: 'org.kdbusfs.Alone', owner: { id: second.id, flags: 0 }, activator: null, waiters: [] },
+    { name: 'org.kdbusfs.Q', owner: { id: owner.id, flags: 4 }, activator: null,
+      waiters: [{ id: first.id, flags: 4 }, { id: second.id, flags: 6 }] },
+  ], '--json: each name with its owner and flags, its waiters in line order with the flags they asked with');
+
+  const text = await cliRun(['stats', dir]);
+  t.equal(text.code, 0, 'text: exit 0');
+  t.match(text.stdout, new RegExp(`^ {2}org\\.kdbusfs\\.Q +:1\\.${owner.id} +queue +- +:1\\.${first.id}\\(queue\\) ` +
+    `:1\\.${second.id}\\(allow-replacement,queue\\)$`, 'm'), 'text: the name\'s row, its queue in order with flags');
+  t.match(text.stdout, new RegExp(`^ {2}org\\.kdbusfs\\.Alone +:1\\.${second.id} +- +- +-$`, 'm'), 'text: a name nobody waits for');
+
+  // the owner lets go: the first in line gets the name, the second stays queued
+  await owner.a.do('release', { name: 'org.kdbusfs.Q' });
+  const after = (await statsJson()).buses.find((x) => x.name === '0-queues')!;
+  t.same(after.nameQueues.find((q) => q.name === 'org.kdbusfs.Q'), {
+    name: 'org.kdbusfs.Q', owner: { id: first.id, flags: 4 }, activator: null, waiters: [{ id: second.id, flags: 6 }],
+  }, 'the owner let go: the first waiter owns the name, the second is next');
+});
+
 t.test('--watch refreshes until SIGINT', async (t) => {
   const child = spawn(process.execPath, [cli, 'stats', '--root', dir, '--json', '--watch', '--interval', '0.2'],
     { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -22,7 +22,11 @@
 //    with fds still work. Then a file whose FLUSH never returns (the
 //    attacker's own stuck FUSE mount, test/clients/stuck-fuse.c hold-flush)
 //    is sent, received and closed: other users' RECVs of messages with fds
-//    do not wait for it and the server closes what they release.
+//    do not wait for it and the server closes what they release. Then
+//    files of more stuck mounts than the closer gives one uid lines
+//    (native/fdcloser.h kLinesPerUid; 65 mounts in the long form, more than
+//    its 64 workers): the attacker parks that many of the server's closers,
+//    the rest of its closes wait behind them, other users' closes go on.
 //
 // Asserted each time: the victim's calls all answered, none failed, p99
 // within twice its undisturbed p99 or 20 ms (whichever is larger); the
@@ -30,7 +34,7 @@
 // fds and (attack 2) its RSS back to their baselines.
 //
 // This process never touches the mounts synchronously; every wait is bounded.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -39,7 +43,7 @@ import {
   stopServer, until, withTimeout, type Census, type NewPeer, type Peer, type Reply, type Server, type Tap,
 } from './harness.js';
 import { bytes } from '../lib/core/user.js';
-import { fdCount, fdTargets, MiB, mib, residentBytes, stuckMount, victimHolds } from './hostile.js';
+import { fdCount, fdTargets, MiB, mib, residentBytes, stuckMount, victimHolds, type StuckMount } from './hostile.js';
 
 const ATTACKER_UID = 1000;
 const VICTIM_UID = 1001;
@@ -371,8 +375,75 @@ await t.test(`attack 3, stuck FLUSH: uid ${ATTACKER_UID} passes fds of a file wh
     await leave([attacker, passer]);
   }));
 
+// native/fdcloser.h kLinesPerUid: the closer's workers one uid's closes take at most
+const CLOSER_LINES_PER_UID = 4;
+// the issue's case (more stuck file systems than the closer's 64 workers) in the long form
+const STUCK_MOUNTS = LONG ? 65 : CLOSER_LINES_PER_UID + 3;
+
+/** The server's threads waiting for a FUSE server's answer (a close stuck in FLUSH). */
+function parkedInFuse(pid: number): number {
+  let n = 0;
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/wchan`, 'utf8').startsWith('request_wait_answer')) n++;
+    } catch { /* the thread is gone */ }
+  }
+  return n;
+}
+
+await t.test(`attack 3, stuck FLUSH on ${STUCK_MOUNTS} file systems: uid ${ATTACKER_UID} passes an fd of each; ` +
+  `uid ${VICTIM_UID} passes fds and calls`, (t) => scene(t, 'flush-many', {},
+  async (t, { pid, path, newClient, victim, quiet }) => {
+    const dirs: string[] = [];
+    const mounts: StuckMount[] = [];
+    for (let i = 0; i < STUCK_MOUNTS; i++) {
+      const d = join(tmp, `stuck-flush-${i}`);
+      mkdirSync(d);
+      const m = await stuckMount(t, stuckFuse, d, ATTACKER_UID, true);
+      if (!m) return;
+      dirs.push(d);
+      mounts.push(m);
+    }
+    const passer = await party(t, newClient, 'victim fd passer', VICTIM_UID, path, 2, 8 * MiB);
+    const attacker = await party(t, peerSet(t, client), 'attacker', ATTACKER_UID, path, 2, 8 * MiB);
+    const withAttacker = fdCount(pid);
+    const during = victim.calls(DISTURBED_CALLS);
+    let received = 0;
+    for (const d of dirs) {
+      ok(t, await attacker.cmd(`fdfile ${join(d, 'file')}`), `the attacker opens a file of ${d}`);
+      const p = await attacker.cmd('pass 1', 10_000);
+      if (/^ok errno=- .*fds=1$/.test(p.line)) received++;
+    }
+    t.equal(received, STUCK_MOUNTS, `the attacker passes and receives an fd of each of its ${STUCK_MOUNTS} stuck mounts`);
+    t.ok(await until(() => parkedInFuse(pid) >= CLOSER_LINES_PER_UID, 5000, 50),
+      `the server's closes of the attacker's fds wait in FLUSH (${parkedInFuse(pid)})`);
+    const fdmsgs = await passer.cmd('fdmsgs 50', 20_000);
+    const victimRun = await during;
+    const parked = parkedInFuse(pid);
+    t.comment(`under attack: ${victimRun.line}; fd messages ${fdmsgs.line}; the server's threads in FLUSH: ${parked}`);
+    t.equal(parked, CLOSER_LINES_PER_UID, `the attacker parks ${CLOSER_LINES_PER_UID} of the server's closers, ` +
+      `not one per stuck file system (${parked} of ${STUCK_MOUNTS})`);
+    victimHolds(t, quiet, victimRun, DISTURBED_CALLS);
+    t.equal(fdmsgs.kv.done, '50', 'another user passes and receives 50 fds meanwhile', { answer: fdmsgs.line });
+    t.ok(Number(fdmsgs.kv.max_ms) < 1000, `each RECV in ${fdmsgs.kv.max_ms} ms at most`);
+    const stuckFiles = new Set(dirs.map((d) => join(d, 'file')));
+    const others = () => fdTargets(pid).filter((f) => !stuckFiles.has(f)).length;
+    t.ok(await until(() => others() <= withAttacker, 5000, 50), `the server's fds other than the attacker's files ` +
+      `are closed: back to what they were before the passes (${withAttacker}; now ${others()})`);
+    // the attacker's own closes wait for its mounts: they go first
+    for (const m of mounts) await m.stop();
+    await leave([attacker, passer]);
+  }));
+
 t.teardown(() => {
   for (const p of live) p.kill();
-  const mounts = ['memory', 'fds', 'flush', 'stuck-flush'].filter((m) => mountType(join(tmp, m)));
+  const mounts = ['memory', 'fds', 'flush', 'stuck-flush', 'flush-many',
+    ...Array.from({ length: STUCK_MOUNTS }, (_, i) => `stuck-flush-${i}`)].filter((m) => mountType(join(tmp, m)));
   if (mounts.length === 0) rmSync(tmp, { recursive: true, force: true });
 });

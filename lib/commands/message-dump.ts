@@ -1,7 +1,8 @@
 // The text `kdbusfs monitor` prints for each message, as busctl monitor of
 // 2015 printed it (bus_message_dump with its header, bus_creds_dump terse):
-// a header line, the addresses, the timestamps, the sender's credentials,
-// then the body value by value. Messages that are no D-Bus message are shown
+// a header line, the addresses, the timestamps, the sender's credentials
+// (with the unit, slice, session and owner its cgroup tells), then the body
+// value by value. Messages that are no D-Bus message are shown
 // as their kdbus header, items and a hex dump of the payload. Colour only
 // when asked (a terminal).
 import { KDBUS_SRC_ID_KERNEL } from '../abi/kdbus.js';
@@ -11,6 +12,7 @@ import type { Metadata } from '../client/metadata.js';
 import { parseSignature, type DBusType } from '../client/signature.js';
 import { Variant, type DBusValue } from '../client/variant.js';
 import { capabilityNames } from './capabilities.js';
+import { cgroupUnits } from './cgroup-units.js';
 import { SYNTHETIC_SERIAL, type Observed } from './monitored-message.js';
 
 interface Paint {
@@ -28,12 +30,12 @@ const BULLET = '\u2023';
 const INVALID_ID = 0xffff_ffff;
 
 /** The whole text of one observed message, ending in an empty line. */
-export function dumpObserved(o: Observed, colour = false): string {
+export function dumpObserved(o: Observed, colour = false, cgroupRoot = '/'): string {
   const p = paint(colour);
-  return o.kind === 'dbus' ? dumpDBus(o.message, o.kmsg, p) : dumpKdbus(o.kmsg, o.payload, o.why, p);
+  return o.kind === 'dbus' ? dumpDBus(o.message, o.kmsg, p, cgroupRoot) : dumpKdbus(o.kmsg, o.payload, o.why, p, cgroupRoot);
 }
 
-function dumpDBus(m: DBusMessage, k: Message, p: Paint): string {
+function dumpDBus(m: DBusMessage, k: Message, p: Paint, root: string): string {
   const typeName = MESSAGE_TYPE_NAMES[m.type];
   const bullet = m.type === MessageType.ERROR ? p.red(BULLET) : m.type === MessageType.METHOD_RETURN ? p.green(BULLET)
     : m.type !== MessageType.SIGNAL ? p.highlight(BULLET) : BULLET;
@@ -52,7 +54,7 @@ function dumpDBus(m: DBusMessage, k: Message, p: Paint): string {
     out += `  ErrorName=${p.red(m.errorName ?? 'n/a')}  ErrorMessage=${p.red(text)}\n`;
   }
   out += timestamps(k.metadata);
-  out += creds(k.metadata, k.srcId === KDBUS_SRC_ID_KERNEL ? 'org.freedesktop.DBus' : m.sender, k.srcId === KDBUS_SRC_ID_KERNEL);
+  out += creds(k.metadata, k.srcId === KDBUS_SRC_ID_KERNEL ? 'org.freedesktop.DBus' : m.sender, k.srcId === KDBUS_SRC_ID_KERNEL, root);
   out += `  MESSAGE "${m.signature}" {\n`;
   const types = parseSignature(m.signature);
   types.forEach((t, i) => { out += value(t, m.body[i]!, 1, p); });
@@ -70,9 +72,14 @@ function timestamps(md: Metadata): string {
   return parts.length ? `  ${parts.join('  ')}\n` : '';
 }
 
-/** bus_creds_dump, terse: groups of KEY=VALUE pairs, each group ending its line where busctl ended it. */
-function creds(md: Metadata, uniqueName: string | undefined, driver: boolean): string {
+/**
+ * bus_creds_dump, terse: groups of KEY=VALUE pairs, each group ending its
+ * line where busctl ended it; what the cgroup path tells (lib/commands/cgroup-units.ts)
+ * relative to root.
+ */
+function creds(md: Metadata, uniqueName: string | undefined, driver: boolean, root: string): string {
   let out = '';
+  const derived = md.cgroup === undefined ? {} : cgroupUnits(md.cgroup, root);
   const kv = (key: string, v: string | number): void => { out += `  ${key}=${v}`; };
   const line = (any: boolean): void => { if (any) out += '\n'; };
   if (md.pids) {
@@ -83,8 +90,14 @@ function creds(md: Metadata, uniqueName: string | undefined, driver: boolean): s
   let ids = false;
   if (md.creds) {
     const c = md.creds;
-    for (const [key, v] of [['UID', c.uid], ['EUID', c.euid], ['SUID', c.suid], ['FSUID', c.fsuid],
-      ['GID', c.gid], ['EGID', c.egid], ['SGID', c.sgid], ['FSGID', c.fsgid]] as const) {
+    for (const [key, v] of [['UID', c.uid], ['EUID', c.euid], ['SUID', c.suid], ['FSUID', c.fsuid]] as const) {
+      if (v !== INVALID_ID) { kv(key, v); ids = true; }
+    }
+  }
+  if (derived.ownerUid !== undefined) { kv('OwnerUID', derived.ownerUid); ids = true; }
+  if (md.creds) {
+    const c = md.creds;
+    for (const [key, v] of [['GID', c.gid], ['EGID', c.egid], ['SGID', c.sgid], ['FSGID', c.fsgid]] as const) {
       if (v !== INVALID_ID) { kv(key, v); ids = true; }
     }
   }
@@ -100,6 +113,10 @@ function creds(md: Metadata, uniqueName: string | undefined, driver: boolean): s
   if (md.description !== undefined) kv('Description', md.description);
   line(md.seclabel !== undefined || md.description !== undefined);
   if (md.cgroup !== undefined) kv('CGroup', md.cgroup);
+  if (derived.unit !== undefined) kv('Unit', derived.unit);
+  if (derived.userUnit !== undefined) kv('UserUnit', derived.userUnit);
+  if (derived.slice !== undefined) kv('Slice', derived.slice);
+  if (derived.session !== undefined) kv('Session', derived.session);
   line(md.cgroup !== undefined);
   if (md.audit) {
     const login = md.audit.loginUid !== INVALID_ID;
@@ -202,7 +219,7 @@ const NOTIFICATION_NAMES: Record<string, string> = {
 
 const hexId = (v: bigint): string => `0x${v.toString(16)}`;
 
-function dumpKdbus(k: Message, payload: Buffer, why: string, p: Paint): string {
+function dumpKdbus(k: Message, payload: Buffer, why: string, p: Paint, root: string): string {
   const kernel = k.srcId === KDBUS_SRC_ID_KERNEL;
   let out = `${BULLET} Type=${p.highlight(kernel ? 'kernel' : 'kdbus')}  PayloadType=${hexId(k.payloadType)}`
     + `  Flags=${hexId(k.flags)}  Priority=${k.priority} Cookie=${k.cookie}`;
@@ -212,7 +229,7 @@ function dumpKdbus(k: Message, payload: Buffer, why: string, p: Paint): string {
   if (k.dstName !== undefined) out += `  DstName=${p.highlight(k.dstName)}`;
   out += `\n  Why=${why}\n`;
   out += timestamps(k.metadata);
-  out += creds(k.metadata, kernel ? undefined : `:1.${k.srcId}`, false);
+  out += creds(k.metadata, kernel ? undefined : `:1.${k.srcId}`, false, root);
   const n = k.notification;
   if (n) {
     out += `  ITEM ${NOTIFICATION_NAMES[n.type]} {\n`;

@@ -13,6 +13,8 @@ import { KdbusClientError } from '../client/errors.js';
 import { matchesMessage, parseMatchRule, type MatchRule } from '../client/match-rule.js';
 import type { Message } from '../client/message.js';
 import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
+import { cgroupRoot } from './cgroup-units.js';
+import { colourOn } from './colour.js';
 import type { Command } from './command-table.js';
 import type { Observed } from './monitored-message.js';
 import { printJson } from './json-output.js';
@@ -68,8 +70,9 @@ async function jsonSink(): Promise<Sink> {
 
 async function textSink(): Promise<Sink> {
   const { dumpObserved } = await import('./message-dump.js');
-  const colour = !!process.stdout.isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
-  return { write: (o) => { process.stdout.write(dumpObserved(o, colour)); }, close: () => undefined };
+  const colour = colourOn();
+  const root = cgroupRoot();
+  return { write: (o) => { process.stdout.write(dumpObserved(o, colour, root)); }, close: () => undefined };
 }
 
 /** Messages sd-bus had no D-Bus message for were never in a busctl capture: neither are they here. */

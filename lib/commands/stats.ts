@@ -4,6 +4,7 @@
 import { realpathSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
+import { NAME_ACTIVATOR, NAME_ALLOW_REPLACEMENT, NAME_IN_QUEUE, NAME_QUEUE, NAME_REPLACE_EXISTING } from '../abi/kdbus.js';
 import type { BusStats, ServerStats, UserStats } from '../server-stats.js';
 import { STATS_DIR, statsSocketPath } from '../stats-socket.js';
 import { findRoot, ROOT_OPTION } from './bus-address.js';
@@ -18,6 +19,8 @@ Shows what the kdbusfs server of ROOT knows and no kdbus ABI shows, per bus
 and per connection: receive queue depths (in all and per sending uid), pool
 size and bytes in use, pending replies (waited for, parked synchronous calls,
 owed to others), matches, names, fds held in queued messages, messages lost;
+per well-known name its owner and the connections queued for it (first in
+line first, with the KDBUS_NAME_* flags each asked with);
 per user the quota use against kdbusfs's limits; and the server's census
 (what SIGUSR2 writes to its log).
 
@@ -112,6 +115,28 @@ function table(header: string[], rows: string[][], indent = '  '): string {
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
+const NAME_FLAG_WORDS: [number, string][] = [
+  [Number(NAME_REPLACE_EXISTING), 'replace-existing'], [Number(NAME_ALLOW_REPLACEMENT), 'allow-replacement'],
+  [Number(NAME_QUEUE), 'queue'], [Number(NAME_IN_QUEUE), 'in-queue'], [Number(NAME_ACTIVATOR), 'activator'],
+];
+
+/** KDBUS_NAME_* flags as words (0: -), unknown bits in hex. */
+export function nameFlagsText(flags: number): string {
+  const words = NAME_FLAG_WORDS.filter(([bit]) => flags & bit).map(([, w]) => w);
+  const rest = NAME_FLAG_WORDS.reduce((f, [bit]) => f & ~bit, flags);
+  if (rest) words.push(`0x${rest.toString(16)}`);
+  return words.join(',') || '-';
+}
+
+function nameQueuesText(b: BusStats): string {
+  if (!b.nameQueues.length) return '';
+  const rows = b.nameQueues.map((q) => [
+    q.name, `:1.${q.owner.id}`, nameFlagsText(q.owner.flags), q.activator === null ? '-' : `:1.${q.activator}`,
+    q.waiters.map((w) => `:1.${w.id}(${nameFlagsText(w.flags)})`).join(' ') || '-',
+  ]);
+  return table(['NAME', 'OWNER', 'FLAGS', 'ACTIVATOR', 'QUEUED (first in line first)'], rows);
+}
+
 function busText(b: BusStats): string {
   const head = `BUS ${b.name} (id ${b.id}, uid ${b.uid}, endpoints ${b.endpoints.join(' ')}): ${b.connections.length} connections, `
     + `${b.monitors} monitors, ${b.names} names, ${b.nameWaiters} waiting for names, ${b.queued} queued, `
@@ -126,7 +151,7 @@ function busText(b: BusStats): string {
     String(c.queue.lost), c.names.join(',') || '-', c.description ?? '-',
   ]);
   return head + table(['ID', 'KIND', 'UID', 'PID', 'COMM', 'QUEUED', 'BYTES', 'BY-UID', 'POOL', 'SLICES',
-    'REPLIES W/P/O', 'MATCHES', 'FDS', 'LOST', 'NAMES', 'DESCRIPTION'], rows);
+    'REPLIES W/P/O', 'MATCHES', 'FDS', 'LOST', 'NAMES', 'DESCRIPTION'], rows) + nameQueuesText(b);
 }
 
 function usersText(users: UserStats[]): string {

@@ -8,6 +8,7 @@ import { KdbusClientError } from '../client/errors.js';
 import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import { openKdbus } from './bus-connect.js';
 import { capabilityNames } from './capabilities.js';
+import { cgroupRoot, cgroupUnits } from './cgroup-units.js';
 import { colours } from './colour.js';
 import type { Command } from './command-table.js';
 import { printJson } from './json-output.js';
@@ -40,16 +41,22 @@ export function connectionTarget(arg: string): bigint | string {
 function metadataLines(md: Metadata): [string, string][] {
   const out: [string, string][] = [];
   const add = (k: string, v: unknown): void => { if (v !== undefined) out.push([k, String(v)]); };
+  const derived = md.cgroup === undefined ? {} : cgroupUnits(md.cgroup, cgroupRoot());
   if (md.pids) { add('PID', md.pids.pid); add('PPID', md.pids.ppid); add('TID', md.pids.tid); }
   if (md.creds) {
     const c = md.creds;
     add('UID', c.uid); add('EUID', c.euid); add('SUID', c.suid); add('FSUID', c.fsuid);
+  }
+  add('OwnerUID', derived.ownerUid);
+  if (md.creds) {
+    const c = md.creds;
     add('GID', c.gid); add('EGID', c.egid); add('SGID', c.sgid); add('FSGID', c.fsgid);
   }
   if (md.auxGroups) add('SupplementaryGIDs', md.auxGroups.join(' '));
   add('Comm', md.pidComm); add('TIDComm', md.tidComm); add('Exe', md.exe);
   if (md.cmdline) add('CommandLine', md.cmdline.join(' '));
   add('Label', md.seclabel); add('Description', md.description); add('CGroup', md.cgroup);
+  add('Unit', derived.unit); add('UserUnit', derived.userUnit); add('Slice', derived.slice); add('Session', derived.session);
   if (md.audit) { add('AuditLoginUID', md.audit.loginUid); add('AuditSessionID', md.audit.sessionId); }
   if (md.ownedNames) add('WellKnownNames', md.ownedNames.map((n) => n.name).join(' '));
   if (md.caps) {

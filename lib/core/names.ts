@@ -113,6 +113,18 @@ export class NameRegistry {
   }
 
   /**
+   * Every name with its owner, the activator standing in for it, and the
+   * connections queued for it, oldest first (for `kdbusfs stats`).
+   */
+  queues(): Array<{ name: string; owner: bigint; flags: bigint; activator: bigint | null;
+    waiters: Array<{ id: bigint; flags: bigint }> }> {
+    return [...this.entries.values()].map((e) => ({
+      name: e.name, owner: e.owner.id, flags: e.flags, activator: e.activator?.id ?? null,
+      waiters: [...e.waiters].map((w) => ({ id: w.conn.id, flags: w.flags })),
+    }));
+  }
+
+  /**
    * kdbus_name_acquire: the registry operation itself, without the ioctl's
    * validity / limit / policy checks (HELLO uses it this way to register an
    * activator's name with flags NAME_ACTIVATOR). Returns the flags to hand

@@ -193,8 +193,12 @@ export interface Native {
   /** Makes [offset, offset+len) of fh's pool visible to the client (NOTIFY_STORE in page-cache mode). */
   poolFlush(sid: number, fh: number, offset: number, len: number): void;
 
-  /** pidfd_open(tid, PIDFD_THREAD) + pidfd_getfd: a copy of the caller's fd (O_CLOEXEC), or -errno. */
-  takeFd(tid: number, fd: number): number;
+  /**
+   * pidfd_open(tid, PIDFD_THREAD) + pidfd_getfd: a copy of the caller's fd
+   * (O_CLOEXEC), or -errno. Its closes (releaseFds) and its copies' are
+   * charged to uid (-1: nobody's), at most a few of that uid's at a time.
+   */
+  takeFd(tid: number, fd: number, uid?: number): number;
   /**
    * Facts about an fd the server holds, or -errno. Never blocks on a FUSE
    * server (statx with AT_STATX_DONT_SYNC): the fd may be a file of a mount

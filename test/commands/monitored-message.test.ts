@@ -141,6 +141,30 @@ t.test('the text, as busctl monitor printed it', async (t) => {
   t.equal(hexDump(Buffer.from('AB\0'), ''), `00000000  ${'41 42 00'.padEnd(47)}  |AB.|\n`, 'hex columns as wide for a short line');
 });
 
+t.test('what the cgroup tells (Unit, UserUnit, Slice, Session, OwnerUID), where busctl monitor printed it', async (t) => {
+  const sig = { ...signal({ path: '/p', interface: 'org.x.Y', member: 'S' }), cookie: 4 };
+  const from = (cgroup: string, root?: string): string[] => dumpObserved(observe(sent(sig, 12n, {
+    metadata: { creds: { uid: 1000, euid: 1000, suid: 1000, fsuid: 1000, gid: 100, egid: 100, sgid: 100, fsgid: 100 }, cgroup },
+  }), ':1.1'), false, root).split('\n').slice(2, 5);
+  t.same(from('/user.slice/user-1000.slice/session-4.scope'), [
+    '  UID=1000  EUID=1000  SUID=1000  FSUID=1000  OwnerUID=1000  GID=100  EGID=100  SGID=100  FSGID=100',
+    '  CGroup=/user.slice/user-1000.slice/session-4.scope  Unit=session-4.scope  Slice=user-1000.slice  Session=4',
+    '  UniqueName=:1.12  WellKnownNames=',
+  ], 'a login session: its scope, slice, session and the owner of the user slice');
+  t.same(from('/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service')[1],
+    '  CGroup=/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service  Unit=user@1000.service  ' +
+    'UserUnit=foo.service  Slice=user-1000.slice', 'a user manager\'s unit: the user unit below it');
+  t.same(from('/system.slice/dbus.service'), [
+    '  UID=1000  EUID=1000  SUID=1000  FSUID=1000  GID=100  EGID=100  SGID=100  FSGID=100',
+    '  CGroup=/system.slice/dbus.service  Unit=dbus.service  Slice=system.slice',
+    '  UniqueName=:1.12  WellKnownNames=',
+  ], 'a system service: its unit and slice, no owner');
+  t.same(from('/machine.slice/machine-x.scope/system.slice/dbus.service', '/machine.slice/machine-x.scope')[1],
+    '  CGroup=/machine.slice/machine-x.scope/system.slice/dbus.service  Unit=dbus.service  Slice=system.slice',
+    'taken relative to the cgroup root (a container\'s)');
+  t.same(from('/')[1], '  CGroup=/', 'the root cgroup tells nothing more');
+});
+
 t.test('--json: the same facts, numbers as numbers', async (t) => {
   const call = { ...methodCall({ destination: ':1.4', path: '/p', member: 'Do', signature: 'tv', body: [2n ** 63n, new Variant('s', 'x')] }), cookie: 3 };
   const line = toJson(observedJson(observe(sent(call, 12n, { dstId: 4n, metadata: { timestamp: { seqnum: 1n, monotonicNs: 5000n, realtimeNs: 7000n } } }), ':1.1')));
