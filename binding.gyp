@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/session.cc",
+        "native/fastpath.cc",
         "native/fairqueue.cc",
         "native/mount.cc",
         "native/tree.cc",

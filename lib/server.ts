@@ -6,7 +6,8 @@ import { getSystemErrorName } from 'node:util';
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
 import { POLLERR } from './abi/poll.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
-import { ControlHandle, EndpointHandle, Handle, type HandleEnv, type Parked } from './core/handle.js';
+import { cmdName, ControlHandle, EndpointHandle, fastRows, Handle, type HandleEnv, type Parked } from './core/handle.js';
+import { refusalReason } from './core/fast-state.js';
 import type { Bus } from './core/bus.js';
 import { FdLedger, takeCensus, type Census } from './core/census.js';
 import type { Endpoint } from './core/endpoint.js';
@@ -15,7 +16,7 @@ import type { PoolBacking } from './core/pool.js';
 import { taskCreds } from './core/task.js';
 import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
-import { log, logError } from './log.js';
+import { log, logError, logRefusal } from './log.js';
 import { heldBytes, MemoryGiveBack } from './memory-giveback.js';
 import { gatherStats, type ServerStats } from './server-stats.js';
 import { serveStats, type StatsSocket } from './stats-socket.js';
@@ -34,6 +35,8 @@ export interface ServerOptions {
 }
 
 const CONTROL_TAG = 1;
+/** How often refusals the native fast path gave are logged, at the latest (ms). */
+const FAST_LOG_MS = 200;
 
 export class KdbusServer {
   readonly domain: Domain;
@@ -57,6 +60,13 @@ export class KdbusServer {
   /** checks every second whether departed clients' memory can go back (lib/memory-giveback.ts) */
   private giveBack: NodeJS.Timeout | null = null;
   private statsSocket: StatsSocket | null = null;
+  /**
+   * The native fast path's counts of FREEs and refusals it answered that
+   * this core has not taken yet (native/fastpath.h); null when it is off
+   * (KDBUSFS_FASTPATH=0: every request comes here, as a test's reference).
+   */
+  private fastPending: Int32Array | null = null;
+  private fastLog: NodeJS.Timeout | null = null;
 
   private constructor(readonly mountpoint: string, limits: Readonly<UserLimits>) {
     const sidOf = () => this.sid;
@@ -83,6 +93,7 @@ export class KdbusServer {
       // the hot path: no closure per request
       ioctl: (unique, fh, cmd, arg, tid, head, command) => {
         try {
+          if (server.fastPending && (server.fastPending[0] || server.fastPending[1])) server.takeFast();
           return server.ioctl(unique, fh, cmd, arg, tid, head, command);
         } catch (e) {
           return server.internalError(e);
@@ -96,6 +107,13 @@ export class KdbusServer {
     });
     if (server.sid < 0) {
       throw new Error(native.lastMountError() || `kdbusfs: cannot serve ${opts.mountpoint}: ${getSystemErrorName(server.sid)}`);
+    }
+    if (process.env.KDBUSFS_FASTPATH !== '0') {
+      server.fastPending = new Int32Array(2);
+      native.fastEnable(server.sid, fastRows(), server.fastPending);
+      server.fastLog = setInterval(() => {
+        if (server.fastPending![1]) server.guard(() => { server.takeFast(); return 0; });
+      }, FAST_LOG_MS).unref();
     }
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     const memory = new MemoryGiveBack(() => heldBytes(server.domain.users), () => native.giveBackMemory());
@@ -121,7 +139,8 @@ export class KdbusServer {
   /** Every live object, counted (lib/core/census.ts). */
   census(): Census {
     return takeCensus(this.domain, { handles: this.handles.values(), parked: this.parked.size,
-      pollers: this.pollers.size, endpointFiles: this.endpoints.size, fds: this.fds });
+      pollers: this.fastPending ? native.fastPollers(this.sid) : this.pollers.size,
+      endpointFiles: this.endpoints.size, fds: this.fds });
   }
 
   /** Per bus and connection, what no kdbus ABI shows (lib/server-stats.ts). */
@@ -139,6 +158,8 @@ export class KdbusServer {
     if (this.stopped) return;
     this.stopped = true;
     if (this.giveBack) clearInterval(this.giveBack);
+    if (this.fastLog) clearInterval(this.fastLog);
+    if (this.fastPending) this.takeFast();
     this.statsSocket?.close();
     for (const fh of [...this.handles.keys()]) this.release(fh);
     this.configured?.release();
@@ -149,8 +170,22 @@ export class KdbusServer {
     }
   }
 
+  /**
+   * What the native fast path answered without us: its FREEs applied to their
+   * pools, in order, and its refusals logged as the core logs its own.
+   */
+  private takeFast(): void {
+    const { frees, refusals } = native.fastTake(this.sid);
+    for (let i = 0; i < frees.length; i += 2) this.handles.get(frees[i])?.connection()?.pool.freeByUser(frees[i + 1]);
+    for (const r of refusals) {
+      const why = `tid ${r.tid}: ${refusalReason(r.reason, r.flags)}`;
+      for (let n = 0; n < r.count; n++) logRefusal(r.uid, cmdName(r.cmd), r.errno, why);
+    }
+  }
+
   /** Bugs must not take the server down: log them and fail only that request. */
   private guard(fn: () => number): number {
+    if (this.fastPending && (this.fastPending[0] || this.fastPending[1])) this.takeFast();
     try {
       return fn();
     } catch (e) {
@@ -200,9 +235,20 @@ export class KdbusServer {
           write: (off, data) => native.poolWrite(sid, fh, off, data),
           copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
           flush: (off, len) => native.poolFlush(sid, fh, off, len),
+          ...(this.fastPending && {
+            held: (off: number, yes: boolean) => native.fastFreeable(sid, fh, off, yes),
+            sync: () => {
+              if (this.fastPending![0]) this.takeFast();
+            },
+          }),
         };
       },
+      publish: this.fastPublisher(fh),
       wake: () => {
+        if (this.fastPending) {
+          native.fastWake(sid, fh); // the registration is the fast path's
+          return;
+        }
         const kh = this.pollers.get(fh);
         if (kh === undefined) return;
         // One notification per registration (as libfuse's poll handles): a
@@ -214,16 +260,33 @@ export class KdbusServer {
     };
   }
 
+  /** The fast path's publish for fh, when it runs: only what changed crosses into native. */
+  private fastPublisher(fh: number): HandleEnv['publish'] {
+    if (!this.fastPending) return undefined;
+    const sid = this.sid;
+    let last = -1, lastMask = -1;
+    return (state, mask) => {
+      if (state === last && mask === lastMask) return;
+      last = state;
+      lastMask = mask;
+      native.fastState(sid, fh, state, mask, this.openers.get(fh) ?? 0);
+    };
+  }
+
   private open(fh: number, tag: number, caller: Caller): number {
     this.openers.set(fh, caller.uid);
     if (tag === CONTROL_TAG) {
-      this.handles.set(fh, new ControlHandle(this.domain, this.env(fh), (bus, ep) => this.addEndpointFile(bus, ep)));
+      const h = new ControlHandle(this.domain, this.env(fh), (bus, ep) => this.addEndpointFile(bus, ep));
+      this.handles.set(fh, h);
+      h.publish();
       return 0;
     }
     const ep = this.endpoints.get(tag);
     if (!ep || !ep.active) return -errno.ESHUTDOWN;
     const privileged = EndpointHandle.privilegedAtOpen(ep, taskCreds(caller.tid));
-    this.handles.set(fh, new EndpointHandle(ep, this.env(fh), privileged, (bus, e) => this.addEndpointFile(bus, e)));
+    const h = new EndpointHandle(ep, this.env(fh), privileged, (bus, e) => this.addEndpointFile(bus, e));
+    this.handles.set(fh, h);
+    h.publish();
     return OPEN_POOL;
   }
 
@@ -243,6 +306,7 @@ export class KdbusServer {
     this.openers.delete(fh);
     this.pollers.delete(fh);
     h?.release();
+    if (this.fastPending) native.fastForget(this.sid, fh);
   }
 
   private ioctl(unique: number, fh: number, cmd: number, arg: number, tid: number, head: Buffer,

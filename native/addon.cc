@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fdcloser.h"
@@ -90,6 +91,13 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("nodeRemove", &Addon::NodeRemove),
         InstanceMethod("replyIoctl", &Addon::ReplyIoctl),
         InstanceMethod("notifyPoll", &Addon::NotifyPoll),
+        InstanceMethod("fastEnable", &Addon::FastEnable),
+        InstanceMethod("fastState", &Addon::FastState),
+        InstanceMethod("fastForget", &Addon::FastForget),
+        InstanceMethod("fastFreeable", &Addon::FastFreeable),
+        InstanceMethod("fastWake", &Addon::FastWake),
+        InstanceMethod("fastTake", &Addon::FastTake),
+        InstanceMethod("fastPollers", &Addon::FastPollers),
         InstanceMethod("memRead", &Addon::MemRead),
         InstanceMethod("memWrite", &Addon::MemWrite),
         InstanceMethod("poolSetup", &Addon::PoolSetup),
@@ -417,6 +425,114 @@ class Addon : public Napi::Addon<Addon> {
     Session* s = Find(info, true);
     if (s) s->NotifyPoll(kh);
     return info.Env().Undefined();
+  }
+
+  // The fast path (native/fastpath.h), fed by lib/fast-state.ts.
+  Napi::Value FastEnable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Session* s = Find(info);
+    if (!s) return env.Undefined();
+    if (!info[1].IsArray() || !info[2].IsTypedArray() ||
+        info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[2].As<Napi::TypedArray>().ElementLength() < 2) {
+      FailType(env, "kdbusfs: fastEnable(sid, rows, Int32Array(2))");
+      return env.Undefined();
+    }
+    Napi::Array rows = info[1].As<Napi::Array>();
+    std::unordered_map<uint32_t, fastpath::Command> table;
+    for (uint32_t i = 0; i < rows.Length(); i++) {
+      Napi::Object r = rows.Get(i).As<Napi::Object>();
+      auto num = [&](const char* k) { return r.Get(k).ToNumber().Int64Value(); };
+      fastpath::Command c;
+      bool lossless;
+      c.on = static_cast<uint32_t>(num("on"));
+      c.privileged = r.Get("privileged").ToBoolean();
+      c.conns = static_cast<uint32_t>(num("conns"));
+      c.min = static_cast<uint64_t>(num("min"));
+      c.max = static_cast<uint64_t>(num("max"));
+      c.valid = r.Get("valid").As<Napi::BigInt>().Uint64Value(&lossless);
+      c.flagsOff = static_cast<uint32_t>(num("flagsOff"));
+      c.kernelFlagsOff = static_cast<uint32_t>(num("kernelFlagsOff"));
+      c.returnFlagsOff = static_cast<uint32_t>(num("returnFlagsOff"));
+      c.returnFirst = r.Get("returnFirst").ToBoolean();
+      c.returnDone = r.Get("returnDone").ToBoolean();
+      c.fast = static_cast<fastpath::Command::Fast>(num("fast"));
+      if (env.IsExceptionPending()) return env.Undefined();
+      table[static_cast<uint32_t>(num("cmd"))] = c;
+    }
+    Napi::Int32Array pending = info[2].As<Napi::Int32Array>();
+    s->KeepFastPending(pending);
+    s->fast().Enable(std::move(table), pending.Data());
+    return env.Undefined();
+  }
+
+  Napi::Value FastState(const Napi::CallbackInfo& info) {
+    uint64_t fh, state, mask, uid;
+    if (!U64(info, 1, "fh", &fh) || !U64(info, 2, "state", &state) || !U64(info, 3, "mask", &mask) ||
+        !U64(info, 4, "uid", &uid))
+      return info.Env().Undefined();
+    Session* s = Find(info, true);
+    if (s) s->fast().SetState(fh, static_cast<uint32_t>(state), static_cast<uint32_t>(mask), static_cast<uint32_t>(uid));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value FastForget(const Napi::CallbackInfo& info) {
+    uint64_t fh;
+    if (!U64(info, 1, "fh", &fh)) return info.Env().Undefined();
+    Session* s = Find(info, true);
+    if (s) s->fast().Forget(fh);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value FastFreeable(const Napi::CallbackInfo& info) {
+    uint64_t fh, off;
+    if (!U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off)) return info.Env().Undefined();
+    Session* s = Find(info, true);
+    if (s) s->fast().SetFreeable(fh, off, info[3].ToBoolean());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value FastWake(const Napi::CallbackInfo& info) {
+    uint64_t fh, kh;
+    if (!U64(info, 1, "fh", &fh)) return info.Env().Undefined();
+    Session* s = Find(info, true);
+    if (s && s->fast().Wake(fh, &kh)) s->NotifyPoll(kh);
+    return info.Env().Undefined();
+  }
+
+  // {frees: [fh, offset, ...], refusals: [{uid, cmd, tid, errno, reason, flags, count}]}
+  Napi::Value FastTake(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Session* s = Find(info, true);
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Array frees = Napi::Array::New(env);
+    Napi::Array refusals = Napi::Array::New(env);
+    out.Set("frees", frees);
+    out.Set("refusals", refusals);
+    if (!s) return out;
+    uint32_t i = 0;
+    for (const fastpath::Free& f : s->fast().TakeFrees()) {
+      frees.Set(i++, Napi::Number::New(env, static_cast<double>(f.fh)));
+      frees.Set(i++, Napi::Number::New(env, static_cast<double>(f.off)));
+    }
+    i = 0;
+    for (const fastpath::Refusal& r : s->fast().TakeRefusals()) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("uid", Napi::Number::New(env, r.uid));
+      o.Set("cmd", Napi::Number::New(env, r.cmd));
+      o.Set("tid", Napi::Number::New(env, r.tid));
+      o.Set("errno", Napi::Number::New(env, r.errnum));
+      o.Set("reason", Napi::Number::New(env, r.reason));
+      o.Set("flags", Napi::BigInt::New(env, r.flags));
+      o.Set("count", Napi::Number::New(env, static_cast<double>(r.count)));
+      refusals.Set(i++, o);
+    }
+    return out;
+  }
+
+  Napi::Value FastPollers(const Napi::CallbackInfo& info) {
+    Session* s = Find(info, true);
+    return Napi::Number::New(info.Env(), s ? static_cast<double>(s->fast().pollers()) : 0);
   }
 
   Napi::Value MemRead(const Napi::CallbackInfo& info) {

@@ -748,6 +748,17 @@ void Session::OnIoctl(const fuse_in_header& h, const uint8_t* p, size_t n) {
     Reply(h.unique, -ENOTTY);
     return;
   }
+  int fast;
+  if (fast_.Ioctl(in.fh, in.cmd, in.arg, h.pid, head, in.in_size, &fast)) {
+    if (fast < 0) {
+      Reply(h.unique, ToErrno(fast));
+    } else {
+      fuse_ioctl_out out{};
+      out.result = fast;
+      Reply(h.unique, 0, &out, sizeof out);
+    }
+    return;
+  }
   Napi::Env env(env_);
   Caller c{h.pid, h.uid, h.gid};
   Napi::Value command = env.Null();
@@ -812,7 +823,10 @@ void Session::OnPollRequest(const fuse_in_header& h, const uint8_t* p, size_t n)
   Napi::Env env(env_);
   Napi::Value rv;
   int r;
-  if (fns_[kPoll].IsEmpty()) {
+  uint32_t mask;
+  if (fast_.Poll(in.fh, in.kh, in.flags, &mask)) {
+    r = static_cast<int>(mask);
+  } else if (fns_[kPoll].IsEmpty()) {
     r = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
   } else if (Call(kPoll, {Napi::Number::New(env, static_cast<double>(in.fh)),
                           Napi::Number::New(env, static_cast<double>(in.kh)),

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fairqueue.h"
+#include "fastpath.h"
 #include "mount.h"
 #include "pool.h"
 #include "stallrescue.h"
@@ -47,6 +48,10 @@ class Session {
   // the start of the caller's argument, at most the ioctl's _IOC_SIZE.
   bool ReplyIoctl(uint64_t unique, int result, const uint8_t* out = nullptr, size_t outLen = 0);
   void NotifyPoll(uint64_t kh);
+
+  // Requests answered without JS (fastpath.h); pending: JS's Int32Array of 2, kept alive here.
+  fastpath::FastPath& fast() { return fast_; }
+  void KeepFastPending(Napi::Int32Array pending) { fastPending_ = Napi::Persistent(pending); }
 
   // The pool of an open file, or nullptr.
   Pool* FindPool(uint64_t fh);
@@ -143,4 +148,6 @@ class Session {
   std::vector<uint8_t> in_;
   FairQueue waiting_;  // read, not yet served
   std::vector<uint8_t> out_;
+  fastpath::FastPath fast_;
+  Napi::Reference<Napi::Int32Array> fastPending_;
 };

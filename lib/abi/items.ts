@@ -29,6 +29,13 @@ export function u64(buf: Buffer, off: number): number {
   return hi * 0x1_0000_0000 + buf.readUInt32LE(off);
 }
 
+/** What the prologue's refusals say (also for those native/fastpath.cc gives). */
+export const SIZE_BELOW_MIN = 'command size below the minimum';
+export const SIZE_ABOVE_MAX = 'command size above the maximum';
+export function unknownFlags(flags: bigint): string {
+  return `unknown flags 0x${flags.toString(16)}`;
+}
+
 /**
  * kdbus_memdup_user: validates a command's size against [min, max] and returns
  * the whole command. `command` is what the native side read (whole buffer,
@@ -41,8 +48,8 @@ export function commandBuffer(arg: number, head: Buffer, command: Buffer | numbe
   if (arg % 8 !== 0) fail(errno.EFAULT, 'unaligned command pointer');
   if (head.length < 8) fail(errno.EFAULT, 'command head too short');
   const size = u64(head, 0);
-  if (size < min) fail(errno.EINVAL, 'command size below the minimum');
-  if (size > max) fail(errno.EMSGSIZE, 'command size above the maximum');
+  if (size < min) fail(errno.EINVAL, SIZE_BELOW_MIN);
+  if (size > max) fail(errno.EMSGSIZE, SIZE_ABOVE_MAX);
   if (typeof command === 'number') fail(-command, 'command unreadable');
   if (command === null) fail(errno.EFAULT, 'command not read');
   if (command.length !== size || u64(command, 0) !== size) fail(errno.EINVAL, 'command size changed while read');
@@ -57,7 +64,7 @@ export function commandBuffer(arg: number, head: Buffer, command: Buffer | numbe
 export function negotiateFlags(flags: bigint, valid: bigint,
                                writeKernelFlags: (v: bigint) => void): void {
   writeKernelFlags(valid | KDBUS_FLAG_KERNEL);
-  if (flags & ~valid) fail(errno.EINVAL, `unknown flags 0x${flags.toString(16)}`);
+  if (flags & ~valid) fail(errno.EINVAL, unknownFlags(flags));
 }
 
 /** Iterates the items in buf[start, start+size) (KDBUS_ITEMS_FOREACH); call validateItems first. */

@@ -179,6 +179,7 @@ export class Bus {
   disconnect(conn: Connection): void {
     if (conn.state === 'dead') return;
     conn.state = 'dead';
+    conn.changed();
     // the one place a connection stops counting against its user (HELLO charged it)
     this.domain.users.uncharge(conn.user, 'connections');
     conn.chargeMatches();

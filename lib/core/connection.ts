@@ -108,7 +108,9 @@ interface Composed {
 
 export class Connection implements ReplyPeer, NameClient, PolicyConn {
   state: 'active' | 'dead' = 'active';
-  readonly queue = new Queue();
+  /** told of every change of the state, and of the queue becoming empty or not (lib/core/fast-state.ts) */
+  onChange: (() => void) | null = null;
+  readonly queue = new Queue(() => this.changed());
   readonly matches = new MatchDb();
   readonly replies = new Set<Reply>();
   /** messages lost because they could not be queued (reported as dropped_msgs) */
@@ -170,6 +172,10 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   /** Names this connection is the primary owner of (for policy). */
   ownedNames(): string[] {
     return this.bus.names.ownedNames(this).map((n) => n.name);
+  }
+
+  changed(): void {
+    this.onChange?.();
   }
 
   /** Starts serving an ioctl of thread tid on this connection. */

@@ -27,6 +27,8 @@ import { policySee, policySeeName } from './policy.js';
 import type { PoolBacking } from './pool.js';
 import { hasCapIpcOwner, type TaskCreds } from './task.js';
 import type { Domain } from './domain.js';
+import { ACTIVE, FAST_FREE, FAST_NONE, FAST_RECV, KIND_SHIFT, PRIVILEGED, QUEUE_EMPTY, ROLE_CONNECTED,
+  ROLE_CONTROL, ROLE_ENDPOINT, ROLE_JS, ROLE_OWNER, type FastRow } from './fast-state.js';
 import { log, logRefusal } from '../log.js';
 
 /** The calling thread of one ioctl. */
@@ -67,6 +69,8 @@ export interface HandleEnv extends FdAccess, FdWatcher {
   poolSetup(size: number): PoolBacking | number;
   /** Wake this handle's poller. */
   wake(): void;
+  /** Tells the native fast path this handle's state and poll mask (lib/core/fast-state.ts), if it runs. */
+  publish?(state: number, pollMask: number): void;
 }
 
 /**
@@ -251,7 +255,25 @@ const COMMANDS = new Map<number, Row>([
     max: CMD_MATCH.items, valid: 0n, returnFlags: 'done' } }],
 ]);
 
-function cmdName(cmd: number): string {
+const ROLE_OF = { control: ROLE_CONTROL, endpoint: ROLE_ENDPOINT, owner: ROLE_OWNER, connection: ROLE_CONNECTED };
+
+/** COMMANDS as the native fast path checks them (lib/core/fast-state.ts); BYEBYE, without a struct, is not one. */
+export function fastRows(): FastRow[] {
+  const rows: FastRow[] = [];
+  for (const [cmd, row] of COMMANDS) {
+    const a = row.args;
+    if (a === null) continue;
+    rows.push({ cmd, on: ROLE_OF[row.on], privileged: row.on === 'endpoint' && row.privileged,
+      conns: row.on === 'connection' ? row.conns : 0, min: a.layout.items, max: a.max, valid: a.valid,
+      flagsOff: a.layout.flags, kernelFlagsOff: a.layout.kernel_flags, returnFlagsOff: a.layout.return_flags,
+      returnFirst: a.returnFlags === 'first', returnDone: a.returnFlags === 'done',
+      // their handlers' trivial answers: recv's EAGAIN on an empty queue, free's slice handed back
+      fast: row.run === recv ? FAST_RECV : row.run === free ? FAST_FREE : FAST_NONE });
+  }
+  return rows;
+}
+
+export function cmdName(cmd: number): string {
   for (const [k, v] of Object.entries(CMD)) if (v === cmd) return k;
   return `ioctl 0x${cmd.toString(16)}`;
 }
@@ -293,6 +315,13 @@ export abstract class Handle {
   abstract poll(): number;
   /** The connection this handle holds, if any: it stays until the file closes, even once shut down. */
   abstract connection(): Connection | null;
+  /** What the native fast path may know of this handle (lib/core/fast-state.ts). */
+  protected abstract fastState(): number;
+
+  /** Tells the fast path (if any) this handle's state: after every change of it. */
+  publish(): void {
+    this.env.publish?.(this.fastState(), this.poll());
+  }
 
   /**
    * Runs one ioctl; returns 0 or -errno, the call it parked on, or null if
@@ -328,6 +357,11 @@ export class ControlHandle extends Handle {
     if (row?.on !== 'control') fail(errno.ENOTTY, 'not a control command');
     if (this.bus) fail(errno.EBADFD, 'this handle already made a bus');
     this.bus = serve(call, this.env, row.args, w, (c) => row.run(this, c));
+    this.publish();
+  }
+
+  protected fastState(): number {
+    return this.bus ? ROLE_JS : ROLE_CONTROL;
   }
 
   release(): void {
@@ -372,8 +406,23 @@ export class EndpointHandle extends Handle {
     if (row?.on !== 'endpoint') fail(errno.ENOTTY, 'not connected');
     if (row.privileged && !this.privileged) fail(errno.EPERM, `${cmdName(call.cmd)} is privileged`);
     const made = serve(call, this.env, row.args, w, (c) => row.run(this, c));
-    if ('conn' in made) this.conn = made.conn;
-    else this.owned = made.owned;
+    if ('conn' in made) {
+      this.conn = made.conn;
+      made.conn.onChange = () => this.publish();
+    } else {
+      this.owned = made.owned;
+    }
+    this.publish();
+  }
+
+  protected fastState(): number {
+    const conn = this.conn;
+    if (conn) {
+      return ROLE_CONNECTED | (connKind(conn) << KIND_SHIFT) | (conn.active ? ACTIVE : 0) |
+        (conn.queue.count ? 0 : QUEUE_EMPTY);
+    }
+    if (this.owned) return ROLE_OWNER;
+    return ROLE_ENDPOINT | (this.privileged ? PRIVILEGED : 0);
   }
 
   private connected(conn: Connection, call: Call, row: Row | undefined, w: WriteBack): Parked | void {

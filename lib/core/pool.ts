@@ -26,6 +26,14 @@ export interface PoolBacking {
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number;
   /** Makes the range visible to the client (page-cache pools). */
   flush(offset: number, len: number): void;
+  /**
+   * The native fast path (native/fastpath.h) answers FREEs of the slices the
+   * client holds: told of each (held) and of each freed here; sync applies
+   * the FREEs it answered (through freeByUser) before anything here could
+   * tell them undone.
+   */
+  held?(offset: number, yes: boolean): void;
+  sync?(): void;
 }
 
 export class Pool {
@@ -41,6 +49,7 @@ export class Pool {
 
   /** Bytes not allocated (kdbus_pool_remain). */
   remain(): number {
+    this.backing.sync?.();
     return this.size - this.busy;
   }
 
@@ -49,6 +58,7 @@ export class Pool {
    * server. ENOBUFS when no free slice is large enough.
    */
   alloc(size: number): number {
+    this.backing.sync?.();
     const want = align8(size);
     let best: Slice | null = null;
     for (const s of this.freeSlices) {
@@ -93,13 +103,16 @@ export class Pool {
 
   /** kdbus_pool_slice_publish: the client now holds a ref (it must FREE it). */
   publish(off: number): void {
+    this.backing.sync?.();
     const s = this.busySlices.get(off);
     if (!s || !s.refKernel) throw new Error(`publish of unheld slice ${off}`);
     s.refUser = true;
+    this.backing.held?.(off, true);
   }
 
   /** kdbus_pool_slice_set_child: freeing off also drops the server's ref on child. */
   setChild(off: number, child: number): void {
+    this.backing.sync?.();
     const s = this.busySlices.get(off);
     const c = this.busySlices.get(child);
     if (!s || !c || !c.refKernel) throw new Error(`setChild of unheld slices ${off}/${child}`);
@@ -108,6 +121,7 @@ export class Pool {
 
   /** kdbus_pool_slice_release: the server drops its ref. */
   release(off: number): void {
+    this.backing.sync?.();
     const s = this.busySlices.get(off);
     if (!s || !s.refKernel) throw new Error(`release of unheld slice ${off}`);
     s.refKernel = false;
@@ -116,14 +130,17 @@ export class Pool {
 
   /** KDBUS_CMD_FREE (kdbus_pool_release_offset): ENXIO unless the client holds off. */
   freeByUser(off: number): void {
+    this.backing.sync?.();
     const s = this.busySlices.get(off);
     if (!s || !s.refUser) fail(errno.ENXIO, `FREE of offset ${off} not handed out`);
     s.refUser = false;
+    this.backing.held?.(off, false);
     this.maybeFree(s);
   }
 
   /** Number of allocated slices (for teardown checks and tests). */
   slicesInUse(): number {
+    this.backing.sync?.();
     return this.busySlices.size;
   }
 

@@ -9,12 +9,16 @@ export class Queue {
   private readonly byPriority = new Map<bigint, Set<QueueEntry>>();
   private priorities: bigint[] = []; // sorted ascending
 
+  /** emptied: called when the queue becomes empty or stops being so */
+  constructor(private readonly emptied: () => void = () => {}) {}
+
   get count(): number {
     return this.fifo.size;
   }
 
   add(entry: QueueEntry): void {
     this.fifo.add(entry);
+    if (this.fifo.size === 1) this.emptied();
     let same = this.byPriority.get(entry.priority);
     if (!same) {
       same = new Set();
@@ -36,6 +40,7 @@ export class Queue {
 
   remove(entry: QueueEntry): void {
     if (!this.fifo.delete(entry)) return;
+    if (this.fifo.size === 0) this.emptied();
     const same = this.byPriority.get(entry.priority)!;
     same.delete(entry);
     if (same.size === 0) {

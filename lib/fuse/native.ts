@@ -16,6 +16,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { FastRow } from '../core/fast-state.js';
 
 /** Identity of the thread that made a FUSE request (from fuse_in_header). */
 export interface Caller {
@@ -124,6 +125,17 @@ export interface FdFacts {
  */
 export type FdInstallDone = (result: number[] | number, why?: string) => number;
 
+/** A refusal the fast path gave, count times (reason: lib/core/fast-state.ts refusalReason). */
+export interface FastRefusal {
+  uid: number;
+  cmd: number;
+  tid: number;
+  errno: number;
+  reason: number;
+  flags: bigint;
+  count: number;
+}
+
 export interface Native {
   /**
    * Opens /dev/fuse, mounts, starts a watchdog process that detaches the mount
@@ -168,6 +180,24 @@ export interface Native {
   replyIoctl(sid: number, unique: number, result: number, out?: Buffer): boolean;
   /** Wakes a poller (FUSE_NOTIFY_POLL). */
   notifyPoll(sid: number, kh: number): void;
+
+  /**
+   * The fast path (native/fastpath.h): trivial ioctls and every POLL answered
+   * natively from what the core publishes (lib/core/fast-state.ts). pending
+   * gets the counts of FREEs [0] and refusals [1] answered and not taken yet.
+   */
+  fastEnable(sid: number, rows: FastRow[], pending: Int32Array): void;
+  /** fh's state bits and poll mask; uid: whose refusals these are (its opener). */
+  fastState(sid: number, fh: number, state: number, pollMask: number, uid: number): void;
+  fastForget(sid: number, fh: number): void;
+  /** offset of fh's pool is held by the client (a FREE of it may be answered natively), or not any more. */
+  fastFreeable(sid: number, fh: number, offset: number, held: boolean): void;
+  /** Wakes fh's poller if one registered (FUSE_NOTIFY_POLL, once per registration). */
+  fastWake(sid: number, fh: number): void;
+  /** FREEs answered natively ([fh, offset, ...], in order) and refusals given, since the last call. */
+  fastTake(sid: number): { frees: number[]; refusals: FastRefusal[] };
+  /** Files whose pollers wait for a wakeup (for the census). */
+  fastPollers(sid: number): number;
 
   /**
    * process_vm_readv from the caller, made by the memory task
