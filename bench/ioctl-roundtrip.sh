@@ -6,7 +6,12 @@
 # KDBUS_CMD_BUS_MAKE on the control file with size = 8, below the minimum.
 # The addon reads the command from the caller, the core validates it and
 # answers EINVAL. A middle line runs the native addon alone with a JS handler
-# answering EINVAL at once (bench/ioctl-roundtrip-addon.mjs).
+# answering EINVAL at once (bench/ioctl-roundtrip-addon.mjs). Then, on a
+# connection: RECV on its empty queue (EAGAIN), poll(2) with nothing queued
+# (a FUSE_POLL), FREE of a slice a NAME_LIST put into the pool; the last two
+# with a command struct built anew each call (bench/ioctl-roundtrip.c). Set
+# KDBUSFS_FASTPATH=0 to measure kdbusfs without its native fast path
+# (native/fastpath.h).
 #
 # Each figure is the median of REPS client runs; each client run reports the
 # median over batches of the mean time per ioctl. Needs root and gcc.
@@ -60,11 +65,11 @@ stop() {
   server_pid=
 }
 
-# measure NAME [recv]: median over $REPS client runs, in microseconds.
+# measure NAME [recv|poll|free]: median over $REPS client runs, in microseconds.
 measure() {
   local dir=$work/mnt-$1 target
   target=$dir/control
-  [[ ${2:-} == recv ]] && target=$dir
+  [[ -n ${2:-} ]] && target=$dir
   for _ in $(seq "$REPS"); do
     taskset -c "$CPU" "$work/ioctl-roundtrip" "$target" "$N" 1000 ${2:-} | tee -a "$work/runs.log" | awk '{print $1}'
   done | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
@@ -89,8 +94,19 @@ fi
 KDBUSFS_QUIET=1 start kdbusfs node dist/lib/cli.js mount
 kd=$(measure kdbusfs)
 kdrecv=$(measure kdbusfs recv)
+kdpoll=$(measure kdbusfs poll)
+kdfree=$(measure kdbusfs free)
+kdrecvfresh=$(measure kdbusfs recv-fresh)
+kdfreefresh=$(measure kdbusfs free-fresh)
 stop INT
-printf '%-52s %8s us   %5.2fx\n' "kdbusfs BUS_MAKE, size < minimum (EINVAL):" "$kd" \
-  "$(awk -v a="$kd" -v b="$base" 'BEGIN {print a / b}')"
-printf '%-52s %8s us   %5.2fx\n' "kdbusfs RECV on an empty queue (EAGAIN):" "$kdrecv" \
-  "$(awk -v a="$kdrecv" -v b="$base" 'BEGIN {print a / b}')"
+line() {
+  printf '%-52s %8s us   %5.2fx\n' "$1" "$2" "$(awk -v a="$2" -v b="$base" 'BEGIN {print a / b}')"
+}
+line "kdbusfs BUS_MAKE, size < minimum (EINVAL):" "$kd"
+line "kdbusfs RECV on an empty queue (EAGAIN):" "$kdrecv"
+line "kdbusfs POLL, nothing queued:" "$kdpoll"
+line "kdbusfs FREE of a slice the client holds:" "$kdfree"
+# kdbus writes kernel_flags back whatever the answer: into a struct built
+# anew (sd-bus) that is a write into the caller's memory each time
+line "kdbusfs RECV EAGAIN, struct built anew:" "$kdrecvfresh"
+line "kdbusfs FREE, struct built anew:" "$kdfreefresh"
