@@ -12,7 +12,8 @@ namespace {
 constexpr uint64_t kFlagKernel = 1ULL << 63;  // KDBUS_FLAG_KERNEL
 constexpr uint32_t kIoctlType = 0x95;
 constexpr uint32_t kPollScheduleNotify = 1;  // FUSE_POLL_SCHEDULE_NOTIFY
-// Refusals kept before the oldest ones are folded into the last of their kind.
+// Refusals kept for the core's log; once full, a refusal of another kind
+// than the last goes to JS, which takes them all first.
 constexpr size_t kMaxRefusals = 1024;
 
 uint64_t U64(const uint8_t* p, size_t off) {
@@ -83,24 +84,20 @@ void FastPath::SetFreeable(uint64_t fh, uint64_t off, bool held) {
     it->second.freeable.erase(off);
 }
 
-void FastPath::Refuse(const File& f, uint32_t cmd, uint32_t tid, int errnum, uint32_t reason, uint64_t flags) {
+bool FastPath::Refuse(const File& f, uint32_t cmd, uint32_t tid, int errnum, uint32_t reason, uint64_t flags) {
   if (!refusals_.empty()) {
     Refusal& last = refusals_.back();
     if (last.uid == f.uid && last.cmd == cmd && last.tid == tid && last.errnum == errnum &&
         last.reason == reason && last.flags == flags) {
       last.count++;
       Count(1, 1);
-      return;
+      return true;
     }
   }
-  if (refusals_.size() >= kMaxRefusals) {
-    // Bounded: a flood of ever different refusals is counted under the last line's kind.
-    refusals_.back().count++;
-    Count(1, 1);
-    return;
-  }
+  if (refusals_.size() >= kMaxRefusals) return false;
   refusals_.push_back({f.uid, cmd, tid, errnum, reason, flags, 1});
   Count(1, 1);
+  return true;
 }
 
 // In the order of EndpointHandle.dispatch / ControlHandle.dispatch and the
@@ -123,14 +120,12 @@ bool FastPath::Ioctl(uint64_t fh, uint32_t cmd, uint64_t arg, uint32_t tid, cons
   if (arg % 8 != 0 || headLen < 8) return false;
   uint64_t size = U64(head, 0);
   if (size < c.min) {
-    Refuse(f, cmd, tid, EINVAL, 1, 0);
     *result = -EINVAL;
-    return true;
+    return Refuse(f, cmd, tid, EINVAL, 1, 0);
   }
   if (size > c.max) {
-    Refuse(f, cmd, tid, EMSGSIZE, 2, 0);
     *result = -EMSGSIZE;
-    return true;
+    return Refuse(f, cmd, tid, EMSGSIZE, 2, 0);
   }
   // Beyond the head the command must be read from the caller: JS does that.
   if (size > headLen || size > 128) return false;
@@ -139,8 +134,8 @@ bool FastPath::Ioctl(uint64_t fh, uint32_t cmd, uint64_t arg, uint32_t tid, cons
   w.Set(c.kernelFlagsOff, c.valid | kFlagKernel);
   uint64_t flags = U64(head, c.flagsOff);
   if (flags & ~c.valid) {
+    if (!Refuse(f, cmd, tid, EINVAL, 3, flags)) return false;
     w.Flush(tid, arg);  // as the core: a failed write-back leaves the errno as it is
-    Refuse(f, cmd, tid, EINVAL, 3, flags);
     *result = -EINVAL;
     return true;
   }

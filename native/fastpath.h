@@ -96,7 +96,8 @@ class FastPath {
     uint64_t kh = 0;
     std::unordered_set<uint64_t> freeable;
   };
-  void Refuse(const File& f, uint32_t cmd, uint32_t tid, int errnum, uint32_t reason, uint64_t flags);
+  // Keeps a refusal for the core's log; false (nothing kept) when that is full.
+  bool Refuse(const File& f, uint32_t cmd, uint32_t tid, int errnum, uint32_t reason, uint64_t flags);
   void Count(int which, int32_t n);
 
   bool enabled_ = false;
