@@ -91,6 +91,13 @@ export class BufferPool implements PoolBacking {
   }
 
   flush(): void {}
+
+  /** The offsets the client holds, as the native fast path is told of them (lib/core/pool.ts held). */
+  readonly userHeld = new Set<number>();
+  held(offset: number, yes: boolean): void {
+    if (yes) this.userHeld.add(offset);
+    else this.userHeld.delete(offset);
+  }
 }
 
 /** What a fake fd stands for. */
@@ -111,6 +118,8 @@ export class OpenFile {
   pool: BufferPool | null = null;
   /** env.wake() calls: a poller would have been woken */
   wakeups = 0;
+  /** what the handle last told the native fast path: [state, poll mask] (lib/core/fast-state.ts) */
+  published: [number, number] | null = null;
   released = false;
   constructor(readonly world: FakeWorld, readonly handle: Handle) {}
 
@@ -222,6 +231,7 @@ export class FakeWorld {
     const file = new OpenFile(this, make(this.env(() => box.file!)));
     box.file = file;
     this.files.add(file);
+    file.handle.publish(); // as the server does at open
     return file;
   }
 
@@ -370,5 +380,9 @@ class FakeEnv implements HandleEnv {
 
   wake(): void {
     this.fileOf().wakeups++;
+  }
+
+  publish(state: number, pollMask: number): void {
+    this.fileOf().published = [state, pollMask];
   }
 }
