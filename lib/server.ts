@@ -262,7 +262,8 @@ export class KdbusServer {
 
   /** The fast path's publish for fh, when it runs: only what changed crosses into native. */
   private fastPublisher(fh: number): HandleEnv['publish'] {
-    if (!this.fastPending) return undefined;
+    // fh 0: the handles of configured buses (holdBuses), which no file reaches
+    if (!this.fastPending || fh === 0) return undefined;
     const sid = this.sid;
     let last = -1, lastMask = -1;
     return (state, mask) => {

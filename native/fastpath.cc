@@ -12,6 +12,10 @@ namespace {
 constexpr uint64_t kFlagKernel = 1ULL << 63;  // KDBUS_FLAG_KERNEL
 constexpr uint32_t kIoctlType = 0x95;
 constexpr uint32_t kPollScheduleNotify = 1;  // FUSE_POLL_SCHEDULE_NOTIFY
+// The largest ioctl head of kdbus (HELLO's 104 bytes), rounded up.
+constexpr size_t kMaxHead = 128;
+// CMD_FREE.offset (lib/abi/kdbus.ts)
+constexpr size_t kFreeOffset = 8;
 // Refusals kept for the core's log; once full, a refusal of another kind
 // than the last goes to JS, which takes them all first.
 constexpr size_t kMaxRefusals = 1024;
@@ -27,7 +31,7 @@ uint64_t U64(const uint8_t* p, size_t off) {
 // written back, unless unchanged.
 class WriteBack {
  public:
-  WriteBack(const uint8_t* head, size_t len) : len_(len) { memcpy(buf_, head, len); }
+  WriteBack(const uint8_t* head, size_t len) { memcpy(buf_, head, len); }
   void Set(size_t off, uint64_t v) {
     if (U64(buf_, off) == v) return;
     memcpy(buf_ + off, &v, sizeof v);
@@ -40,8 +44,7 @@ class WriteBack {
   }
 
  private:
-  uint8_t buf_[128];
-  size_t len_;
+  uint8_t buf_[kMaxHead];
   size_t lo_ = SIZE_MAX, hi_ = 0;
 };
 
@@ -51,15 +54,6 @@ void FastPath::Enable(std::unordered_map<uint32_t, Command> commands, int32_t* p
   commands_ = std::move(commands);
   pending_ = pending;
   enabled_ = true;
-}
-
-void FastPath::Disable() {
-  enabled_ = false;
-  pending_ = nullptr;
-  commands_.clear();
-  files_.clear();
-  frees_.clear();
-  refusals_.clear();
 }
 
 void FastPath::Count(int which, int32_t n) {
@@ -128,7 +122,7 @@ bool FastPath::Ioctl(uint64_t fh, uint32_t cmd, uint64_t arg, uint32_t tid, cons
     return Refuse(f, cmd, tid, EMSGSIZE, 2, 0);
   }
   // Beyond the head the command must be read from the caller: JS does that.
-  if (size > headLen || size > 128) return false;
+  if (size > headLen || size > kMaxHead) return false;
   WriteBack w(head, size);
   if (c.returnFirst) w.Set(c.returnFlagsOff, 0);
   w.Set(c.kernelFlagsOff, c.valid | kFlagKernel);
@@ -149,9 +143,8 @@ bool FastPath::Ioctl(uint64_t fh, uint32_t cmd, uint64_t arg, uint32_t tid, cons
       *result = -EAGAIN;
       return true;
     case Command::kFree: {
-      // CMD_FREE.offset (lib/abi/kdbus.ts): a slice the client holds; any
-      // other offset is ENXIO, logged by the core.
-      auto off = f.freeable.find(U64(head, 8));
+      // a slice the client holds; any other offset is ENXIO, logged by the core
+      auto off = f.freeable.find(U64(head, kFreeOffset));
       if (off == f.freeable.end()) return false;
       frees_.push_back({fh, *off});
       f.freeable.erase(off);

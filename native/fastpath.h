@@ -71,7 +71,6 @@ class FastPath {
   bool enabled() const { return enabled_; }
   // pending: where the counts of frees and refusals not yet taken go (JS's Int32Array of 2).
   void Enable(std::unordered_map<uint32_t, Command> commands, int32_t* pending);
-  void Disable();
 
   void SetState(uint64_t fh, uint32_t state, uint32_t pollMask, uint32_t uid);
   void Forget(uint64_t fh);
