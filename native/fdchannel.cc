@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "fdcloser.h"
 #include "fdtransfer.h"
 #include "procfile.h"
 #include "procmem.h"
@@ -38,7 +39,7 @@ static_assert(kOffCmsg + kCmsgSpace <= kScratchPage, "the scratch fits its page"
 
 // Our side only: the receiver's is gone, or no longer known to be ours.
 void Forget(Channel& ch) {
-  for (int* fd : {&ch.ours, &ch.copy, &ch.pidfd}) {
+  for (int* fd : {&ch.ours, &ch.copy}) {
     if (*fd >= 0) close(*fd);  // sockets and a pidfd: a close that cannot block
     *fd = -1;
   }
@@ -53,9 +54,11 @@ void Close(Tracee& t, Channel& ch) {
   Forget(ch);
 }
 
-// Whatever a failed recvmsg left queued: taken here, and dropped (the job
-// still holds the originals, so these closes never release a file).
-void Drain(Channel& ch) {
+// Whatever a failed recvmsg left queued: taken here, and dropped through
+// the closer (a close of a FUSE file waits for its FLUSH, which its server
+// may never answer).
+void Drain(Channel& ch, FdCloser* closer) {
+  std::vector<int> taken;
   for (;;) {
     char byte;
     iovec iov{&byte, 1};
@@ -65,31 +68,38 @@ void Drain(Channel& ch) {
     m.msg_iovlen = 1;
     m.msg_control = control;
     m.msg_controllen = sizeof control;
-    if (recvmsg(ch.copy, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) return;
+    if (recvmsg(ch.copy, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) break;
     for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < n; i++) {
         int fd;
         memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        close(fd);
+        taken.push_back(fd);
       }
     }
   }
+  if (!taken.empty()) closer->CloseLater(std::move(taken));
 }
 
-// Makes the channel in the stopped thread's process, its socket above the
-// `count` numbers the next fds take and, when the fd table is large enough
-// already, at its last slot (FDSize - 1: out of the way of the numbers the
-// process takes next, and no larger table). False (nothing left behind) if
-// that does not fit under RLIMIT_NOFILE or a call fails.
-bool Open(Tracee& t, Channels& chans, Channel& ch, size_t count) {
-  int above = fdtransfer::LowestFree(t.tid, count + 1).back();
+// Where the channel's socket goes: above `above` and, when the fd table is
+// large enough already, at its last slot (FDSize - 1: out of the way of the
+// numbers the process takes next, and no larger table). -1 if that does not
+// fit under RLIMIT_NOFILE.
+long Placement(Tracee& t, int above) {
   std::string status = procfile::Read("/proc/" + std::to_string(t.tid) + "/status");
   long want = std::max<long>(above, atol(procfile::StatusField(status, "FDSize").c_str()) - 1);
   long limit = fdtransfer::SoftNofile(t.tid);
   if (limit > 0) want = std::min(want, limit - 1);
-  if (want < above) return false;
+  return want < above ? -1 : want;
+}
+
+// Makes the channel in the stopped thread's process, its socket above the
+// `count` numbers the next fds take (Placement). False (nothing left
+// behind) if it does not fit or a call fails.
+bool Open(Tracee& t, Channel& ch, size_t count) {
+  long want = Placement(t, fdtransfer::LowestFree(t.tid, count + 1).back());
+  if (want < 0) return false;
 
   long m = Inject(t, SYS_mmap, 0, kScratchPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                   static_cast<uint64_t>(-1), 0);
@@ -111,8 +121,7 @@ bool Open(Tracee& t, Channels& chans, Channel& ch, size_t count) {
            static_cast<uint64_t>(std::max(sv[0], sv[1])), 0);
   else
     for (int fd : sv) Inject(t, SYS_close, static_cast<uint64_t>(fd));
-  ch.pidfd = static_cast<int>(syscall(SYS_pidfd_open, t.tgid, 0));
-  if (moved < 0 || ch.pidfd < 0 || shutdown(ch.ours, SHUT_RD) < 0 || !chans.Watch(t.tgid, ch.pidfd)) {
+  if (moved < 0 || shutdown(ch.ours, SHUT_RD) < 0) {
     if (moved >= 0) Inject(t, SYS_close, static_cast<uint64_t>(moved));
     Inject(t, SYS_munmap, scratch, kScratchPage);
     Forget(ch);
@@ -126,7 +135,10 @@ bool Open(Tracee& t, Channels& chans, Channel& ch, size_t count) {
 }  // namespace
 
 Channels::~Channels() {
-  for (auto& [tgid, ch] : map_) Forget(ch);
+  for (auto& [tgid, ch] : map_) {
+    Forget(ch);
+    close(ch.pidfd);
+  }
   if (epoll_ >= 0) close(epoll_);
 }
 
@@ -134,15 +146,21 @@ Channel* Channels::For(pid_t tgid) {
   auto it = map_.find(tgid);
   if (it != map_.end()) return &it->second;
   if (map_.size() >= kMaxChannels) return nullptr;
-  return &map_[tgid];
-}
-
-bool Channels::Watch(pid_t tgid, int pidfd) {
+  // Every entry is watched from the start: Sweep drops it when the process goes.
   if (epoll_ < 0) epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_ < 0) return nullptr;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, tgid, 0));
+  if (pidfd < 0) return nullptr;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = (static_cast<uint64_t>(tgid) << 32) | static_cast<uint32_t>(pidfd);
-  return epoll_ >= 0 && epoll_ctl(epoll_, EPOLL_CTL_ADD, pidfd, &ev) == 0;
+  if (epoll_ctl(epoll_, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
+    close(pidfd);
+    return nullptr;
+  }
+  Channel& ch = map_[tgid];
+  ch.pidfd = pidfd;
+  return &ch;
 }
 
 void Channels::Sweep() {
@@ -156,27 +174,54 @@ void Channels::Sweep() {
       auto it = map_.find(tgid);
       if (it == map_.end() || it->second.pidfd != pidfd) continue;
       Forget(it->second);
+      close(it->second.pidfd);
       map_.erase(it);
     }
   }
+  if (map_.empty()) {  // no fd of ours left for channels
+    close(epoll_);
+    epoll_ = -1;
+  }
 }
 
-bool Install(Tracee& t, Channels& chans, const std::vector<int>& fds, std::vector<int>* numbers) {
+bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int>& fds, std::vector<int>* numbers) {
   Channel* found = chans.For(t.tgid);
   if (!found || found->refused || fds.empty() || fds.size() > static_cast<size_t>(fdtransfer::kScmMaxFd))
     return false;
   Channel& ch = *found;
+  const size_t n = fds.size();
   // Still our socket at that number (the receiver may have closed it, or
   // exec'd: it is O_CLOEXEC)? Else what is there is the receiver's own.
   if (ch.number >= 0 && syscall(SYS_kcmp, t.tgid, getpid(), KCMP_FILE, ch.number, ch.copy) != 0) Forget(ch);
-  if (ch.number < 0 && !Open(t, chans, ch, fds.size())) return t.dead;
+  if (ch.number < 0) {
+    if (!Open(t, ch, n)) return t.dead;
+  } else {
+    // The fds take the n lowest free numbers, as if our socket were not
+    // there: if its number is among them, it moves up first (nothing
+    // installed is ever moved or closed in the receiver: a close there
+    // may wait for a FLUSH that never comes).
+    std::vector<int> free = fdtransfer::LowestFree(t.tid, n + 1);
+    if (ch.number < free[n - 1]) {
+      long want = Placement(t, free[n]);
+      long moved = want < 0 ? -1
+                            : Inject(t, SYS_fcntl, static_cast<uint64_t>(ch.number), F_DUPFD_CLOEXEC,
+                                     static_cast<uint64_t>(want));
+      if (t.dead) return true;
+      if (moved < 0 || syscall(SYS_kcmp, t.tgid, getpid(), KCMP_FILE, moved, ch.copy) != 0) {
+        if (moved >= 0) Inject(t, SYS_close, static_cast<uint64_t>(moved));
+        Close(t, ch);
+        return t.dead;
+      }
+      Inject(t, SYS_close, static_cast<uint64_t>(ch.number));
+      ch.number = static_cast<int>(moved);
+    }
+  }
 
-  const size_t n = fds.size();
   msghdr m{};
   m.msg_control = reinterpret_cast<void*>(ch.scratch + kOffCmsg);
   m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
   if (procmem::Write(t.tid, ch.scratch + kOffMsg, &m, sizeof m) < 0 || fdtransfer::SendFds(ch.ours, fds) < 0) {
-    Drain(ch);
+    Drain(ch, closer);
     Close(t, ch);
     return t.dead;
   }
@@ -187,35 +232,32 @@ bool Install(Tracee& t, Channels& chans, const std::vector<int>& fds, std::vecto
   alignas(cmsghdr) char control[kCmsgSpace];
   if (r < 0 || procmem::Read(t.tid, ch.scratch + kOffMsg, &back, sizeof back) < 0 ||
       procmem::Read(t.tid, ch.scratch + kOffCmsg, control, CMSG_SPACE(sizeof(int) * n)) < 0) {
-    Drain(ch);
+    // Nothing installed (r < 0), or unknown: the receiver's page is not
+    // what we made (its own doing). The one-shot way then.
+    Drain(ch, closer);
     Close(t, ch);
     return t.dead;
   }
-  std::vector<int> got;
+  numbers->clear();
   msghdr local{};
   local.msg_control = control;
   local.msg_controllen = std::min<size_t>(back.msg_controllen, CMSG_SPACE(sizeof(int) * n));
   for (cmsghdr* c = CMSG_FIRSTHDR(&local); c; c = CMSG_NXTHDR(&local, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
     size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k && got.size() < n; i++) {
+    for (size_t i = 0; i < k && numbers->size() < n; i++) {
       int fd;
       memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (fd >= 0) got.push_back(fd);
+      numbers->push_back(fd);
     }
   }
-  bool displaced = std::any_of(got.begin(), got.end(), [&](int fd) { return fd > ch.number; });
-  if (got.size() != n || displaced) {
-    // Not what the kernel would have given (a full table, or our socket
-    // took a number a fd should have had): undone, and made the one-shot
-    // way. A full table keeps no channel; a moved one is made again higher.
-    fdtransfer::CloseIn(t, got);
-    Drain(ch);
+  if (numbers->size() < n) {
+    // The rest did not fit in its fd table (MSG_CTRUNC): -EMFILE, as
+    // fdtransfer's; a process that short of fds keeps no channel.
+    numbers->resize(n, -EMFILE);
     Close(t, ch);
-    if (!displaced) ch.refused = true;
-    return t.dead;
+    ch.refused = true;
   }
-  *numbers = std::move(got);
   return true;
 }
 

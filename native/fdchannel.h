@@ -12,13 +12,16 @@
 // was made by the receiver's own socketpair, so SO_PEERCRED names the
 // receiver. It can close it, move it, or unmap the page: before each use
 // kcmp checks that its number still holds our socket (else the channel is
-// made again), and a recvmsg that fails or brings fewer fds, or fds that the
-// socket's number pushed out of place, is undone and the install is made the
-// one-shot way, which keeps the kernel's numbering; a process where that
-// happens keeps no channel. A receiver that maps memory of its own over the
-// scratch page can hold the injected recvmsg in a fault, as it could with the
-// page of a one-shot install (another of its threads can map over that one
-// while the install runs).
+// made again), and a failed recvmsg closes the channel and the install is
+// made the one-shot way. The fds take the lowest free numbers as if the
+// socket were not there: when its number is among them (/proc/TID/fd), the
+// socket moves up first; nothing installed is ever moved or closed again (a
+// close in the receiver may wait for a FLUSH that never comes). A process
+// whose table is full (fewer fds fit than were sent: -EMFILE for the rest,
+// as in the one-shot way) keeps no channel. A receiver that maps memory of
+// its own over the scratch page can hold the injected recvmsg in a fault,
+// as it could with the page of a one-shot install (another of its threads
+// can map over that one while the install runs).
 //
 // Our side (our end, a copy of the receiver's end for kcmp and for draining,
 // a pidfd of the process) is closed when the process is gone (its pidfd
@@ -33,6 +36,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fdcloser.h"
 #include "syscall_inject.h"
 
 namespace fdchannel {
@@ -42,7 +46,7 @@ struct Channel {
   uint64_t scratch = 0;   // its scratch page
   int ours = -1;          // our end: sends only
   int copy = -1;          // our copy of the receiver's end
-  int pidfd = -1;
+  int pidfd = -1;         // the process's: watched by Channels (Sweep)
   bool refused = false;   // this process installs the one-shot way
 };
 
@@ -54,12 +58,11 @@ class Channels {
   Channels(const Channels&) = delete;
   Channels& operator=(const Channels&) = delete;
 
-  // tgid's channel (a new, empty one if none), or nullptr if at the cap.
+  // tgid's channel (a new, empty one if none), or nullptr if at the cap
+  // (or its pidfd cannot be had).
   Channel* For(pid_t tgid);
   // Forgets the channels of processes that are gone.
   void Sweep();
-  // Sweep drops tgid's channel once pidfd (its) polls readable. False on failure.
-  bool Watch(pid_t tgid, int pidfd);
 
  private:
   std::unordered_map<pid_t, Channel> map_;
@@ -70,7 +73,9 @@ class Channels {
 // through its process's channel, made first if need be. True if done:
 // *numbers filled (t.dead: nothing). False if nothing was installed and the
 // one-shot way must be taken (the channel is closed then).
-bool Install(inject::Tracee& t, Channels& chans, const std::vector<int>& fds, std::vector<int>* numbers);
+// Copies that must be closed go through closer.
+bool Install(inject::Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int>& fds,
+             std::vector<int>* numbers);
 
 }  // namespace fdchannel
 

@@ -477,7 +477,7 @@ void FdInstaller::Run(Job* job) {
     uint64_t all = ~uint64_t{0};
     if (ptrace(PTRACE_SETSIGMASK, t.tid, sizeof(uint64_t), &all) < 0) t.dead = true;
     // Through the process's channel (one injected recvmsg), else the one-shot way.
-    if (!fdchannel::Install(t, channels_, job->fds, &job->numbers) && !t.dead)
+    if (!fdchannel::Install(t, channels_, closer_, job->fds, &job->numbers) && !t.dead)
       fdtransfer::InstallInto(t, job->fds, &job->numbers, &job->error, &job->why);
     if (t.dead) {
       job->error = -ESRCH;
