@@ -8,10 +8,12 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -199,9 +201,16 @@ bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int
     // The fds take the n lowest free numbers, as if our socket were not
     // there: if its number is among them, it moves up first (nothing
     // installed is ever moved or closed in the receiver: a close there
-    // may wait for a FLUSH that never comes).
-    std::vector<int> free = fdtransfer::LowestFree(t.tid, n + 1);
-    if (ch.number < free[n - 1]) {
+    // may wait for a FLUSH that never comes). The size of /proc/TID/fd is
+    // the number of open fds (Linux >= 6.2; 0 before): k open, the socket
+    // one of them, leave at least number - (k - 1) free below it. Else the
+    // table is read.
+    struct stat st;
+    std::string dir = "/proc/" + std::to_string(t.tid) + "/fd";
+    bool roomy = stat(dir.c_str(), &st) == 0 && st.st_size > 0 &&
+                 ch.number - (st.st_size - 1) >= static_cast<long>(n);
+    std::vector<int> free = roomy ? std::vector<int>{} : fdtransfer::LowestFree(t.tid, n + 1);
+    if (!roomy && ch.number < free[n - 1]) {
       long want = Placement(t, free[n]);
       long moved = want < 0 ? -1
                             : Inject(t, SYS_fcntl, static_cast<uint64_t>(ch.number), F_DUPFD_CLOEXEC,
@@ -228,10 +237,14 @@ bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int
   long r = Inject(t, SYS_recvmsg, static_cast<uint64_t>(ch.number), ch.scratch + kOffMsg,
                   MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   if (t.dead) return true;
-  msghdr back{};
-  alignas(cmsghdr) char control[kCmsgSpace];
-  if (r < 0 || procmem::Read(t.tid, ch.scratch + kOffMsg, &back, sizeof back) < 0 ||
-      procmem::Read(t.tid, ch.scratch + kOffCmsg, control, CMSG_SPACE(sizeof(int) * n)) < 0) {
+  // msghdr and control buffer in one read
+  struct {
+    msghdr m;
+    char pad[kOffCmsg - sizeof(msghdr)];
+    alignas(cmsghdr) char control[kCmsgSpace];
+  } readBack;
+  static_assert(offsetof(decltype(readBack), control) == kOffCmsg, "the scratch layout");
+  if (r < 0 || procmem::Read(t.tid, ch.scratch + kOffMsg, &readBack, kOffCmsg + CMSG_SPACE(sizeof(int) * n)) < 0) {
     // Nothing installed (r < 0), or unknown: the receiver's page is not
     // what we made (its own doing). The one-shot way then.
     Drain(ch, closer);
@@ -240,8 +253,8 @@ bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int
   }
   numbers->clear();
   msghdr local{};
-  local.msg_control = control;
-  local.msg_controllen = std::min<size_t>(back.msg_controllen, CMSG_SPACE(sizeof(int) * n));
+  local.msg_control = readBack.control;
+  local.msg_controllen = std::min<size_t>(readBack.m.msg_controllen, CMSG_SPACE(sizeof(int) * n));
   for (cmsghdr* c = CMSG_FIRSTHDR(&local); c; c = CMSG_NXTHDR(&local, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
     size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
