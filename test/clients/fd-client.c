@@ -562,6 +562,7 @@ static void seccomp(void) {
 struct replier {
   struct conn *c;
   int pipe_rd;
+  int memfd;  // made (and closed) by the caller: a close racing the install would move the numbers
   int err;
 };
 
@@ -575,9 +576,7 @@ static void *reply_thread(void *p) {
   if (a->err) return NULL;
   uint64_t src = m->src_id, cookie = m->cookie;
   free_msg(a->c, cmd.msg.offset);
-  int memfd = make_memfd("reply-memfd");
-  a->err = send_msg(a->c, src, 2, "reply", &memfd, 1, &a->pipe_rd, 1, 0, cookie, 0, NULL);
-  close(memfd);
+  a->err = send_msg(a->c, src, 2, "reply", &a->memfd, 1, &a->pipe_rd, 1, 0, cookie, 0, NULL);
   return NULL;
 }
 
@@ -585,7 +584,7 @@ static void *reply_thread(void *p) {
 static void sync_call(void) {
   make_bus("sync");
   struct conn caller = hello(KDBUS_HELLO_ACCEPT_FD), callee = hello(KDBUS_HELLO_ACCEPT_FD);
-  struct replier a = {.c = &callee, .pipe_rd = pipe_with("in-the-reply")};
+  struct replier a = {.c = &callee, .pipe_rd = pipe_with("in-the-reply"), .memfd = make_memfd("reply-memfd")};
   pthread_t th;
   pthread_create(&th, NULL, reply_thread, &a);
   struct kdbus_cmd_send cmd;
@@ -608,6 +607,7 @@ static void sync_call(void) {
         "got %d %d, lowest free %d %d", g.memfd[0], g.fds[0], want[0], want[1]);
   check("reply-flags", cmd.reply.return_flags == 0, "reply.return_flags %llu", (unsigned long long)cmd.reply.return_flags);
   free_msg(&caller, cmd.reply.offset);
+  close(a.memfd);
 }
 
 // RLIMIT_NOFILE leaves room for a few fds only: those that fit arrive, the
