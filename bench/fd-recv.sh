@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
 N=${N:-200}
 ROUNDS=${ROUNDS:-2}
+if [[ -n ${QUICK:-} ]]; then N=20 ROUNDS=1 REPS=1; fi  # bench/run.sh --quick: a smoke run
 PIN=${PIN-taskset -c 0}
 CLI=${CLI:-dist/lib/cli.js}
 [[ $(id -u) == 0 ]] || { echo "bench/fd-recv.sh: needs root (it mounts kdbusfs)" >&2; exit 1; }
