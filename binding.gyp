@@ -13,6 +13,7 @@
         "native/procmem.cc",
         "native/memtask.cc",
         "native/fdwatch.cc",
+        "native/fdchannel.cc",
         "native/fdinstall.cc",
         "native/fdtransfer.cc",
         "native/syscall_inject.cc",

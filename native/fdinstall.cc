@@ -57,6 +57,7 @@
 #include <cstring>
 #include <string>
 
+#include "fdchannel.h"
 #include "fdtransfer.h"
 #include "procfile.h"
 #include "syscall_inject.h"
@@ -362,6 +363,9 @@ void FdInstaller::Loop() {
     // a killed server never says stop: look for that every 50 ms
     while (!workCv_.wait_for(l, std::chrono::milliseconds(50), [this] { return stopping_ || !jobs_.empty(); })) {
       if (ServerGone()) return;
+#if defined(__x86_64__)
+      channels_.Sweep();
+#endif
     }
     if (stopping_) return;  // queued jobs are dropped by the destructor
     Job* j = jobs_.front();
@@ -407,9 +411,11 @@ void FdInstaller::Run(Job* job) {
   AskLoop(job, Ask::kDone, -ESHUTDOWN);
   return;
 #else
+  channels_.Sweep();  // a reused pid must not find a gone process's channel
   inject::Tracee t;
   t.tid = job->tid;
   int e = Precheck(job->tid, &t.tgid, &job->why);
+  uint64_t tPre = NowNs();
   if (e == 0 && ptrace(PTRACE_SEIZE, t.tid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) < 0) {
     e = -errno;
     job->why = std::string("PTRACE_SEIZE: ") + strerror(errno);
@@ -441,12 +447,14 @@ void FdInstaller::Run(Job* job) {
   // Answer the ioctl: the thread leaves the FUSE wait and stops (the
   // interrupt is pending) before it reaches user space.
   job->answered = AskLoop(job, Ask::kAnswer, 0) == 1;
+  uint64_t tAns = NowNs();
   if (inject::WaitStop(t) < 0) {
     job->error = -ESRCH;
     job->why = "the thread died";
     AskLoop(job, Ask::kDone, -ESHUTDOWN);
     return;
   }
+  uint64_t tStop = NowNs();
   if (ptrace(PTRACE_GETREGS, t.tid, nullptr, &t.saved) < 0) t.dead = true;
   t.regsSaved = !t.dead;
   if (!job->answered) {
@@ -468,7 +476,9 @@ void FdInstaller::Run(Job* job) {
     t.maskSaved = true;
     uint64_t all = ~uint64_t{0};
     if (ptrace(PTRACE_SETSIGMASK, t.tid, sizeof(uint64_t), &all) < 0) t.dead = true;
-    fdtransfer::InstallInto(t, job->fds, &job->numbers, &job->error, &job->why);
+    // Through the process's channel (one injected recvmsg), else the one-shot way.
+    if (!fdchannel::Install(t, channels_, closer_, job->fds, &job->numbers) && !t.dead)
+      fdtransfer::InstallInto(t, job->fds, &job->numbers, &job->error, &job->why);
     if (t.dead) {
       job->error = -ESRCH;
       job->why = "the thread died";
@@ -492,9 +502,9 @@ void FdInstaller::Run(Job* job) {
   if (Tracing()) {
     fprintf(stderr,
             "kdbusfs: fd install tid %d: %zu fds, result %d: %.0f us to install (%d stops, %d syscalls), "
-            "%.0f us in all\n",
+            "%.0f us in all [pre %.0f ans %.0f stop %.0f]\n",
             static_cast<int>(t.tid), job->fds.size(), job->error ? job->error : result, (t1 - t0) / 1e3,
-            t.stops, t.syscalls, (NowNs() - t0) / 1e3);
+            t.stops, t.syscalls, (NowNs() - t0) / 1e3, (tPre - t0) / 1e3, (tAns - tPre) / 1e3, (tStop - tAns) / 1e3);
   }
 #endif
 }

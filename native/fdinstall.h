@@ -19,6 +19,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "fdchannel.h"
 #include "fdcloser.h"
 
 #include <sys/types.h>
@@ -102,5 +103,8 @@ class FdInstaller {
   const pid_t serverPid_ = getpid();
   TracerSlot* slot_ = nullptr;  // the tracer task's (none when tracing from a thread)
   bool serverGone_ = false;     // the tracer task's own
+#if defined(__x86_64__)
+  fdchannel::Channels channels_;  // the tracer task's own
+#endif
   std::thread worker_;
 };

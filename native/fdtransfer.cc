@@ -26,14 +26,14 @@ using inject::Tracee;
 
 namespace {
 
-constexpr int kScmMaxFd = 253;  // SCM_MAX_FD: fds per SCM_RIGHTS message
 constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kScmMaxFd);
 // Scratch layout in the receiver: int sv[2] | 1 data byte | iovec | msghdr | cmsg buffer
 constexpr uint64_t kOffSv = 0, kOffByte = 8, kOffIov = 16, kOffMsg = 32, kOffCmsg = 96;
 constexpr uint64_t kScratchPage = 4096;
 static_assert(kOffCmsg + kCmsgSpace <= kScratchPage, "the scratch fits its page");
 
-// The lowest numbers free in tid's fd table: the first `count` of them.
+}  // namespace
+
 std::vector<int> LowestFree(pid_t tid, size_t count) {
   std::vector<int> used;
   std::string dir = "/proc/" + std::to_string(tid) + "/fd";
@@ -55,7 +55,6 @@ std::vector<int> LowestFree(pid_t tid, size_t count) {
   return out;
 }
 
-// The soft RLIMIT_NOFILE of tid's process, or -1.
 long SoftNofile(pid_t tid) {
   std::string limits = procfile::Read("/proc/" + std::to_string(tid) + "/limits");
   size_t at = limits.find("Max open files");
@@ -63,7 +62,6 @@ long SoftNofile(pid_t tid) {
   return strtol(limits.c_str() + at + strlen("Max open files"), nullptr, 10);
 }
 
-// Sends fds over sock, kScmMaxFd per datagram. 0 or -errno.
 int SendFds(int sock, const std::vector<int>& fds) {
   for (size_t at = 0; at < fds.size(); at += kScmMaxFd) {
     size_t n = std::min<size_t>(kScmMaxFd, fds.size() - at);
@@ -85,6 +83,8 @@ int SendFds(int sock, const std::vector<int>& fds) {
   }
   return 0;
 }
+
+namespace {
 
 // Receives one datagram of up to `count` fds in the thread; appends a number
 // (or -errno) per fd to out.

@@ -91,10 +91,16 @@ int StatFd(int fd, FdInfo* info) {
   // our own mount, that server is the thread making the call.
   struct statx stx;
   if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &stx) < 0) return -errno;
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) return -errno;
-  info->pathOnly = (flags & O_PATH) != 0;
-  int seals = info->pathOnly ? -1 : fcntl(fd, F_GET_SEALS);
+  // A sealable file (a memfd) is no O_PATH fd: F_GET_SEALS fails on those
+  // (EBADF), so F_GETFL is asked only when it fails.
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals >= 0) {
+    info->pathOnly = false;
+  } else {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    info->pathOnly = (flags & O_PATH) != 0;
+  }
   info->seals = seals < 0 ? -1 : seals;
   info->size = stx.stx_size;
   info->mode = stx.stx_mode;

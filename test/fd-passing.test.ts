@@ -5,7 +5,10 @@
 // a pipe), receivers that are unprivileged, a non-main thread, traced by
 // someone else (clean EPERM, the message stays queued), under a seccomp
 // filter that kills on socket(2) (clean EPERM, it survives), short of fds
-// (INCOMPLETE_FDS), under a signal storm, and synchronous replies with fds.
+// (INCOMPLETE_FDS), under a signal storm, and synchronous replies with fds;
+// the receiving process's channel (native/fdchannel.h): receive-only, out
+// of the way of the fd numbers, closed or replaced at will, 3 ptrace stops
+// an install once made.
 // The server's own fds must come back to where they were: every fd it took
 // from a sender is closed once its message is received, dropped or gone.
 //
@@ -48,7 +51,8 @@ function mounted(): boolean {
 
 
 const server = spawn(process.execPath, [cli, 'mount', mnt], {
-  stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KDBUSFS_QUIET: '1' },
+  // the tracer's line per install: "fd install tid T: ... (S stops, N syscalls)"
+  stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KDBUSFS_QUIET: '1', KDBUSFS_FDINSTALL_TRACE: '1' },
 });
 let serverErr = '';
 server.stderr!.on('data', (d: Buffer) => { serverErr += d.toString(); });
@@ -129,6 +133,16 @@ t.test('fd passing through a kdbusfs mount', async (t) => {
   await runScenario(t, 'storm', 'a signal storm on the receiving thread', ['all', 'signals', 'cloexec']);
   await runScenario(t, 'churn', 'messages with fds dropped, received, and left queued at disconnect',
     ['sent', 'dropped-received']);
+  const channel = await runScenario(t, 'channel', 'the receiver\'s fd channel: receive-only, closed, replaced, crowded',
+    ['first', 'found', 'send-only', 'peer-is-self', 'again', 'after-close', 'after-replace', 'crowded', 'moved']);
+  await t.test('an install through a made channel is 3 ptrace stops, 1 injected syscall', async (t) => {
+    const tid = channel.values.get('tid');
+    const lines = serverErr.split('\n').filter((l) => l.startsWith(`kdbusfs: fd install tid ${tid}:`));
+    const cheap = lines.filter((l) => l.includes('(3 stops, 1 syscalls)'));
+    // 9 installs: the channel made 3 times (first, after-close, after-replace), one undone (crowded)
+    t.ok(lines.length >= 10 && cheap.length >= 5, `${cheap.length} of ${lines.length} installs at 3 stops`,
+      { lines });
+  });
   const timing = await runScenario(t, 'timing', 'RECV latency',
     ['recv_us_0fd', 'recv_us_1fd', 'recv_us_16fd', 'recv_us_memfd']);
 

@@ -562,6 +562,7 @@ static void seccomp(void) {
 struct replier {
   struct conn *c;
   int pipe_rd;
+  int memfd;  // made (and closed) by the caller: a close racing the install would move the numbers
   int err;
 };
 
@@ -575,9 +576,7 @@ static void *reply_thread(void *p) {
   if (a->err) return NULL;
   uint64_t src = m->src_id, cookie = m->cookie;
   free_msg(a->c, cmd.msg.offset);
-  int memfd = make_memfd("reply-memfd");
-  a->err = send_msg(a->c, src, 2, "reply", &memfd, 1, &a->pipe_rd, 1, 0, cookie, 0, NULL);
-  close(memfd);
+  a->err = send_msg(a->c, src, 2, "reply", &a->memfd, 1, &a->pipe_rd, 1, 0, cookie, 0, NULL);
   return NULL;
 }
 
@@ -585,7 +584,7 @@ static void *reply_thread(void *p) {
 static void sync_call(void) {
   make_bus("sync");
   struct conn caller = hello(KDBUS_HELLO_ACCEPT_FD), callee = hello(KDBUS_HELLO_ACCEPT_FD);
-  struct replier a = {.c = &callee, .pipe_rd = pipe_with("in-the-reply")};
+  struct replier a = {.c = &callee, .pipe_rd = pipe_with("in-the-reply"), .memfd = make_memfd("reply-memfd")};
   pthread_t th;
   pthread_create(&th, NULL, reply_thread, &a);
   struct kdbus_cmd_send cmd;
@@ -608,6 +607,7 @@ static void sync_call(void) {
         "got %d %d, lowest free %d %d", g.memfd[0], g.fds[0], want[0], want[1]);
   check("reply-flags", cmd.reply.return_flags == 0, "reply.return_flags %llu", (unsigned long long)cmd.reply.return_flags);
   free_msg(&caller, cmd.reply.offset);
+  close(a.memfd);
 }
 
 // RLIMIT_NOFILE leaves room for a few fds only: those that fit arrive, the
@@ -645,6 +645,84 @@ static void incomplete(void) {
   check("flag", cmd.msg.return_flags & KDBUS_RECV_RETURN_INCOMPLETE_FDS, "msg.return_flags %llu",
         (unsigned long long)cmd.msg.return_flags);
   check("starts-lowest", g.fds[0] == free3[0], "first fd %d, lowest free %d", g.fds[0], free3[0]);
+}
+
+// The receiving process's fd channel (native/fdchannel.h): a socket the
+// server keeps in it between installs. It must not reach the server, must
+// stay out of the way of the fd numbers, and the receiver may close or
+// replace it at will: fds keep coming, where the kernel would put them.
+static int find_channel(int below) {
+  for (int fd = 4095; fd > below; fd--) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) return fd;
+  }
+  return -1;
+}
+
+// One fd sent and received: at the lowest free number (or at `at`, when >= 0), O_CLOEXEC.
+static int recv_one_fd_at(struct conn *s, struct conn *r, int p, int *got, int at) {
+  int want[1] = {at};
+  if (at < 0) lowest_free(want, 1);
+  if (send_fds(s, r->id, &p, 1)) return 0;
+  struct kdbus_msg *m = NULL;
+  struct kdbus_cmd_recv cmd;
+  struct got g;
+  if (recv_msg(r, 0, &m, &cmd)) return 0;
+  parse(r, m, &g);
+  free_msg(r, cmd.msg.offset);
+  *got = g.nfds == 1 ? g.fds[0] : -1;
+  return g.nfds == 1 && g.fds[0] == want[0] && same_file(g.fds[0], p) && cloexec(g.fds[0]);
+}
+
+static int recv_one_fd(struct conn *s, struct conn *r, int p, int *got) { return recv_one_fd_at(s, r, p, got, -1); }
+
+static void channel(void) {
+  make_bus("channel");
+  struct conn s = hello(KDBUS_HELLO_ACCEPT_FD), r = hello(KDBUS_HELLO_ACCEPT_FD);
+  value("tid", (double)syscall(SYS_gettid));
+  int p = pipe_with("x"), got = -1;
+  int ok = recv_one_fd(&s, &r, p, &got);
+  check("first", ok, "an fd at the lowest free number (%d)", got);
+  int ch = find_channel(got);
+  check("found", ch > got && cloexec(ch), "a socket above it, O_CLOEXEC (%d)", ch);
+  if (ch < 0) return;
+  signal(SIGPIPE, SIG_IGN);
+  ssize_t sent = send(ch, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  int e = errno;
+  check("send-only", sent < 0 && e == EPIPE, "sending on it fails: %s", sent < 0 ? ename(e) : "sent");
+  struct ucred cred = {0, 0, 0};
+  socklen_t len = sizeof cred;
+  int pc = getsockopt(ch, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+  check("peer-is-self", pc == 0 && cred.pid == getpid(), "SO_PEERCRED names the receiver (pid %d)", (int)cred.pid);
+  int more = 1;
+  for (int i = 0; i < 5; i++) {
+    more = more && recv_one_fd(&s, &r, p, &got);
+    close(got);
+  }
+  check("again", more && find_channel(got) == ch, "5 more, through the same socket");
+  close(ch);
+  ok = recv_one_fd(&s, &r, p, &got);
+  check("after-close", ok, "closed by the receiver: fds still come (%d)", got);
+  int ch2 = find_channel(got);
+  int other = pipe_with("y");
+  if (ch2 >= 0) dup2(other, ch2);
+  ok = recv_one_fd(&s, &r, p, &got);
+  check("after-replace", ok && ch2 >= 0 && same_file(ch2, other),
+        "replaced by the receiver's own file: fds still come (%d), its file untouched", got);
+  // Every number below the socket taken: the next fd takes the socket's
+  // number, as it would without it; the socket moves out of the way.
+  int ch3 = find_channel(got);
+  int fillers = 0;
+  for (int lf[1];; fillers++) {
+    lowest_free(lf, 1);
+    if (ch3 < 0 || lf[0] >= ch3 || dup(p) < 0) break;
+  }
+  ok = recv_one_fd_at(&s, &r, p, &got, ch3);
+  check("crowded", ok && ch3 >= 0, "%d fds of its own below the socket (%d): the next fd takes its number (%d)",
+        fillers, ch3, got);
+  ok = recv_one_fd(&s, &r, p, &got);
+  int ch4 = find_channel(got);
+  check("moved", ok && ch4 > got, "and the one after (%d) comes through a socket above it (%d)", got, ch4);
 }
 
 static volatile sig_atomic_t sigs;
@@ -804,6 +882,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(sc, "storm")) storm();
   else if (!strcmp(sc, "timing")) timing();
   else if (!strcmp(sc, "churn")) churn();
+  else if (!strcmp(sc, "channel")) channel();
   else {
     fprintf(stderr, "unknown scenario %s\n", sc);
     return 2;
