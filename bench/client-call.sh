@@ -10,7 +10,11 @@
 # microseconds per call; the summary gives the medians and their ratio.
 # PROFILE=1 then runs the Node client and server once under --cpu-prof and
 # prints where their time goes (bench/cpuprofile-top.mjs); STRACE=1 counts
-# each side's system calls (strace -f -c).
+# each side's system calls (strace -f -c). COUNT=1 counts, per call, the
+# FUSE requests each process of each side makes (perf's fuse:fuse_request_send
+# tracepoint, by opcode), its kdbus ioctls by command (RECVs that found the
+# queue empty apart) and its waits (epoll_wait, poll, ppoll): a 2 s run of
+# each side, pinned with the rest of the run if the script is (taskset).
 # Needs root, gcc, a built checkout (npm ci) and ../shared/sd-bus-2015.
 #   ROUNDS=3 REPS=3 SECONDS_PER_REP=2 SIZE=8 PROFILE=1 bench/client-call.sh
 set -euo pipefail
@@ -70,6 +74,19 @@ if [[ -n ${STRACE:-} ]]; then
   strace -f -c -o "$work/strace-sdbus" "$SDBUS_CALL" "kernel:path=$bus" "$SIZE" 1 1 >/dev/null
   strace -f -c -o "$work/strace-node" node bench/client-call.mjs "$bus" "$SIZE" 1 1 >/dev/null
   head -20 "$work/strace-sdbus" "$work/strace-node"
+fi
+if [[ ${COUNT:-0} == 1 ]]; then
+  count() { # SIDE ADDRESS PROGRAM...: per-call counts of SIDE's client and server processes
+    local side=$1 address=$2
+    shift 2
+    CALLS_FILE="$work/calls-$side" perf record -q -o "$work/perf-$side" \
+      -e fuse:fuse_request_send -e syscalls:sys_enter_ioctl -e syscalls:sys_exit_ioctl \
+      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait -e syscalls:sys_enter_poll -e syscalls:sys_enter_ppoll \
+      -- "$@" "$address" "$SIZE" 2 1 >/dev/null
+    perf script -i "$work/perf-$side" -F pid,tid,event,trace 2>/dev/null | node bench/client-call-count.mjs "$side" "$work/calls-$side"
+  }
+  count sd-bus "kernel:path=$bus" "$SDBUS_CALL"
+  count node "$bus" node bench/client-call.mjs
 fi
 if [[ $PROFILE == 1 ]]; then
   KDBUSFS_BENCH_SERVER_PROF="$work/prof-server" node --cpu-prof --cpu-prof-dir="$work/prof" bench/client-call.mjs "$bus" "$SIZE" "$SECS" 1 >/dev/null
