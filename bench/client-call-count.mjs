@@ -1,7 +1,8 @@
 // Per-call counts for bench/client-call.sh COUNT=1, from `perf script -F
-// pid,tid,event,trace` on stdin (fuse:fuse_request_send, sys_enter/exit_ioctl
-// and the wait syscalls): FUSE requests by opcode, kdbus ioctls by command
-// (RECVs that found the queue empty apart), waits; for the client and the
+// pid,tid,event,trace` on stdin (fuse:fuse_request_send, sys_enter/exit_ioctl,
+// the wait syscalls, sched_switch): FUSE requests by opcode, kdbus ioctls by
+// command (RECVs that found the queue empty apart), waits, context switches
+// of any of the process's threads; for the client and the
 // server process named in CALLS_FILE ("CLIENT_PID SERVER_PID CALLS").
 //   perf script ... | node client-call-count.mjs SIDE CALLS_FILE
 import { readFileSync } from 'node:fs';
@@ -39,6 +40,11 @@ for await (const line of createInterface({ input: process.stdin })) {
     const ret = BigInt.asIntN(64, BigInt(/0x[0-9a-f]+/.exec(trace)?.[0] ?? 0));
     if (pending.get(tid) === 'RECV' && ret === -11n) add(r, 'ioctl RECV (EAGAIN)');
     pending.delete(tid);
+  } else if (event === 'sched:sched_switch') {
+    // the task leaving the CPU: asleep (S, D) or preempted while runnable (R)
+    const state = /prev_state=(\S+)/.exec(trace)?.[1] ?? '?';
+    const thread = tid === pid ? '' : ', other threads';
+    add(r, `switches (${state.startsWith('R') ? 'preempted' : 'sleep'}${thread})`);
   } else if (event.startsWith('syscalls:sys_enter_')) {
     add(r, `wait ${event.slice('syscalls:sys_enter_'.length)}`);
   }
