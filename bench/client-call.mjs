@@ -5,9 +5,12 @@
 //   node client-call.mjs BUS_PATH SIZE SECONDS REPS
 //       starts an Echo server process (Echo(ay) -> ay on /bench, interface
 //       org.kdbusfs.Bench), then prints microseconds per call, one line per
-//       rep (after a warm-up of a third of SECONDS).
+//       rep (after a warm-up of a third of SECONDS). With CALLS_FILE set,
+//       writes "CLIENT_PID SERVER_PID CALLS" there at the end (every call,
+//       warm-up included; for client-call.sh COUNT=1).
 //   node client-call.mjs serve BUS_PATH   the server (prints its unique name)
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ATTACH, BusConnection } from '../dist/lib/client/index.js';
 
@@ -32,6 +35,7 @@ if (process.argv[2] === 'serve') {
   });
   const bus = await BusConnection.connect(busPath, { description: 'bench-client', attachRecv });
   const data = Buffer.alloc(size, 0xa5);
+  let calls = 0;
   const call = { destination: name, path: '/bench', interface: IFACE, member: 'Echo', signature: 'ay', body: [data] };
   for (let rep = -1; rep < reps; rep++) {
     const limit = (rep < 0 ? seconds / 3 : seconds) * 1e9;
@@ -42,11 +46,13 @@ if (process.argv[2] === 'serve') {
       const r = await bus.call(call);
       if (r.body[0].length !== size) throw new Error(`bad reply: ${r.body[0].length} bytes`);
       n++;
+      calls++;
       t = process.hrtime.bigint();
     } while (Number(t - t0) < limit || n < 10);
     if (rep >= 0) process.stdout.write(`${(Number(t - t0) / 1e3 / n).toFixed(2)}\n`);
   }
   bus.close();
+  if (process.env.CALLS_FILE) writeFileSync(process.env.CALLS_FILE, `${process.pid} ${server.pid} ${calls}\n`);
   server.kill('SIGTERM');
   await new Promise((resolve) => server.once('exit', resolve));
 }

@@ -7,6 +7,9 @@
  *       forks an Echo server (method Echo(ay) -> ay on /bench, interface
  *       org.kdbusfs.Bench), then prints microseconds per sd_bus_call, one
  *       line per rep (after a warm-up), with an "ay" of SIZE bytes.
+ *       With CALLS_FILE set, writes "CLIENT_PID SERVER_PID CALLS" there at
+ *       the end (every call made, warm-up included: bench/client-call.sh
+ *       COUNT=1 divides the FUSE requests of each process by it).
  * ADDRESS is sd-bus's, e.g. kernel:path=/mnt/0-bench/bus.
  */
 #define _GNU_SOURCE
@@ -74,6 +77,7 @@ int main(int argc, char *argv[]) {
   }
   if (read(p[0], server, sizeof server - 1) <= 0) die("server did not start");
   sd_bus *b = connect_bus(address);
+  long calls = 0;
   uint8_t *buf = malloc(size ? size : 1);
   memset(buf, 0xa5, size);
   RUN_REPS(seconds, reps, 10, 1, 1, {
@@ -89,7 +93,15 @@ int main(int argc, char *argv[]) {
     if (got != size || (size && d[size - 1] != 0xa5)) die("bad reply: %zu bytes", got);
     sd_bus_message_unref(reply);
     sd_bus_message_unref(m);
+    calls++;
   });
+  const char *calls_file = getenv("CALLS_FILE");
+  if (calls_file) {
+    FILE *f = fopen(calls_file, "w");
+    if (!f) die("%s: %m", calls_file);
+    fprintf(f, "%d %d %ld\n", (int)getpid(), (int)pid, calls);
+    fclose(f);
+  }
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
   return 0;

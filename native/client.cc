@@ -167,7 +167,12 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 // ---- poll watches ----
 
 // UV_READABLE / UV_DISCONNECT (POLLIN / POLLHUP, POLLERR) readiness of an
-// fd, reported to a JS callback on the loop until stopped.
+// fd, reported to a JS callback on the loop until stopped, with whether the
+// loop slept (blocked in its poll phase) since the watch's previous event:
+// when it did not, the level-triggered poll found the fd ready again at once,
+// so more than one message was queued (a burst). Node runs its loop with
+// UV_METRICS_IDLE_TIME, which is what tells; without it, every event after
+// the first counts as not slept.
 class PollWatch {
  public:
   static PollWatch* Start(Napi::Env env, int fd, Napi::Function cb, int* err) {
@@ -184,6 +189,7 @@ class PollWatch {
       return nullptr;
     }
     w->poll_.data = w;
+    w->loop_ = loop;
     r = uv_poll_start(&w->poll_, UV_READABLE | UV_DISCONNECT, OnPoll);
     if (r != 0) {
       w->Stop();
@@ -209,8 +215,12 @@ class PollWatch {
     if (w->stopped_) return;
     Napi::Env env = w->env_;
     Napi::HandleScope scope(env);
+    uint64_t idle = uv_metrics_idle_time(w->loop_);
+    bool slept = w->first_ || idle != w->idle_;
+    w->first_ = false;
+    w->idle_ = idle;
     // MakeCallback: promise continuations queued by the callback run right after it.
-    w->cb_.MakeCallback(env.Global(), {Int(env, status), Int(env, events)}, w->context_);
+    w->cb_.MakeCallback(env.Global(), {Int(env, status), Int(env, events), Napi::Boolean::New(env, slept)}, w->context_);
     if (env.IsExceptionPending()) {
       // The callback's own throw: an uncaught exception of the process, as for any event.
       Napi::Error e = env.GetAndClearPendingException();
@@ -222,6 +232,9 @@ class PollWatch {
   Napi::FunctionReference cb_;
   Napi::AsyncContext context_;
   uv_poll_t poll_;
+  uv_loop_t* loop_ = nullptr;
+  uint64_t idle_ = 0;
+  bool first_ = true;
   bool stopped_ = false;
 };
 
@@ -229,12 +242,12 @@ struct WatchHandle {
   PollWatch* watch;
 };
 
-// pollStart(fd, cb(status, events)): a handle, or -errno. The watch keeps
+// pollStart(fd, cb(status, events, slept)): a handle, or -errno. The watch keeps
 // the loop alive until pollStop (or the handle is collected).
 Napi::Value PollStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !IsFd(info[0]) || !info[1].IsFunction()) {
-    return TypeError(env, "pollStart(fd: number, cb: (status, events) => void)");
+    return TypeError(env, "pollStart(fd: number, cb: (status, events, slept) => void)");
   }
   int err = 0;
   PollWatch* w = PollWatch::Start(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Function>(), &err);

@@ -33,7 +33,17 @@ export const DEFAULT_ROOT = '/sys/fs/kdbus';
 export const DEFAULT_POOL_SIZE = 16 << 20;
 /** The default call timeout, D-Bus's 25 s. */
 export const DEFAULT_CALL_TIMEOUT_MS = 25_000;
-/** Messages taken per readiness event before yielding to the loop (poll is level-triggered: the rest follow). */
+/**
+ * Messages taken per readiness event in a burst, and at a hangup (no
+ * readiness follows; what is queued is taken before 'hangup'). A readiness
+ * event after the loop slept takes one message: libuv's poll is
+ * level-triggered, so after each callback it polls the fd again (a
+ * FUSE_POLL) before it sleeps, and that poll says whether more is queued; a
+ * RECV finding the queue empty would be one more request on every wakeup.
+ * When that poll finds the fd ready at once (the loop did not sleep), a burst
+ * is queued: it is taken until the queue is empty, a RECV per message
+ * instead of a FUSE_POLL and a RECV.
+ */
 const RECV_BATCH = 64;
 
 export type ConnectionKind = 'ordinary' | 'activator' | 'policy-holder' | 'monitor';
@@ -216,9 +226,9 @@ export class Connection extends EventEmitter {
     return conn;
   }
 
-  private onReadable(): void {
+  private onReadable(batch: number): void {
     if (!this.manual) {
-      this.drain();
+      this.drain(batch);
       return;
     }
     // poll is level-triggered: watching on while the caller has not received would spin
@@ -227,16 +237,15 @@ export class Connection extends EventEmitter {
   }
 
   private startWatch(): void {
-    const onReadable = (): void => this.onReadable();
-    const w = nat.pollStart(this.fd, (status, events) => {
+    const w = nat.pollStart(this.fd, (status, events, slept) => {
       if (this.closed) return;
       if (status < 0 || events & POLL_DISCONNECT) {
         // drain what is still queued first: the last messages precede the hangup
-        if (events & POLL_READABLE) onReadable();
+        if (events & POLL_READABLE) this.onReadable(RECV_BATCH);
         this.hangup(status < 0 ? new KdbusClientError(-status, 'poll', 'watching the connection fd') : undefined);
         return;
       }
-      if (events & POLL_READABLE) onReadable();
+      if (events & POLL_READABLE) this.onReadable(slept ? 1 : RECV_BATCH);
     });
     if (typeof w === 'number') throw new KdbusClientError(-w, 'poll', 'watching the connection fd');
     this.watch = w;
@@ -398,9 +407,9 @@ export class Connection extends EventEmitter {
     return msg;
   }
 
-  /** Takes what is queued (a batch) and routes it: replies to calls, notifications, messages. */
-  private drain(): void {
-    for (let i = 0; i < RECV_BATCH && !this.closed; i++) {
+  /** Takes up to batch queued messages and routes them: replies to calls, notifications, messages. */
+  private drain(batch: number): void {
+    for (let i = 0; i < batch && !this.closed; i++) {
       let msg: Message | null;
       try {
         msg = this.recv();

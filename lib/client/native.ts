@@ -25,8 +25,12 @@ export interface ClientNative {
    * unmapped, the Buffer reads zeros from then on, its memory goes with it.
    */
   munmap(mapping: Buffer): number;
-  /** Calls cb(status, events) on the loop whenever fd is readable or hung up, until pollStop. */
-  pollStart(fd: number, cb: (status: number, events: number) => void): PollHandle | number;
+  /**
+   * Calls cb(status, events, slept) on the loop whenever fd is readable or
+   * hung up, until pollStop; slept: the loop blocked in its poll phase since
+   * the previous event (false: the fd was found ready again at once).
+   */
+  pollStart(fd: number, cb: (status: number, events: number, slept: boolean) => void): PollHandle | number;
   pollStop(handle: PollHandle): void;
   /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): fd or -errno */
   memfdCreate(name: string): number;

@@ -91,6 +91,33 @@ t.test('poll watches: readable, hangup, stop', async (t) => {
   t.equal(nat.pollStart(rd, () => undefined), -9, 'a watch on a closed fd: -EBADF');
 });
 
+t.test('poll watches tell whether the loop slept since the last event', async (t) => {
+  const fifo = join(tmp, 'fifo-slept');
+  execFileSync('mkfifo', [fifo]);
+  const rd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  const wr = openSync(fifo, constants.O_WRONLY);
+  const slept: boolean[] = [];
+  let wake: (() => void) | null = null;
+  const w = nat.pollStart(rd, (_status, _events, s) => {
+    slept.push(s);
+    // unread the first two times: level-triggered, the loop finds it ready again at once
+    if (slept.length === 3) readSync(rd, Buffer.alloc(8));
+    if (slept.length >= 3) wake?.();
+  });
+  const third = new Promise<void>((r) => { wake = r; });
+  // the loop blocks in its poll phase first (nothing else keeps it busy), then the byte arrives
+  setTimeout(() => writeSync(wr, 'x'), 50);
+  await third;
+  t.same(slept, [true, false, false], 'woken from a sleep, then ready again without one');
+  const fourth = new Promise<void>((r) => { wake = r; });
+  setTimeout(() => writeSync(wr, 'y'), 50);
+  await fourth;
+  t.equal(slept[3], true, 'after the fd was drained and the loop slept: slept again');
+  if (typeof w !== 'number') nat.pollStop(w);
+  closeSync(wr);
+  closeSync(rd);
+});
+
 t.test('sealed memfds', async (t) => {
   const fd = sealedMemfd(Buffer.from('sealed text'));
   t.equal(memfdSeals(fd), SEALS_KDBUS, 'sealed against shrink, grow, write and more seals');
