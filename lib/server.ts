@@ -12,6 +12,7 @@ import { FdLedger, takeCensus, type Census } from './core/census.js';
 import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
+import type { InstallDone } from './core/call.js';
 import { taskCreds } from './core/task.js';
 import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
@@ -34,6 +35,83 @@ export interface ServerOptions {
 }
 
 const CONTROL_TAG = 1;
+
+/**
+ * The services of one open file's handle (HandleEnv): one small object per
+ * file, its methods shared, since every connection holds one for its life.
+ */
+class FileEnv implements HandleEnv {
+  constructor(private readonly sid: number, private readonly fh: number, private readonly fds: FdLedger,
+              private readonly parked: Map<number, Parked>, private readonly pollers: Map<number, number>,
+              private readonly openers: Map<number, number>) {}
+
+  memRead(tid: number, addr: number, len: number): Buffer | number {
+    return native.memRead(tid, addr, len);
+  }
+  memWrite(tid: number, addr: number, data: Buffer): number {
+    return native.memWrite(tid, addr, data);
+  }
+  // whose fds they are: the closer charges their closes to that uid
+  takeFd(tid: number, fd: number): number {
+    return this.fds.took(native.takeFd(tid, fd, this.openers.get(this.fh) ?? -1));
+  }
+  fdStat(fd: number): ReturnType<HandleEnv['fdStat']> {
+    return native.fdStat(fd);
+  }
+  closeFd(fd: number): void {
+    this.fds.released(1);
+    native.closeFd(fd);
+  }
+  releaseFds(fds: number[]): void {
+    this.fds.released(fds.length);
+    native.releaseFds(fds);
+  }
+  // the native side answers the ioctl (with what done returns): it is no longer ours
+  installFds(unique: number, tid: number, fds: number[], done: InstallDone): number {
+    return native.fdInstall(this.sid, unique, tid, fds, (result, why) => {
+      this.parked.delete(unique);
+      return done(result, why);
+    });
+  }
+  watchFd(fd: number, onReadable: () => void): number {
+    return this.fds.watching(native.watchFd(fd, onReadable));
+  }
+  unwatchFd(id: number): void {
+    this.fds.unwatched();
+    native.unwatchFd(id);
+  }
+  replyIoctl(unique: number, result: number, out?: Buffer): void {
+    this.parked.delete(unique);
+    native.replyIoctl(this.sid, unique, result, out);
+  }
+  poolSetup(size: number): PoolBacking | number {
+    const r = native.poolSetup(this.sid, this.fh, size);
+    return r < 0 ? r : new FilePool(this.sid, this.fh);
+  }
+  wake(): void {
+    const kh = this.pollers.get(this.fh);
+    if (kh === undefined) return;
+    // One notification per registration (as libfuse's poll handles): a
+    // woken poller polls again, and so registers again, before it sleeps;
+    // messages queued meanwhile cost no notification.
+    this.pollers.delete(this.fh);
+    native.notifyPoll(this.sid, kh);
+  }
+}
+
+/** Where a connection's pool bytes go: the native pool of its file. */
+class FilePool implements PoolBacking {
+  constructor(private readonly sid: number, private readonly fh: number) {}
+  write(off: number, data: Buffer): void {
+    native.poolWrite(this.sid, this.fh, off, data);
+  }
+  copyFromProcess(off: number, tid: number, addr: number, len: number): number {
+    return native.poolCopyFromProcess(this.sid, this.fh, off, tid, addr, len);
+  }
+  flush(off: number, len: number): void {
+    native.poolFlush(this.sid, this.fh, off, len);
+  }
+}
 
 export class KdbusServer {
   readonly domain: Domain;
@@ -164,54 +242,7 @@ export class KdbusServer {
   }
 
   private env(fh: number): HandleEnv {
-    const sid = this.sid;
-    return {
-      memRead: native.memRead,
-      memWrite: native.memWrite,
-      // whose fds they are: the closer charges their closes to that uid
-      takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd, this.openers.get(fh) ?? -1)),
-      fdStat: native.fdStat,
-      closeFd: (fd) => {
-        this.fds.released(1);
-        native.closeFd(fd);
-      },
-      releaseFds: (fds) => {
-        this.fds.released(fds.length);
-        native.releaseFds(fds);
-      },
-      // the native side answers the ioctl (with what done returns): it is no longer ours
-      installFds: (unique, tid, fds, done) => native.fdInstall(sid, unique, tid, fds, (result, why) => {
-        this.parked.delete(unique);
-        return done(result, why);
-      }),
-      watchFd: (fd, onReadable) => this.fds.watching(native.watchFd(fd, onReadable)),
-      unwatchFd: (id) => {
-        this.fds.unwatched();
-        native.unwatchFd(id);
-      },
-      replyIoctl: (unique, result, out) => {
-        this.parked.delete(unique);
-        native.replyIoctl(sid, unique, result, out);
-      },
-      poolSetup: (size): PoolBacking | number => {
-        const r = native.poolSetup(sid, fh, size);
-        if (r < 0) return r;
-        return {
-          write: (off, data) => native.poolWrite(sid, fh, off, data),
-          copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
-          flush: (off, len) => native.poolFlush(sid, fh, off, len),
-        };
-      },
-      wake: () => {
-        const kh = this.pollers.get(fh);
-        if (kh === undefined) return;
-        // One notification per registration (as libfuse's poll handles): a
-        // woken poller polls again, and so registers again, before it sleeps;
-        // messages queued meanwhile cost no notification.
-        this.pollers.delete(fh);
-        native.notifyPoll(sid, kh);
-      },
-    };
+    return new FileEnv(this.sid, fh, this.fds, this.parked, this.pollers, this.openers);
   }
 
   private open(fh: number, tag: number, caller: Caller): number {

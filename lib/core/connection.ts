@@ -20,7 +20,8 @@ import { bytes, type User } from './user.js';
 import type { NameClient } from './names.js';
 import type { PolicyConn, PolicyCreds } from './policy.js';
 import type { InstallDone } from './call.js';
-import { taskCreds, type TaskCreds } from './task.js';
+import { TaskCreds, taskCreds } from './task.js';
+import { procStatus } from './proc.js';
 import { log } from '../log.js';
 
 /** kdbus_sanitize_attach_flags: ANY means ALL; unknown bits are EINVAL. */
@@ -648,7 +649,10 @@ function connNew(h: Hello): Connection {
   buf.writeBigUInt64LE(bus.attachFlagsReq | KDBUS_FLAG_KERNEL, CMD_HELLO.attach_flags_send);
   if (bus.attachFlagsReq & ~attachFlagsSend) fail(errno.ECONNREFUSED, 'HELLO lacks attach flags the bus requires');
 
-  const task = callerCreds(h.tid);
+  // One read of the caller's status at HELLO serves its credentials and its metadata.
+  const status = procStatus(h.tid);
+  if (!status) fail(errno.ESRCH, `caller ${h.tid} vanished`);
+  const task = new TaskCreds(h.tid, status);
   // connections on a custom endpoint share its anonymous user (kdbus_ep_new)
   const user = ep.user ?? bus.domain.users.get(task.uid);
   bus.domain.users.chargeConnection(user);
@@ -658,9 +662,9 @@ function connNew(h: Hello): Connection {
     const pool = new Pool(Number(poolSize), backing);
     // privileged processes can impersonate somebody else
     const fakedMeta = creds !== null || pids !== null || seclabel !== null;
-    const meta = fakedMeta ? ProcMeta.fake(creds, pids, seclabel, h.tid) : ProcMeta.collect(h.tid, PROC_ATTACH);
+    const meta = fakedMeta ? ProcMeta.fake(creds, pids, seclabel, h.tid) : ProcMeta.collect(h.tid, PROC_ATTACH, status);
     const conn = new Connection({ bus, ep, id: bus.nextConnId(), flags, attachFlagsSend, attachFlagsRecv, pool, user,
-      privileged, description, meta, fakedMeta, tid: h.tid, creds: task, fds: h.fds, wake: h.wake });
+      privileged, description, meta, fakedMeta, tid: h.tid, creds: policyCreds(task), fds: h.fds, wake: h.wake });
     ep.connections.add(conn);
 
     buf.writeBigUInt64LE(bus.flags, CMD_HELLO.bus_flags);
@@ -674,6 +678,14 @@ function connNew(h: Hello): Connection {
     bus.domain.users.uncharge(user, 'connections');
     throw e;
   }
+}
+
+/**
+ * The credentials a connection keeps from HELLO: the fields policy reads,
+ * copied, not the status text they were parsed from (a connection lives long).
+ */
+function policyCreds(c: TaskCreds): PolicyCreds {
+  return { uid: c.uid, euid: c.euid, fsuid: c.fsuid, gid: c.gid, egid: c.egid, fsgid: c.fsgid, groups: c.groups };
 }
 
 /**
