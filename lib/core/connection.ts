@@ -114,10 +114,13 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   readonly replies = new Set<Reply>();
   /** messages lost because they could not be queued (reported as dropped_msgs) */
   lostCount = 0;
-  /** per sending user: messages queued here beyond the unaccounted share */
-  readonly msgUsers = new Map<User, number>();
-  /** per sending user: payload bytes of its messages queued here (kdbusfs's byte quota) */
-  readonly queuedBytesBy = new Map<User, number>();
+  /**
+   * Per sending user: messages queued here beyond the unaccounted share, and
+   * payload bytes of its messages queued here (kdbusfs's byte quota). Made at
+   * their first entry: most connections never need them.
+   */
+  private msgUsersMap: Map<User, number> | null = null;
+  private queuedBytesMap: Map<User, number> | null = null;
   /** matches and their bytes charged to our user (chargeMatches) */
   private chargedMatches = 0;
   private chargedMatchBytes = 0;
@@ -167,6 +170,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   get isOrdinary(): boolean { return !this.isActivator && !this.isPolicyHolder && !this.isMonitor; }
   get acceptsFds(): boolean { return (this.flags & HELLO_ACCEPT_FD) !== 0n; }
   get active(): boolean { return this.state === 'active'; }
+  get msgUsers(): ReadonlyMap<User, number> { return this.msgUsersMap ?? NO_COUNTS; }
+  get queuedBytesBy(): ReadonlyMap<User, number> { return this.queuedBytesMap ?? NO_COUNTS; }
 
   /** Names this connection is the primary owner of (for policy). */
   ownedNames(): string[] {
@@ -217,7 +222,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     }
     let user: User | null = null;
     if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED) {
-      this.msgUsers.set(sender.user, (this.msgUsers.get(sender.user) ?? 0) + 1);
+      this.msgUsersMap = counted(this.msgUsersMap, sender.user, (this.msgUsers.get(sender.user) ?? 0) + 1);
       user = sender.user;
     }
     this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user, payer, bytes: payer ? m.payloadSize : 0 });
@@ -271,9 +276,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     this.queue.remove(e);
     if (!keepHold) this.settleQueued(e);
     if (e.user) {
-      const n = (this.msgUsers.get(e.user) ?? 1) - 1;
-      if (n > 0) this.msgUsers.set(e.user, n);
-      else this.msgUsers.delete(e.user);
+      this.msgUsersMap = counted(this.msgUsersMap, e.user, (this.msgUsers.get(e.user) ?? 1) - 1);
     }
     if (releasePayload && e.payloadOff >= 0) this.pool.release(e.payloadOff);
     if (!keepHold) e.kmsg.release(this.fds);
@@ -426,13 +429,11 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
         '(limit user_queued_bytes_per_receiver)');
     }
     payer.charge('queuedBytes', n);
-    this.queuedBytesBy.set(payer, here + n);
+    this.queuedBytesMap = counted(this.queuedBytesMap, payer, here + n);
   }
 
   private unchargeQueued(payer: User, n: number): void {
-    const left = (this.queuedBytesBy.get(payer) ?? 0) - n;
-    if (left > 0) this.queuedBytesBy.set(payer, left);
-    else this.queuedBytesBy.delete(payer);
+    this.queuedBytesMap = counted(this.queuedBytesMap, payer, (this.queuedBytesBy.get(payer) ?? 0) - n);
     payer.uncharge('queuedBytes', n);
   }
 
@@ -450,7 +451,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     for (const x of rest) this.queue.remove(x);
     this.queue.add(e);
     for (const x of rest) this.queue.add(x);
-    if (e.user) this.msgUsers.set(e.user, (this.msgUsers.get(e.user) ?? 0) + 1);
+    if (e.user) this.msgUsersMap = counted(this.msgUsersMap, e.user, (this.msgUsers.get(e.user) ?? 0) + 1);
     this.wake();
   }
 
@@ -529,6 +530,15 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     if (!this.active) return POLLERR | POLLHUP;
     return POLLOUT | POLLWRNORM | (this.queue.count ? POLLIN | POLLRDNORM : 0);
   }
+}
+
+const NO_COUNTS: ReadonlyMap<User, number> = new Map();
+
+/** A per-user count set to n (dropped at 0), in map, made if needed; returns the map. */
+function counted(map: Map<User, number> | null, user: User, n: number): Map<User, number> | null {
+  if (n > 0) (map ??= new Map()).set(user, n);
+  else map?.delete(user);
+  return map;
 }
 
 /** A HELLO's returned item list: just the bus's BLOOM_PARAMETER. */
