@@ -31,8 +31,6 @@ constexpr uint32_t kKdbusIoctlType = 0x95;
 constexpr uint64_t kMaxCommandRead = 64 * 1024;
 constexpr int kOpenPool = 1;
 constexpr int kOpenDirectIo = 2;
-// How long a new file instance's attributes from its LOOKUP are valid.
-constexpr uint32_t kInstanceAttrValidNs = 10 * 1000 * 1000;
 
 const char* const kHandlerNames[] = {"open", "release", "ioctl",  "poll",
                                      "interrupt", "read", "write", "destroyed"};
@@ -497,12 +495,6 @@ void Session::OnLookup(const fuse_in_header& h, const uint8_t* p, size_t n) {
     return;
   }
   out.nodeid = id;
-  // A file's LOOKUP made a new instance that only this path walk knows. Its
-  // attributes hold through the open that follows (no GETATTR for the
-  // permission check): its mode and owners never change, nor can its size
-  // before it is opened; only a removal (nlink 0) could be seen up to this
-  // late, as if the attributes had been asked for that much earlier.
-  if (S_ISREG(out.attr.mode)) out.attr_valid_nsec = kInstanceAttrValidNs;
   if (Reply(h.unique, 0, &out, sizeof out) < 0) tree_.Forget(id, 1);
 }
 
