@@ -13,6 +13,7 @@ import { FdLedger, takeCensus, type Census } from './core/census.js';
 import type { Endpoint } from './core/endpoint.js';
 import { errno } from './core/errors.js';
 import type { PoolBacking } from './core/pool.js';
+import type { InstallDone } from './core/call.js';
 import { taskCreds } from './core/task.js';
 import { ConfiguredBuses, type BusConfig } from './config-buses.js';
 import { DEFAULT_LIMITS, type UserLimits } from './core/user.js';
@@ -37,6 +38,124 @@ export interface ServerOptions {
 const CONTROL_TAG = 1;
 /** How often refusals the native fast path gave are logged, at the latest (ms). */
 const FAST_LOG_MS = 200;
+
+/** What the FileEnvs of one server share: one object per server. */
+interface ServerShared {
+  readonly sid: number;
+  readonly fds: FdLedger;
+  readonly parked: Map<number, Parked>;
+  readonly pollers: Map<number, number>;
+  readonly openers: Map<number, number>;
+  /** the native fast path's pending counts (native/fastpath.h); null when it is off */
+  readonly fastPending: Int32Array | null;
+  /** applies what the fast path answered without the core */
+  takeFast(): void;
+}
+
+/**
+ * The services of one open file's handle (HandleEnv): one small object per
+ * file, its methods shared, since every connection holds one for its life.
+ */
+class FileEnv implements HandleEnv {
+  private lastState = -1;
+  private lastMask = -1;
+
+  constructor(private readonly s: ServerShared, private readonly fh: number) {}
+
+  memRead(tid: number, addr: number, len: number): Buffer | number {
+    return native.memRead(tid, addr, len);
+  }
+  memWrite(tid: number, addr: number, data: Buffer): number {
+    return native.memWrite(tid, addr, data);
+  }
+  // whose fds they are: the closer charges their closes to that uid
+  takeFd(tid: number, fd: number): number {
+    return this.s.fds.took(native.takeFd(tid, fd, this.s.openers.get(this.fh) ?? -1));
+  }
+  fdStat(fd: number): ReturnType<HandleEnv['fdStat']> {
+    return native.fdStat(fd);
+  }
+  closeFd(fd: number): void {
+    this.s.fds.released(1);
+    native.closeFd(fd);
+  }
+  releaseFds(fds: number[]): void {
+    this.s.fds.released(fds.length);
+    native.releaseFds(fds);
+  }
+  // the native side answers the ioctl (with what done returns): it is no longer ours
+  installFds(unique: number, tid: number, fds: number[], done: InstallDone): number {
+    return native.fdInstall(this.s.sid, unique, tid, fds, (result, why) => {
+      this.s.parked.delete(unique);
+      return done(result, why);
+    });
+  }
+  watchFd(fd: number, onReadable: () => void): number {
+    return this.s.fds.watching(native.watchFd(fd, onReadable));
+  }
+  unwatchFd(id: number): void {
+    this.s.fds.unwatched();
+    native.unwatchFd(id);
+  }
+  replyIoctl(unique: number, result: number, out?: Buffer): void {
+    this.s.parked.delete(unique);
+    native.replyIoctl(this.s.sid, unique, result, out);
+  }
+  poolSetup(size: number): PoolBacking | number {
+    const r = native.poolSetup(this.s.sid, this.fh, size);
+    if (r < 0) return r;
+    return this.s.fastPending ? new FastFilePool(this.s, this.fh) : new FilePool(this.s.sid, this.fh);
+  }
+  // The fast path's state for this file: only what changed crosses into native.
+  // fh 0: the handles of configured buses (holdBuses), which no file reaches.
+  publish(state: number, mask: number): void {
+    if (!this.s.fastPending || this.fh === 0) return;
+    if (state === this.lastState && mask === this.lastMask) return;
+    this.lastState = state;
+    this.lastMask = mask;
+    native.fastState(this.s.sid, this.fh, state, mask, this.s.openers.get(this.fh) ?? 0);
+  }
+  wake(): void {
+    if (this.s.fastPending) {
+      native.fastWake(this.s.sid, this.fh); // the registration is the fast path's
+      return;
+    }
+    const kh = this.s.pollers.get(this.fh);
+    if (kh === undefined) return;
+    // One notification per registration (as libfuse's poll handles): a
+    // woken poller polls again, and so registers again, before it sleeps;
+    // messages queued meanwhile cost no notification.
+    this.s.pollers.delete(this.fh);
+    native.notifyPoll(this.s.sid, kh);
+  }
+}
+
+/** Where a connection's pool bytes go: the native pool of its file. */
+class FilePool implements PoolBacking {
+  constructor(protected readonly sid: number, protected readonly fh: number) {}
+  write(off: number, data: Buffer): void {
+    native.poolWrite(this.sid, this.fh, off, data);
+  }
+  copyFromProcess(off: number, tid: number, addr: number, len: number): number {
+    return native.poolCopyFromProcess(this.sid, this.fh, off, tid, addr, len);
+  }
+  flush(off: number, len: number): void {
+    native.poolFlush(this.sid, this.fh, off, len);
+  }
+}
+
+/** A pool whose slices the fast path may FREE: told which the client holds, synced before use. */
+class FastFilePool extends FilePool {
+  constructor(private readonly s: ServerShared, fh: number) {
+    super(s.sid, fh);
+  }
+  held(off: number, yes: boolean): void {
+    native.fastFreeable(this.sid, this.fh, off, yes);
+  }
+  sync(): void {
+    if (this.s.fastPending![0]) this.s.takeFast();
+  }
+}
 
 export class KdbusServer {
   readonly domain: Domain;
@@ -67,6 +186,8 @@ export class KdbusServer {
    */
   private fastPending: Int32Array | null = null;
   private fastLog: NodeJS.Timeout | null = null;
+  /** what every open file's FileEnv uses of this server: made once the session and the fast path are set */
+  private shared!: ServerShared;
 
   private constructor(readonly mountpoint: string, limits: Readonly<UserLimits>) {
     const sidOf = () => this.sid;
@@ -115,6 +236,10 @@ export class KdbusServer {
         if (server.fastPending![1]) server.guard(() => { server.takeFast(); return 0; });
       }, FAST_LOG_MS).unref();
     }
+    server.shared = {
+      sid: server.sid, fds: server.fds, parked: server.parked, pollers: server.pollers, openers: server.openers,
+      fastPending: server.fastPending, takeFast: () => server.takeFast(),
+    };
     native.nodeAdd(server.sid, ROOT_INO, 'control', false, CONTROL_MODE, 0, 0, CONTROL_TAG);
     const memory = new MemoryGiveBack(() => heldBytes(server.domain.users), () => native.giveBackMemory());
     server.giveBack = setInterval(() => memory.check(), 1000).unref();
@@ -199,79 +324,7 @@ export class KdbusServer {
   }
 
   private env(fh: number): HandleEnv {
-    const sid = this.sid;
-    return {
-      memRead: native.memRead,
-      memWrite: native.memWrite,
-      // whose fds they are: the closer charges their closes to that uid
-      takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd, this.openers.get(fh) ?? -1)),
-      fdStat: native.fdStat,
-      closeFd: (fd) => {
-        this.fds.released(1);
-        native.closeFd(fd);
-      },
-      releaseFds: (fds) => {
-        this.fds.released(fds.length);
-        native.releaseFds(fds);
-      },
-      // the native side answers the ioctl (with what done returns): it is no longer ours
-      installFds: (unique, tid, fds, done) => native.fdInstall(sid, unique, tid, fds, (result, why) => {
-        this.parked.delete(unique);
-        return done(result, why);
-      }),
-      watchFd: (fd, onReadable) => this.fds.watching(native.watchFd(fd, onReadable)),
-      unwatchFd: (id) => {
-        this.fds.unwatched();
-        native.unwatchFd(id);
-      },
-      replyIoctl: (unique, result, out) => {
-        this.parked.delete(unique);
-        native.replyIoctl(sid, unique, result, out);
-      },
-      poolSetup: (size): PoolBacking | number => {
-        const r = native.poolSetup(sid, fh, size);
-        if (r < 0) return r;
-        return {
-          write: (off, data) => native.poolWrite(sid, fh, off, data),
-          copyFromProcess: (off, tid, addr, len) => native.poolCopyFromProcess(sid, fh, off, tid, addr, len),
-          flush: (off, len) => native.poolFlush(sid, fh, off, len),
-          ...(this.fastPending && {
-            held: (off: number, yes: boolean) => native.fastFreeable(sid, fh, off, yes),
-            sync: () => {
-              if (this.fastPending![0]) this.takeFast();
-            },
-          }),
-        };
-      },
-      publish: this.fastPublisher(fh),
-      wake: () => {
-        if (this.fastPending) {
-          native.fastWake(sid, fh); // the registration is the fast path's
-          return;
-        }
-        const kh = this.pollers.get(fh);
-        if (kh === undefined) return;
-        // One notification per registration (as libfuse's poll handles): a
-        // woken poller polls again, and so registers again, before it sleeps;
-        // messages queued meanwhile cost no notification.
-        this.pollers.delete(fh);
-        native.notifyPoll(sid, kh);
-      },
-    };
-  }
-
-  /** The fast path's publish for fh, when it runs: only what changed crosses into native. */
-  private fastPublisher(fh: number): HandleEnv['publish'] {
-    // fh 0: the handles of configured buses (holdBuses), which no file reaches
-    if (!this.fastPending || fh === 0) return undefined;
-    const sid = this.sid;
-    let last = -1, lastMask = -1;
-    return (state, mask) => {
-      if (state === last && mask === lastMask) return;
-      last = state;
-      lastMask = mask;
-      native.fastState(sid, fh, state, mask, this.openers.get(fh) ?? 0);
-    };
+    return new FileEnv(this.shared, fh);
   }
 
   private open(fh: number, tag: number, caller: Caller): number {

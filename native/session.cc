@@ -614,6 +614,10 @@ void Session::OnOpen(const fuse_in_header& h, const uint8_t* p, size_t n) {
   f.flags = res;
   kfuse::OpenOut out{};
   out.fh = fh;
+  // No FLUSH at each close(2): it would be answered with nothing done, and the
+  // closing client waits for that answer (the RELEASE after the last close
+  // does not make it wait).
+  out.open_flags |= FOPEN_NOFLUSH;
   if (res & kOpenPool) {
     int err = 0;
     Pool* pool = nullptr;

@@ -20,7 +20,8 @@ import { bytes, type User } from './user.js';
 import type { NameClient } from './names.js';
 import type { PolicyConn, PolicyCreds } from './policy.js';
 import type { InstallDone } from './call.js';
-import { taskCreds, type TaskCreds } from './task.js';
+import { TaskCreds, taskCreds } from './task.js';
+import { procStatus } from './proc.js';
 import { log } from '../log.js';
 
 /** kdbus_sanitize_attach_flags: ANY means ALL; unknown bits are EINVAL. */
@@ -115,10 +116,13 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   readonly replies = new Set<Reply>();
   /** messages lost because they could not be queued (reported as dropped_msgs) */
   lostCount = 0;
-  /** per sending user: messages queued here beyond the unaccounted share */
-  readonly msgUsers = new Map<User, number>();
-  /** per sending user: payload bytes of its messages queued here (kdbusfs's byte quota) */
-  readonly queuedBytesBy = new Map<User, number>();
+  /**
+   * Per sending user: messages queued here beyond the unaccounted share, and
+   * payload bytes of its messages queued here (kdbusfs's byte quota). Made at
+   * their first entry: most connections never need them.
+   */
+  private msgUsersMap: Map<User, number> | null = null;
+  private queuedBytesMap: Map<User, number> | null = null;
   /** matches and their bytes charged to our user (chargeMatches) */
   private chargedMatches = 0;
   private chargedMatchBytes = 0;
@@ -168,6 +172,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   get isOrdinary(): boolean { return !this.isActivator && !this.isPolicyHolder && !this.isMonitor; }
   get acceptsFds(): boolean { return (this.flags & HELLO_ACCEPT_FD) !== 0n; }
   get active(): boolean { return this.state === 'active'; }
+  get msgUsers(): ReadonlyMap<User, number> { return this.msgUsersMap ?? NO_COUNTS; }
+  get queuedBytesBy(): ReadonlyMap<User, number> { return this.queuedBytesMap ?? NO_COUNTS; }
 
   /** Names this connection is the primary owner of (for policy). */
   ownedNames(): string[] {
@@ -222,7 +228,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     }
     let user: User | null = null;
     if (sender && this.queue.count >= LIMITS.CONN_MAX_MSGS_UNACCOUNTED) {
-      this.msgUsers.set(sender.user, (this.msgUsers.get(sender.user) ?? 0) + 1);
+      this.msgUsersMap = counted(this.msgUsersMap, sender.user, (this.msgUsers.get(sender.user) ?? 0) + 1);
       user = sender.user;
     }
     this.queue.add({ kmsg: m, priority: m.priority, payloadOff, reply, user, payer, bytes: payer ? m.payloadSize : 0 });
@@ -276,9 +282,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     this.queue.remove(e);
     if (!keepHold) this.settleQueued(e);
     if (e.user) {
-      const n = (this.msgUsers.get(e.user) ?? 1) - 1;
-      if (n > 0) this.msgUsers.set(e.user, n);
-      else this.msgUsers.delete(e.user);
+      this.msgUsersMap = counted(this.msgUsersMap, e.user, (this.msgUsers.get(e.user) ?? 1) - 1);
     }
     if (releasePayload && e.payloadOff >= 0) this.pool.release(e.payloadOff);
     if (!keepHold) e.kmsg.release(this.fds);
@@ -431,13 +435,11 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
         '(limit user_queued_bytes_per_receiver)');
     }
     payer.charge('queuedBytes', n);
-    this.queuedBytesBy.set(payer, here + n);
+    this.queuedBytesMap = counted(this.queuedBytesMap, payer, here + n);
   }
 
   private unchargeQueued(payer: User, n: number): void {
-    const left = (this.queuedBytesBy.get(payer) ?? 0) - n;
-    if (left > 0) this.queuedBytesBy.set(payer, left);
-    else this.queuedBytesBy.delete(payer);
+    this.queuedBytesMap = counted(this.queuedBytesMap, payer, (this.queuedBytesBy.get(payer) ?? 0) - n);
     payer.uncharge('queuedBytes', n);
   }
 
@@ -455,7 +457,7 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     for (const x of rest) this.queue.remove(x);
     this.queue.add(e);
     for (const x of rest) this.queue.add(x);
-    if (e.user) this.msgUsers.set(e.user, (this.msgUsers.get(e.user) ?? 0) + 1);
+    if (e.user) this.msgUsersMap = counted(this.msgUsersMap, e.user, (this.msgUsers.get(e.user) ?? 0) + 1);
     this.wake();
   }
 
@@ -534,6 +536,15 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
     if (!this.active) return POLLERR | POLLHUP;
     return POLLOUT | POLLWRNORM | (this.queue.count ? POLLIN | POLLRDNORM : 0);
   }
+}
+
+const NO_COUNTS: ReadonlyMap<User, number> = new Map();
+
+/** A per-user count set to n (dropped at 0), in map, made if needed; returns the map. */
+function counted(map: Map<User, number> | null, user: User, n: number): Map<User, number> | null {
+  if (n > 0) (map ??= new Map()).set(user, n);
+  else map?.delete(user);
+  return map;
 }
 
 /** A HELLO's returned item list: just the bus's BLOOM_PARAMETER. */
@@ -654,7 +665,10 @@ function connNew(h: Hello): Connection {
   buf.writeBigUInt64LE(bus.attachFlagsReq | KDBUS_FLAG_KERNEL, CMD_HELLO.attach_flags_send);
   if (bus.attachFlagsReq & ~attachFlagsSend) fail(errno.ECONNREFUSED, 'HELLO lacks attach flags the bus requires');
 
-  const task = callerCreds(h.tid);
+  // One read of the caller's status at HELLO serves its credentials and its metadata.
+  const status = procStatus(h.tid);
+  if (!status) fail(errno.ESRCH, `caller ${h.tid} vanished`);
+  const task = new TaskCreds(h.tid, status);
   // connections on a custom endpoint share its anonymous user (kdbus_ep_new)
   const user = ep.user ?? bus.domain.users.get(task.uid);
   bus.domain.users.chargeConnection(user);
@@ -664,9 +678,9 @@ function connNew(h: Hello): Connection {
     const pool = new Pool(Number(poolSize), backing);
     // privileged processes can impersonate somebody else
     const fakedMeta = creds !== null || pids !== null || seclabel !== null;
-    const meta = fakedMeta ? ProcMeta.fake(creds, pids, seclabel, h.tid) : ProcMeta.collect(h.tid, PROC_ATTACH);
+    const meta = fakedMeta ? ProcMeta.fake(creds, pids, seclabel, h.tid) : ProcMeta.collect(h.tid, PROC_ATTACH, status);
     const conn = new Connection({ bus, ep, id: bus.nextConnId(), flags, attachFlagsSend, attachFlagsRecv, pool, user,
-      privileged, description, meta, fakedMeta, tid: h.tid, creds: task, fds: h.fds, wake: h.wake });
+      privileged, description, meta, fakedMeta, tid: h.tid, creds: policyCreds(task), fds: h.fds, wake: h.wake });
     ep.connections.add(conn);
 
     buf.writeBigUInt64LE(bus.flags, CMD_HELLO.bus_flags);
@@ -680,6 +694,14 @@ function connNew(h: Hello): Connection {
     bus.domain.users.uncharge(user, 'connections');
     throw e;
   }
+}
+
+/**
+ * The credentials a connection keeps from HELLO: the fields policy reads,
+ * copied, not the status text they were parsed from (a connection lives long).
+ */
+function policyCreds(c: TaskCreds): PolicyCreds {
+  return { uid: c.uid, euid: c.euid, fsuid: c.fsuid, gid: c.gid, egid: c.egid, fsgid: c.fsgid, groups: c.groups };
 }
 
 /**

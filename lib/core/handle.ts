@@ -29,7 +29,7 @@ import { hasCapIpcOwner, type TaskCreds } from './task.js';
 import type { Domain } from './domain.js';
 import { ACTIVE, FAST_FREE, FAST_NONE, FAST_RECV, KIND_SHIFT, PRIVILEGED, QUEUE_EMPTY, ROLE_CONNECTED,
   ROLE_CONTROL, ROLE_ENDPOINT, ROLE_JS, ROLE_OWNER, type FastRow } from './fast-state.js';
-import { log, logRefusal } from '../log.js';
+import { log, logging, logRefusal } from '../log.js';
 
 /** The calling thread of one ioctl. */
 export interface Call {
@@ -446,7 +446,7 @@ export class EndpointHandle extends Handle {
     if (!conn || !conn.active) return;
     conn.bus.disconnect(conn);
     conn.bus.flushNotifications();
-    log('conn', `bus ${sysnameShown(conn.bus.name)}: connection ${conn.id} gone`);
+    if (logging()) log('conn', `bus ${sysnameShown(conn.bus.name)}: connection ${conn.id} gone`);
   }
 
   release(): void {
@@ -512,7 +512,8 @@ function hello(h: EndpointHandle, c: Command): Becomes {
   const conn = connHello({ ep: h.ep, privileged: h.privileged, tid: c.call.tid, cmd: buf, flags: c.flags,
     itemsSize: c.itemsSize, poolSetup: (size) => env.poolSetup(size), fds: env, wake: () => env.wake() });
   c.w.bytes(0, buf.subarray(0, CMD_HELLO.items));
-  log('conn', `bus ${sysnameShown(conn.bus.name)}: connection ${conn.id} (tid ${c.call.tid}, uid ${conn.user.uid}` +
+  // formatted only when it is written: every connect passes here
+  if (logging()) log('conn', `bus ${sysnameShown(conn.bus.name)}: connection ${conn.id} (tid ${c.call.tid}, uid ${conn.user.uid}` +
     `${conn.description ? `, "${sysnameShown(conn.description)}"` : ''})`);
   return { conn };
 }

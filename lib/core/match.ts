@@ -41,6 +41,11 @@ export type MatchSubject =
 const NO_IDS: readonly bigint[] = Object.freeze([]);
 const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_NOTIFY: readonly NotifyRule[] = Object.freeze([]);
+// Shared by every empty MatchDb (most connections add no match): an array is
+// replaced by a grown copy before anything is written to it.
+const NO_U32 = new Uint32Array(0);
+const NO_I32 = new Int32Array(0);
+const NO_U8 = new Uint8Array(0);
 
 export class MatchDb {
   private entries: Entry[] = [];
@@ -58,17 +63,17 @@ export class MatchDb {
    * 0 in 32-bit words (-1: no BLOOM_MASK rule), laterAt[i], that of its
    * generation 1, and maskGenerations[i].
    */
-  private first = new Uint32Array(0);
+  private first = NO_U32;
   private firstUsed = 0;
-  private later = new Uint32Array(0);
+  private later = NO_U32;
   private laterUsed = 0;
-  private firstAt = new Int32Array(0);
-  private laterAt = new Int32Array(0);
-  private maskGenerations = new Int32Array(0);
+  private firstAt = NO_I32;
+  private laterAt = NO_I32;
+  private maskGenerations = NO_I32;
   /** 32-bit words per generation: the bus's bloom size / 4 */
   private generationWords = 0;
   /** broadcast entries with ID or NAME rules, which the scan looks up in broadcastEntries */
-  private ruled = new Uint8Array(0);
+  private ruled = NO_U8;
   /** The entries a notification can match (only notification rules, of one type), in order. */
   private notifyEntries: Entry[] = [];
   /** bytes of the rules' items, charged to the owner's user */

@@ -83,20 +83,23 @@ export class ProcMeta {
    * thread tid, synchronously from /proc. Only what is asked for is read. A
    * vanished task yields what could be read; it never throws.
    */
-  static collect(tid: number, which: bigint): ProcMeta {
+  static collect(tid: number, which: bigint, status?: ProcStatus): ProcMeta {
     const mp = new ProcMeta();
-    mp.collectMore(tid, which);
+    mp.collectMore(tid, which, status);
     return mp;
   }
 
-  /** kdbus_meta_proc_collect(): adds the items of `which` not tried before. */
-  collectMore(tid: number, which: bigint): void {
+  /**
+   * kdbus_meta_proc_collect(): adds the items of `which` not tried before.
+   * `read`: the task's status, if the caller read it for this same command.
+   */
+  collectMore(tid: number, which: bigint, read?: ProcStatus): void {
     const want = which & PROC_ATTACH & ~this.tried;
     if (want === 0n) return;
     this.tried |= want;
 
     // /proc/<tid>/status serves CREDS, PIDS, AUXGROUPS, CAPS (and the tgid for PID_COMM).
-    let status: ProcStatus | null | undefined;
+    let status: ProcStatus | null | undefined = read;
     const getStatus = (): ProcStatus | null => {
       if (status === undefined) status = procStatus(tid);
       return status;
@@ -159,7 +162,9 @@ export class ProcMeta {
     if (want & ATTACH.PID_COMM) {
       const st = getStatus();
       const tgid = st ? st.number('Tgid') : 0;
-      const c = tgid > 0 ? procCString(`/proc/${tgid}/comm`) : null;
+      // The thread group leader's comm is the file just read when tid is the leader.
+      const same = tgid === tid && (want & ATTACH.TID_COMM) !== 0n;
+      const c = same ? this.tidComm : tgid > 0 ? procCString(`/proc/${tgid}/comm`) : null;
       if (c) {
         this.pidComm = c;
         this.valid |= ATTACH.PID_COMM;
