@@ -168,6 +168,7 @@ export class KdbusServer {
     return {
       memRead: native.memRead,
       memWrite: native.memWrite,
+      memReadMessage: native.memReadMessage,
       takeFd: (tid, fd) => this.fds.took(native.takeFd(tid, fd)),
       fdStat: native.fdStat,
       closeFd: (fd) => {
