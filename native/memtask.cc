@@ -117,6 +117,12 @@ struct Task {
   // and what the task found and staged (vecs[0, nvecs) final once progress
   // says so: the loop thread reads them after a give-up too).
   bool message = false;
+  // A copy into an alias (ReadIntoAlias): one remote iovec for all of it.
+  bool batched = false;
+  // The inaccessible mapping that replaced an alias this task was given up
+  // in (its late copies fault there): unmapped once the task is gone.
+  void* fence = nullptr;
+  size_t fenceLen = 0;
   size_t cap = 0;
   StagedVec vecs[kMaxStagedVecs];
   std::atomic<int> progress{-1};  // -1: head not read; n >= 0: head read, n vectors final
@@ -191,8 +197,19 @@ long RunMessage(Task* t) {
   return static_cast<long>(at);
 }
 
+// A copy in one: the kernel pins the pages in batches, not one at a time.
+long CopyBatched(Task* t) {
+  iovec liov{t->local, t->len};
+  t->remote[0].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(t->addr));
+  t->remote[0].iov_len = t->len;
+  return RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&liov), 1, reinterpret_cast<long>(t->remote), 1, 0);
+}
+
 // The job of t, in its task.
-long RunJob(Task* t) { return t->message ? RunMessage(t) : CopyRange(t, t->addr, t->local, t->len); }
+long RunJob(Task* t) {
+  if (t->message) return RunMessage(t);
+  return t->batched ? CopyBatched(t) : CopyRange(t, t->addr, t->local, t->len);
+}
 
 Task* g_task = nullptr;        // the task that takes the next copy, if started
 std::vector<Task*> g_dying;    // killed, not yet reaped
@@ -221,6 +238,7 @@ int TaskMain(void* arg) {
 }
 
 void Free(Task* t) {
+  if (t->fence) munmap(t->fence, t->fenceLen);
   munmap(t->stack, kStack);
   delete t;
 }
@@ -461,6 +479,7 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
   if (int e = Prepare(tid)) return e;
   Task* t = g_task;
   t->message = false;
+  t->batched = false;
   t->syscallNo = syscallNo;
   t->local = static_cast<uint8_t*>(local);
   t->addr = addr;
@@ -480,6 +499,41 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
 
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len) { return Copy(SYS_process_vm_readv, tid, addr, dst, len); }
 
+int ReadIntoAlias(pid_t tid, uint64_t addr, void* dst, size_t len, void* alias, size_t aliasLen, bool* fenced) {
+  *fenced = false;
+  if (len == 0) return 0;
+  if (int e = Prepare(tid)) return e;
+  Task* t = g_task;
+  t->message = false;
+  t->batched = true;
+  t->syscallNo = SYS_process_vm_readv;
+  t->local = static_cast<uint8_t*>(dst);
+  t->addr = addr;
+  t->len = len;
+  Task* stuck = nullptr;
+  if (Run(tid, &stuck)) {
+    long r = t->result;
+    if (r < 0) return static_cast<int>(r);
+    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+  }
+  // The task may still copy the pages it pinned before the stuck one, once
+  // that fault ends: into nothing. The placeholder keeps the addresses from
+  // any other mapping until the task is gone.
+  void* m = mmap(alias, aliasLen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) {
+    // No fence: the alias must never be freed, nor its pages reused, so abort
+    // rather than let a late copy land in another message.
+    fprintf(stderr, "kdbusfs: memory task: fencing an alias failed: %s\n", strerror(errno));
+    abort();
+  }
+  stuck->fence = alias;
+  stuck->fenceLen = aliasLen;
+  *fenced = true;
+  Bury(stuck, tid);
+  LogGiveUp(false, tid, addr, len);
+  return -EFAULT;
+}
+
 int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap, StagedVec* vecs, int* nvecs,
                 size_t* used) {
   *nvecs = 0;
@@ -488,6 +542,7 @@ int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap
   if (int e = Prepare(tid)) return e;
   Task* t = g_task;
   t->message = true;
+  t->batched = false;
   t->syscallNo = SYS_process_vm_readv;
   t->local = dst;
   t->addr = addr;
