@@ -68,6 +68,9 @@ class FileEnv implements HandleEnv {
   memWrite(tid: number, addr: number, data: Buffer): number {
     return native.memWrite(tid, addr, data);
   }
+  memReadMessage(tid: number, addr: number, first: number, table: Int32Array): Buffer | number {
+    return native.memReadMessage(tid, addr, first, table);
+  }
   // whose fds they are: the closer charges their closes to that uid
   takeFd(tid: number, fd: number): number {
     return this.s.fds.took(native.takeFd(tid, fd, this.s.openers.get(this.fh) ?? -1));

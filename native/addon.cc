@@ -35,6 +35,8 @@ namespace {
 
 constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
 constexpr uint64_t kMaxMemRead = 1ULL << 30;
+// memReadMessage: a message's head and the vectors staged with it, at most.
+constexpr size_t kMessageStage = 64 * 1024;
 
 const char* ErrnoName(int e) {
   switch (e) {
@@ -100,6 +102,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("fastPollers", &Addon::FastPollers),
         InstanceMethod("memRead", &Addon::MemRead),
         InstanceMethod("memWrite", &Addon::MemWrite),
+        InstanceMethod("memReadMessage", &Addon::MemReadMessage),
         InstanceMethod("poolSetup", &Addon::PoolSetup),
         InstanceMethod("poolWrite", &Addon::PoolWrite),
         InstanceMethod("poolCopyFromProcess", &Addon::PoolCopyFromProcess),
@@ -143,6 +146,8 @@ class Addon : public Napi::Addon<Addon> {
   // before the installer, which closes its copies through it
   FdCloser closer_;
   std::unique_ptr<FdInstaller> installer_;
+  // memReadMessage's staging room (the loop thread's: one read at a time)
+  std::unique_ptr<uint8_t[]> stage_;
 
   static Napi::Value Fail(Napi::Env env, const std::string& msg) {
     Napi::Error::New(env, msg).ThrowAsJavaScriptException();
@@ -547,6 +552,36 @@ class Addon : public Napi::Addon<Addon> {
     int e = memtask::Read(tid, addr, buf.Data(), len);
     if (e) return Napi::Number::New(env, e);
     return buf;
+  }
+
+  // memReadMessage(tid, addr, first, table): memtask::ReadMessage; table (an
+  // Int32Array) gets the count of vectors, then each one's offset in the
+  // returned Buffer (or kUnstaged, kFailed).
+  Napi::Value MemReadMessage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t tid;
+    uint64_t addr, first;
+    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !U64(info, 2, "first", &first))
+      return env.Undefined();
+    if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[3].As<Napi::TypedArray>().ElementLength() < 1 + memtask::kMaxStagedVecs) {
+      FailType(env, "kdbusfs: table must be an Int32Array of 1 + kMaxStagedVecs");
+      return env.Undefined();
+    }
+    if (first == 0 || first > kMessageStage) {
+      FailRange(env, "kdbusfs: first out of range");
+      return env.Undefined();
+    }
+    Napi::Int32Array table = info[3].As<Napi::Int32Array>();
+    if (!stage_) stage_.reset(new uint8_t[kMessageStage]);
+    memtask::StagedVec vecs[memtask::kMaxStagedVecs];
+    int n = 0;
+    size_t used = 0;
+    int e = memtask::ReadMessage(tid, addr, first, stage_.get(), kMessageStage, vecs, &n, &used);
+    table[0] = n;
+    for (int i = 0; i < n; i++) table[1 + i] = static_cast<int32_t>(vecs[i].at);
+    if (e) return Napi::Number::New(env, e);
+    return Napi::Buffer<uint8_t>::Copy(env, stage_.get(), used);
   }
 
   Napi::Value MemWrite(const Napi::CallbackInfo& info) {

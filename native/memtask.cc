@@ -83,6 +83,9 @@ constexpr int kReapMs = 10;
 constexpr int kReapEveryMs = 1000;
 // Remote iovecs per process_vm_readv/writev (UIO_MAXIOV).
 constexpr size_t kIovMax = 1024;
+// struct kdbus_msg: where its items start; KDBUS_ITEM_PAYLOAD_VEC.
+constexpr uint64_t kMsgItems = 64;
+constexpr uint64_t kItemPayloadVec = 1;
 constexpr size_t kStack = 64 * 1024;
 // Killed, unreaped tasks charged to one uid, and to all, beyond which copies
 // are refused at once (see memtask.h).
@@ -110,34 +113,102 @@ struct Task {
   uint64_t addr = 0;
   size_t len = 0;
   long result = 0;  // bytes copied, or -errno
+  // A message job (ReadMessage): the staging room after the first len bytes,
+  // and what the task found and staged (vecs[0, nvecs) final once progress
+  // says so: the loop thread reads them after a give-up too).
+  bool message = false;
+  // A copy into an alias (ReadIntoAlias): one remote iovec for all of it.
+  bool batched = false;
+  // The inaccessible mapping that replaced an alias this task was given up
+  // in (its late copies fault there): unmapped once the task is gone.
+  void* fence = nullptr;
+  size_t fenceLen = 0;
+  size_t cap = 0;
+  StagedVec vecs[kMaxStagedVecs];
+  std::atomic<int> progress{-1};  // -1: head not read; n >= 0: head read, n vectors final
   // One remote iovec per page: a fault that never ends then holds no page
   // pinned for a copy, so a task killed in it copies nothing once it wakes
   // (the kernel copies a batch of pinned pages after pinning them).
   iovec remote[kIovMax];
 };
 
-// The job of t, in its task.
-long RunJob(Task* t) {
+// Copies len bytes between the thread's addr and local (t->syscallNo says
+// which way), one remote iovec per page. Bytes copied, or -errno.
+long CopyRange(Task* t, uint64_t addr, uint8_t* local, size_t len) {
   size_t done = 0;
-  while (done < t->len) {
+  while (done < len) {
     size_t n = 0, chunk = 0;
-    while (n < kIovMax && done + chunk < t->len) {
-      uint64_t at = t->addr + done + chunk;
+    while (n < kIovMax && done + chunk < len) {
+      uint64_t at = addr + done + chunk;
       size_t take = t->page - (at & (t->page - 1));
-      if (take > t->len - done - chunk) take = t->len - done - chunk;
+      if (take > len - done - chunk) take = len - done - chunk;
       t->remote[n].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(at));
       t->remote[n].iov_len = take;
       chunk += take;
       n++;
     }
-    iovec local{t->local + done, chunk};
-    long r = RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(t->remote),
+    iovec liov{local + done, chunk};
+    long r = RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&liov), 1, reinterpret_cast<long>(t->remote),
                         static_cast<long>(n), 0);
     if (r < 0) return done ? static_cast<long>(done) : r;
     done += static_cast<size_t>(r);
     if (static_cast<size_t>(r) < chunk) break;
   }
   return static_cast<long>(done);
+}
+
+uint64_t U64At(const uint8_t* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// A message job: the head, then the vectors its items name while they fit.
+// The bytes are the client's: every size is checked against what was read.
+long RunMessage(Task* t) {
+  long r = CopyRange(t, t->addr, t->local, t->len);
+  if (r < 0) return r;
+  if (static_cast<size_t>(r) < t->len) return -EFAULT;
+  t->progress.store(0);
+  uint64_t size = U64At(t->local);
+  if (size < kMsgItems || size > t->len) return r;  // items not all read: nothing staged
+  size_t at = (t->len + 7) & ~size_t{7};
+  int n = 0;
+  for (uint64_t off = kMsgItems; off + 16 <= size && n < kMaxStagedVecs;) {
+    uint64_t isize = U64At(t->local + off), type = U64At(t->local + off + 8);
+    if (isize < 16 || isize > size - off) break;
+    if (type == kItemPayloadVec) {  // every one counts: the caller numbers them as they come
+      StagedVec& v = t->vecs[n];
+      bool whole = isize >= 32;
+      v.len = whole ? U64At(t->local + off + 16) : 0;
+      uint64_t vaddr = whole ? U64At(t->local + off + 24) : 0;
+      v.at = kUnstaged;
+      if (vaddr != 0 && v.len > 0 && at <= t->cap && v.len <= t->cap - at) {
+        v.at = kFailed;  // what a give-up finds
+        t->progress.store(n + 1);
+        long c = CopyRange(t, vaddr, t->local + at, v.len);
+        v.at = c == static_cast<long>(v.len) ? static_cast<int64_t>(at) : kFailed;
+        at = (at + v.len + 7) & ~size_t{7};
+      }
+      t->progress.store(++n);
+    }
+    off += (isize + 7) & ~uint64_t{7};
+  }
+  return static_cast<long>(at);
+}
+
+// A copy in one: the kernel pins the pages in batches, not one at a time.
+long CopyBatched(Task* t) {
+  iovec liov{t->local, t->len};
+  t->remote[0].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(t->addr));
+  t->remote[0].iov_len = t->len;
+  return RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&liov), 1, reinterpret_cast<long>(t->remote), 1, 0);
+}
+
+// The job of t, in its task.
+long RunJob(Task* t) {
+  if (t->message) return RunMessage(t);
+  return t->batched ? CopyBatched(t) : CopyRange(t, t->addr, t->local, t->len);
 }
 
 Task* g_task = nullptr;        // the task that takes the next copy, if started
@@ -167,22 +238,25 @@ int TaskMain(void* arg) {
 }
 
 void Free(Task* t) {
+  if (t->fence) munmap(t->fence, t->fenceLen);
   munmap(t->stack, kStack);
   delete t;
 }
 
-// Reaps a killed t if it is gone within ms. True if it was (and t is freed).
-bool Reap(Task* t, int ms) {
-  if (ms > 0) {
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, t->pid, 0));
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      int r;
-      do r = poll(&p, 1, ms);
-      while (r < 0 && errno == EINTR);
-      close(pidfd);
-    }
-  }
+// Waits up to ms for a killed t to be gone (it then no longer runs: what it
+// left in its Task is final).
+void WaitGone(Task* t, int ms) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, t->pid, 0));
+  if (pidfd < 0) return;
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  do r = poll(&p, 1, ms);
+  while (r < 0 && errno == EINTR);
+  close(pidfd);
+}
+
+// Reaps a killed t if it is gone. True if it was (and t is freed).
+bool Reap(Task* t) {
   int status;
   pid_t r;
   do r = waitpid(t->pid, &status, __WCLONE | WNOHANG);
@@ -230,7 +304,7 @@ bool Refused(pid_t tid) {
 
 void ReapDying() {
   for (size_t i = 0; i < g_dying.size();) {
-    if (Reap(g_dying[i], 0)) {
+    if (Reap(g_dying[i])) {
       g_dying[i] = g_dying.back();
       g_dying.pop_back();
     } else {
@@ -340,8 +414,50 @@ void LogRefusal(pid_t tid) {
   unlogged = 0;
 }
 
-int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
-  if (len == 0) return 0;
+// Runs the job written into g_task (Start()ed by the caller) for tid's
+// memory: true once it is done; false if it was given up (the task killed,
+// *gaveUp then holds the task, still ours to read until Bury()).
+bool Run(pid_t tid, Task** gaveUp) {
+  Task* t = g_task;
+  t->tid = tid;
+  t->progress.store(-1);
+  t->word.store(kPosted);
+  if (t->taskSleeps.load()) syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  bool done;
+  {
+    // The range may be a page of a page-cache pool of this very mount: the
+    // task's fault asks us for a READ, which StallRescue answers while we wait.
+    loopcall::Scope stall;
+    done = Wait(t);
+  }
+  if (done) {
+    t->word.store(kIdle);
+    return true;
+  }
+  // Stuck. SIGKILL ends a killable fault at once; one that is not (see
+  // kReapMs) ends in the kill once it does end: either way the task copies
+  // nothing more (see Task::remote), and the destination is the caller's
+  // again.
+  g_task = nullptr;
+  g_livePid.store(0);
+  g_killedPid.store(t->pid);
+  kill(t->pid, SIGKILL);
+  WaitGone(t, kReapMs);
+  *gaveUp = t;
+  return false;
+}
+
+// The end of a given-up task: reaped if gone, else kept (and charged to
+// tid's uid) for a later reap.
+void Bury(Task* t, pid_t tid) {
+  if (!Reap(t)) {
+    t->uid = UidOf(tid);
+    g_dying.push_back(t);
+  }
+}
+
+// Refusals and the task's start, before a job is written. 0 or -errno.
+int Prepare(pid_t tid) {
   if (!g_dying.empty()) {
     static std::chrono::steady_clock::time_point lastReap;
     auto now = std::chrono::steady_clock::now();
@@ -355,39 +471,26 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
     }
   }
   if (!g_task && !(g_task = Start())) return -ENOMEM;
+  return 0;
+}
+
+int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
+  if (len == 0) return 0;
+  if (int e = Prepare(tid)) return e;
   Task* t = g_task;
+  t->message = false;
+  t->batched = false;
   t->syscallNo = syscallNo;
-  t->tid = tid;
   t->local = static_cast<uint8_t*>(local);
   t->addr = addr;
   t->len = len;
-  t->word.store(kPosted);
-  if (t->taskSleeps.load()) syscall(SYS_futex, reinterpret_cast<uint32_t*>(&t->word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-  bool done;
-  {
-    // The range may be a page of a page-cache pool of this very mount: the
-    // task's fault asks us for a READ, which StallRescue answers while we wait.
-    loopcall::Scope stall;
-    done = Wait(t);
-  }
-  if (done) {
+  Task* stuck = nullptr;
+  if (Run(tid, &stuck)) {
     long r = t->result;
-    t->word.store(kIdle);
     if (r < 0) return static_cast<int>(r);
     return static_cast<size_t>(r) == len ? 0 : -EFAULT;
   }
-  // Stuck. SIGKILL ends a killable fault at once; one that is not (see
-  // kReapMs) ends in the kill once it does end: either way the task copies
-  // nothing more (see Task::remote), and the destination is the caller's
-  // again.
-  g_task = nullptr;
-  g_livePid.store(0);
-  g_killedPid.store(t->pid);
-  kill(t->pid, SIGKILL);
-  if (!Reap(t, kReapMs)) {
-    t->uid = UidOf(tid);
-    g_dying.push_back(t);
-  }
+  Bury(stuck, tid);
   LogGiveUp(syscallNo == SYS_process_vm_writev, tid, addr, len);
   return -EFAULT;
 }
@@ -395,6 +498,77 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
 }  // namespace
 
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len) { return Copy(SYS_process_vm_readv, tid, addr, dst, len); }
+
+int ReadIntoAlias(pid_t tid, uint64_t addr, void* dst, size_t len, void* alias, size_t aliasLen, bool* fenced) {
+  *fenced = false;
+  if (len == 0) return 0;
+  if (int e = Prepare(tid)) return e;
+  Task* t = g_task;
+  t->message = false;
+  t->batched = true;
+  t->syscallNo = SYS_process_vm_readv;
+  t->local = static_cast<uint8_t*>(dst);
+  t->addr = addr;
+  t->len = len;
+  Task* stuck = nullptr;
+  if (Run(tid, &stuck)) {
+    long r = t->result;
+    if (r < 0) return static_cast<int>(r);
+    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+  }
+  // The task may still copy the pages it pinned before the stuck one, once
+  // that fault ends: into nothing. The placeholder keeps the addresses from
+  // any other mapping until the task is gone.
+  void* m = mmap(alias, aliasLen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) {
+    // No fence: the alias must never be freed, nor its pages reused, so abort
+    // rather than let a late copy land in another message.
+    fprintf(stderr, "kdbusfs: memory task: fencing an alias failed: %s\n", strerror(errno));
+    abort();
+  }
+  stuck->fence = alias;
+  stuck->fenceLen = aliasLen;
+  *fenced = true;
+  Bury(stuck, tid);
+  LogGiveUp(false, tid, addr, len);
+  return -EFAULT;
+}
+
+int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap, StagedVec* vecs, int* nvecs,
+                size_t* used) {
+  *nvecs = 0;
+  *used = 0;
+  if (first == 0 || first > cap) return -EINVAL;
+  if (int e = Prepare(tid)) return e;
+  Task* t = g_task;
+  t->message = true;
+  t->batched = false;
+  t->syscallNo = SYS_process_vm_readv;
+  t->local = dst;
+  t->addr = addr;
+  t->len = first;
+  t->cap = cap;
+  Task* stuck = nullptr;
+  bool done = Run(tid, &stuck);
+  Task* from = done ? t : stuck;
+  // a given-up task leaves its vectors so far, the last one (the stuck one) failed
+  int n = from->progress.load();
+  if (n >= 0) {
+    for (int i = 0; i < n; i++) vecs[i] = from->vecs[i];
+    *nvecs = n;
+  }
+  long r = done ? t->result : -EFAULT;
+  if (!done) {
+    Bury(stuck, tid);
+    LogGiveUp(false, tid, addr, first);
+  }
+  if (n < 0) return r < 0 ? static_cast<int>(r) : -EFAULT;  // the head itself is unreadable
+  size_t end = first;
+  for (int i = 0; i < n; i++)
+    if (vecs[i].at >= 0) end = static_cast<size_t>(vecs[i].at) + vecs[i].len;
+  *used = end;
+  return 0;
+}
 
 int Write(pid_t tid, uint64_t addr, const void* src, size_t len) {
   return Copy(SYS_process_vm_writev, tid, addr, const_cast<void*>(src), len);

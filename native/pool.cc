@@ -17,6 +17,10 @@
 namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kStoreChunk = 1 << 20;
+// Copies from a client at least this long go through the alias, in one
+// piece (memtask::ReadIntoAlias); shorter ones a page at a time into the
+// pool's own mapping, where batching gains little.
+constexpr size_t kBatchMin = 64 * 1024;
 }  // namespace
 
 Pool* Pool::Create(int devfd, bool passthrough, int* err) {
@@ -42,6 +46,7 @@ Pool* Pool::Create(int devfd, bool passthrough, int* err) {
 
 Pool::~Pool() {
   if (map_) munmap(map_, size_);
+  if (alias_) munmap(alias_, size_);
   CloseBacking();
   close(memfd_);
 }
@@ -61,6 +66,10 @@ int Pool::Setup(uint64_t size) {
   if (m == MAP_FAILED) return -errno;
   map_ = static_cast<uint8_t*>(m);
   size_ = size;
+  // The memory task's way in for long copies; before the seal, which
+  // refuses new writable mappings. Without it, copies go page by page.
+  void* a = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (a != MAP_FAILED) alias_ = static_cast<uint8_t*>(a);
   // Only the mapping just made may write from now on: a passthrough client's
   // write(2) on its connection fd reaches this memfd and is refused (EPERM;
   // kdbus had no write operation), nor can the pool change size under us.
@@ -77,7 +86,11 @@ void Pool::Write(uint64_t off, const void* data, size_t len) {
 }
 
 int Pool::CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len) {
-  return memtask::Read(tid, addr, map_ + off, len);
+  if (!alias_ || len < kBatchMin) return memtask::Read(tid, addr, map_ + off, len);
+  bool fenced;
+  int r = memtask::ReadIntoAlias(tid, addr, alias_ + off, len, alias_, size_, &fenced);
+  if (fenced) alias_ = nullptr;  // the memory task unmaps what took its place
+  return r;
 }
 
 void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {

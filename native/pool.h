@@ -42,5 +42,8 @@ class Pool {
   bool passthrough_;
   int backingId_ = -1;
   uint8_t* map_ = nullptr;
+  // A second mapping of the memfd, for long copies by the memory task
+  // (memtask::ReadIntoAlias): gone once one of them was given up.
+  uint8_t* alias_ = nullptr;
   uint64_t size_ = 0;
 };

@@ -566,6 +566,7 @@ function send(conn: Connection, c: Command): Parked | void {
     return parked;
   } finally {
     if (cancelFd >= 0) env.releaseFds([cancelFd]);
+    m.dropStaged();
     // the receivers' queue entries hold the message's files now
     m.release(env);
   }

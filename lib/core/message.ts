@@ -44,7 +44,19 @@ export interface FdAccess {
    */
   releaseFds(fds: number[]): void;
   memRead(tid: number, addr: number, len: number): Buffer | number;
+  /**
+   * A SEND's message in one hand-off to the memory task (native/memtask.h
+   * ReadMessage): its first `first` bytes, then the PAYLOAD_VEC data it
+   * names, staged after them. table[0]: the vectors found; table[1 + i]: the
+   * offset of the i-th one's bytes in the result, STAGE_NONE or STAGE_FAILED.
+   */
+  memReadMessage(tid: number, addr: number, first: number, table: Int32Array): Buffer | number;
 }
+
+/** memReadMessage: a vector left for the caller to copy; one that could not be read (EFAULT where it would be copied). */
+export const STAGE_NONE = -1, STAGE_FAILED = -2;
+/** the most vectors memReadMessage reports (memtask::kMaxStagedVecs) */
+export const STAGE_MAX_VECS = 16;
 
 const S_IFMT = 0o170000, S_IFSOCK = 0o140000, AF_UNIX = 1;
 
@@ -55,7 +67,9 @@ const S_IFMT = 0o170000, S_IFSOCK = 0o140000, AF_UNIX = 1;
  * zeros to the payload slice (padLen at padAt), which no item points at.
  */
 export type Part =
-  | { kind: 'vec'; size: number; addr: number; off: number; padAt: number; padLen: number }
+  | { kind: 'vec'; size: number; addr: number; off: number; padAt: number; padLen: number;
+      /** where its bytes are in Kmsg.staged (memReadMessage), or STAGE_NONE / STAGE_FAILED */
+      stagedAt: number }
   | { kind: 'memfd'; size: number; start: number; fd: number; padAt: number; padLen: number };
 
 /** A message on its way: from a SEND, or a kernel notification. */
@@ -80,6 +94,12 @@ export class Kmsg {
    * the message moves to another connection's pool (Connection.adopt).
    */
   payload: Buffer | null = null;
+  /**
+   * The SEND's read of the sender's memory with the vectors staged in it
+   * (FdAccess.memReadMessage), until the SEND is done (dropStaged): the
+   * queue entries keep no copy of it.
+   */
+  staged: Buffer | null = null;
   bloomGeneration = 0n;
   bloom: BigUint64Array | null = null;
   /** the sender's thread, whose memory the vectors are read from */
@@ -151,6 +171,18 @@ export class Kmsg {
     return out;
   }
 
+  /** The bytes of vector p, read with the message: a Buffer, null (to be copied from the sender), or STAGE_FAILED. */
+  stagedBytes(p: Part & { kind: 'vec' }): Buffer | null | typeof STAGE_FAILED {
+    if (this.staged === null || p.stagedAt === STAGE_NONE) return null;
+    if (p.stagedAt === STAGE_FAILED) return STAGE_FAILED;
+    return this.staged.subarray(p.stagedAt, p.stagedAt + p.size);
+  }
+
+  /** The end of the SEND: the staged bytes are in every pool they go to. */
+  dropStaged(): void {
+    this.staged = null;
+  }
+
   get isBroadcast(): boolean {
     return this.dstId === KDBUS_DST_ID_BROADCAST;
   }
@@ -159,6 +191,8 @@ export class Kmsg {
 const PAGE_SIZE = 4096;
 /** bytes read at msg_address before the size is known: a message with a few small items */
 const MSG_FIRST_READ = 512;
+/** memReadMessage's table, read right after each call */
+const STAGED = new Int32Array(1 + STAGE_MAX_VECS);
 
 /**
  * kdbus_kmsg_new_from_cmd + kdbus_msg_scan_items. `writeMsgFlags` stores
@@ -170,17 +204,21 @@ export function kmsgFromSend(fds: FdAccess, tid: number, sendFlags: bigint, msgA
                              writeMsgFlags: (v: bigint) => void, payer?: User): Kmsg {
   if (msgAddress % 8 !== 0) fail(errno.EFAULT, 'unaligned message pointer');
   // One read serves most messages: as much as the size's own page holds
-  // (readable if the size is), up to MSG_FIRST_READ; the rest only if needed.
-  const head = fds.memRead(tid, msgAddress, Math.min(MSG_FIRST_READ, PAGE_SIZE - (msgAddress % PAGE_SIZE)));
+  // (readable if the size is), up to MSG_FIRST_READ, with the vectors staged
+  // after it; the rest only if needed (nothing is staged then).
+  const first = Math.min(MSG_FIRST_READ, PAGE_SIZE - (msgAddress % PAGE_SIZE));
+  const head = fds.memReadMessage(tid, msgAddress, first, STAGED);
   if (typeof head === 'number') fail(errno.EFAULT, 'message unreadable');
   const size = head.readBigUInt64LE(0);
   if (size < BigInt(MSG.items) || size > BigInt(LIMITS.MSG_MAX_SIZE)) fail(errno.EINVAL, `message size ${size}`);
-  const buf = size <= head.length ? head.subarray(0, Number(size)) : fds.memRead(tid, msgAddress, Number(size));
+  const whole = size <= first;
+  const buf = whole ? head.subarray(0, Number(size)) : fds.memRead(tid, msgAddress, Number(size));
   if (typeof buf === 'number') fail(errno.EFAULT, 'message unreadable');
   if (buf.readBigUInt64LE(MSG.size) !== size) fail(errno.EINVAL, 'message size changed');
 
   const m = new Kmsg();
   m.senderTid = tid;
+  if (whole && STAGED[0] > 0) m.staged = head;
   m.flags = buf.readBigUInt64LE(MSG.flags);
   m.priority = buf.readBigInt64LE(MSG.priority);
   m.dstId = buf.readBigUInt64LE(MSG.dst_id);
@@ -235,6 +273,7 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
   let hasFds = false;
   let vecTotal = 0;
   let n = 0;
+  let vecs = 0;
   for (const it of items(buf, MSG.items, itemsSize)) {
     if (++n > LIMITS.MSG_MAX_ITEMS) fail(errno.E2BIG, 'too many items');
     switch (it.type) {
@@ -244,12 +283,16 @@ function scanItems(m: Kmsg, fds: FdAccess, tid: number, buf: Buffer, itemsSize: 
         if (BigInt(vecTotal) + size > BigInt(LIMITS.MSG_MAX_PAYLOAD_VEC_SIZE)) fail(errno.EMSGSIZE, 'vectors too large');
         const s = Number(size);
         vecTotal += s;
+        // the i-th vector as the memory task found it (it read the same bytes)
+        const stagedAt = m.staged !== null && vecs < STAGED[0] ? STAGED[1 + vecs] : STAGE_NONE;
+        vecs++;
         if (addr !== 0n) {
-          m.parts.push({ kind: 'vec', size: s, addr: Number(addr), off: m.payloadSize, padAt: 0, padLen: 0 });
+          m.parts.push({ kind: 'vec', size: s, addr: Number(addr), off: m.payloadSize, padAt: 0, padLen: 0, stagedAt });
           m.payloadSize += s;
         } else {
           // a NULL vector pads the previous one to 8 bytes: size % 8 zeros
-          m.parts.push({ kind: 'vec', size: s, addr: 0, off: -1, padAt: m.payloadSize, padLen: s % 8 });
+          m.parts.push({ kind: 'vec', size: s, addr: 0, off: -1, padAt: m.payloadSize, padLen: s % 8,
+            stagedAt: STAGE_NONE });
           m.payloadSize += s % 8;
         }
         break;
@@ -389,6 +432,12 @@ export function stagePayload(m: Kmsg, pool: Pool, mem: Pick<FdAccess, 'memRead'>
   try {
     for (const p of m.parts) {
       if (p.kind === 'vec' && p.off >= 0) {
+        const staged = m.stagedBytes(p);
+        if (staged === STAGE_FAILED) fail(errno.EFAULT, 'payload vector unreadable');
+        if (staged) {
+          pool.backing.write(off + p.off, staged);
+          continue;
+        }
         const r = pool.backing.copyFromProcess(off + p.off, m.senderTid, p.addr, p.size);
         if (r < 0) fail(errno.EFAULT, 'payload vector unreadable');
       } else if (p.padLen) {
@@ -408,7 +457,9 @@ function readPayload(m: Kmsg, mem: Pick<FdAccess, 'memRead'>): Buffer {
   const b = Buffer.alloc(m.payloadSize);
   for (const p of m.parts) {
     if (p.kind !== 'vec' || p.off < 0 || p.size === 0) continue;
-    const r = mem.memRead(m.senderTid, p.addr, p.size);
+    const staged = m.stagedBytes(p);
+    if (staged === STAGE_FAILED) fail(errno.EFAULT, 'payload vector unreadable');
+    const r = staged ?? mem.memRead(m.senderTid, p.addr, p.size);
     if (typeof r === 'number') fail(errno.EFAULT, 'payload vector unreadable');
     r.copy(b, p.off);
   }

@@ -207,6 +207,11 @@ export interface Native {
   memRead(tid: number, addr: number, len: number): Buffer | number;
   /** process_vm_writev to the caller, as memRead. Returns 0 or a negative errno (-EFAULT on a short write). */
   memWrite(tid: number, addr: number, data: Buffer): number;
+  /**
+   * A SEND's message and the PAYLOAD_VEC data it names in one hand-off to the
+   * memory task (native/memtask.h ReadMessage; lib/core/message.ts FdAccess).
+   */
+  memReadMessage(tid: number, addr: number, first: number, table: Int32Array): Buffer | number;
 
   /** Sizes fh's pool (ftruncate + server-side mmap) and releases its backing id. 0 or -errno. */
   poolSetup(sid: number, fh: number, size: number): number;

@@ -320,6 +320,12 @@ class FakeEnv implements HandleEnv {
     return this.world.memory(tid).read(addr, len);
   }
 
+  /** The head alone: nothing staged, so the core copies every vector itself (the native side stages). */
+  memReadMessage(tid: number, addr: number, first: number, table: Int32Array): Buffer | number {
+    table[0] = 0;
+    return this.memRead(tid, addr, first);
+  }
+
   memWrite(tid: number, addr: number, data: Buffer): number {
     return this.world.memory(tid).write(addr, data);
   }
