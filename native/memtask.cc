@@ -474,22 +474,31 @@ int Prepare(pid_t tid) {
   return 0;
 }
 
-int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
-  if (len == 0) return 0;
-  if (int e = Prepare(tid)) return e;
+// The live task, given a job (after Prepare).
+Task* Post(long syscallNo, bool message, bool batched, void* local, uint64_t addr, size_t len) {
   Task* t = g_task;
-  t->message = false;
-  t->batched = false;
+  t->message = message;
+  t->batched = batched;
   t->syscallNo = syscallNo;
   t->local = static_cast<uint8_t*>(local);
   t->addr = addr;
   t->len = len;
+  return t;
+}
+
+// A finished copy's answer: 0, its -errno, or -EFAULT for a short copy.
+int CopyResult(const Task* t, size_t len) {
+  long r = t->result;
+  if (r < 0) return static_cast<int>(r);
+  return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+}
+
+int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
+  if (len == 0) return 0;
+  if (int e = Prepare(tid)) return e;
+  Task* t = Post(syscallNo, false, false, local, addr, len);
   Task* stuck = nullptr;
-  if (Run(tid, &stuck)) {
-    long r = t->result;
-    if (r < 0) return static_cast<int>(r);
-    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
-  }
+  if (Run(tid, &stuck)) return CopyResult(t, len);
   Bury(stuck, tid);
   LogGiveUp(syscallNo == SYS_process_vm_writev, tid, addr, len);
   return -EFAULT;
@@ -503,19 +512,9 @@ int ReadIntoAlias(pid_t tid, uint64_t addr, void* dst, size_t len, void* alias, 
   *fenced = false;
   if (len == 0) return 0;
   if (int e = Prepare(tid)) return e;
-  Task* t = g_task;
-  t->message = false;
-  t->batched = true;
-  t->syscallNo = SYS_process_vm_readv;
-  t->local = static_cast<uint8_t*>(dst);
-  t->addr = addr;
-  t->len = len;
+  Task* t = Post(SYS_process_vm_readv, false, true, dst, addr, len);
   Task* stuck = nullptr;
-  if (Run(tid, &stuck)) {
-    long r = t->result;
-    if (r < 0) return static_cast<int>(r);
-    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
-  }
+  if (Run(tid, &stuck)) return CopyResult(t, len);
   // The task may still copy the pages it pinned before the stuck one, once
   // that fault ends: into nothing. The placeholder keeps the addresses from
   // any other mapping until the task is gone.
@@ -540,13 +539,7 @@ int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap
   *used = 0;
   if (first == 0 || first > cap) return -EINVAL;
   if (int e = Prepare(tid)) return e;
-  Task* t = g_task;
-  t->message = true;
-  t->batched = false;
-  t->syscallNo = SYS_process_vm_readv;
-  t->local = dst;
-  t->addr = addr;
-  t->len = first;
+  Task* t = Post(SYS_process_vm_readv, true, false, dst, addr, first);
   t->cap = cap;
   Task* stuck = nullptr;
   bool done = Run(tid, &stuck);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { compileClient, needRootAndFuse, startServer, stopServer } from './harness.js';
+import { compileClient, needRootAndFuse, startServer, stopServer, type Tap } from './harness.js';
 
 t.setTimeout(60_000);
 needRootAndFuse();
@@ -36,7 +36,6 @@ async function runWith(t: Tap, fast: '0' | '1'): Promise<Map<string, string> | n
   }
   return lines;
 }
-type Tap = typeof t;
 
 await t.test('the same answers with the fast path and without', async (t) => {
   const fast = await runWith(t, '1');

@@ -98,6 +98,9 @@ export class BufferPool implements PoolBacking {
     if (yes) this.userHeld.add(offset);
     else this.userHeld.delete(offset);
   }
+
+  /** What the fast path answered, applied before the pool's next use (lib/core/pool.ts sync): a test sets it. */
+  sync?: () => void;
 }
 
 /** What a fake fd stands for. */
