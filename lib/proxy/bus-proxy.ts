@@ -34,7 +34,9 @@ export class BusProxy {
   /** the XML policy's kdbus part, held while the proxy runs (null: no policy) */
   readonly kdbusPolicy: HeldPolicy | null;
 
-  constructor(private readonly listener: Listener, private readonly opts: BusProxyOptions) {
+  private listener: Listener | null = null;
+
+  constructor(private readonly opts: BusProxyOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     // the bus's id as the server GUID clients see in OK; a bus that is not there fails here, not at the first client
     const probe = Connection.open(opts.bus, { ...(opts.root !== undefined && { root: opts.root }), poolSize: 4096 * 16 });
@@ -43,8 +45,10 @@ export class BusProxy {
     this.kdbusPolicy = opts.policy ? holdKdbusPolicy(opts.bus, opts.root, kdbusPolicyOf(opts.policy)) : null;
   }
 
-  start(): void {
-    this.listener.start((fd, peer) => this.accept(fd, peer));
+  /** Serves listener's clients; its socket is best opened only now, with the bus checked and the policy held. */
+  start(listener: Listener): void {
+    this.listener = listener;
+    listener.start((fd, peer) => this.accept(fd, peer));
   }
 
   private accept(fd: number, peer: PeerCred): void {
@@ -72,7 +76,7 @@ export class BusProxy {
   }
 
   close(): void {
-    this.listener.close();
+    this.listener?.close();
     for (const c of [...this.clients]) c.close('the proxy stops');
     for (const h of this.kdbusPolicy?.holders ?? []) h.close();
   }

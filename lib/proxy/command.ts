@@ -62,15 +62,13 @@ async function proxy(args: string[]): Promise<number | 'serving'> {
     ? makeBus(values.bus, { ...(values.root !== undefined && { root: values.root }), access: policy ? 'world' : 'owner' })
     : null;
   const busName = made ? made.name : values.bus;
-  const listener = values.listen !== undefined ? Listener.open(values.listen) : Listener.inherited(activated!);
   let proxy: InstanceType<typeof BusProxy>;
   try {
-    proxy = new BusProxy(listener, {
+    proxy = new BusProxy({
       bus: busName, ...(values.root !== undefined && { root: values.root }), policy,
       ...(process.env.KDBUSFS_PROXY_DEBUG && { onClientClose: (p, why) => process.stderr.write(`kdbusfs proxy: client pid ${p.pid} uid ${p.uid}: ${why}\n`) }),
     });
   } catch (e) {
-    listener.close();
     made?.close();
     throw e;
   }
@@ -78,7 +76,16 @@ async function proxy(args: string[]): Promise<number | 'serving'> {
     process.stderr.write(`kdbusfs proxy: kdbus did not take the policy for ${proxy.kdbusPolicy.refused.join(', ')}: `
       + 'kdbus-native clients are not held to it there (the proxy\'s clients are)\n');
   }
-  proxy.start();
+  // the socket appears once the proxy is ready: the bus checked, its kdbus policy held
+  let listener: ReturnType<typeof Listener.open>;
+  try {
+    listener = values.listen !== undefined ? Listener.open(values.listen) : Listener.inherited(activated!);
+  } catch (e) {
+    proxy.close();
+    made?.close();
+    throw e;
+  }
+  proxy.start(listener);
   if (listener.socket) process.stdout.write(`${dbusAddress(listener.socket)}\n`);
   const stop = (): void => {
     proxy.close();

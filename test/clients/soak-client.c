@@ -996,13 +996,17 @@ static int reap(pid_t wait_for) {
   return n;
 }
 
-struct usage { long rss, anon, file, pools, fds; };
+struct usage { long rss, anon, file, pools, fds, channels; };
 
 /* The server's VmRSS, the Rss of its pool mappings (the clients' memory, as
  * bench/run.sh counts it), its RssAnon and RssFile (pages of the node binary
- * and libraries, which grow as more of their code runs) and its open fds. */
+ * and libraries, which grow as more of their code runs) and its open fds.
+ * The fd channels (native/fdchannel.h) are counted apart: one per live
+ * process that received fds, each a pidfd and two sockets, and one epoll
+ * watching their pidfds while any is open; workers come and go, so their
+ * number does. fds is every other fd. */
 static struct usage usage(void) {
-  struct usage u = {0, 0, 0, 0, 0};
+  struct usage u = {0, 0, 0, 0, 0, 0};
   if (!server_pid) return u;
   char path[64], line[512];
   snprintf(path, sizeof(path), "/proc/%d/status", server_pid);
@@ -1026,8 +1030,15 @@ static struct usage usage(void) {
   if (f) fclose(f);
   snprintf(path, sizeof(path), "/proc/%d/fd", server_pid);
   DIR *d = opendir(path);
-  for (struct dirent *e; d && (e = readdir(d));) if (e->d_name[0] != '.') u.fds++;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    u.fds++;
+    char target[64];
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+    if (n > 0 && (target[n] = 0, !strcmp(target, "anon_inode:[pidfd]"))) u.channels++;
+  }
   if (d) closedir(d);
+  if (u.channels) u.fds -= 3 * u.channels + 1;
   return u;
 }
 
@@ -1037,10 +1048,10 @@ static long live_conns(void) {
 
 static void print_usage(const char *what, const char *label) {
   struct usage u = usage();
-  printf("%s%s%s t=%.0f conns=%ld rss_kb=%ld pools_kb=%ld net_kb=%ld anon_kb=%ld file_kb=%ld fds=%ld msgs=%" PRIu64
+  printf("%s%s%s t=%.0f conns=%ld rss_kb=%ld pools_kb=%ld net_kb=%ld anon_kb=%ld file_kb=%ld fds=%ld channels=%ld msgs=%" PRIu64
          " bcasts=%" PRIu64 "\n",
          what, label ? " label=" : "", label ? label : "", now_s() - t0, live_conns(), u.rss, u.pools, u.rss - u.pools,
-         u.anon, u.file, u.fds, S->next_mid, S->next_bmid);
+         u.anon, u.file, u.fds, u.channels, S->next_mid, S->next_bmid);
   fflush(stdout);
 }
 
