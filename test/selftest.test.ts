@@ -31,14 +31,14 @@ const CANNOT_PASS = new Map([
  * tested without a deadline.
  */
 const TIME_BOUND = new Map([
-  ['message-quota', 'its 128 EXPECT_REPLY sends (each with a memfd) must all be made within their 100 ms reply ' +
-    'timeout; on this VM such a SEND takes ~1-1.5 ms through FUSE (measured 2026-12-07, old and new builds alike: ' +
-    '113 sends in 170 ms; bench/fd-recv.sh send-memfd makes them the same way), so the first replies expire ' +
-    'before the 129th send: a speed problem (issue #16). Where a SEND goes (perf, strace -T of the server): ' +
-    'the copy of its 128 KiB vector from the sender (process_vm_readv, 0.25-0.6 ms per 128 KiB on this VM ' +
-    'against 6 us for a memcpy), the metadata its receivers ask for (~25 /proc reads), then the memfd ' +
-    '(pidfd_open, pidfd_getfd, statx, F_GET_SEALS: a few percent). ' +
-    'The quotas themselves are tested without a deadline in test/core/reply.test.ts and test/core/quota.test.ts'],
+  ['message-quota', 'its 128 EXPECT_REPLY sends (each with a 128 KiB vector, a sealed memfd and every metadata item ' +
+    'its receivers ask for) must all be made within their 100 ms reply timeout, 0.78 ms each; bench/fd-recv.sh ' +
+    'send-memfd makes them the same way: 0.84 ms per send on a quiet machine (2026-12-07 23:18, after issue #16\'s ' +
+    'memory-task and fd changes), ~1.1 ms under load, so the first replies expire before the 129th send: a speed ' +
+    'problem (issue #16). Where a SEND goes (perf, strace -T of the server): the memory task\'s hand-offs for the ' +
+    'message and its vector, the metadata (~25 /proc reads), the memfd (pidfd_open, pidfd_getfd, statx, ' +
+    'F_GET_SEALS: a few percent). The quotas themselves are tested without a deadline in test/core/reply.test.ts ' +
+    'and test/core/quota.test.ts'],
 ]);
 /** Required tests that may skip themselves (race-byebye-match skips when its race cannot be set up). */
 const MAY_SKIP = new Set(['race-byebye-match']);
