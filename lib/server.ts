@@ -136,8 +136,8 @@ class FileEnv implements HandleEnv {
 /** Where a connection's pool bytes go: the native pool of its file. */
 class FilePool implements PoolBacking {
   constructor(protected readonly sid: number, protected readonly fh: number) {}
-  write(off: number, data: Buffer): void {
-    native.poolWrite(this.sid, this.fh, off, data);
+  write(off: number, data: Buffer): number {
+    return native.poolWrite(this.sid, this.fh, off, data);
   }
   copyFromProcess(off: number, tid: number, addr: number, len: number): number {
     return native.poolCopyFromProcess(this.sid, this.fh, off, tid, addr, len);

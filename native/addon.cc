@@ -610,8 +610,8 @@ class Addon : public Napi::Addon<Addon> {
     if (!s || !U64(info, 1, "fh", &fh) || !U64(info, 2, "offset", &off) || !Bytes(info, 3, &data, &len))
       return info.Env().Undefined();
     Pool* p = FindPool(info, s, fh, off, len);
-    if (p) p->Write(off, data, len);
-    return info.Env().Undefined();
+    if (!p) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), p->Write(off, data, len));
   }
 
   Napi::Value PoolCopyFromProcess(const Napi::CallbackInfo& info) {

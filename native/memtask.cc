@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -87,6 +88,8 @@ constexpr size_t kIovMax = 1024;
 constexpr uint64_t kMsgItems = 64;
 constexpr uint64_t kItemPayloadVec = 1;
 constexpr size_t kStack = 64 * 1024;
+// ReadIntoFile's chunk: read into the bounce buffer, then written out.
+constexpr size_t kBounce = 256 * 1024;
 // Killed, unreaped tasks charged to one uid, and to all, beyond which copies
 // are refused at once (see memtask.h).
 constexpr size_t kUidCap = 4;
@@ -97,9 +100,12 @@ constexpr uid_t kNoUid = static_cast<uid_t>(-1);
 // machine, or copying) is given more time, up to this in all.
 constexpr int kRunnableMaxMs = 2000;
 
+enum class Job { kCopy, kMessage, kIntoFile };
+
 struct Task {
   pid_t pid = 0;  // our child, unreaped: the number stays its own
   pid_t parent = 0;  // the server's pid: the task checks it is still there
+  int cpu = -1;  // the CPU the task is bound to: the loop thread's at its last job
   uid_t uid = kNoUid;  // once killed: the real uid of the caller whose copy it was
   void* stack = nullptr;
   std::atomic<uint32_t> word{kIdle};
@@ -113,16 +119,16 @@ struct Task {
   uint64_t addr = 0;
   size_t len = 0;
   long result = 0;  // bytes copied, or -errno
-  // A message job (ReadMessage): the staging room after the first len bytes,
-  // and what the task found and staged (vecs[0, nvecs) final once progress
-  // says so: the loop thread reads them after a give-up too).
-  bool message = false;
-  // A copy into an alias (ReadIntoAlias): one remote iovec for all of it.
-  bool batched = false;
-  // The inaccessible mapping that replaced an alias this task was given up
-  // in (its late copies fault there): unmapped once the task is gone.
-  void* fence = nullptr;
-  size_t fenceLen = 0;
+  // What the job is: a copy (Read, Write), a message (ReadMessage: the
+  // staging room after the first len bytes, and what the task found and
+  // staged, vecs[0, nvecs) final once progress says so: the loop thread reads
+  // them after a give-up too), or a copy into a file (ReadIntoFile).
+  Job job = Job::kCopy;
+  int fd = -1;  // ReadIntoFile: where, at fileOff
+  uint64_t fileOff = 0;
+  // ReadIntoFile's way through: the task's own, so that what a killed task
+  // still copies once its fault ends lands where nobody reads.
+  uint8_t* bounce = nullptr;
   size_t cap = 0;
   StagedVec vecs[kMaxStagedVecs];
   std::atomic<int> progress{-1};  // -1: head not read; n >= 0: head read, n vectors final
@@ -197,18 +203,39 @@ long RunMessage(Task* t) {
   return static_cast<long>(at);
 }
 
-// A copy in one: the kernel pins the pages in batches, not one at a time.
-long CopyBatched(Task* t) {
-  iovec liov{t->local, t->len};
-  t->remote[0].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(t->addr));
-  t->remote[0].iov_len = t->len;
-  return RawSyscall(t->syscallNo, t->tid, reinterpret_cast<long>(&liov), 1, reinterpret_cast<long>(t->remote), 1, 0);
+// A copy into a file, a chunk at a time through the bounce buffer: each
+// chunk in one piece (the kernel pins its pages in batches), then written
+// with pwrite. Bytes copied, or -errno.
+long CopyIntoFile(Task* t) {
+  size_t done = 0;
+  while (done < t->len) {
+    size_t n = std::min(kBounce, t->len - done);
+    iovec liov{t->bounce, n};
+    t->remote[0].iov_base = reinterpret_cast<void*>(static_cast<uintptr_t>(t->addr + done));
+    t->remote[0].iov_len = n;
+    long r = RawSyscall(SYS_process_vm_readv, t->tid, reinterpret_cast<long>(&liov), 1,
+                        reinterpret_cast<long>(t->remote), 1, 0);
+    if (r <= 0) return done ? static_cast<long>(done) : (r < 0 ? r : -EFAULT);
+    for (long w = 0; w < r;) {
+      long x = RawSyscall(SYS_pwrite64, t->fd, reinterpret_cast<long>(t->bounce + w), r - w,
+                          static_cast<long>(t->fileOff + done + w));
+      if (x <= 0) return x < 0 ? x : -EIO;
+      w += x;
+    }
+    done += static_cast<size_t>(r);
+    if (static_cast<size_t>(r) < n) break;
+  }
+  return static_cast<long>(done);
 }
 
 // The job of t, in its task.
 long RunJob(Task* t) {
-  if (t->message) return RunMessage(t);
-  return t->batched ? CopyBatched(t) : CopyRange(t, t->addr, t->local, t->len);
+  switch (t->job) {
+    case Job::kMessage: return RunMessage(t);
+    case Job::kIntoFile: return CopyIntoFile(t);
+    case Job::kCopy: break;
+  }
+  return CopyRange(t, t->addr, t->local, t->len);
 }
 
 Task* g_task = nullptr;        // the task that takes the next copy, if started
@@ -238,7 +265,7 @@ int TaskMain(void* arg) {
 }
 
 void Free(Task* t) {
-  if (t->fence) munmap(t->fence, t->fenceLen);
+  if (t->bounce) munmap(t->bounce, kBounce);
   munmap(t->stack, kStack);
   delete t;
 }
@@ -318,10 +345,14 @@ Task* Start() {
   t->parent = getpid();
   t->page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   t->stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (t->stack == MAP_FAILED) {
+  void* bounce = mmap(nullptr, kBounce, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (t->stack == MAP_FAILED || bounce == MAP_FAILED) {
+    if (t->stack != MAP_FAILED) munmap(t->stack, kStack);
+    if (bounce != MAP_FAILED) munmap(bounce, kBounce);
     delete t;
     return nullptr;
   }
+  t->bounce = static_cast<uint8_t*>(bounce);
   // Signals stay the server's: the task starts with all of them blocked (its
   // handler table is a copy), and SIGKILL is the only one it ever gets.
   sigset_t all, old;
@@ -414,11 +445,25 @@ void LogRefusal(pid_t tid) {
   unlogged = 0;
 }
 
+// Binds the task to the loop thread's CPU. The loop thread waits for every
+// job, so the two never run at once: on one CPU a hand-off is two context
+// switches, across CPUs it is two wakeups of an idle CPU (~40-50 us each on a
+// virtual machine, where the idle vCPU has left the host's CPU).
+void FollowLoopCpu(Task* t) {
+  int cpu = sched_getcpu();
+  if (cpu < 0 || cpu == t->cpu) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(t->pid, sizeof set, &set) == 0) t->cpu = cpu;
+}
+
 // Runs the job written into g_task (Start()ed by the caller) for tid's
 // memory: true once it is done; false if it was given up (the task killed,
 // *gaveUp then holds the task, still ours to read until Bury()).
 bool Run(pid_t tid, Task** gaveUp) {
   Task* t = g_task;
+  FollowLoopCpu(t);
   t->tid = tid;
   t->progress.store(-1);
   t->word.store(kPosted);
@@ -475,10 +520,9 @@ int Prepare(pid_t tid) {
 }
 
 // The live task, given a job (after Prepare).
-Task* Post(long syscallNo, bool message, bool batched, void* local, uint64_t addr, size_t len) {
+Task* Post(long syscallNo, Job job, void* local, uint64_t addr, size_t len) {
   Task* t = g_task;
-  t->message = message;
-  t->batched = batched;
+  t->job = job;
   t->syscallNo = syscallNo;
   t->local = static_cast<uint8_t*>(local);
   t->addr = addr;
@@ -496,7 +540,7 @@ int CopyResult(const Task* t, size_t len) {
 int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
   if (len == 0) return 0;
   if (int e = Prepare(tid)) return e;
-  Task* t = Post(syscallNo, false, false, local, addr, len);
+  Task* t = Post(syscallNo, Job::kCopy, local, addr, len);
   Task* stuck = nullptr;
   if (Run(tid, &stuck)) return CopyResult(t, len);
   Bury(stuck, tid);
@@ -508,26 +552,14 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
 
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len) { return Copy(SYS_process_vm_readv, tid, addr, dst, len); }
 
-int ReadIntoAlias(pid_t tid, uint64_t addr, void* dst, size_t len, void* alias, size_t aliasLen, bool* fenced) {
-  *fenced = false;
+int ReadIntoFile(pid_t tid, uint64_t addr, int fd, uint64_t off, size_t len) {
   if (len == 0) return 0;
   if (int e = Prepare(tid)) return e;
-  Task* t = Post(SYS_process_vm_readv, false, true, dst, addr, len);
+  Task* t = Post(SYS_process_vm_readv, Job::kIntoFile, nullptr, addr, len);
+  t->fd = fd;
+  t->fileOff = off;
   Task* stuck = nullptr;
   if (Run(tid, &stuck)) return CopyResult(t, len);
-  // The task may still copy the pages it pinned before the stuck one, once
-  // that fault ends: into nothing. The placeholder keeps the addresses from
-  // any other mapping until the task is gone.
-  void* m = mmap(alias, aliasLen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-  if (m == MAP_FAILED) {
-    // No fence: the alias must never be freed, nor its pages reused, so abort
-    // rather than let a late copy land in another message.
-    fprintf(stderr, "kdbusfs: memory task: fencing an alias failed: %s\n", strerror(errno));
-    abort();
-  }
-  stuck->fence = alias;
-  stuck->fenceLen = aliasLen;
-  *fenced = true;
   Bury(stuck, tid);
   LogGiveUp(false, tid, addr, len);
   return -EFAULT;
@@ -539,7 +571,7 @@ int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap
   *used = 0;
   if (first == 0 || first > cap) return -EINVAL;
   if (int e = Prepare(tid)) return e;
-  Task* t = Post(SYS_process_vm_readv, true, false, dst, addr, first);
+  Task* t = Post(SYS_process_vm_readv, Job::kMessage, dst, addr, first);
   t->cap = cap;
   Task* stuck = nullptr;
   bool done = Run(tid, &stuck);

@@ -6,7 +6,7 @@
 // a fatal signal: on the loop thread, every user would wait. So the loop
 // thread hands each copy to a memory task: created with clone(CLONE_VM |
 // CLONE_FILES) but not CLONE_THREAD, it shares the server's memory (it copies
-// straight into server buffers and pool mappings) and file table, yet is a
+// straight into server buffers) and file table (it writes pools' memfds), yet is a
 // process of its own, so SIGKILL ends it alone. The loop thread waits for
 // the copy kTimeoutMs (more while the task is runnable: a loaded machine's
 // run queue is no stall); then it kills the task, logs why (rate-limited)
@@ -62,15 +62,17 @@ constexpr int kTimeoutMs = 50;
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len);
 int Write(pid_t tid, uint64_t addr, const void* src, size_t len);
 
-// Read into an alias: dst lies in [alias, alias + aliasLen), a mapping of
-// memory the caller also maps elsewhere (a pool's second mapping). The
-// copy goes in one piece, the kernel pinning pages in batches (~40% less
-// time for 1 MiB than a page at a time). A task killed in a fault may then
-// still copy the batch it pinned before the stuck page, once that fault
-// ends: so on a give-up the alias is replaced by an inaccessible mapping,
-// kept until the task is gone, where such a late copy faults. *fenced then
-// says so: the caller must not use the alias again.
-int ReadIntoAlias(pid_t tid, uint64_t addr, void* dst, size_t len, void* alias, size_t aliasLen, bool* fenced);
+// Read into a file: len bytes from tid's addr into fd at offset off (a
+// pool's memfd), through a buffer of the task's own, a chunk at a time, each
+// chunk read in one piece (the kernel pins pages in batches) and written with
+// pwrite. Not through a mapping of the file: each fresh page written that way
+// costs a page-table entry in the server, ~6 us on a paravirtualized guest
+// (bench/pool-write.c: 128 KiB into fresh pages, 190-220 us through a mapping,
+// 27 us this way). A task killed in a fault may still copy the batch it
+// pinned once the fault ends, into its own buffer, which nobody reads: it
+// never gets to write it out. 0, or -errno as Read (-ENOSPC or -ENOMEM: the
+// file's memory could not be had).
+int ReadIntoFile(pid_t tid, uint64_t addr, int fd, uint64_t off, size_t len);
 
 // A SEND's message in one hand-off instead of one per read (each costs two
 // task switches): its first `first` bytes into dst, and, if the message

@@ -17,10 +17,11 @@
 namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kStoreChunk = 1 << 20;
-// Copies from a client at least this long go through the alias, in one
-// piece (memtask::ReadIntoAlias); shorter ones a page at a time into the
-// pool's own mapping, where batching gains little.
-constexpr size_t kBatchMin = 64 * 1024;
+// Writes this long or longer go with pwrite: through the server's mapping,
+// each fresh page would cost a page-table entry (see memtask::ReadIntoFile);
+// shorter ones are copied into the mapping, where they mostly land on pages
+// already mapped (slices are reused), sparing the system call.
+constexpr size_t kPwriteMin = 4096;
 }  // namespace
 
 Pool* Pool::Create(int devfd, bool passthrough, int* err) {
@@ -46,7 +47,6 @@ Pool* Pool::Create(int devfd, bool passthrough, int* err) {
 
 Pool::~Pool() {
   if (map_) munmap(map_, size_);
-  if (alias_) munmap(alias_, size_);
   CloseBacking();
   close(memfd_);
 }
@@ -66,31 +66,34 @@ int Pool::Setup(uint64_t size) {
   if (m == MAP_FAILED) return -errno;
   map_ = static_cast<uint8_t*>(m);
   size_ = size;
-  // The memory task's way in for long copies; before the seal, which
-  // refuses new writable mappings. Without it, copies go page by page.
-  void* a = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
-  if (a != MAP_FAILED) alias_ = static_cast<uint8_t*>(a);
-  // Only the mapping just made may write from now on: a passthrough client's
-  // write(2) on its connection fd reaches this memfd and is refused (EPERM;
-  // kdbus had no write operation), nor can the pool change size under us.
-  // A writable mmap by the client is not stopped (README "Status").
-  if (fcntl(memfd_, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) < 0) return -errno;
+  // The pool cannot change size under us (a passthrough client's write(2)
+  // past its end, kdbus had no write operation). Not F_SEAL_FUTURE_WRITE:
+  // it would refuse the server's own pwrite too; a client can write its own
+  // pool anyway, through a writable mapping (README "Status").
+  if (fcntl(memfd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) return -errno;
   // The client's OPEN has long been answered: the kernel holds its own
   // reference to the backing file now.
   CloseBacking();
   return 0;
 }
 
-void Pool::Write(uint64_t off, const void* data, size_t len) {
-  memcpy(map_ + off, data, len);
+int Pool::Write(uint64_t off, const void* data, size_t len) {
+  if (len < kPwriteMin) {
+    memcpy(map_ + off, data, len);
+    return 0;
+  }
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  for (size_t done = 0; done < len;) {
+    ssize_t w = pwrite(memfd_, p + done, len - done, static_cast<off_t>(off + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? -errno : -EIO;
+    done += static_cast<size_t>(w);
+  }
+  return 0;
 }
 
 int Pool::CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len) {
-  if (!alias_ || len < kBatchMin) return memtask::Read(tid, addr, map_ + off, len);
-  bool fenced;
-  int r = memtask::ReadIntoAlias(tid, addr, alias_ + off, len, alias_, size_, &fenced);
-  if (fenced) alias_ = nullptr;  // the memory task unmaps what took its place
-  return r;
+  return memtask::ReadIntoFile(tid, addr, memfd_, off, len);
 }
 
 void Pool::Flush(uint64_t nodeid, uint64_t off, uint64_t len) {

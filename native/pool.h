@@ -25,7 +25,8 @@ class Pool {
   }
 
   int Setup(uint64_t size);
-  void Write(uint64_t off, const void* data, size_t len);
+  // 0, or -errno (-ENOSPC, -ENOMEM: no memory for the pool's pages).
+  int Write(uint64_t off, const void* data, size_t len);
   int CopyFromProcess(uint64_t off, pid_t tid, uint64_t addr, size_t len);
   // Page-cache mode: pushes whole pages around [off, off+len) into the inode
   // nodeid with FUSE_NOTIFY_STORE. No-op with passthrough.
@@ -42,8 +43,5 @@ class Pool {
   bool passthrough_;
   int backingId_ = -1;
   uint8_t* map_ = nullptr;
-  // A second mapping of the memfd, for long copies by the memory task
-  // (memtask::ReadIntoAlias): gone once one of them was given up.
-  uint8_t* alias_ = nullptr;
   uint64_t size_ = 0;
 };

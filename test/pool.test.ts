@@ -11,8 +11,11 @@ import { errnoOf } from './helpers.js';
 /** A backing that only records calls; the allocator must not touch it. */
 class FakeBacking implements PoolBacking {
   calls: string[] = [];
-  write(offset: number, data: Buffer): void {
+  /** what write answers: 0, or -errno (a pool whose memory cannot be had) */
+  writeResult = 0;
+  write(offset: number, data: Buffer): number {
     this.calls.push(`write ${offset} ${data.length}`);
+    return this.writeResult;
   }
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number {
     this.calls.push(`copyFromProcess ${offset} ${tid} ${addr} ${len}`);
@@ -40,6 +43,16 @@ t.test('a new pool', async (t) => {
   t.equal(pool.alloc(4096), 0, 'the whole pool in one slice');
   t.equal(pool.remain(), 0);
   t.same(backing.calls, [], 'the allocator does not touch the backing');
+});
+
+t.test('a pool whose memory cannot be had: the command fails with ENOMEM, the slice goes back', async (t) => {
+  const { pool, backing } = mk(4096);
+  backing.writeResult = -errno.ENOSPC;
+  t.equal(errnoOf(() => pool.handOver(Buffer.alloc(100))), errno.ENOMEM, 'handOver: ENOMEM');
+  t.equal(pool.remain(), 4096, 'nothing stays allocated');
+  t.equal(pool.slicesInUse(), 0);
+  backing.writeResult = 0;
+  t.equal(pool.handOver(Buffer.alloc(100)), 0, 'the next one, with memory, lands where the failed one was');
 });
 
 t.test('alloc rounds to 8 and allocates front to back', async (t) => {

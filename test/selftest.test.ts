@@ -26,20 +26,6 @@ const SELFTESTS = [
 const CANNOT_PASS = new Map([
   ['writable-pool', 'a FUSE file cannot refuse mmap(PROT_WRITE, MAP_SHARED) of a pool (README "Status")'],
 ]);
-/**
- * Tests bound by time, not by semantics, with why: what they check is also
- * tested without a deadline.
- */
-const TIME_BOUND = new Map([
-  ['message-quota', 'its 128 EXPECT_REPLY sends (each with a 128 KiB vector, a sealed memfd and every metadata item ' +
-    'its receivers ask for) must all be made within their 100 ms reply timeout, 0.78 ms each; bench/fd-recv.sh ' +
-    'send-memfd makes them the same way: 0.84 ms per send on a quiet machine (2026-12-07 23:18, after issue #16\'s ' +
-    'memory-task and fd changes), ~1.1 ms under load, so the first replies expire before the 129th send: a speed ' +
-    'problem (issue #16). Where a SEND goes (perf, strace -T of the server): the memory task\'s hand-offs for the ' +
-    'message and its vector, the metadata (~25 /proc reads), the memfd (pidfd_open, pidfd_getfd, statx, ' +
-    'F_GET_SEALS: a few percent). The quotas themselves are tested without a deadline in test/core/reply.test.ts ' +
-    'and test/core/quota.test.ts'],
-]);
 /** Required tests that may skip themselves (race-byebye-match skips when its race cannot be set up). */
 const MAY_SKIP = new Set(['race-byebye-match']);
 
@@ -99,8 +85,7 @@ if (typeof tree === 'string') {
     t.test(name, async (t) => {
       const r = results.get(name);
       const cannot = CANNOT_PASS.get(name);
-      const bound = TIME_BOUND.get(name);
-      const todo = cannot ? { todo: cannot } : bound ? { todo: bound } : {};
+      const todo = cannot ? { todo: cannot } : {};
       if (!r) {
         t.fail('no result: kdbus-test stopped before it', todo);
       } else if (r.skip !== null) {

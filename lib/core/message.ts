@@ -434,14 +434,12 @@ export function stagePayload(m: Kmsg, pool: Pool, mem: Pick<FdAccess, 'memRead'>
       if (p.kind === 'vec' && p.off >= 0) {
         const staged = m.stagedBytes(p);
         if (staged === STAGE_FAILED) fail(errno.EFAULT, 'payload vector unreadable');
-        if (staged) {
-          pool.backing.write(off + p.off, staged);
-          continue;
-        }
-        const r = pool.backing.copyFromProcess(off + p.off, m.senderTid, p.addr, p.size);
+        const r = staged ? pool.backing.write(off + p.off, staged)
+          : pool.backing.copyFromProcess(off + p.off, m.senderTid, p.addr, p.size);
+        if (r === -errno.ENOMEM || r === -errno.ENOSPC) fail(errno.ENOMEM, 'no memory for the pool\'s pages');
         if (r < 0) fail(errno.EFAULT, 'payload vector unreadable');
-      } else if (p.padLen) {
-        pool.backing.write(off + p.padAt, Buffer.alloc(p.padLen));
+      } else if (p.padLen && pool.backing.write(off + p.padAt, Buffer.alloc(p.padLen)) < 0) {
+        fail(errno.ENOMEM, 'no memory for the pool\'s pages');
       }
     }
   } catch (e) {

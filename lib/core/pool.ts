@@ -21,8 +21,9 @@ interface Slice {
 
 /** Where the bytes go: the native pool of one open file (see lib/fuse/native.ts). */
 export interface PoolBacking {
-  write(offset: number, data: Buffer): void;
-  /** Copies from a process's memory straight into the pool; 0 or -errno. */
+  /** 0, or -errno (-ENOSPC, -ENOMEM: no memory for the pool's pages). */
+  write(offset: number, data: Buffer): number;
+  /** Copies from a process's memory straight into the pool; 0 or -errno (as write, or -EFAULT). */
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number;
   /** Makes the range visible to the client (page-cache pools). */
   flush(offset: number, len: number): void;
@@ -83,9 +84,16 @@ export class Pool {
     return best.off;
   }
 
-  /** Writes data at off and makes it visible to the client (kdbus_pool_slice_copy_kvec). */
+  /**
+   * Writes data at off, a slice just allocated, and makes it visible to the
+   * client (kdbus_pool_slice_copy_kvec). If the pool's memory cannot be had,
+   * the slice goes back and the command fails with ENOMEM.
+   */
   fill(off: number, data: Buffer): void {
-    this.backing.write(off, data);
+    if (this.backing.write(off, data) < 0) {
+      this.release(off);
+      fail(errno.ENOMEM, 'no memory for the pool\'s pages');
+    }
     this.backing.flush(off, data.length);
   }
 

@@ -221,7 +221,7 @@ export interface Native {
    * pool set up: the server sized the pool and places every slice in it, so
    * either is a bug of the server, not of the client.
    */
-  poolWrite(sid: number, fh: number, offset: number, data: Buffer): void;
+  poolWrite(sid: number, fh: number, offset: number, data: Buffer): number;
   /** Copies len bytes from the caller's memory straight into fh's pool (one copy, as memRead). 0 or -errno. */
   poolCopyFromProcess(sid: number, fh: number, offset: number, tid: number,
                       addr: number, len: number): number;

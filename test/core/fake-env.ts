@@ -74,9 +74,10 @@ export class FakeMemory {
 export class BufferPool implements PoolBacking {
   constructor(readonly bytes: Buffer, private readonly world: FakeWorld) {}
 
-  write(offset: number, data: Buffer): void {
+  write(offset: number, data: Buffer): number {
     if (offset < 0 || offset + data.length > this.bytes.length) throw new RangeError('pool write out of range');
     data.copy(this.bytes, offset);
+    return 0;
   }
 
   copyFromProcess(offset: number, tid: number, addr: number, len: number): number {
