@@ -500,7 +500,7 @@ async function suite(): Promise<void> {
     const guid = serverGuid(probe.busId);
     probe.close();
     const pc = new ProxyConnection(fd, { pid, uid, gid, label: 'system_u:system_r:kdbusfs_test_t:s0' }, {
-      bus: busPath, guid, limits: DEFAULT_LIMITS, policy: null,
+      bus: busPath, guid, limits: DEFAULT_LIMITS, policy: null, busOwner: 0,
     });
     t.teardown(() => pc.close('test ends'));
     const c = rawClient(sock);

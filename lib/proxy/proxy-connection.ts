@@ -61,6 +61,8 @@ export interface ProxyConnectionOptions {
   guid: string;
   limits: ProxyLimits;
   policy: XmlPolicy | null;
+  /** the uid that owns the bus: the one the policy lets connect before its user/group rules (BusProxy) */
+  busOwner: number;
   /** pool size of each client's kdbus connection */
   poolSize?: number;
 }
@@ -96,7 +98,7 @@ export function clientIdentity(peer: PeerCred): { creds: Creds; pids: Pids; secl
   return { creds, pids: { pid: peer.pid, tid: peer.pid, ppid }, ...(peer.label !== undefined && { seclabel: peer.label }) };
 }
 
-/** Events: 'close' (why: string). */
+/** Events: 'refused' (why: string) before the 'close' of a client the policy does not let connect; 'close' (why: string). */
 export class ProxyConnection extends EventEmitter {
   private readonly sasl: SaslServer;
   private watch: PollHandle | null = null;
@@ -236,6 +238,13 @@ export class ProxyConnection extends EventEmitter {
   private begin(): void {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
+    // dbus-daemon decides whether the authenticated uid may connect once BEGIN came, and
+    // hangs up on one it refuses (the client saw OK): no kdbus connection is made for it
+    const refused = this.opts.policy?.connectDenied(this.peer.uid, this.opts.busOwner);
+    if (refused) {
+      this.emit('refused', refused);
+      return this.close(`refused: ${refused}`);
+    }
     const identity = clientIdentity(this.peer);
     const open = (who: Partial<typeof identity>): Connection => Connection.open(this.opts.bus, {
       ...(this.opts.root !== undefined && { root: this.opts.root }),

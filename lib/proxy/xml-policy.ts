@@ -12,7 +12,8 @@
 // unless they say requested_reply="true". No client of the proxy eavesdrops
 // (kdbus gives ordinary connections only their own unicasts; monitors pass
 // no policy, as in dbus-daemon), so deny rules with eavesdrop="true" never
-// match. Without a file nothing is checked (a session-style bus).
+// match. Who may connect at all is dbus-daemon's bus_policy_allow_unix_user
+// (connectDenied). Without a file nothing is checked (a session-style bus).
 import { existsSync, readFileSync } from 'node:fs';
 import { XMLParser } from 'fast-xml-parser';
 import type { DBusMessage } from '../client/dbus-message.js';
@@ -43,7 +44,7 @@ export const SEND_KEYS = ['send_destination', 'send_destination_prefix', 'send_i
 const RECEIVE_KEYS = ['receive_sender', 'receive_interface', 'receive_member', 'receive_error', 'receive_path', 'receive_type'];
 const BOOLEAN_KEYS = ['send_requested_reply', 'receive_requested_reply', 'eavesdrop'];
 const OWN_KEYS = ['own', 'own_prefix'];
-/** user=/group= in a rule: who may connect; the proxy lets every authenticated client in (see README) */
+/** user=/group= in a rule: who may connect (connectDenied) */
 const CONNECT_KEYS = ['user', 'group'];
 /** log="true" only asks dbus-daemon to log a denial */
 const IGNORED_KEYS = ['log'];
@@ -115,6 +116,7 @@ function ruleKind(element: string, attrs: Record<string, string>): RuleKind {
   const own = has(OWN_KEYS);
   const connect = has(CONNECT_KEYS);
   if ([send, receive, own, connect].filter(Boolean).length > 1) throw unsupported(element, attrs, 'send_, receive_, own and user/group attributes mixed in one rule');
+  if (attrs.user !== undefined && attrs.group !== undefined) throw unsupported(element, attrs, 'user and group in one rule');
   if (send) return 'send';
   if ((own || connect) && attrs.eavesdrop !== undefined) throw unsupported(element, attrs, 'eavesdrop only goes with send_ and receive_ attributes');
   if (own) return 'own';
@@ -168,7 +170,13 @@ export class XmlPolicy {
         const allow = 'allow' in r;
         if (!allow && !('deny' in r)) continue;
         const attrs = { ...(r[':@'] ?? {}) };
-        section.rules.push({ allow, kind: ruleKind(allow ? 'allow' : 'deny', attrs), attrs });
+        const kind = ruleKind(allow ? 'allow' : 'deny', attrs);
+        // as dbus-daemon's config parser: connecting is bus-global, not a per-user or per-group matter
+        // (in at_console sections it takes them and never looks at them again: they are kept and unused here too)
+        if (kind === 'connect' && (section.kind === 'user' || section.kind === 'group')) {
+          throw unsupported(allow ? 'allow' : 'deny', attrs, `a connection rule cannot be per-${section.kind} (it has bus-global semantics)`);
+        }
+        section.rules.push({ allow, kind, attrs });
       }
       sections.push(section);
     }
@@ -194,6 +202,40 @@ export class XmlPolicy {
     } catch { /* no passwd */ }
     if (name !== undefined) for (const [gid, members] of this.groups.members) if (members.includes(name)) out.push(gid);
     return out;
+  }
+
+  /**
+   * null when uid may connect, else why not: dbus-daemon's
+   * bus_policy_allow_unix_user. A uid the user database does not know is
+   * refused (its groups cannot be had); otherwise the bus's owner may
+   * connect and nobody else, then every user=/group= rule of the default
+   * sections and then of the mandatory ones, in file order, sets the
+   * verdict when it matches: user="*" and group="*" match everyone, a user
+   * the uid, a group one of the uid's groups in the user database (as
+   * dbus-daemon's getgrouplist, not the process's groups); a name or number
+   * the database does not know matches nobody (dbus-daemon drops the rule).
+   */
+  connectDenied(uid: number, busOwner: number): string | null {
+    if (![...this.users.ids.values()].includes(uid)) return `uid ${uid} is not in the user database`;
+    const groups = this.groupsOfUser(uid);
+    let allowed = uid === busOwner;
+    for (const kind of ['default', 'mandatory'] as const) {
+      for (const s of this.sections) {
+        if (s.kind !== kind) continue;
+        for (const r of s.rules) if (r.kind === 'connect' && this.connectMatches(r, uid, groups)) allowed = r.allow;
+      }
+    }
+    return allowed ? null : `uid ${uid} may not connect (the policy's user/group rules; the bus's owner is uid ${busOwner})`;
+  }
+
+  private connectMatches(r: Rule, uid: number, groups: number[]): boolean {
+    const user = r.attrs.user;
+    const who = user ?? r.attrs.group!;
+    if (who === '*') return true;
+    const table = user !== undefined ? this.users : this.groups;
+    const id = /^\d+$/.test(who) ? Number(who) : table.ids.get(who);
+    if (id === undefined || ![...table.ids.values()].includes(id)) return false;
+    return user !== undefined ? id === uid : groups.includes(id);
   }
 
   private factsOf(subject: PolicySubject): { groups?: number[]; atConsole?: boolean } {
