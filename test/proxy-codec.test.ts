@@ -2,6 +2,9 @@
 // (every type, against bytes libdbus writes, refusals of malformed input),
 // the translation to the kdbus/GVariant form and back, SASL as the clients of
 // today run it, the XML policy's decisions and its kdbus equivalent.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { CodecError } from '../lib/client/codec-error.js';
 import { MessageFlag, MessageType, type DBusMessage } from '../lib/client/dbus-message.js';
@@ -11,6 +14,8 @@ import { decodeDbus1, encodeDbus1 } from '../lib/proxy/dbus1-marshal.js';
 import { SaslServer } from '../lib/proxy/sasl.js';
 import { toKdbus } from '../lib/proxy/translate.js';
 import { kdbusPolicyOf } from '../lib/proxy/kdbus-policy.js';
+import { busOwnerOf } from '../lib/proxy/bus-proxy.js';
+import { RateLimitedLog } from '../lib/proxy/rate-limited-log.js';
 import { XmlPolicy } from '../lib/proxy/xml-policy.js';
 
 // dbus-send --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.Hello, as libdbus 1.14 wrote it
@@ -229,6 +234,80 @@ t.test('XML policy: attributes the proxy cannot apply refuse the file, saying wh
   t.throws(() => XmlPolicy.parse(bc('<policy><allow own="a.b"/></policy>')), /a policy needs/);
   t.doesNotThrow(() => XmlPolicy.parse(bc('<policy context="default"><allow user="*"/><deny own="a.b" log="true"/></policy>')),
     'connection rules and log= are read');
+});
+
+t.test('XML policy: who may connect, as dbus-daemon\'s bus_policy_allow_unix_user', async (t) => {
+  // a user database of its own: alice (1000) is also in wheel (10) by /etc/group; bob (1001); carol (1002)
+  const etc = mkdtempSync(join(tmpdir(), 'kdbusfs-xml-etc-'));
+  writeFileSync(join(etc, 'passwd'), 'root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\nbob:x:1001:1001::/:/bin/sh\ncarol:x:1002:1002::/:/bin/sh\n');
+  writeFileSync(join(etc, 'group'), 'root:x:0:\nwheel:x:10:alice\nalice:x:1000:\nbob:x:1001:\ncarol:x:1002:\n');
+  const load = (body: string): XmlPolicy => XmlPolicy.parse(bc(body), { etc });
+  const allowed = (p: XmlPolicy, uid: number, owner = 0): boolean => p.connectDenied(uid, owner) === null;
+
+  const none = load('<policy context="default"><allow own="*"/></policy>');
+  t.ok(allowed(none, 0), 'no connection rule: the bus\'s owner may connect');
+  t.notOk(allowed(none, 1000), 'and nobody else (dbus-daemon\'s default: the user it runs as)');
+  t.ok(allowed(none, 1000, 1000), 'the owner is the bus\'s, not root: a user\'s bus lets that user in');
+  t.notOk(allowed(none, 0, 1000), 'and not root');
+  t.match(none.connectDenied(1000, 0), /uid 1000 may not connect/, 'the reason names the uid');
+
+  const star = load('<policy context="default"><allow user="*"/></policy>');
+  t.ok(allowed(star, 1001), 'user="*": everyone (the Debian system.conf rule)');
+  t.match(star.connectDenied(4242, 0), /not in the user database/, 'a uid the user database does not know is refused even so (dbus-daemon cannot get its groups)');
+
+  const byName = load('<policy context="default"><allow user="alice"/></policy>');
+  t.ok(allowed(byName, 1000), 'user by name');
+  t.notOk(allowed(byName, 1001), 'only that user');
+  t.ok(allowed(load('<policy context="default"><allow user="1001"/></policy>'), 1001), 'user by number');
+  t.notOk(allowed(load('<policy context="default"><allow user="4242"/></policy>'), 0, 1), 'a number the database does not know matches nobody (dbus-daemon drops the rule)');
+  t.notOk(allowed(load('<policy context="default"><allow user="mallory"/></policy>'), 1000), 'an unknown name matches nobody');
+
+  const byGroup = load('<policy context="default"><allow group="wheel"/></policy>');
+  t.ok(allowed(byGroup, 1000), 'group by name: a member by /etc/group');
+  t.notOk(allowed(byGroup, 1001), 'a user not in the group');
+  t.ok(allowed(load('<policy context="default"><allow group="1001"/></policy>'), 1001), 'group by number: the user\'s primary group');
+  t.ok(allowed(load('<policy context="default"><allow group="*"/></policy>'), 1002), 'group="*": everyone');
+
+  const order = load(`<policy context="default"><allow user="*"/><deny group="wheel"/><allow user="alice"/><deny user="bob"/></policy>`);
+  t.ok(allowed(order, 1000), 'the last matching rule decides: alice allowed again after her group was denied');
+  t.notOk(allowed(order, 1001), 'a deny after an allow');
+  t.ok(allowed(order, 1002), 'carol: only the first rule matched');
+  const denyOwner = load('<policy context="default"><deny user="root"/></policy>');
+  t.notOk(allowed(denyOwner, 0), 'a rule can refuse even the bus\'s owner');
+
+  const mandatory = load(`<policy context="mandatory"><deny user="carol"/></policy>
+    <policy context="default"><allow user="*"/></policy>
+    <policy context="default"><allow user="carol"/></policy>`);
+  t.notOk(allowed(mandatory, 1002), 'mandatory comes after every default section, whatever the file\'s order');
+  t.ok(allowed(mandatory, 1001), 'and only for whom it matches');
+  const consoleRule = load('<policy context="default"><allow user="*"/></policy><policy at_console="true"><deny user="*"/></policy>');
+  t.ok(allowed(consoleRule, 1000), 'a connection rule in an at_console section is read and never used, as dbus-daemon');
+  t.throws(() => load('<policy user="alice"><allow user="bob"/></policy>'), /cannot be per-user/, 'in a user section it refuses the file, as dbus-daemon');
+  t.throws(() => load('<policy group="wheel"><deny group="*"/></policy>'), /cannot be per-group/, 'in a group section too');
+  t.throws(() => load('<policy context="default"><allow user="alice" group="wheel"/></policy>'), /user and group in one rule/);
+});
+
+t.test('the bus\'s owner: the UID- of its name, the creator\'s euid kdbus checked', async (t) => {
+  t.equal(busOwnerOf('0-system'), 0);
+  t.equal(busOwnerOf('1000-user'), 1000);
+  t.throws(() => busOwnerOf('system'), /no UID- prefix/);
+});
+
+t.test('RateLimitedLog: a burst per window, then a count of what was left out', async (t) => {
+  let now = 0;
+  const lines: string[] = [];
+  const log = new RateLimitedLog(l => lines.push(l), 3, 1000, () => now);
+  for (let i = 0; i < 10; i++) log.line(`refused ${i}`);
+  t.same(lines, ['refused 0', 'refused 1', 'refused 2'], 'three lines in the first window');
+  now = 999;
+  log.line('late');
+  t.equal(lines.length, 3, 'still the first window');
+  now = 1000;
+  log.line('next');
+  t.same(lines.slice(3), ['8 similar lines suppressed', 'next'], 'the next window says how many went unlogged');
+  now = 5000;
+  log.line('quiet');
+  t.same(lines.slice(5), ['quiet'], 'nothing suppressed: no count line');
 });
 
 t.test('XML policy onto kdbus policy: what kdbus can hold for kdbus-native clients', async (t) => {

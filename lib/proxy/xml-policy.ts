@@ -15,6 +15,7 @@
 // match. Who may connect at all is dbus-daemon's bus_policy_allow_unix_user
 // (connectDenied). Without a file nothing is checked (a session-style bus).
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import type { DBusMessage } from '../client/dbus-message.js';
 import { MESSAGE_TYPE_NAMES, MessageType } from '../client/dbus-message.js';
@@ -129,12 +130,15 @@ function ruleKind(element: string, attrs: Record<string, string>): RuleKind {
 export interface XmlPolicyOptions {
   /** whether a uid is at the console (at_console sections); default userAtConsole */
   atConsole?: (uid: number) => boolean;
+  /** where the user database's passwd and group files are; default /etc */
+  etc?: string;
 }
 
 export class XmlPolicy {
   readonly sections: Section[];
-  private readonly users = idTable('/etc/passwd');
-  private readonly groups = idTable('/etc/group');
+  private readonly passwd: string;
+  private readonly users: ReturnType<typeof idTable>;
+  private readonly groups: ReturnType<typeof idTable>;
   private readonly atConsole: (uid: number) => boolean;
   /** a subject's groups and whether it is at the console, taken once per client as dbus-daemon does at connect time */
   private readonly known = new WeakMap<PolicySubject, { groups?: number[]; atConsole?: boolean }>();
@@ -142,6 +146,9 @@ export class XmlPolicy {
   private constructor(sections: Section[], opts: XmlPolicyOptions) {
     // a stable sort: sections of one rank keep the file's order
     this.sections = sections.sort((a, b) => rank(a) - rank(b));
+    this.passwd = join(opts.etc ?? '/etc', 'passwd');
+    this.users = idTable(this.passwd);
+    this.groups = idTable(join(opts.etc ?? '/etc', 'group'));
     this.atConsole = opts.atConsole ?? (uid => userAtConsole(uid, [...this.users.ids].find(([, id]) => id === uid)?.[0]));
   }
 
@@ -195,7 +202,7 @@ export class XmlPolicy {
     const name = [...this.users.ids].find(([, id]) => id === uid)?.[0];
     const out: number[] = [];
     try {
-      for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      for (const line of readFileSync(this.passwd, 'utf8').split('\n')) {
         const f = line.split(':');
         if (f[2] === String(uid) && /^\d+$/.test(f[3] ?? '')) out.push(Number(f[3]));
       }
