@@ -410,6 +410,71 @@ async function suite(): Promise<void> {
     t.match(echoCall.stdout, /string "ok"/, 'an allowed call goes through');
   });
 
+  t.test('XML policy: user/group connection rules decide who connects, as dbus-daemon', async (t) => {
+    // Debian's own users: daemon 1, bin 2, sys 3, games 5 (group games 60), uucp 10, nobody 65534; the bus is root's
+    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-connect-'));
+    const file = join(dir, 'policy.conf');
+    writeFileSync(file, `<busconfig>
+    <policy context="mandatory">
+      <deny user="sys"/>
+    </policy>
+    <policy context="default">
+      <allow user="nobody"/>
+      <allow user="1"/>
+      <allow group="bin"/>
+      <allow user="games"/>
+      <deny group="60"/>
+      <allow user="sys"/>
+      <allow own="*"/>
+      <allow send_destination="*"/>
+    </policy>
+  </busconfig>
+  `);
+    const p = await startProxy(t, busPath, ['--policy', file]);
+    const hello = async (uid: number): Promise<string> => (await runTool(PYTHON, ['-c', `
+import dbus, sys
+try:
+    print('ok', dbus.bus.BusConnection(sys.argv[1]).get_unique_name())
+except dbus.DBusException as e:
+    print('refused', e.get_dbus_name())
+`, p.address], { uid })).stdout.trim();
+    t.match(await hello(65534), /^ok :1\.\d+$/, 'allowed by user name (nobody)');
+    t.match(await hello(1), /^ok :1\.\d+$/, 'allowed by uid (1, daemon)');
+    t.match(await hello(2), /^ok :1\.\d+$/, 'allowed by group (bin, the primary group of uid 2)');
+    t.match(await hello(0), /^ok :1\.\d+$/, 'the bus\'s owner (root: the bus is 0-proxy), named by no rule');
+    t.match(await hello(5), /^refused /, 'denied by a deny after an allow (games: allowed by name, then its group denied)');
+    t.match(await hello(3), /^refused /, 'mandatory overrides default (sys: allowed in default, denied in mandatory, which comes first in the file)');
+    t.match(await hello(10), /^refused /, 'a user no rule names (uucp): only the bus\'s owner may connect by default');
+
+    const allowedSend = await runTool('dbus-send', [`--bus=${p.address}`, '--print-reply', '--dest=org.kdbusfs.Py', '/org/kdbusfs/Py',
+      'org.kdbusfs.Py.Echo', 'variant:string:ok'], { uid: 65534 });
+    t.match(allowedSend.stdout, /string "ok"/, `dbus-send as an allowed user works (${allowedSend.stderr})`);
+    const refusedSend = await runTool('dbus-send', [`--bus=${p.address}`, '--print-reply', '--dest=org.kdbusfs.Py', '/org/kdbusfs/Py',
+      'org.kdbusfs.Py.Echo', 'variant:string:ok'], { uid: 3 });
+    t.not(refusedSend.code, 0, 'dbus-send as a refused user fails');
+    t.match(refusedSend.stderr, /^Failed to (open|register on) connection/m, `before any call, at connecting (${refusedSend.stderr.trim()})`);
+
+    // on the wire, as dbus-daemon: OK to SASL EXTERNAL, then the proxy hangs up after BEGIN; no kdbus connection is made
+    const before = /^ok :1\.(\d+)$/.exec(await hello(1));
+    const raw = await runTool(PYTHON, ['-c', `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(10)
+s.sendall(b'\\0AUTH EXTERNAL ' + str(os.getuid()).encode().hex().encode() + b'\\r\\n')
+print(repr(s.recv(4096)[:3]))
+s.sendall(b'BEGIN\\r\\n')
+print(repr(s.recv(4096)))
+`, p.socket], { uid: 3 });
+    t.equal(raw.stdout, "b'OK '\nb''\n", `the refused client saw OK, then the end of the stream after BEGIN (${raw.stderr})`);
+    const after = /^ok :1\.(\d+)$/.exec(await hello(1));
+    t.ok(before && after, 'allowed clients before and after');
+    t.equal(Number(after![1]), Number(before![1]) + 1, 'the next kdbus connection id went to the next allowed client: the refused one had none');
+    await until(() => /refused: uid 3 may not connect/.test(p.stderr()), 5000, 50);
+    t.match(p.stderr(), /kdbusfs proxy: client pid \d+ refused: uid 3 may not connect/, 'the proxy logs the refusal');
+    t.notMatch(p.stderr(), /uid (65534|1|2|0) may not connect/, 'and nothing about the allowed ones');
+  });
+
   t.test('the XML policy held as kdbus policy: kdbus-native clients meet the same own and talk rules', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-kpolicy-'));
     const file = join(dir, 'policy.conf');
