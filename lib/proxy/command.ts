@@ -24,7 +24,9 @@ SIGTERM; prints the D-Bus address it serves on stdout once it listens.
   --listen ADDRESS unix:path=PATH, unix:abstract=NAME or a bare PATH; without
                    it the socket systemd passes (LISTEN_FDS) is served
   --policy FILE    a dbus-daemon busconfig file whose <policy> own/send/receive
-                   rules apply (system-bus style: deny unless allowed), and
+                   rules apply (system-bus style: deny unless allowed), whose
+                   user/group rules say who may connect (without them only
+                   the bus's owner, the UID of its name), and
                    what of them kdbus can express is held as kdbus policy for
                    kdbus-native clients; without it everything kdbus allows
                    is allowed (session-bus style)
