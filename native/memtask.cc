@@ -88,7 +88,7 @@ constexpr size_t kIovMax = 1024;
 constexpr uint64_t kMsgItems = 64;
 constexpr uint64_t kItemPayloadVec = 1;
 constexpr size_t kStack = 64 * 1024;
-// ReadIntoFile's chunk: read into the bounce buffer, then written out.
+// ReadIntoPool's chunk: read into the bounce buffer, then written out.
 constexpr size_t kBounce = 256 * 1024;
 // Killed, unreaped tasks charged to one uid, and to all, beyond which copies
 // are refused at once (see memtask.h).
@@ -100,7 +100,7 @@ constexpr uid_t kNoUid = static_cast<uid_t>(-1);
 // machine, or copying) is given more time, up to this in all.
 constexpr int kRunnableMaxMs = 2000;
 
-enum class Job { kCopy, kMessage, kIntoFile };
+enum class Job { kCopy, kMessage, kIntoPool };
 
 struct Task {
   pid_t pid = 0;  // our child, unreaped: the number stays its own
@@ -122,11 +122,12 @@ struct Task {
   // What the job is: a copy (Read, Write), a message (ReadMessage: the
   // staging room after the first len bytes, and what the task found and
   // staged, vecs[0, nvecs) final once progress says so: the loop thread reads
-  // them after a give-up too), or a copy into a file (ReadIntoFile).
+  // them after a give-up too), or a copy into a pool (ReadIntoPool).
   Job job = Job::kCopy;
-  int fd = -1;  // ReadIntoFile: where, at fileOff
+  int fd = -1;  // ReadIntoPool: the pool's file, written at fileOff, or through poolMap
+  uint8_t* poolMap = nullptr;
   uint64_t fileOff = 0;
-  // ReadIntoFile's way through: the task's own, so that what a killed task
+  // ReadIntoPool's way through: the task's own, so that what a killed task
   // still copies once its fault ends lands where nobody reads.
   uint8_t* bounce = nullptr;
   size_t cap = 0;
@@ -203,10 +204,11 @@ long RunMessage(Task* t) {
   return static_cast<long>(at);
 }
 
-// A copy into a file, a chunk at a time through the bounce buffer: each
-// chunk in one piece (the kernel pins its pages in batches), then written
-// with pwrite. Bytes copied, or -errno.
-long CopyIntoFile(Task* t) {
+// A copy into a pool, a chunk at a time through the bounce buffer: each
+// chunk read in one piece (the kernel pins its pages in batches), then
+// written with pwrite or copied into the pool's mapping. Only whole chunks
+// read are written out. Bytes copied, or -errno.
+long CopyIntoPool(Task* t) {
   size_t done = 0;
   while (done < t->len) {
     size_t n = std::min(kBounce, t->len - done);
@@ -216,7 +218,8 @@ long CopyIntoFile(Task* t) {
     long r = RawSyscall(SYS_process_vm_readv, t->tid, reinterpret_cast<long>(&liov), 1,
                         reinterpret_cast<long>(t->remote), 1, 0);
     if (r <= 0) return done ? static_cast<long>(done) : (r < 0 ? r : -EFAULT);
-    for (long w = 0; w < r;) {
+    if (t->poolMap) memcpy(t->poolMap + t->fileOff + done, t->bounce, static_cast<size_t>(r));
+    for (long w = t->poolMap ? r : 0; w < r;) {
       long x = RawSyscall(SYS_pwrite64, t->fd, reinterpret_cast<long>(t->bounce + w), r - w,
                           static_cast<long>(t->fileOff + done + w));
       if (x <= 0) return x < 0 ? x : -EIO;
@@ -232,7 +235,7 @@ long CopyIntoFile(Task* t) {
 long RunJob(Task* t) {
   switch (t->job) {
     case Job::kMessage: return RunMessage(t);
-    case Job::kIntoFile: return CopyIntoFile(t);
+    case Job::kIntoPool: return CopyIntoPool(t);
     case Job::kCopy: break;
   }
   return CopyRange(t, t->addr, t->local, t->len);
@@ -552,11 +555,12 @@ int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
 
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len) { return Copy(SYS_process_vm_readv, tid, addr, dst, len); }
 
-int ReadIntoFile(pid_t tid, uint64_t addr, int fd, uint64_t off, size_t len) {
+int ReadIntoPool(pid_t tid, uint64_t addr, int fd, uint8_t* map, uint64_t off, size_t len) {
   if (len == 0) return 0;
   if (int e = Prepare(tid)) return e;
-  Task* t = Post(SYS_process_vm_readv, Job::kIntoFile, nullptr, addr, len);
+  Task* t = Post(SYS_process_vm_readv, Job::kIntoPool, nullptr, addr, len);
   t->fd = fd;
+  t->poolMap = map;
   t->fileOff = off;
   Task* stuck = nullptr;
   if (Run(tid, &stuck)) return CopyResult(t, len);

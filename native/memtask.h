@@ -62,17 +62,15 @@ constexpr int kTimeoutMs = 50;
 int Read(pid_t tid, uint64_t addr, void* dst, size_t len);
 int Write(pid_t tid, uint64_t addr, const void* src, size_t len);
 
-// Read into a file: len bytes from tid's addr into fd at offset off (a
-// pool's memfd), through a buffer of the task's own, a chunk at a time, each
-// chunk read in one piece (the kernel pins pages in batches) and written with
-// pwrite. Not through a mapping of the file: each fresh page written that way
-// costs a page-table entry in the server, ~6 us on a paravirtualized guest
-// (bench/pool-write.c: 128 KiB into fresh pages, 190-220 us through a mapping,
-// 27 us this way). A task killed in a fault may still copy the batch it
-// pinned once the fault ends, into its own buffer, which nobody reads: it
-// never gets to write it out. 0, or -errno as Read (-ENOSPC or -ENOMEM: the
-// file's memory could not be had).
-int ReadIntoFile(pid_t tid, uint64_t addr, int fd, uint64_t off, size_t len);
+// Read into a pool: len bytes from tid's addr into the pool at offset off,
+// through a buffer of the task's own, a chunk at a time, each chunk read in
+// one piece (the kernel pins pages in batches), then written with pwrite on
+// fd, or, with map (the server's mapping of fd), copied into map + off: the
+// caller (Pool) says which is cheaper for those pages. A task killed in a
+// fault may still copy the batch it pinned once the fault ends, into its own
+// buffer, which nobody reads: it never gets to write it out. 0, or -errno as
+// Read (-ENOSPC or -ENOMEM from pwrite: the pool's memory could not be had).
+int ReadIntoPool(pid_t tid, uint64_t addr, int fd, uint8_t* map, uint64_t off, size_t len);
 
 // A SEND's message in one hand-off instead of one per read (each costs two
 // task switches): its first `first` bytes into dst, and, if the message

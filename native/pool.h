@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <unordered_map>
 
 class Pool {
  public:
@@ -37,11 +38,17 @@ class Pool {
  private:
   Pool(int devfd, int memfd, bool passthrough) : devfd_(devfd), memfd_(memfd), passthrough_(passthrough) {}
   void CloseBacking();
+  // True if a write of [off, off+len) is cheaper through map_ than with
+  // pwrite (see pool.cc), counting it for the blocks it touches.
+  bool ThroughMapping(uint64_t off, size_t len);
 
   int devfd_;
   int memfd_;
   bool passthrough_;
   int backingId_ = -1;
   uint8_t* map_ = nullptr;
+  // Writes of a page or more per 64 KiB block, up to kMapAfter: only blocks
+  // such writes touched (a pool may be far larger than what it ever holds).
+  std::unordered_map<uint64_t, uint8_t> blockWrites_;
   uint64_t size_ = 0;
 };
