@@ -19,6 +19,14 @@ static inline unsigned long long now_ns(void) {
   return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+static inline double now_us(void) { return now_ns() / 1e3; }
+
+/* qsort order of doubles, for medians. */
+static inline int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 #define die(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
 /* Runs op() until `seconds` have passed (at least min_iter times), `reps`

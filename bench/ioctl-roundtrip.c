@@ -29,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include "common.h"
 
 #define BUS_MAKE _IOW(0x95, 0x00, uint64_t[4])
 #define HELLO _IOWR(0x95, 0x20, uint64_t[13])
@@ -67,17 +68,6 @@ static int connect_bus(const char *root) {
   hello[8] = 1 << 20;  // pool_size
   if (ioctl(fd, HELLO, hello) < 0) return -1;
   return fd;
-}
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
 }
 
 enum Mode { MODE_BUS_MAKE, MODE_RECV, MODE_POLL, MODE_FREE };
@@ -152,7 +142,7 @@ int main(int argc, char **argv) {
     }
     per[b] = (now_us() - t0) / batch;
   }
-  qsort(per, batches, sizeof *per, cmp);
+  qsort(per, batches, sizeof *per, cmp_double);
   printf("%.2f us per %s (median of %ld batches of %ld; answer: %s)\n", per[batches / 2],
          mode == MODE_POLL ? "poll" : "ioctl", batches, batch,
          mode == MODE_POLL ? (first ? "ready" : "0") : first ? strerrorname_np(first) : "0");

@@ -26,40 +26,30 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common.h"
 
 enum { COPIES = 40, RUNS = 5, WAYS = 3 };
 static const char *const way_name[WAYS] = {"mapping", "populate+mapping", "bounce+pwrite"};
-
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* One copy of len bytes of the child's src into the pool at off, one way. */
 static void copy_one(int way, pid_t child, void *src, size_t len, int fd, char *map, size_t off, char *bounce) {
   struct iovec remote = {src, len}, local = {map + off, len}, via = {bounce, len};
   if (way == 1) madvise(map + off, len, MADV_POPULATE_WRITE);
   if (way < 2) {
-    if (process_vm_readv(child, &local, 1, &remote, 1, 0) != (ssize_t)len) perror("process_vm_readv"), exit(1);
+    if (process_vm_readv(child, &local, 1, &remote, 1, 0) != (ssize_t)len) die("process_vm_readv: %m");
     return;
   }
-  if (process_vm_readv(child, &via, 1, &remote, 1, 0) != (ssize_t)len) perror("process_vm_readv"), exit(1);
-  if (pwrite(fd, bounce, len, (off_t)off) != (ssize_t)len) perror("pwrite"), exit(1);
+  if (process_vm_readv(child, &via, 1, &remote, 1, 0) != (ssize_t)len) die("process_vm_readv: %m");
+  if (pwrite(fd, bounce, len, (off_t)off) != (ssize_t)len) die("pwrite: %m");
 }
 
 /* us per copy: COPIES copies into a new pool, then (warm) COPIES more into the same pages. */
 static void run(int way, pid_t child, void *src, size_t len, char *bounce, double *fresh, double *warm) {
   size_t total = len * COPIES;
   int fd = memfd_create("pool-write", MFD_CLOEXEC);
-  if (fd < 0 || ftruncate(fd, (off_t)total) < 0) perror("memfd"), exit(1);
+  if (fd < 0 || ftruncate(fd, (off_t)total) < 0) die("memfd: %m");
   char *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) perror("mmap"), exit(1);
+  if (map == MAP_FAILED) die("mmap: %m");
   double t0 = now_us();
   for (int i = 0; i < COPIES; i++) copy_one(way, child, src, len, fd, map, (size_t)i * len, bounce);
   double t1 = now_us();
@@ -89,8 +79,8 @@ int main(int argc, char **argv) {
     for (int way = 0; way < WAYS; way++) {
       double fresh[RUNS], warm[RUNS];
       for (int r = 0; r < RUNS; r++) run(way, child, src, len, bounce, &fresh[r], &warm[r]);
-      qsort(fresh, RUNS, sizeof fresh[0], cmp);
-      qsort(warm, RUNS, sizeof warm[0], cmp);
+      qsort(fresh, RUNS, sizeof fresh[0], cmp_double);
+      qsort(warm, RUNS, sizeof warm[0], cmp_double);
       printf("| %zu | %zu | %s | %.1f | %.1f |\n", len / 1024, len / 4096, way_name[way], fresh[RUNS / 2], warm[RUNS / 2]);
     }
     kill(child, SIGKILL);
