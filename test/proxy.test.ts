@@ -378,6 +378,13 @@ async function suite(): Promise<void> {
     t.equal(after.stdout.trim(), 's "crowd"', 'once they go, clients get through again');
   });
 
+  /** An XML policy file with this text, in a new directory; its path. */
+  function policyFile(tag: string, xml: string): string {
+    const file = join(mkdtempSync(join(tmpdir(), `kdbusfs-proxy-${tag}-`)), 'policy.conf');
+    writeFileSync(file, xml);
+    return file;
+  }
+
   /** A dbus1 AddMatch call (serial 2) to org.freedesktop.DBus, as libdbus lays it out. */
   function busctlAddMatch(rule: string): Buffer {
     return encodeDbus1({
@@ -387,9 +394,7 @@ async function suite(): Promise<void> {
   }
 
   t.test('XML policy: own and send refused with AccessDenied', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-policy-'));
-    const file = join(dir, 'policy.conf');
-    writeFileSync(file, `<busconfig>
+    const file = policyFile('policy', `<busconfig>
     <policy context="default">
       <allow own="*"/>
       <allow send_destination="*"/>
@@ -412,9 +417,7 @@ async function suite(): Promise<void> {
 
   t.test('XML policy: user/group connection rules decide who connects, as dbus-daemon', async (t) => {
     // Debian's own users: daemon 1, bin 2, sys 3, games 5 (group games 60), uucp 10, nobody 65534; the bus is root's
-    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-connect-'));
-    const file = join(dir, 'policy.conf');
-    writeFileSync(file, `<busconfig>
+    const file = policyFile('connect', `<busconfig>
     <policy context="mandatory">
       <deny user="sys"/>
     </policy>
@@ -476,9 +479,7 @@ print(repr(s.recv(4096)))
   });
 
   t.test('the XML policy held as kdbus policy: kdbus-native clients meet the same own and talk rules', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'kdbusfs-proxy-kpolicy-'));
-    const file = join(dir, 'policy.conf');
-    writeFileSync(file, `<busconfig>
+    const file = policyFile('kpolicy', `<busconfig>
     <policy context="default">
       <allow own="org.kdbusfs.NativeOwn"/>
       <allow send_destination="org.kdbusfs.NativeTalk"/>
