@@ -7,8 +7,8 @@ import { ATTACH_ALL } from '../abi/kdbus.js';
 import { findRoot, ROOT_OPTION } from './bus-address.js';
 import type { Command } from './command-table.js';
 import { holdUntilSignal } from './hold.js';
-import { HELP_OPTION, parseOptions } from './options.js';
-import { PolicyFileError, readPolicyFile } from './policy-file.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
+import { policyOption } from './policy-file.js';
 import { usage } from './usage-error.js';
 
 const HELP = `Usage: kdbusfs bus make NAME [--world] [--policy FILE] [--bloom SIZE,HASHES] [options]
@@ -57,20 +57,11 @@ async function run(args: string[]): Promise<'serving' | number> {
     ...ROOT_OPTION, world: { type: 'boolean' }, group: { type: 'boolean' }, policy: { type: 'string' },
     bloom: { type: 'string' }, ...HELP_OPTION,
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   if (positionals.length !== 1) throw usage('bus make takes exactly one NAME', HELP);
   const name = ownedBusName(positionals[0]!, HELP);
   const bloom = values.bloom === undefined ? { size: 64, hashes: 1 } : parseBloom(values.bloom);
-  let policy;
-  try {
-    policy = values.policy === undefined ? [] : readPolicyFile(values.policy);
-  } catch (e) {
-    if (e instanceof PolicyFileError) throw usage(e.message, HELP);
-    throw e;
-  }
+  const policy = policyOption(values.policy, HELP);
   const root = findRoot(values.root);
   const { makeBus } = await import('../client/bus-owner.js');
   const { Connection } = await import('../client/connection.js');

@@ -3,9 +3,8 @@
 import { methodCall, MessageFlag, MessageType } from '../client/dbus-message.js';
 import { kdbusEnvelope } from '../client/kdbus-envelope.js';
 import type { DBusValue } from '../client/variant.js';
-import type { Command } from './command-table.js';
 import { parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext, type DBusPlan } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, dbusCommand, type DBusContext, type DBusPlan } from './dbus-command.js';
 import { formatLine, jsonBody } from './dbus-values.js';
 import { printJson } from './json-output.js';
 
@@ -59,10 +58,7 @@ async function callWith(c: DBusContext, o: MethodCall): Promise<number> {
   return 0;
 }
 
-export const callCommand: Command = {
-  name: 'call',
-  synopsis: 'call BUS DEST PATH IFACE METHOD [SIG [ARG...]]',
-  summary: 'call a method and print its reply',
-  help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 5, null, call),
-};
+export const callCommand = dbusCommand({
+  name: 'call', synopsis: 'call BUS DEST PATH IFACE METHOD [SIG [ARG...]]',
+  summary: 'call a method and print its reply', help: HELP, min: 5, plan: call,
+});

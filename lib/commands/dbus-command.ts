@@ -4,11 +4,12 @@
 // of the command, and D-Bus errors reported as failures (exit 1) that name
 // the error.
 import type { BusConnection } from '../client/index.js';
+import type { Command } from './command-table.js';
 import { DBusError } from '../client/dbus-error.js';
 import { busAddress, findRoot, ROOT_OPTION, type BusAddress } from './bus-address.js';
 import { openDBus } from './bus-connect.js';
 import { ArgumentError } from './dbus-arguments.js';
-import { HELP_OPTION, parseBoolean, parseOptions, parseTimeout } from './options.js';
+import { HELP_OPTION, helpShown, parseBoolean, parseOptions, parseTimeout } from './options.js';
 import { usage } from './usage-error.js';
 
 export const DBUS_OPTIONS = {
@@ -56,17 +57,27 @@ export function dbusErrorMessage(e: DBusError): string {
 }
 
 /**
- * Parses args, plans, connects to BUS (the first positional), runs the
- * plan, closes the connection. min and max count BUS; max null: any number.
+ * A D-Bus command as the command table holds it: its words and help, how
+ * many arguments it takes (min and max count BUS; no max: any number), its
+ * plan and its own string options.
  */
-export async function runDBusCommand(args: string[], help: string, min: number, max: number | null,
+export interface DBusCommand extends Omit<Command, 'run' | 'logsErrors'> {
+  min: number;
+  max?: number;
+  plan: DBusPlan;
+  extra?: string[];
+}
+
+export function dbusCommand({ min, max, plan, extra = [], ...command }: DBusCommand): Command {
+  return { ...command, run: (args) => runDBusCommand(args, command.help, min, max ?? null, plan, extra) };
+}
+
+/** Parses args, plans, connects to BUS (the first positional), runs the plan, closes the connection. */
+async function runDBusCommand(args: string[], help: string, min: number, max: number | null,
                                      plan: DBusPlan, extra: string[] = []): Promise<number> {
   const own = Object.fromEntries(extra.map((name) => [name, { type: 'string' as const }]));
   const { values, positionals } = parseOptions(args, { ...DBUS_OPTIONS, ...own }, help);
-  if (values.help) {
-    process.stdout.write(help);
-    return 0;
-  }
+  if (helpShown(values, help)) return 0;
   if (positionals.length < min) throw usage(`expects at least ${min} arguments (BUS first), got ${positionals.length}`, help);
   if (max !== null && positionals.length > max) throw usage(`expects at most ${max} arguments (BUS first), got ${positionals.length}`, help);
   const timeoutMs = values.timeout === undefined ? 25_000 : parseTimeout(values.timeout, help);

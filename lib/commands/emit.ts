@@ -1,9 +1,8 @@
 // kdbusfs emit BUS PATH IFACE MEMBER [SIGNATURE [ARGS...]]: a signal,
 // broadcast (with its bloom filter, as sd-bus sent signals) or, with
 // --destination, unicast.
-import type { Command } from './command-table.js';
 import { parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusPlan } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, dbusCommand, type DBusPlan } from './dbus-command.js';
 
 const HELP = `Usage: kdbusfs emit BUS PATH INTERFACE MEMBER [SIGNATURE [ARGUMENT...]] [options]
 
@@ -26,10 +25,7 @@ const emit: DBusPlan = (positionals) => {
   };
 };
 
-export const emitCommand: Command = {
-  name: 'emit',
-  synopsis: 'emit BUS PATH IFACE MEMBER [SIG [ARG...]]',
-  summary: 'emit a signal',
-  help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 4, null, emit, ['destination']),
-};
+export const emitCommand = dbusCommand({
+  name: 'emit', synopsis: 'emit BUS PATH IFACE MEMBER [SIG [ARG...]]',
+  summary: 'emit a signal', help: HELP, min: 4, plan: emit, extra: ['destination'],
+});

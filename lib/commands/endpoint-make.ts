@@ -6,8 +6,8 @@ import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import { ownedBusName } from './bus-make.js';
 import type { Command } from './command-table.js';
 import { holdUntilSignal } from './hold.js';
-import { HELP_OPTION, parseOptions } from './options.js';
-import { PolicyFileError, readPolicyFile } from './policy-file.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
+import { policyOption } from './policy-file.js';
 import { usage } from './usage-error.js';
 
 const HELP = `Usage: kdbusfs endpoint make BUS NAME [--policy FILE] [options]
@@ -31,19 +31,10 @@ async function run(args: string[]): Promise<'serving' | number> {
   const { values, positionals } = parseOptions(args, {
     ...ROOT_OPTION, policy: { type: 'string' }, world: { type: 'boolean' }, group: { type: 'boolean' }, ...HELP_OPTION,
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   if (positionals.length !== 2) throw usage('endpoint make takes BUS and NAME', HELP);
   const name = ownedBusName(positionals[1]!, HELP, 'endpoint');
-  let policy;
-  try {
-    policy = values.policy === undefined ? [] : readPolicyFile(values.policy);
-  } catch (e) {
-    if (e instanceof PolicyFileError) throw usage(e.message, HELP);
-    throw e;
-  }
+  const policy = policyOption(values.policy, HELP);
   const wildcard = policy.find((p) => p.name.endsWith('.*'));
   if (wildcard) throw usage(`kdbus takes no wildcard names on endpoints ('${wildcard.name}')`, HELP);
   const root = findRoot(values.root);

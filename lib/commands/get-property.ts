@@ -2,8 +2,7 @@
 // value through org.freedesktop.DBus.Properties.Get, one line each as
 // busctl prints them (`u 3`).
 import { Variant } from '../client/variant.js';
-import type { Command } from './command-table.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, dbusCommand, type DBusContext } from './dbus-command.js';
 import { formatLine, jsonValue } from './dbus-values.js';
 import { printJson } from './json-output.js';
 
@@ -33,10 +32,7 @@ async function getProperty(c: DBusContext): Promise<number> {
   return 0;
 }
 
-export const getPropertyCommand: Command = {
-  name: 'get-property',
-  synopsis: 'get-property BUS DEST PATH IFACE PROPERTY...',
-  summary: 'print property values',
-  help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 5, null, () => getProperty),
-};
+export const getPropertyCommand = dbusCommand({
+  name: 'get-property', synopsis: 'get-property BUS DEST PATH IFACE PROPERTY...',
+  summary: 'print property values', help: HELP, min: 5, plan: () => getProperty,
+});

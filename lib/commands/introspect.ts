@@ -3,8 +3,7 @@
 import type { BusConnection } from '../client/index.js';
 import type { Variant } from '../client/variant.js';
 import { colours } from './colour.js';
-import type { Command } from './command-table.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, dbusCommand, type DBusContext } from './dbus-command.js';
 import { formatValues, jsonValue } from './dbus-values.js';
 import { parseIntrospection, type IntrospectedNode } from './introspection-xml.js';
 import { printJson } from './json-output.js';
@@ -102,10 +101,7 @@ async function introspect(c: DBusContext): Promise<number> {
   return 0;
 }
 
-export const introspectCommand: Command = {
-  name: 'introspect',
-  synopsis: 'introspect BUS DEST PATH [IFACE]',
-  summary: 'an object\'s interfaces, methods, signals and properties',
-  help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 3, 4, () => introspect),
-};
+export const introspectCommand = dbusCommand({
+  name: 'introspect', synopsis: 'introspect BUS DEST PATH [IFACE]',
+  summary: 'an object\'s interfaces, methods, signals and properties', help: HELP, min: 3, max: 4, plan: () => introspect,
+});

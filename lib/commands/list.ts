@@ -8,7 +8,7 @@ import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import { openKdbus } from './bus-connect.js';
 import type { Command } from './command-table.js';
 import { printJson } from './json-output.js';
-import { HELP_OPTION, parseOptions } from './options.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
 import { formatTable } from './table.js';
 import { usage } from './usage-error.js';
 import { userName } from './users.js';
@@ -124,10 +124,7 @@ async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, {
     ...ROOT_OPTION, json: { type: 'boolean' }, 'no-legend': { type: 'boolean' }, ...HELP_OPTION,
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   if (positionals.length > 1) throw usage('list takes at most one BUS', HELP);
   const root = findRoot(values.root);
   const legend = !values['no-legend'];

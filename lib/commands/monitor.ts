@@ -16,9 +16,10 @@ import { busAddress, findRoot, ROOT_OPTION } from './bus-address.js';
 import { cgroupRoot } from './cgroup-units.js';
 import { colourOn } from './colour.js';
 import type { Command } from './command-table.js';
+import { onStopSignal } from './hold.js';
 import type { Observed } from './monitored-message.js';
 import { printJson } from './json-output.js';
-import { HELP_OPTION, parseOptions } from './options.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
 import { DEFAULT_SNAPLEN, pcapFileHeader, pcapRecord } from './pcap.js';
 import { usage } from './usage-error.js';
 
@@ -131,10 +132,7 @@ async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, {
     ...HELP_OPTION, ...ROOT_OPTION, json: { type: 'boolean' }, pcap: { type: 'string' }, snaplen: { type: 'string' },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   const [bus, ...matchArgs] = positionals;
   if (bus === undefined) throw usage('monitor needs a BUS', HELP);
   let rules: MatchRule[];
@@ -191,9 +189,7 @@ async function run(args: string[]): Promise<number> {
     process.stdout.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'EPIPE') finish(0);
     });
-    const stop = (): void => finish(0);
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    onStopSignal(() => finish(0));
   });
 }
 

@@ -18,6 +18,12 @@ export function parseOptions<O extends Options>(args: string[], options: O, help
   }
 }
 
+/** Whether -h/--help was given, and if so help printed: the command then exits 0. */
+export function helpShown(values: { help?: boolean }, help: string): boolean {
+  if (values.help) process.stdout.write(help);
+  return !!values.help;
+}
+
 /** busctl's boolean option values: yes/no, true/false, 1/0, on/off. */
 export function parseBoolean(option: string, value: string, help: string): boolean {
   const v = value.toLowerCase();

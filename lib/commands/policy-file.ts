@@ -16,6 +16,7 @@
 //   org.example.*        see   group:wheel
 import { readFileSync } from 'node:fs';
 import type { Access, Grant, PolicyEntry } from '../client/policy.js';
+import { usage } from './usage-error.js';
 import { lookupId } from './users.js';
 
 const ACCESSES: readonly Access[] = ['see', 'talk', 'own'];
@@ -56,7 +57,7 @@ export function parsePolicy(text: string, file = 'policy'): PolicyEntry[] {
   return [...entries].map(([name, grants]) => ({ name, grants }));
 }
 
-export function readPolicyFile(path: string): PolicyEntry[] {
+function readPolicyFile(path: string): PolicyEntry[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -64,4 +65,15 @@ export function readPolicyFile(path: string): PolicyEntry[] {
     throw new PolicyFileError(`cannot read the policy file ${path}: ${(e as Error).message}`);
   }
   return parsePolicy(text, path);
+}
+
+/** The entries of a --policy option (none when it is not given); a bad file is a usage error of the command. */
+export function policyOption(path: string | undefined, help: string): PolicyEntry[] {
+  if (path === undefined) return [];
+  try {
+    return readPolicyFile(path);
+  } catch (e) {
+    if (e instanceof PolicyFileError) throw usage(e.message, help);
+    throw e;
+  }
 }

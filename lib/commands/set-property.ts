@@ -1,9 +1,8 @@
 // kdbusfs set-property BUS DEST PATH IFACE PROPERTY SIGNATURE ARGS...:
 // org.freedesktop.DBus.Properties.Set with the value in busctl's form.
 import { Variant } from '../client/variant.js';
-import type { Command } from './command-table.js';
 import { ArgumentError, parseArguments } from './dbus-arguments.js';
-import { DBUS_OPTIONS_HELP, runDBusCommand, type DBusPlan } from './dbus-command.js';
+import { DBUS_OPTIONS_HELP, dbusCommand, type DBusPlan } from './dbus-command.js';
 
 const HELP = `Usage: kdbusfs set-property BUS DEST PATH INTERFACE PROPERTY SIGNATURE ARGUMENT... [options]
 
@@ -28,10 +27,7 @@ const setProperty: DBusPlan = (positionals) => {
   };
 };
 
-export const setPropertyCommand: Command = {
-  name: 'set-property',
-  synopsis: 'set-property BUS DEST PATH IFACE PROPERTY SIG ARG...',
-  summary: 'set a property',
-  help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 7, null, setProperty),
-};
+export const setPropertyCommand = dbusCommand({
+  name: 'set-property', synopsis: 'set-property BUS DEST PATH IFACE PROPERTY SIG ARG...',
+  summary: 'set a property', help: HELP, min: 7, plan: setProperty,
+});

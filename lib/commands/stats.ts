@@ -9,8 +9,9 @@ import type { BusStats, ServerStats, UserStats } from '../server-stats.js';
 import { STATS_DIR, statsSocketPath } from '../stats-socket.js';
 import { findRoot, ROOT_OPTION } from './bus-address.js';
 import type { Command } from './command-table.js';
+import { onStopSignal } from './hold.js';
 import { printJson } from './json-output.js';
-import { HELP_OPTION, parseOptions } from './options.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
 import { usage } from './usage-error.js';
 
 const HELP = `Usage: kdbusfs stats [ROOT | --root ROOT] [--json] [--watch [--interval SECONDS]]
@@ -183,10 +184,7 @@ async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, {
     ...HELP_OPTION, ...ROOT_OPTION, json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' },
   }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   if (positionals.length > 1) throw usage('stats takes at most one ROOT', HELP);
   if (positionals.length && values.root !== undefined) throw usage('give ROOT or --root, not both', HELP);
   const interval = Number(values.interval ?? 2);
@@ -203,12 +201,10 @@ async function run(args: string[]): Promise<number> {
   if (!values.watch) return 0;
   return new Promise<number>((done, fail) => {
     const timer = setInterval(() => { show().catch((e: Error) => { clearInterval(timer); fail(e); }); }, interval * 1000);
-    const stop = (): void => {
+    onStopSignal(() => {
       clearInterval(timer);
       done(0);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    });
   });
 }
 

@@ -12,7 +12,7 @@ import { cgroupRoot, cgroupUnits } from './cgroup-units.js';
 import { colours } from './colour.js';
 import type { Command } from './command-table.js';
 import { printJson } from './json-output.js';
-import { HELP_OPTION, parseOptions } from './options.js';
+import { HELP_OPTION, helpShown, parseOptions } from './options.js';
 import { usage } from './usage-error.js';
 
 const HELP = `Usage: kdbusfs status BUS [ID|NAME] [options]
@@ -97,10 +97,7 @@ function print(lines: [string, string][]): void {
 
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { ...ROOT_OPTION, json: { type: 'boolean' }, ...HELP_OPTION }, HELP);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (helpShown(values, HELP)) return 0;
   if (positionals.length < 1 || positionals.length > 2) throw usage('status takes BUS and at most one ID or NAME', HELP);
   const root = findRoot(values.root);
   const address = busAddress(positionals[0]!, root);

@@ -2,8 +2,7 @@
 // introspecting from / down, drawn as busctl tree draws them.
 import type { BusConnection } from '../client/index.js';
 import { colours } from './colour.js';
-import type { Command } from './command-table.js';
-import { dbusErrorMessage, DBUS_OPTIONS_HELP, runDBusCommand, type DBusContext } from './dbus-command.js';
+import { dbusErrorMessage, DBUS_OPTIONS_HELP, dbusCommand, type DBusContext } from './dbus-command.js';
 import { introspectObject } from './introspect.js';
 import { printJson } from './json-output.js';
 import { DBusError } from '../client/dbus-error.js';
@@ -102,7 +101,7 @@ async function tree(c: DBusContext): Promise<number> {
   return failed ? 1 : 0;
 }
 
-export const treeCommand: Command = {
-  name: 'tree', synopsis: 'tree BUS [DEST...]', summary: 'the object tree of services', help: HELP,
-  run: (args) => runDBusCommand(args, HELP, 1, null, () => tree),
-};
+export const treeCommand = dbusCommand({
+  name: 'tree', synopsis: 'tree BUS [DEST...]',
+  summary: 'the object tree of services', help: HELP, min: 1, plan: () => tree,
+});

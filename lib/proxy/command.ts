@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { findRoot } from '../commands/bus-address.js';
 import type { Command } from '../commands/command-table.js';
+import { onStopSignal } from '../commands/hold.js';
 import { usage } from '../commands/usage-error.js';
 
 export const PROXY_HELP = `Usage: kdbusfs proxy --bus BUS [--make-bus] [--listen ADDRESS] [--policy FILE] [--root DIR]
@@ -89,13 +90,11 @@ async function proxy(args: string[]): Promise<number | 'serving'> {
   }
   proxy.start(listener);
   if (listener.socket) process.stdout.write(`${dbusAddress(listener.socket)}\n`);
-  const stop = (): void => {
+  onStopSignal(() => {
     proxy.close();
     made?.close();
     process.exit(0);
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  });
   return 'serving';
 }
 
