@@ -4,7 +4,7 @@
 // delivered them.
 import { getSystemErrorName } from 'node:util';
 import { native, OPEN_POOL, POLL_SCHEDULE_NOTIFY, type Caller } from './fuse/native.js';
-import { POLLERR } from './abi/poll.js';
+import { POLL } from './abi/poll.js';
 import { Domain, ROOT_INO, DOMAIN_ROOT_MODE, CONTROL_MODE, type Tree } from './core/domain.js';
 import { cmdName, ControlHandle, EndpointHandle, fastRows, Handle, type HandleEnv, type Parked } from './core/handle.js';
 import { refusalReason } from './core/fast-state.js';
@@ -378,7 +378,7 @@ export class KdbusServer {
 
   private poll(fh: number, kh: number, flags: number): number {
     const h = this.handles.get(fh);
-    if (!h) return POLLERR;
+    if (!h) return POLL.ERR;
     if (flags & POLL_SCHEDULE_NOTIFY) this.pollers.set(fh, kh);
     return h.poll();
   }

@@ -3,6 +3,11 @@
 
 export const KDBUS_IOCTL_MAGIC = 0x95;
 
+/** The flags of an enum of single bits, 1 << 0 up, in their order there. */
+function bits(count: number): bigint[] {
+  return Array.from({ length: count }, (_, i) => 1n << BigInt(i));
+}
+
 export const KDBUS_SRC_ID_KERNEL = 0n;
 export const KDBUS_DST_ID_NAME = 0n;
 export const KDBUS_MATCH_ID_ANY = 0xffff_ffff_ffff_ffffn;
@@ -54,9 +59,7 @@ export const ITEM_ATTACH_BASE = 0x1000;
 export const ITEM_HEADER_SIZE = 16;
 
 // enum kdbus_msg_flags
-export const MSG_EXPECT_REPLY = 1n << 0n;
-export const MSG_NO_AUTO_START = 1n << 1n;
-export const MSG_SIGNAL = 1n << 2n;
+export const [MSG_EXPECT_REPLY, MSG_NO_AUTO_START, MSG_SIGNAL] = bits(3);
 
 // enum kdbus_payload_type
 export const PAYLOAD_KERNEL = 0n;
@@ -66,24 +69,15 @@ export const PAYLOAD_DBUS = 0x4442757344427573n;
 export const SEND_SYNC_REPLY = 1n << 0n;
 
 // enum kdbus_recv_flags / kdbus_recv_return_flags
-export const RECV_PEEK = 1n << 0n;
-export const RECV_DROP = 1n << 1n;
-export const RECV_USE_PRIORITY = 1n << 2n;
+export const [RECV_PEEK, RECV_DROP, RECV_USE_PRIORITY] = bits(3);
 export const RECV_RETURN_INCOMPLETE_FDS = 1n << 0n;
 
 // enum kdbus_policy_access_type / kdbus_policy_type
-export const POLICY_ACCESS_USER = 1n;
-export const POLICY_ACCESS_GROUP = 2n;
-export const POLICY_ACCESS_WORLD = 3n;
-export const POLICY_SEE = 0n;
-export const POLICY_TALK = 1n;
-export const POLICY_OWN = 2n;
+export const [POLICY_ACCESS_USER, POLICY_ACCESS_GROUP, POLICY_ACCESS_WORLD] = [1n, 2n, 3n];
+export const [POLICY_SEE, POLICY_TALK, POLICY_OWN] = [0n, 1n, 2n];
 
 // enum kdbus_hello_flags
-export const HELLO_ACCEPT_FD = 1n << 0n;
-export const HELLO_ACTIVATOR = 1n << 1n;
-export const HELLO_POLICY_HOLDER = 1n << 2n;
-export const HELLO_MONITOR = 1n << 3n;
+export const [HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_POLICY_HOLDER, HELLO_MONITOR] = bits(4);
 
 // enum kdbus_attach_flags
 export const ATTACH = {
@@ -106,21 +100,13 @@ export const ATTACH_ALL = (1n << 14n) - 1n;
 export const ATTACH_ANY = 0xffff_ffff_ffff_ffffn;
 
 // enum kdbus_make_flags
-export const MAKE_ACCESS_GROUP = 1n << 0n;
-export const MAKE_ACCESS_WORLD = 1n << 1n;
+export const [MAKE_ACCESS_GROUP, MAKE_ACCESS_WORLD] = bits(2);
 
 // enum kdbus_name_flags
-export const NAME_REPLACE_EXISTING = 1n << 0n;
-export const NAME_ALLOW_REPLACEMENT = 1n << 1n;
-export const NAME_QUEUE = 1n << 2n;
-export const NAME_IN_QUEUE = 1n << 3n;
-export const NAME_ACTIVATOR = 1n << 4n;
+export const [NAME_REPLACE_EXISTING, NAME_ALLOW_REPLACEMENT, NAME_QUEUE, NAME_IN_QUEUE, NAME_ACTIVATOR] = bits(5);
 
 // enum kdbus_name_list_flags
-export const NAME_LIST_UNIQUE = 1n << 0n;
-export const NAME_LIST_NAMES = 1n << 1n;
-export const NAME_LIST_ACTIVATORS = 1n << 2n;
-export const NAME_LIST_QUEUED = 1n << 3n;
+export const [NAME_LIST_UNIQUE, NAME_LIST_NAMES, NAME_LIST_ACTIVATORS, NAME_LIST_QUEUED] = bits(4);
 
 // enum kdbus_cmd_match_flags
 export const MATCH_REPLACE = 1n << 0n;

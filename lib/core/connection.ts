@@ -4,7 +4,7 @@
 import { ATTACH, ATTACH_ALL, ATTACH_ANY, CMD_HELLO, HELLO_ACCEPT_FD, HELLO_ACTIVATOR, HELLO_MONITOR,
   HELLO_POLICY_HOLDER, ITEM, INFO, ITEM_HEADER_SIZE, KDBUS_FLAG_KERNEL, LIMITS, MSG, NAME_ACTIVATOR,
   RECV_DROP, RECV_PEEK, RECV_USE_PRIORITY, SIZEOF_CREDS, SIZEOF_PIDS, align8 } from '../abi/kdbus.js';
-import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../abi/poll.js';
+import { POLL } from '../abi/poll.js';
 import { items, itemSysname, sysnameShown } from '../abi/items.js';
 import { errno, fail } from './errors.js';
 import { Pool, type PoolBacking } from './pool.js';
@@ -533,8 +533,8 @@ export class Connection implements ReplyPeer, NameClient, PolicyConn {
   }
 
   pollMask(): number {
-    if (!this.active) return POLLERR | POLLHUP;
-    return POLLOUT | POLLWRNORM | (this.queue.count ? POLLIN | POLLRDNORM : 0);
+    if (!this.active) return POLL.ERR | POLL.HUP;
+    return POLL.OUT | POLL.WRNORM | (this.queue.count ? POLL.IN | POLL.RDNORM : 0);
   }
 }
 

@@ -7,35 +7,42 @@
 // in JS. The bits are the same in native/fastpath.h.
 import { SIZE_ABOVE_MAX, SIZE_BELOW_MIN, unknownFlags } from '../abi/items.js';
 
-/** Every ioctl to JS (a control file that made its bus). */
-export const ROLE_JS = 0;
-/** A control file without a bus yet. */
-export const ROLE_CONTROL = 1;
-/** An endpoint file neither connected nor owning an endpoint. */
-export const ROLE_ENDPOINT = 2;
-/** An endpoint file that made a custom endpoint. */
-export const ROLE_OWNER = 3;
-/** An endpoint file with a connection. */
-export const ROLE_CONNECTED = 4;
-/** ROLE_ENDPOINT: privileged at open. */
-export const PRIVILEGED = 0x8;
-/** ROLE_CONNECTED: the connection is active. */
-export const ACTIVE = 0x10;
-/** ROLE_CONNECTED: its queue is empty. */
-export const QUEUE_EMPTY = 0x20;
-/** ROLE_CONNECTED: the connection's kind (handle.ts ORDINARY...) goes here. */
-export const KIND_SHIFT = 8;
+/** What serves a file's ioctls: the low bits of its state. */
+export const ROLE = {
+  /** every ioctl to JS (a control file that made its bus) */
+  JS: 0,
+  /** a control file without a bus yet */
+  CONTROL: 1,
+  /** an endpoint file neither connected nor owning an endpoint */
+  ENDPOINT: 2,
+  /** an endpoint file that made a custom endpoint */
+  OWNER: 3,
+  /** an endpoint file with a connection */
+  CONNECTED: 4,
+} as const;
+
+/** The state's bits above the role. */
+export const STATE = {
+  /** ROLE.ENDPOINT: privileged at open */
+  PRIVILEGED: 0x8,
+  /** ROLE.CONNECTED: the connection is active */
+  ACTIVE: 0x10,
+  /** ROLE.CONNECTED: its queue is empty */
+  QUEUE_EMPTY: 0x20,
+  /** ROLE.CONNECTED: the connection's kind (handle.ts ORDINARY...) goes here */
+  KIND_SHIFT: 8,
+} as const;
 
 /** Commands the fast path serves itself once the prologue passed. */
-export const FAST_NONE = 0, FAST_RECV = 1, FAST_FREE = 2;
+export const FAST = { NONE: 0, RECV: 1, FREE: 2 } as const;
 
 /** A row of COMMANDS as the fast path needs it: what the prologue checks. */
 export interface FastRow {
   cmd: number;
-  /** the ROLE_* that serves it */
+  /** the ROLE that serves it */
   on: number;
   privileged: boolean;
-  /** ROLE_CONNECTED: the kinds served */
+  /** ROLE.CONNECTED: the kinds served */
   conns: number;
   min: number;
   max: number;

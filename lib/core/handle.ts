@@ -11,7 +11,7 @@ import { CMD, CMD_FREE, CMD_HELLO, CMD_INFO, CMD_MAKE, CMD_MATCH, CMD_NAME, CMD_
   NAME_LIST_ACTIVATORS, NAME_LIST_NAMES, NAME_LIST_QUEUED, NAME_LIST_UNIQUE, NAME_QUEUE,
   NAME_REPLACE_EXISTING, RECV_DROP, RECV_PEEK, RECV_RETURN_INCOMPLETE_FDS, RECV_USE_PRIORITY,
   SEND_SYNC_REPLY, ATTACH_ALL } from '../abi/kdbus.js';
-import { POLLERR, POLLHUP } from '../abi/poll.js';
+import { POLL } from '../abi/poll.js';
 import { commandBuffer, items, itemSysname, negotiateFlags, singleItem, sysnameShown, u64,
   validateItems } from '../abi/items.js';
 import { errno, fail, KdbusError } from './errors.js';
@@ -27,8 +27,7 @@ import { policySee, policySeeName } from './policy.js';
 import type { PoolBacking } from './pool.js';
 import { hasCapIpcOwner, type TaskCreds } from './task.js';
 import type { Domain } from './domain.js';
-import { ACTIVE, FAST_FREE, FAST_NONE, FAST_RECV, KIND_SHIFT, PRIVILEGED, QUEUE_EMPTY, ROLE_CONNECTED,
-  ROLE_CONTROL, ROLE_ENDPOINT, ROLE_JS, ROLE_OWNER, type FastRow } from './fast-state.js';
+import { FAST, type FastRow, ROLE, STATE } from './fast-state.js';
 import { log, logging, logRefusal } from '../log.js';
 
 /** The calling thread of one ioctl. */
@@ -255,7 +254,7 @@ const COMMANDS = new Map<number, Row>([
     max: CMD_MATCH.items, valid: 0n, returnFlags: 'done' } }],
 ]);
 
-const ROLE_OF = { control: ROLE_CONTROL, endpoint: ROLE_ENDPOINT, owner: ROLE_OWNER, connection: ROLE_CONNECTED };
+const ROLE_OF = { control: ROLE.CONTROL, endpoint: ROLE.ENDPOINT, owner: ROLE.OWNER, connection: ROLE.CONNECTED };
 
 /** COMMANDS as the native fast path checks them (lib/core/fast-state.ts); BYEBYE, without a struct, is not one. */
 export function fastRows(): FastRow[] {
@@ -268,7 +267,7 @@ export function fastRows(): FastRow[] {
       flagsOff: a.layout.flags, kernelFlagsOff: a.layout.kernel_flags, returnFlagsOff: a.layout.return_flags,
       returnFirst: a.returnFlags === 'first', returnDone: a.returnFlags === 'done',
       // their handlers' trivial answers: recv's EAGAIN on an empty queue, free's slice handed back
-      fast: row.run === recv ? FAST_RECV : row.run === free ? FAST_FREE : FAST_NONE });
+      fast: row.run === recv ? FAST.RECV : row.run === free ? FAST.FREE : FAST.NONE });
   }
   return rows;
 }
@@ -361,7 +360,7 @@ export class ControlHandle extends Handle {
   }
 
   protected fastState(): number {
-    return this.bus ? ROLE_JS : ROLE_CONTROL;
+    return this.bus ? ROLE.JS : ROLE.CONTROL;
   }
 
   release(): void {
@@ -372,7 +371,7 @@ export class ControlHandle extends Handle {
   }
 
   poll(): number {
-    return POLLERR | POLLHUP; // control files have no poll
+    return POLL.ERR | POLL.HUP; // control files have no poll
   }
 
   connection(): null {
@@ -418,11 +417,11 @@ export class EndpointHandle extends Handle {
   protected fastState(): number {
     const conn = this.conn;
     if (conn) {
-      return ROLE_CONNECTED | (connKind(conn) << KIND_SHIFT) | (conn.active ? ACTIVE : 0) |
-        (conn.queue.count ? 0 : QUEUE_EMPTY);
+      return ROLE.CONNECTED | (connKind(conn) << STATE.KIND_SHIFT) | (conn.active ? STATE.ACTIVE : 0) |
+        (conn.queue.count ? 0 : STATE.QUEUE_EMPTY);
     }
-    if (this.owned) return ROLE_OWNER;
-    return ROLE_ENDPOINT | (this.privileged ? PRIVILEGED : 0);
+    if (this.owned) return ROLE.OWNER;
+    return ROLE.ENDPOINT | (this.privileged ? STATE.PRIVILEGED : 0);
   }
 
   private connected(conn: Connection, call: Call, row: Row | undefined, w: WriteBack): Parked | void {
@@ -459,7 +458,7 @@ export class EndpointHandle extends Handle {
   }
 
   poll(): number {
-    if (!this.conn) return POLLERR | POLLHUP;
+    if (!this.conn) return POLL.ERR | POLL.HUP;
     return this.conn.pollMask();
   }
 

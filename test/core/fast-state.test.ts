@@ -5,40 +5,39 @@
 // before its next operation, as if the core had served them in order.
 import t from 'tap';
 import { CMD, LIMITS } from '../../lib/abi/kdbus.js';
-import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../../lib/abi/poll.js';
+import { POLL } from '../../lib/abi/poll.js';
 import { errno } from '../../lib/core/errors.js';
-import { ACTIVE, FAST_FREE, FAST_RECV, KIND_SHIFT, PRIVILEGED, QUEUE_EMPTY, ROLE_CONNECTED, ROLE_CONTROL, ROLE_ENDPOINT,
-  ROLE_JS } from '../../lib/core/fast-state.js';
+import { FAST, ROLE, STATE } from '../../lib/core/fast-state.js';
 import { fastRows } from '../../lib/core/handle.js';
 import { makeBus } from './client.js';
 
 const ORDINARY = 1, MONITOR = 8;
-const IDLE = POLLOUT | POLLWRNORM;
+const IDLE = POLL.OUT | POLL.WRNORM;
 
 t.test('a handle publishes its role, and its connection its activity and queue, as they change', async (t) => {
   const { world, control, connect } = makeBus(t);
-  t.equal(control.published?.[0], ROLE_JS, 'a control file that made its bus: every ioctl to JS');
-  t.equal(world.openControl().published?.[0], ROLE_CONTROL, 'a new control file: BUS_MAKE refusals may be native');
+  t.equal(control.published?.[0], ROLE.JS, 'a control file that made its bus: every ioctl to JS');
+  t.equal(world.openControl().published?.[0], ROLE.CONTROL, 'a new control file: BUS_MAKE refusals may be native');
   const fresh = connect({ hello: false, privileged: true });
-  t.same(fresh.file.published, [ROLE_ENDPOINT | PRIVILEGED, POLLERR | POLLHUP], 'an unconnected endpoint file');
+  t.same(fresh.file.published, [ROLE.ENDPOINT | STATE.PRIVILEGED, POLL.ERR | POLL.HUP], 'an unconnected endpoint file');
   const a = connect();
   const b = connect();
-  const connected = ROLE_CONNECTED | (ORDINARY << KIND_SHIFT) | ACTIVE;
-  t.same(a.file.published, [connected | QUEUE_EMPTY, IDLE], 'connected, nothing queued');
+  const connected = ROLE.CONNECTED | (ORDINARY << STATE.KIND_SHIFT) | STATE.ACTIVE;
+  t.same(a.file.published, [connected | STATE.QUEUE_EMPTY, IDLE], 'connected, nothing queued');
 
   t.equal(b.send({ dst: a.id, payload: Buffer.from('x') }), 0);
-  t.same(a.file.published, [connected, IDLE | POLLIN | POLLRDNORM], 'a message queued');
+  t.same(a.file.published, [connected, IDLE | POLL.IN | POLL.RDNORM], 'a message queued');
   t.equal(b.send({ dst: a.id, payload: Buffer.from('y') }), 0);
   t.equal(a.recv().ret, 0);
-  t.same(a.file.published, [connected, IDLE | POLLIN | POLLRDNORM], 'one of two received: still queued');
+  t.same(a.file.published, [connected, IDLE | POLL.IN | POLL.RDNORM], 'one of two received: still queued');
   t.equal(a.recv().ret, 0);
-  t.same(a.file.published, [connected | QUEUE_EMPTY, IDLE], 'all received: empty again');
+  t.same(a.file.published, [connected | STATE.QUEUE_EMPTY, IDLE], 'all received: empty again');
 
   const m = connect({ flags: 8n /* HELLO_MONITOR */, privileged: true });
-  t.equal(m.file.published![0] >> KIND_SHIFT & 0xf, MONITOR, 'a monitor says its kind');
+  t.equal(m.file.published![0] >> STATE.KIND_SHIFT & 0xf, MONITOR, 'a monitor says its kind');
 
   t.equal(a.byebye(), 0);
-  t.same(a.file.published, [ROLE_CONNECTED | (ORDINARY << KIND_SHIFT) | QUEUE_EMPTY, POLLERR | POLLHUP],
+  t.same(a.file.published, [ROLE.CONNECTED | (ORDINARY << STATE.KIND_SHIFT) | STATE.QUEUE_EMPTY, POLL.ERR | POLL.HUP],
     'disconnected: not active, POLLERR | POLLHUP');
 });
 
@@ -69,10 +68,10 @@ t.test('FREEs answered natively are applied before the pool is used again', asyn
 t.test('the fast path gets COMMANDS as the prologue checks them', async (t) => {
   const rows = new Map(fastRows().map((r) => [r.cmd, r]));
   t.notOk(rows.has(CMD.BYEBYE), 'BYEBYE has no struct: not for the fast path');
-  t.equal(rows.get(CMD.RECV)!.fast, FAST_RECV);
-  t.equal(rows.get(CMD.FREE)!.fast, FAST_FREE);
+  t.equal(rows.get(CMD.RECV)!.fast, FAST.RECV);
+  t.equal(rows.get(CMD.FREE)!.fast, FAST.FREE);
   t.equal(rows.get(CMD.FREE)!.returnDone, true, 'FREE zeroes return_flags on success');
-  t.match(rows.get(CMD.BUS_MAKE), { on: ROLE_CONTROL, min: 32, max: LIMITS.MAKE_MAX_SIZE, valid: 3n });
-  t.match(rows.get(CMD.NAME_ACQUIRE), { on: ROLE_CONNECTED, returnFirst: true, conns: ORDINARY });
+  t.match(rows.get(CMD.BUS_MAKE), { on: ROLE.CONTROL, min: 32, max: LIMITS.MAKE_MAX_SIZE, valid: 3n });
+  t.match(rows.get(CMD.NAME_ACQUIRE), { on: ROLE.CONNECTED, returnFirst: true, conns: ORDINARY });
   t.equal(rows.size, Object.keys(CMD).length - 1, 'every other command');
 });
