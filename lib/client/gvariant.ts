@@ -7,6 +7,7 @@
 // Offsets are counted from the start of the encoded value, which must sit at
 // an 8-byte aligned place of whatever holds it (message bodies and header
 // field arrays do).
+import { ByteWriter } from './byte-writer.js';
 import { refuse } from './codec-error.js';
 import { isObjectPath } from './dbus-names.js';
 import {
@@ -38,33 +39,10 @@ function offsetSizeOfContainer(size: number): 1 | 2 | 4 | 8 {
  * Serialises values one after another into a growing buffer; positions (and
  * so alignment) count from the buffer's start.
  */
-export class GVariantWriter {
-  buf = Buffer.alloc(256);
-  len = 0;
-
-  private reserve(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const grown = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(grown, 0, 0, this.len);
-    this.buf = grown;
-  }
-
-  /** Zero bytes up to the next multiple of `alignment` (the buffer is zeroed). */
-  align(alignment: number): void {
-    const to = alignTo(this.len, alignment);
-    this.reserve(to - this.len);
-    this.len = to;
-  }
-
+export class GVariantWriter extends ByteWriter {
   padTo(position: number): void {
     this.reserve(position - this.len);
     this.len = position;
-  }
-
-  bytes(data: Uint8Array): void {
-    this.reserve(data.length);
-    this.buf.set(data, this.len);
-    this.len += data.length;
   }
 
   string(s: string): void {
@@ -92,9 +70,6 @@ export class GVariantWriter {
     write(this, typeOf(type), value, 0);
   }
 
-  result(): Buffer {
-    return this.buf.subarray(0, this.len);
-  }
 }
 
 function describe(value: unknown): string {

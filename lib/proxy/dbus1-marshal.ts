@@ -11,13 +11,14 @@
 // codec of lib/client, so it marshals the same DBusValue shapes
 // (lib/client/variant.ts) and refuses malformed input with the same
 // CodecError, never reading outside the bytes it was given.
+import { ByteWriter } from '../client/byte-writer.js';
 import { refuse } from '../client/codec-error.js';
 import type { DBusMessage } from '../client/dbus-message.js';
 import { HeaderField, MessageType } from '../client/dbus-message.js';
 import {
   isBusName, isErrorName, isInterfaceName, isMemberName, isObjectPath,
 } from '../client/dbus-names.js';
-import { MAX_TOTAL_DEPTH, isValidSignature, parseSignature, parseSingleType, type DBusType } from '../client/signature.js';
+import { alignTo, MAX_TOTAL_DEPTH, isValidSignature, parseSignature, parseSingleType, type DBusType } from '../client/signature.js';
 import { Variant, type DBusValue } from '../client/variant.js';
 
 export const DBUS1_VERSION = 1;
@@ -44,8 +45,6 @@ export function dbus1Alignment(t: DBusType): number {
   }
 }
 
-const alignUp = (n: number, a: number): number => (n + a - 1) & -a;
-
 const INT_RANGE: Record<string, [bigint, bigint]> = {
   y: [0n, 0xffn], n: [-0x8000n, 0x7fffn], q: [0n, 0xffffn], i: [-0x8000_0000n, 0x7fff_ffffn],
   u: [0n, 0xffff_ffffn], h: [0n, 0xffff_ffffn], x: [-(1n << 63n), (1n << 63n) - 1n], t: [0n, (1n << 64n) - 1n],
@@ -61,37 +60,36 @@ function intOf(code: string, v: DBusValue): bigint {
   return b;
 }
 
+/** A fixed-size number: its size (and alignment) and Buffer's writers of it, little- and big-endian. */
+type Put<V> = readonly [size: number, le: (v: V, at: number) => number, be: (v: V, at: number) => number];
+const B = Buffer.prototype;
+const NUMBERS = {
+  n: [2, B.writeInt16LE, B.writeInt16BE], q: [2, B.writeUInt16LE, B.writeUInt16BE],
+  i: [4, B.writeInt32LE, B.writeInt32BE], u: [4, B.writeUInt32LE, B.writeUInt32BE], h: [4, B.writeUInt32LE, B.writeUInt32BE],
+  d: [8, B.writeDoubleLE, B.writeDoubleBE],
+} as const satisfies Record<string, Put<number>>;
+const BIGINTS = {
+  x: [8, B.writeBigInt64LE, B.writeBigInt64BE], t: [8, B.writeBigUInt64LE, B.writeBigUInt64BE],
+} as const satisfies Record<string, Put<bigint>>;
+
 /** Serialises values at positions counted from the buffer's start (the message's start). */
-export class Dbus1Writer {
-  buf = Buffer.alloc(256);
-  len = 0;
-  constructor(readonly littleEndian = true) {}
-
-  private reserve(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const grown = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(grown, 0, 0, this.len);
-    this.buf = grown;
-  }
-
-  align(a: number): void {
-    const to = alignUp(this.len, a);
-    this.reserve(to - this.len);
-    this.buf.fill(0, this.len, to);
-    this.len = to;
+export class Dbus1Writer extends ByteWriter {
+  constructor(readonly littleEndian = true) {
+    super();
   }
 
   u8(v: number): void { this.reserve(1); this.buf[this.len++] = v; }
-  u32(v: number): void {
-    this.align(4); this.reserve(4);
-    if (this.littleEndian) this.buf.writeUInt32LE(v, this.len); else this.buf.writeUInt32BE(v, this.len);
-    this.len += 4;
+  u32(v: number): void { this.put(NUMBERS.u, v); }
+  /** A fixed-size number, aligned to its size, in this writer's byte order. */
+  private put<V>([size, le, be]: Put<V>, v: V): void {
+    this.align(size); this.reserve(size);
+    (this.littleEndian ? le : be).call(this.buf, v, this.len);
+    this.len += size;
   }
   /** Overwrites a u32 written earlier (an array's length). */
   patch32(at: number, v: number): void {
     if (this.littleEndian) this.buf.writeUInt32LE(v, at); else this.buf.writeUInt32BE(v, at);
   }
-  bytes(b: Uint8Array): void { this.reserve(b.length); this.buf.set(b, this.len); this.len += b.length; }
 
   private str(s: string, lenBytes: 1 | 4): void {
     if (s.includes('\0')) refuse('a D-Bus string cannot hold a NUL character');
@@ -142,35 +140,11 @@ export class Dbus1Writer {
         if (typeof v !== 'boolean') refuse('cannot encode a non-boolean as \'b\'');
         this.u32(v ? 1 : 0);
         return;
-      case 'n': case 'q': {
-        const n = Number(intOf(code, v));
-        this.align(2); this.reserve(2);
-        if (code === 'n') this.littleEndian ? this.buf.writeInt16LE(n, this.len) : this.buf.writeInt16BE(n, this.len);
-        else this.littleEndian ? this.buf.writeUInt16LE(n, this.len) : this.buf.writeUInt16BE(n, this.len);
-        this.len += 2;
-        return;
-      }
-      case 'i': case 'u': case 'h': {
-        const n = Number(intOf(code, v));
-        this.align(4); this.reserve(4);
-        if (code === 'i') this.littleEndian ? this.buf.writeInt32LE(n, this.len) : this.buf.writeInt32BE(n, this.len);
-        else this.littleEndian ? this.buf.writeUInt32LE(n, this.len) : this.buf.writeUInt32BE(n, this.len);
-        this.len += 4;
-        return;
-      }
-      case 'x': case 't': {
-        const n = intOf(code, v);
-        this.align(8); this.reserve(8);
-        if (code === 'x') this.littleEndian ? this.buf.writeBigInt64LE(n, this.len) : this.buf.writeBigInt64BE(n, this.len);
-        else this.littleEndian ? this.buf.writeBigUInt64LE(n, this.len) : this.buf.writeBigUInt64BE(n, this.len);
-        this.len += 8;
-        return;
-      }
+      case 'n': case 'q': case 'i': case 'u': case 'h': this.put(NUMBERS[code], Number(intOf(code, v))); return;
+      case 'x': case 't': this.put(BIGINTS[code], intOf(code, v)); return;
       case 'd':
         if (typeof v !== 'number') refuse('cannot encode a non-number as \'d\'');
-        this.align(8); this.reserve(8);
-        this.littleEndian ? this.buf.writeDoubleLE(v, this.len) : this.buf.writeDoubleBE(v, this.len);
-        this.len += 8;
+        this.put(NUMBERS.d, v);
         return;
       case 's': case 'o':
         if (typeof v !== 'string') refuse(`cannot encode a non-string as '${code}'`);
@@ -184,7 +158,6 @@ export class Dbus1Writer {
     }
   }
 
-  result(): Buffer { return this.buf.subarray(0, this.len); }
 }
 
 function items(t: Extract<DBusType, { kind: 'array' }>, v: DBusValue): Iterable<DBusValue> {
@@ -209,7 +182,7 @@ export class Dbus1Reader {
   }
 
   align(a: number): void {
-    const to = alignUp(this.pos, a);
+    const to = alignTo(this.pos, a);
     this.need(to - this.pos);
     for (let i = this.pos; i < to; i++) if (this.buf[i] !== 0) refuse(`malformed message: padding byte ${i} is not zero`);
     this.pos = to;
@@ -351,7 +324,7 @@ export function dbus1MessageSize(head: Buffer): number {
   const body = le ? head.readUInt32LE(4) : head.readUInt32BE(4);
   const fields = le ? head.readUInt32LE(12) : head.readUInt32BE(12);
   if (fields > MAX_ARRAY_BYTES) refuse(`malformed message: header fields of ${fields} bytes`);
-  return alignUp(FIXED_SIZE + fields, 8) + body;
+  return alignTo(FIXED_SIZE + fields, 8) + body;
 }
 
 /** Decodes one whole dbus1 message (either byte order). */

@@ -337,27 +337,27 @@ function ruleMatches(r: Rule, keys: string[], field: (key: string) => (value: st
   return true;
 }
 
+/** What a send_X or receive_X attribute compares, for the X both kinds of rule have. */
+const MESSAGE_FIELDS = new Map<string, (m: DBusMessage, v: string) => boolean>([
+  ['interface', (m, v) => m.interface === v],
+  ['member', (m, v) => m.member === v],
+  ['error', (m, v) => m.errorName === v],
+  ['path', (m, v) => m.path === v],
+  ['type', (m, v) => MESSAGE_TYPE_NAMES[m.type] === v],
+]);
+
+function messageField(m: DBusMessage, k: string, kind: 'send_' | 'receive_'): (v: string) => boolean {
+  const test = k.startsWith(kind) ? MESSAGE_FIELDS.get(k.slice(kind.length)) : undefined;
+  return test ? v => test(m, v) : () => false;
+}
+
 function sendField(m: DBusMessage, k: string): (v: string) => boolean {
-  switch (k) {
-    case 'send_destination': return v => m.destination === v;
-    case 'send_destination_prefix': return v => m.destination !== undefined && (m.destination === v || m.destination.startsWith(v + '.'));
-    case 'send_interface': return v => m.interface === v;
-    case 'send_member': return v => m.member === v;
-    case 'send_error': return v => m.errorName === v;
-    case 'send_path': return v => m.path === v;
-    case 'send_type': return v => MESSAGE_TYPE_NAMES[m.type] === v;
-    default: return () => false;
-  }
+  if (k === 'send_destination') return v => m.destination === v;
+  if (k === 'send_destination_prefix') return v => m.destination !== undefined && (m.destination === v || m.destination.startsWith(v + '.'));
+  return messageField(m, k, 'send_');
 }
 
 function receiveField(m: DBusMessage, k: string, senderNames: string[]): (v: string) => boolean {
-  switch (k) {
-    case 'receive_sender': return v => m.sender === v || senderNames.includes(v);
-    case 'receive_interface': return v => m.interface === v;
-    case 'receive_member': return v => m.member === v;
-    case 'receive_error': return v => m.errorName === v;
-    case 'receive_path': return v => m.path === v;
-    case 'receive_type': return v => MESSAGE_TYPE_NAMES[m.type] === v;
-    default: return () => false;
-  }
+  if (k === 'receive_sender') return v => m.sender === v || senderNames.includes(v);
+  return messageField(m, k, 'receive_');
 }
