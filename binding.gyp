@@ -23,7 +23,8 @@
         "native/stallrescue.cc",
         "native/unixsend.cc",
         "native/client.cc",
-        "native/unixpeer.cc"
+        "native/unixpeer.cc",
+        "native/scmrights.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -162,35 +162,46 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // A non-negative safe integer argument. Throws (and returns false) otherwise.
-  static bool U64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out) {
+  // An integer argument in [lo, hi]. Throws (and returns false) otherwise, the
+  // range named as `what`.
+  static bool Integer(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi,
+                      const char* what, double* out) {
     Napi::Value v = info[i];
     if (!v.IsNumber()) {
       FailType(info.Env(), std::string("kdbusfs: ") + name + " must be a number");
       return false;
     }
     double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d <= kMaxSafe && d == std::floor(d))) {
-      FailRange(info.Env(), std::string("kdbusfs: ") + name + " must be a non-negative integer");
+    if (!(d >= lo && d <= hi && d == std::floor(d))) {
+      FailRange(info.Env(), std::string("kdbusfs: ") + name + " must be " + what);
       return false;
     }
+    *out = d;
+    return true;
+  }
+
+  // A non-negative safe integer argument.
+  static bool U64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out) {
+    double d;
+    if (!Integer(info, i, name, 0, kMaxSafe, "a non-negative integer", &d)) return false;
     *out = static_cast<uint64_t>(d);
     return true;
   }
 
   static bool I32(const Napi::CallbackInfo& info, size_t i, const char* name, int32_t* out) {
-    Napi::Value v = info[i];
-    if (!v.IsNumber()) {
-      FailType(info.Env(), std::string("kdbusfs: ") + name + " must be a number");
-      return false;
-    }
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= INT32_MIN && d <= INT32_MAX && d == std::floor(d))) {
-      FailRange(info.Env(), std::string("kdbusfs: ") + name + " must be an int32");
-      return false;
-    }
+    double d;
+    if (!Integer(info, i, name, INT32_MIN, INT32_MAX, "an int32", &d)) return false;
     *out = static_cast<int32_t>(d);
     return true;
+  }
+
+  // Where the mem* calls read or write: a task's memory at an address, their first two arguments.
+  struct TaskAddress {
+    int32_t tid;
+    uint64_t addr;
+  };
+  static bool Address(const Napi::CallbackInfo& info, TaskAddress* at) {
+    return I32(info, 0, "tid", &at->tid) && U64(info, 1, "addr", &at->addr);
   }
 
   static bool Bytes(const Napi::CallbackInfo& info, size_t i, const uint8_t** data, size_t* len) {
@@ -543,13 +554,12 @@ class Addon : public Napi::Addon<Addon> {
 
   Napi::Value MemRead(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int32_t tid;
-    uint64_t addr, len;
-    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !U64(info, 2, "len", &len))
-      return env.Undefined();
+    TaskAddress at;
+    uint64_t len;
+    if (!Address(info, &at) || !U64(info, 2, "len", &len)) return env.Undefined();
     if (len > kMaxMemRead) return Napi::Number::New(env, -ENOMEM);
     Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, len);
-    int e = memtask::Read(tid, addr, buf.Data(), len);
+    int e = memtask::Read(at.tid, at.addr, buf.Data(), len);
     if (e) return Napi::Number::New(env, e);
     return buf;
   }
@@ -559,10 +569,9 @@ class Addon : public Napi::Addon<Addon> {
   // returned Buffer (or kUnstaged, kFailed).
   Napi::Value MemReadMessage(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int32_t tid;
-    uint64_t addr, first;
-    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !U64(info, 2, "first", &first))
-      return env.Undefined();
+    TaskAddress at;
+    uint64_t first;
+    if (!Address(info, &at) || !U64(info, 2, "first", &first)) return env.Undefined();
     if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
         info[3].As<Napi::TypedArray>().ElementLength() < 1 + memtask::kMaxStagedVecs) {
       FailType(env, "kdbusfs: table must be an Int32Array of 1 + kMaxStagedVecs");
@@ -577,7 +586,7 @@ class Addon : public Napi::Addon<Addon> {
     memtask::StagedVec vecs[memtask::kMaxStagedVecs];
     int n = 0;
     size_t used = 0;
-    int e = memtask::ReadMessage(tid, addr, first, stage_.get(), kMessageStage, vecs, &n, &used);
+    int e = memtask::ReadMessage(at.tid, at.addr, first, stage_.get(), kMessageStage, vecs, &n, &used);
     table[0] = n;
     for (int i = 0; i < n; i++) table[1 + i] = static_cast<int32_t>(vecs[i].at);
     if (e) return Napi::Number::New(env, e);
@@ -586,13 +595,11 @@ class Addon : public Napi::Addon<Addon> {
 
   Napi::Value MemWrite(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int32_t tid;
-    uint64_t addr;
+    TaskAddress at;
     const uint8_t* data;
     size_t len;
-    if (!I32(info, 0, "tid", &tid) || !U64(info, 1, "addr", &addr) || !Bytes(info, 2, &data, &len))
-      return env.Undefined();
-    return Napi::Number::New(env, memtask::Write(tid, addr, data, len));
+    if (!Address(info, &at) || !Bytes(info, 2, &data, &len)) return env.Undefined();
+    return Napi::Number::New(env, memtask::Write(at.tid, at.addr, data, len));
   }
 
   Napi::Value PoolSetup(const Napi::CallbackInfo& info) {

@@ -14,14 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "napi-functions.h"
+
 namespace {
 
-Napi::Value TypeError(Napi::Env env, const char* msg) {
-  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-Napi::Number Int(Napi::Env env, int64_t v) { return Napi::Number::New(env, static_cast<double>(v)); }
+using napifn::Int;
+using napifn::TypeError;
 
 // A syscall's result for JS: the value, or -errno when it failed.
 Napi::Number Result(Napi::Env env, int r) { return Int(env, r < 0 ? -errno : r); }
@@ -292,17 +290,9 @@ Napi::Value GetSeals(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterClient(Napi::Env env, Napi::Object exports) {
-  Napi::Object client = Napi::Object::New(env);
-  client.Set("open", Napi::Function::New(env, Open, "open"));
-  client.Set("close", Napi::Function::New(env, Close, "close"));
-  client.Set("ioctl", Napi::Function::New(env, Ioctl, "ioctl"));
-  client.Set("address", Napi::Function::New(env, Address, "address"));
-  client.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
-  client.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
-  client.Set("pollStart", Napi::Function::New(env, PollStart, "pollStart"));
-  client.Set("pollStop", Napi::Function::New(env, PollStop, "pollStop"));
-  client.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
-  client.Set("addSeals", Napi::Function::New(env, AddSeals, "addSeals"));
-  client.Set("getSeals", Napi::Function::New(env, GetSeals, "getSeals"));
-  exports.Set("client", client);
+  exports.Set("client", napifn::Table(env, {
+      {"open", Open}, {"close", Close}, {"ioctl", Ioctl}, {"address", Address}, {"mmap", Mmap},
+      {"munmap", Munmap}, {"pollStart", PollStart}, {"pollStop", PollStop}, {"memfdCreate", MemfdCreate},
+      {"addSeals", AddSeals}, {"getSeals", GetSeals}
+  }));
 }

@@ -23,6 +23,7 @@
 #include "fdtransfer.h"
 #include "procfile.h"
 #include "procmem.h"
+#include "scmrights.h"
 
 namespace fdchannel {
 
@@ -35,9 +36,8 @@ namespace {
 constexpr size_t kMaxChannels = 512;
 // Scratch layout: msghdr | control buffer (int sv[2] while the channel is made).
 constexpr uint64_t kOffMsg = 0, kOffCmsg = 64;
-constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * fdtransfer::kScmMaxFd);
 constexpr uint64_t kScratchPage = 4096;
-static_assert(kOffCmsg + kCmsgSpace <= kScratchPage, "the scratch fits its page");
+static_assert(kOffCmsg + scmrights::kSpace <= kScratchPage, "the scratch fits its page");
 
 // Our side only: the receiver's is gone, or no longer known to be ours.
 void Forget(Channel& ch) {
@@ -61,26 +61,8 @@ void Close(Tracee& t, Channel& ch) {
 // may never answer).
 void Drain(Channel& ch, FdCloser* closer) {
   std::vector<int> taken;
-  for (;;) {
-    char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[kCmsgSpace];
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    if (recvmsg(ch.copy, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0) break;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < n; i++) {
-        int fd;
-        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        taken.push_back(fd);
-      }
-    }
-  }
+  char byte;
+  while (scmrights::Recv(ch.copy, &byte, 1, &taken) >= 0) {}
   if (!taken.empty()) closer->CloseLater(std::move(taken));
 }
 
@@ -188,7 +170,7 @@ void Channels::Sweep() {
 
 bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int>& fds, std::vector<int>* numbers) {
   Channel* found = chans.For(t.tgid);
-  if (!found || found->refused || fds.empty() || fds.size() > static_cast<size_t>(fdtransfer::kScmMaxFd))
+  if (!found || found->refused || fds.empty() || fds.size() > static_cast<size_t>(scmrights::kMaxFd))
     return false;
   Channel& ch = *found;
   const size_t n = fds.size();
@@ -241,7 +223,7 @@ bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int
   struct {
     msghdr m;
     char pad[kOffCmsg - sizeof(msghdr)];
-    alignas(cmsghdr) char control[kCmsgSpace];
+    alignas(cmsghdr) char control[scmrights::kSpace];
   } readBack;
   static_assert(offsetof(decltype(readBack), control) == kOffCmsg, "the scratch layout");
   if (r < 0 || procmem::Read(t.tid, ch.scratch + kOffMsg, &readBack, kOffCmsg + CMSG_SPACE(sizeof(int) * n)) < 0) {
@@ -255,15 +237,8 @@ bool Install(Tracee& t, Channels& chans, FdCloser* closer, const std::vector<int
   msghdr local{};
   local.msg_control = readBack.control;
   local.msg_controllen = std::min<size_t>(readBack.m.msg_controllen, CMSG_SPACE(sizeof(int) * n));
-  for (cmsghdr* c = CMSG_FIRSTHDR(&local); c; c = CMSG_NXTHDR(&local, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
-    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k && numbers->size() < n; i++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      numbers->push_back(fd);
-    }
-  }
+  scmrights::Collect(local, numbers);
+  if (numbers->size() > n) numbers->resize(n);
   if (numbers->size() < n) {
     // The rest did not fit in its fd table (MSG_CTRUNC): -EMFILE, as
     // fdtransfer's; a process that short of fds keeps no channel.

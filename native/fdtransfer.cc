@@ -18,6 +18,7 @@
 
 #include "procfile.h"
 #include "procmem.h"
+#include "scmrights.h"
 
 namespace fdtransfer {
 
@@ -26,11 +27,10 @@ using inject::Tracee;
 
 namespace {
 
-constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kScmMaxFd);
 // Scratch layout in the receiver: int sv[2] | 1 data byte | iovec | msghdr | cmsg buffer
 constexpr uint64_t kOffSv = 0, kOffByte = 8, kOffIov = 16, kOffMsg = 32, kOffCmsg = 96;
 constexpr uint64_t kScratchPage = 4096;
-static_assert(kOffCmsg + kCmsgSpace <= kScratchPage, "the scratch fits its page");
+static_assert(kOffCmsg + scmrights::kSpace <= kScratchPage, "the scratch fits its page");
 
 }  // namespace
 
@@ -63,23 +63,10 @@ long SoftNofile(pid_t tid) {
 }
 
 int SendFds(int sock, const std::vector<int>& fds) {
-  for (size_t at = 0; at < fds.size(); at += kScmMaxFd) {
-    size_t n = std::min<size_t>(kScmMaxFd, fds.size() - at);
+  for (size_t at = 0; at < fds.size(); at += scmrights::kMaxFd) {
     char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[kCmsgSpace];
-    memset(control, 0, sizeof control);
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(c), fds.data() + at, sizeof(int) * n);
-    if (sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return -errno;
+    long r = scmrights::Send(sock, &byte, 1, fds.data() + at, std::min<size_t>(scmrights::kMaxFd, fds.size() - at));
+    if (r < 0) return static_cast<int>(r);
   }
   return 0;
 }
@@ -97,7 +84,7 @@ void RecvFds(Tracee& t, long sock, size_t count, std::vector<int>* out) {
   msg.msg_iov = reinterpret_cast<iovec*>(s + kOffIov);
   msg.msg_iovlen = 1;
   msg.msg_control = reinterpret_cast<void*>(s + kOffCmsg);
-  msg.msg_controllen = kCmsgSpace;
+  msg.msg_controllen = scmrights::kSpace;
   if (procmem::Write(t.tid, s + kOffIov, &iov, sizeof iov) < 0 ||
       procmem::Write(t.tid, s + kOffMsg, &msg, sizeof msg) < 0) {
     std::fill(out->begin() + first, out->end(), -EFAULT);
@@ -110,27 +97,20 @@ void RecvFds(Tracee& t, long sock, size_t count, std::vector<int>* out) {
     return;
   }
   msghdr back;
-  alignas(cmsghdr) char control[kCmsgSpace];
+  alignas(cmsghdr) char control[scmrights::kSpace];
   if (procmem::Read(t.tid, s + kOffMsg, &back, sizeof back) < 0 ||
       procmem::Read(t.tid, s + kOffCmsg, control, sizeof control) < 0) {
     std::fill(out->begin() + first, out->end(), -EFAULT);
     return;
   }
   size_t len = std::min<size_t>(back.msg_controllen, sizeof control);
-  // Walk the control messages of our local copy.
+  // The control messages of our local copy.
   msghdr local{};
   local.msg_control = control;
   local.msg_controllen = len;
-  size_t got = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&local); c; c = CMSG_NXTHDR(&local, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n && got < count; i++, got++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      (*out)[first + got] = fd;
-    }
-  }
+  std::vector<int> got;
+  scmrights::Collect(local, &got);
+  std::copy_n(got.begin(), std::min(got.size(), count), out->begin() + first);
   // The rest did not fit in the receiver's fd table (MSG_CTRUNC): -EMFILE.
 }
 
@@ -218,8 +198,8 @@ void InstallWithScratch(Tracee& t, const std::vector<int>& fds, std::vector<int>
     *why = "sendmsg(SCM_RIGHTS) failed: " + std::string(strerror(-e));
     return;
   }
-  for (size_t at = 0; at < fds.size() && !t.dead; at += kScmMaxFd)
-    RecvFds(t, sock, std::min<size_t>(kScmMaxFd, fds.size() - at), numbers);
+  for (size_t at = 0; at < fds.size() && !t.dead; at += scmrights::kMaxFd)
+    RecvFds(t, sock, std::min<size_t>(scmrights::kMaxFd, fds.size() - at), numbers);
   Inject(t, SYS_close, static_cast<uint64_t>(sock));
 }
 

@@ -24,12 +24,11 @@ void InstallInto(inject::Tracee& t, const std::vector<int>& fds, std::vector<int
 void CloseIn(inject::Tracee& t, const std::vector<int>& numbers);
 
 // Shared with fdchannel.cc:
-constexpr int kScmMaxFd = 253;  // SCM_MAX_FD: fds per SCM_RIGHTS message
 // The lowest numbers free in tid's fd table: the first `count` of them.
 std::vector<int> LowestFree(pid_t tid, size_t count);
 // The soft RLIMIT_NOFILE of tid's process, or -1.
 long SoftNofile(pid_t tid);
-// Sends fds over sock, kScmMaxFd per datagram. 0 or -errno.
+// Sends fds over sock, scmrights::kMaxFd per datagram. 0 or -errno.
 int SendFds(int sock, const std::vector<int>& fds);
 
 }  // namespace fdtransfer

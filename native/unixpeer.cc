@@ -10,17 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "napi-functions.h"
+#include "scmrights.h"
+
 namespace {
 
-// Linux's SCM_MAX_FD: the most fds one sendmsg carries.
-constexpr int kMaxFds = 253;
-
-Napi::Value Int(Napi::Env env, long v) { return Napi::Number::New(env, static_cast<double>(v)); }
-
-Napi::Value TypeError(Napi::Env env, const char* usage) {
-  Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+using napifn::Int;
+using napifn::TypeError;
 
 bool IsFd(const Napi::Value& v) { return v.IsNumber() && v.As<Napi::Number>().Int32Value() >= 0; }
 
@@ -99,30 +95,10 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !IsFd(info[0]) || !info[1].IsBuffer()) return TypeError(env, "recv(fd: number, buf: Buffer)");
   auto buf = info[1].As<Napi::Buffer<uint8_t>>();
-  struct iovec iov = {buf.Data(), buf.Length()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = recvmsg(info[0].As<Napi::Number>().Int32Value(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Int(env, -errno);
   std::vector<int> fds;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int f;
-      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fds.push_back(f);
-    }
-  }
-  // fds cut off by a short control buffer are gone: the caller sees the count it got
+  long n = scmrights::Recv(info[0].As<Napi::Number>().Int32Value(), buf.Data(), buf.Length(), &fds);
+  if (n < 0) return Int(env, n);
+  // the caller sees the fds it got: a short control buffer cut off the rest
   Napi::Array out = Napi::Array::New(env, fds.size() + 1);
   out.Set(0u, Int(env, n));
   for (size_t i = 0; i < fds.size(); i++) out.Set(static_cast<uint32_t>(i + 1), Int(env, fds[i]));
@@ -138,39 +114,14 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
   }
   auto buf = info[1].As<Napi::Buffer<uint8_t>>();
   auto list = info[2].As<Napi::Array>();
-  if (list.Length() > static_cast<uint32_t>(kMaxFds)) return Int(env, -ETOOMANYREFS);
-  struct iovec iov = {buf.Data(), buf.Length()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (list.Length() > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * list.Length());
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * list.Length());
-    for (uint32_t i = 0; i < list.Length(); i++) {
-      int f = list.Get(i).As<Napi::Number>().Int32Value();
-      memcpy(CMSG_DATA(c) + i * sizeof(int), &f, sizeof f);
-    }
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(info[0].As<Napi::Number>().Int32Value(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return Int(env, n < 0 ? -errno : n);
+  if (list.Length() > static_cast<uint32_t>(scmrights::kMaxFd)) return Int(env, -ETOOMANYREFS);
+  std::vector<int> fds(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) fds[i] = list.Get(i).As<Napi::Number>().Int32Value();
+  return Int(env, scmrights::Send(info[0].As<Napi::Number>().Int32Value(), buf.Data(), buf.Length(), fds.data(), fds.size()));
 }
 
 }  // namespace
 
 void RegisterUnixPeer(Napi::Env env, Napi::Object exports) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("listen", Napi::Function::New(env, Listen, "listen"));
-  o.Set("accept", Napi::Function::New(env, Accept, "accept"));
-  o.Set("recv", Napi::Function::New(env, Recv, "recv"));
-  o.Set("send", Napi::Function::New(env, Send, "send"));
-  exports.Set("unixPeer", o);
+  exports.Set("unixPeer", napifn::Table(env, {{"listen", Listen}, {"accept", Accept}, {"recv", Recv}, {"send", Send}}));
 }
