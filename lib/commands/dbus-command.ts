@@ -68,18 +68,18 @@ export interface DBusCommand extends Omit<Command, 'run' | 'logsErrors'> {
   extra?: string[];
 }
 
-export function dbusCommand({ min, max, plan, extra = [], ...command }: DBusCommand): Command {
-  return { ...command, run: (args) => runDBusCommand(args, command.help, min, max ?? null, plan, extra) };
+export function dbusCommand(spec: DBusCommand): Command {
+  const { name, synopsis, summary, help } = spec;
+  return { name, synopsis, summary, help, run: (args) => runDBusCommand(args, spec) };
 }
 
 /** Parses args, plans, connects to BUS (the first positional), runs the plan, closes the connection. */
-async function runDBusCommand(args: string[], help: string, min: number, max: number | null,
-                                     plan: DBusPlan, extra: string[] = []): Promise<number> {
+async function runDBusCommand(args: string[], { help, min, max, plan, extra = [] }: DBusCommand): Promise<number> {
   const own = Object.fromEntries(extra.map((name) => [name, { type: 'string' as const }]));
   const { values, positionals } = parseOptions(args, { ...DBUS_OPTIONS, ...own }, help);
   if (helpShown(values, help)) return 0;
   if (positionals.length < min) throw usage(`expects at least ${min} arguments (BUS first), got ${positionals.length}`, help);
-  if (max !== null && positionals.length > max) throw usage(`expects at most ${max} arguments (BUS first), got ${positionals.length}`, help);
+  if (max !== undefined && positionals.length > max) throw usage(`expects at most ${max} arguments (BUS first), got ${positionals.length}`, help);
   const timeoutMs = values.timeout === undefined ? 25_000 : parseTimeout(values.timeout, help);
   const expectReply = values['expect-reply'] === undefined ? true : parseBoolean('expect-reply', values['expect-reply'], help);
   const autoStart = values['auto-start'] === undefined ? true : parseBoolean('auto-start', values['auto-start'], help);
