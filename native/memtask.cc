@@ -408,44 +408,49 @@ bool Wait(Task* t) {
   return t->word.load() == kDone;
 }
 
-// One line a second at most, with the count of copies given up since the last.
-void LogGiveUp(bool write, pid_t tid, uint64_t addr, size_t len) {
-  static std::chrono::steady_clock::time_point last;
-  static unsigned unlogged = 0;
-  auto now = std::chrono::steady_clock::now();
-  if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1)) {
-    unlogged++;
-    return;
+// One log line a second at most, each with the count of those left out.
+struct RateLimit {
+  std::chrono::steady_clock::time_point last;
+  unsigned unlogged = 0;
+  // True if a line may be written now; *skipped: how many were left out before it.
+  bool Take(unsigned* skipped) {
+    auto now = std::chrono::steady_clock::now();
+    if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1)) {
+      unlogged++;
+      return false;
+    }
+    *skipped = unlogged;
+    last = now;
+    unlogged = 0;
+    return true;
   }
+};
+
+void LogGiveUp(bool write, pid_t tid, uint64_t addr, size_t len) {
+  static RateLimit limit;
+  unsigned skipped;
+  if (!limit.Take(&skipped)) return;
   fprintf(stderr,
           "kdbusfs: a %s %zu bytes at 0x%llx of thread %d took over %d ms (memory its owner's mapping "
           "does not bring in, e.g. a file of a FUSE mount that does not answer): the copy is given up, "
           "the request fails with EFAULT (%u more since the last such line; %zu killed tasks wait for "
           "their fault to end)\n",
           write ? "write of" : "read of", len, static_cast<unsigned long long>(addr), static_cast<int>(tid),
-          kTimeoutMs, unlogged, g_dying.size());
-  last = now;
-  unlogged = 0;
+          kTimeoutMs, skipped, g_dying.size());
 }
 
-// The same for copies refused at once, one line a second at most.
+// The same for copies refused at once.
 void LogRefusal(pid_t tid) {
-  static std::chrono::steady_clock::time_point last;
-  static unsigned unlogged = 0;
-  auto now = std::chrono::steady_clock::now();
-  if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1)) {
-    unlogged++;
-    return;
-  }
+  static RateLimit limit;
+  unsigned skipped;
+  if (!limit.Take(&skipped)) return;
   uid_t uid = UidOf(tid);
   fprintf(stderr,
           "kdbusfs: a copy of thread %d's memory is refused at once with EFAULT: uid %ld has %zu killed "
           "memory tasks still stuck in its memory (cap %zu; %zu of all uids, cap %zu) (%u more since the "
           "last such line)\n",
           static_cast<int>(tid), uid == kNoUid ? -1L : static_cast<long>(uid), DyingOf(uid), kUidCap,
-          g_dying.size(), kTotalCap, unlogged);
-  last = now;
-  unlogged = 0;
+          g_dying.size(), kTotalCap, skipped);
 }
 
 // Binds the task to the loop thread's CPU. The loop thread waits for every
