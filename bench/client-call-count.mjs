@@ -1,6 +1,6 @@
 // Per-call counts for bench/client-call.sh COUNT=1, from `perf script -F
 // pid,tid,event,trace` on stdin (fuse:fuse_request_send, sys_enter/exit_ioctl,
-// the wait syscalls, sched_switch): FUSE requests by opcode, kdbus ioctls by
+// the wait syscalls, any other sys_enter_ counted by name, sched_switch): FUSE requests by opcode, kdbus ioctls by
 // command (RECVs that found the queue empty apart), waits, context switches
 // of any of the process's threads; for the client and the
 // server process named in CALLS_FILE ("CLIENT_PID SERVER_PID CALLS"), or the
@@ -48,7 +48,8 @@ for await (const line of createInterface({ input: process.stdin })) {
     const thread = tid === pid ? '' : ', other threads';
     add(r, `switches (${state.startsWith('R') ? 'preempted' : 'sleep'}${thread})`);
   } else if (event.startsWith('syscalls:sys_enter_')) {
-    add(r, `wait ${event.slice('syscalls:sys_enter_'.length)}`);
+    const call = event.slice('syscalls:sys_enter_'.length);
+    add(r, `${/poll|wait/.test(call) && call !== 'epoll_ctl' ? 'wait' : 'syscall'} ${call}`);
   }
 }
 console.log(`${side}: ${calls} calls; per call`);

@@ -7,7 +7,7 @@
 # prints its heaviest functions. COUNT=1 counts, per call of COUNT_SIZE
 # bytes (default 8), the FUSE requests the proxy makes by opcode (every one
 # is a round trip through the kdbusfs server), its kdbus ioctls, its waits,
-# and the context switches of the proxy and of the kdbusfs server (perf
+# epoll_ctl, sendmsg and recvmsg, and the context switches of the proxy and of the kdbusfs server (perf
 # tracepoints, system-wide for a 2 s run, filtered by process;
 # bench/client-call-count.mjs). BASELINE=DIR runs a second proxy from
 # another built checkout (DIR/dist) on the same bus beside this one, timed
@@ -144,7 +144,8 @@ if [[ ${COUNT:-0} == 1 ]]; then
     # BENCH_OPS: the calls made (warm-up included) on stderr
     perf record -q -a -o "$work/perf-$sys" \
       -e fuse:fuse_request_send -e syscalls:sys_enter_ioctl -e syscalls:sys_exit_ioctl \
-      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait -e sched:sched_switch \
+      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait -e syscalls:sys_enter_epoll_ctl \
+      -e syscalls:sys_enter_sendmsg -e syscalls:sys_enter_recvmsg -e sched:sched_switch \
       -- env BENCH_OPS=1 "$work/sdbus-bench" "unix:path=$work/$sys.sock" call "${COUNT_SIZE:-8}" 2 1 >/dev/null 2>"$work/ops-$sys"
     echo "$pid $kd_pid $(awk '/^ops/ {print $2}' "$work/ops-$sys")" >"$work/calls-$sys"
     echo
