@@ -1,22 +1,24 @@
 // Per-call counts for bench/client-call.sh COUNT=1, from `perf script -F
 // pid,tid,event,trace` on stdin (fuse:fuse_request_send, sys_enter/exit_ioctl,
-// the wait syscalls, sched_switch): FUSE requests by opcode, kdbus ioctls by
+// the wait syscalls, any other sys_enter_ counted by name, sched_switch): FUSE requests by opcode, kdbus ioctls by
 // command (RECVs that found the queue empty apart), waits, context switches
 // of any of the process's threads; for the client and the
-// server process named in CALLS_FILE ("CLIENT_PID SERVER_PID CALLS").
-//   perf script ... | node client-call-count.mjs SIDE CALLS_FILE
+// server process named in CALLS_FILE ("CLIENT_PID SERVER_PID CALLS"), or the
+// two processes named ROLE_A and ROLE_B there (bench/proxy-bench.sh: the
+// proxy and the kdbusfs server).
+//   perf script ... | node client-call-count.mjs SIDE CALLS_FILE [ROLE_A ROLE_B]
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
-const [side, callsFile] = process.argv.slice(2);
-const [clientPid, serverPid, calls] = readFileSync(callsFile, 'utf8').trim().split(/\s+/);
-const role = new Map([[clientPid, 'client'], [serverPid, 'server']]);
+const [side, callsFile, roleA = 'client', roleB = 'server'] = process.argv.slice(2);
+const [pidA, pidB, calls] = readFileSync(callsFile, 'utf8').trim().split(/\s+/);
+const role = new Map([[pidA, roleA], [pidB, roleB]]);
 const KDBUS_MAGIC = 0x95;
 const CMDS = {
   0x20: 'HELLO', 0x21: 'BYEBYE', 0x30: 'SEND', 0x31: 'RECV', 0x32: 'FREE', 0x40: 'NAME_ACQUIRE', 0x41: 'NAME_RELEASE',
   0x42: 'NAME_LIST', 0x50: 'CONN_INFO', 0x51: 'CONN_UPDATE', 0x52: 'BUS_CREATOR_INFO', 0x70: 'MATCH_ADD', 0x71: 'MATCH_REMOVE',
 };
-const counts = { client: new Map(), server: new Map() };
+const counts = { [roleA]: new Map(), [roleB]: new Map() };
 const add = (r, key) => counts[r].set(key, (counts[r].get(key) ?? 0) + 1);
 const pending = new Map(); // tid -> kdbus command in flight
 
@@ -46,10 +48,11 @@ for await (const line of createInterface({ input: process.stdin })) {
     const thread = tid === pid ? '' : ', other threads';
     add(r, `switches (${state.startsWith('R') ? 'preempted' : 'sleep'}${thread})`);
   } else if (event.startsWith('syscalls:sys_enter_')) {
-    add(r, `wait ${event.slice('syscalls:sys_enter_'.length)}`);
+    const call = event.slice('syscalls:sys_enter_'.length);
+    add(r, `${/poll|wait/.test(call) && call !== 'epoll_ctl' ? 'wait' : 'syscall'} ${call}`);
   }
 }
 console.log(`${side}: ${calls} calls; per call`);
-for (const r of ['client', 'server']) {
-  for (const [k, v] of [...counts[r]].sort()) console.log(`  ${r.padEnd(6)} ${k.padEnd(24)} ${(v / Number(calls)).toFixed(2)}`);
+for (const r of [roleA, roleB]) {
+  for (const [k, v] of [...counts[r]].sort()) console.log(`  ${r.padEnd(7)} ${k.padEnd(24)} ${(v / Number(calls)).toFixed(2)}`);
 }

@@ -4,9 +4,18 @@
 # against the same call over dbus-broker and dbus-daemon, in one run.
 # Prints the medians (us per call, SIZE-byte "ay" echoed) and the ratios;
 # PROFILE=1 also profiles the proxy (node --cpu-prof) during its run and
-# prints its heaviest functions.
+# prints its heaviest functions. COUNT=1 counts, per call of COUNT_SIZE
+# bytes (default 8), the FUSE requests the proxy makes by opcode (every one
+# is a round trip through the kdbusfs server), its kdbus ioctls, its waits,
+# epoll_ctl, sendmsg and recvmsg, and the context switches of the proxy and of the kdbusfs server (perf
+# tracepoints, system-wide for a 2 s run, filtered by process;
+# bench/client-call-count.mjs). BASELINE=DIR runs a second proxy from
+# another built checkout (DIR/dist) on the same bus beside this one, timed
+# right after it for every size and counted with COUNT: an A/B of a proxy
+# change in one run. Pin the whole run for steadier figures (taskset -c 0).
 #
 #   bash bench/proxy-bench.sh            # SIZES="8 4096 65536" SECONDS_PER=1 REPS=5
+#   COUNT=1 BASELINE=/work/old taskset -c 0 bash bench/proxy-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-8 4096 65536}
@@ -64,6 +73,15 @@ KDBUSFS_QUIET=1 node "${prof[@]}" dist/lib/cli.js proxy --bus "$work/kdbus/0-ben
 proxy_pid=$!
 pids+=($proxy_pid)
 wait_for "$work/proxy.sock" "kdbusfs proxy"
+systems=(proxy)
+if [[ -n ${BASELINE:-} ]]; then
+  [[ -f $BASELINE/dist/lib/cli.js ]] || { echo "BASELINE=$BASELINE: no dist/lib/cli.js (npm ci there)" >&2; exit 1; }
+  KDBUSFS_QUIET=1 node "$BASELINE/dist/lib/cli.js" proxy --bus "$work/kdbus/0-bench/bus" --listen "$work/baseline.sock" >"$work/baseline.log" 2>&1 &
+  baseline_pid=$!
+  pids+=($baseline_pid)
+  wait_for "$work/baseline.sock" "the baseline's kdbusfs proxy"
+  systems+=(baseline)
+fi
 
 # dbus-daemon and dbus-broker as bench/run.sh runs them
 cat >"$work/daemon.conf" <<CONF
@@ -86,15 +104,15 @@ pids+=("$(cat "$work/broker.pid")")
 
 # a throwaway round first: the proxy's code is compiled by V8 as it runs, and the first
 # size measured would carry that
-"$work/sdbus-bench" "unix:path=$work/proxy.sock" call 8 1 1 >/dev/null
+for sys in "${systems[@]}"; do "$work/sdbus-bench" "unix:path=$work/$sys.sock" call 8 1 1 >/dev/null; done
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 declare -A R
 for size in $SIZES; do
   R[native,$size]=$("$work/kdbus-bench" "$work/kdbus" call "$size" "$SECONDS_PER" "$REPS" | median)
-  for sys in proxy dbus-broker dbus-daemon; do
+  for sys in "${systems[@]}" dbus-broker dbus-daemon; do
     case $sys in
-      proxy) addr=unix:path=$work/proxy.sock ;;
+      proxy | baseline) addr=unix:path=$work/$sys.sock ;;
       dbus-broker) addr=unix:path=$work/broker.sock ;;
       dbus-daemon) addr=unix:path=$work/daemon.sock ;;
     esac
@@ -110,6 +128,31 @@ for size in $SIZES; do
   r() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
   echo "| $size B | $p | $n | $b | $d | $(r "$p" "$b") | $(r "$p" "$d") | $(r "$p" "$n") |"
 done
+if [[ -n ${BASELINE:-} ]]; then
+  echo
+  echo "| body | this proxy | baseline proxy ($BASELINE) | this ÷ baseline |"
+  echo "|---|---|---|---|"
+  for size in $SIZES; do
+    echo "| $size B | ${R[proxy,$size]} | ${R[baseline,$size]} | $(awk "BEGIN {printf \"%.2f\", ${R[proxy,$size]} / ${R[baseline,$size]}}") |"
+  done
+fi
+
+if [[ ${COUNT:-0} == 1 ]]; then
+  for sys in "${systems[@]}"; do
+    pid=$proxy_pid
+    [[ $sys == baseline ]] && pid=$baseline_pid
+    # BENCH_OPS: the calls made (warm-up included) on stderr
+    perf record -q -a -o "$work/perf-$sys" \
+      -e fuse:fuse_request_send -e syscalls:sys_enter_ioctl -e syscalls:sys_exit_ioctl \
+      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait -e syscalls:sys_enter_epoll_ctl \
+      -e syscalls:sys_enter_sendmsg -e syscalls:sys_enter_recvmsg -e sched:sched_switch \
+      -- env BENCH_OPS=1 "$work/sdbus-bench" "unix:path=$work/$sys.sock" call "${COUNT_SIZE:-8}" 2 1 >/dev/null 2>"$work/ops-$sys"
+    echo "$pid $kd_pid $(awk '/^ops/ {print $2}' "$work/ops-$sys")" >"$work/calls-$sys"
+    echo
+    perf script -i "$work/perf-$sys" -F pid,tid,event,trace 2>/dev/null \
+      | node bench/client-call-count.mjs "$sys (${COUNT_SIZE:-8} B calls)" "$work/calls-$sys" proxy kdbusfs
+  done
+fi
 
 if [[ ${PROFILE:-0} == 1 ]]; then
   kill -INT "$proxy_pid"

@@ -204,6 +204,16 @@ class PollWatch {
     uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* h) { delete static_cast<PollWatch*>(h->data); });
   }
 
+  // Events off or on again, the same handle: a new one would cost a poll of
+  // the fd at uv_poll_init (libuv checks the fd can be watched) besides the
+  // one its registration makes, and on a kdbusfs file every poll is a FUSE
+  // request. Off takes the fd out of the loop's epoll set; on puts it back at
+  // the loop's next poll phase (one poll of the fd).
+  int SetActive(bool on) {
+    if (stopped_) return -EBADF;
+    return on ? uv_poll_start(&poll_, UV_READABLE | UV_DISCONNECT, OnPoll) : uv_poll_stop(&poll_);
+  }
+
  private:
   PollWatch(Napi::Env env, Napi::Function cb)
       : env_(env), cb_(Napi::Persistent(cb)), context_(env, "kdbusfs:client-poll") {}
@@ -265,6 +275,15 @@ Napi::Value PollStop(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// pollActive(handle, on): the watch's events off (false) or on again (true), 0 or -errno.
+Napi::Value PollActive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsBoolean()) return TypeError(env, "pollActive(handle, on: boolean)");
+  auto* h = info[0].As<Napi::External<WatchHandle>>().Data();
+  if (!h->watch) return Int(env, -EBADF);
+  return Int(env, h->watch->SetActive(info[1].As<Napi::Boolean>().Value()));
+}
+
 // ---- memfds ----
 
 // memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): fd or -errno.
@@ -292,7 +311,7 @@ Napi::Value GetSeals(const Napi::CallbackInfo& info) {
 void RegisterClient(Napi::Env env, Napi::Object exports) {
   exports.Set("client", napifn::Table(env, {
       {"open", Open}, {"close", Close}, {"ioctl", Ioctl}, {"address", Address}, {"mmap", Mmap},
-      {"munmap", Munmap}, {"pollStart", PollStart}, {"pollStop", PollStop}, {"memfdCreate", MemfdCreate},
-      {"addSeals", AddSeals}, {"getSeals", GetSeals}
+      {"munmap", Munmap}, {"pollStart", PollStart}, {"pollStop", PollStop}, {"pollActive", PollActive},
+      {"memfdCreate", MemfdCreate}, {"addSeals", AddSeals}, {"getSeals", GetSeals}
   }));
 }

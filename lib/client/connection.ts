@@ -7,7 +7,7 @@
 //   'notification' (n: Notification, msg: Message)  a kernel notification (already freed)
 //   'dropped'      (count: number)      messages the kernel dropped for us (RECV's EOVERFLOW)
 //   'readable'     ()                   data queued, when autoReceive is off: emitted once, then
-//                                       not again until the caller's next recv()
+//                                       not again until the caller's next recv() or resume()
 //   'hangup'       (cause?: Error)      POLLHUP/POLLERR or a failing RECV: the connection or bus is gone;
 //                                       pending calls reject with ECONNRESET; close() is still the caller's
 //   'close'        ()                   close() ran
@@ -144,6 +144,10 @@ export class Connection extends EventEmitter {
   readonly kind: ConnectionKind;
   private readonly pool: Buffer;
   private watch: PollHandle | null = null;
+  /** autoReceive off: the watch's events are on (off between a 'readable' left unanswered and the next recv()) */
+  private watching = false;
+  /** autoReceive off: recv() or resume() ran since the last 'readable' was emitted */
+  private answered = false;
   private hungUp = false;
   private nextCookie = 1n;
   private readonly pending = new Map<bigint, PendingCall>();
@@ -151,7 +155,7 @@ export class Connection extends EventEmitter {
   /** a SEND's message and payload Buffers while the kernel reads them (see send) */
   private inFlight: Buffer[] | null = null;
   private readonly copy: boolean;
-  /** autoReceive off: readiness is told once ('readable') and watched again at the next recv() */
+  /** autoReceive off: readiness is told once ('readable') and watched again at the next recv() or resume() */
   private readonly manual: boolean;
 
   private constructor(readonly path: string, readonly fd: number, hello: Buffer, pool: Buffer, opts: ConnectOptions) {
@@ -231,9 +235,31 @@ export class Connection extends EventEmitter {
       this.drain(batch);
       return;
     }
-    // poll is level-triggered: watching on while the caller has not received would spin
-    this.stopWatch();
+    // A caller that receives (or resumes) in its handler keeps the watch on:
+    // the loop's level-triggered poll before it sleeps says whether more is
+    // queued, and the next wakeup polls once. One that does not is not told
+    // again until it does (watching on would spin on the level-triggered
+    // poll): the watch's events go off, the handle stays (see rewatch).
+    this.answered = false;
     this.emit('readable');
+    if (!this.answered && this.watch && !this.closed) {
+      nat.pollActive(this.watch, false);
+      this.watching = false;
+    }
+  }
+
+  /**
+   * autoReceive off: the caller receives again; the watch's events go back
+   * on if a 'readable' left them off. The same handle, re-armed: a new one
+   * would cost two polls of the fd (libuv's check at uv_poll_init and the
+   * registration), each a FUSE request on kdbusfs.
+   */
+  private rewatch(): void {
+    this.answered = true;
+    if (this.watching || !this.watch || this.closed || this.hungUp) return;
+    const r = nat.pollActive(this.watch, true);
+    if (r < 0) throw new KdbusClientError(-r, 'poll', 'watching the connection fd');
+    this.watching = true;
   }
 
   private startWatch(): void {
@@ -249,11 +275,13 @@ export class Connection extends EventEmitter {
     });
     if (typeof w === 'number') throw new KdbusClientError(-w, 'poll', 'watching the connection fd');
     this.watch = w;
+    this.watching = true;
   }
 
   private stopWatch(): void {
     if (this.watch) nat.pollStop(this.watch);
     this.watch = null;
+    this.watching = false;
   }
 
   /** The connection (or its bus) is gone: no more watching, no reply will come. Once. */
@@ -360,7 +388,7 @@ export class Connection extends EventEmitter {
    * finding the queue empty).
    */
   resume(): void {
-    if (this.manual && !this.watch && !this.closed && !this.hungUp) this.startWatch();
+    if (this.manual) this.rewatch();
   }
 
   /**
@@ -369,7 +397,7 @@ export class Connection extends EventEmitter {
    * broadcasts are reported as a 'dropped' event first.
    */
   recv(o: RecvOptions = {}): Message | null {
-    if (this.manual && !this.watch && !this.closed && !this.hungUp) this.startWatch();
+    if (this.manual) this.rewatch();
     let flags = 0n;
     if (o.peek) flags |= RECV_PEEK;
     if (o.drop) flags |= RECV_DROP;

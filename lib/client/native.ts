@@ -32,6 +32,11 @@ export interface ClientNative {
    */
   pollStart(fd: number, cb: (status: number, events: number, slept: boolean) => void): PollHandle | number;
   pollStop(handle: PollHandle): void;
+  /**
+   * A watch's events off (false: the fd leaves the loop's poll set) or on
+   * again (true), keeping the handle: 0, or -errno (-EBADF after pollStop).
+   */
+  pollActive(handle: PollHandle, on: boolean): number;
   /** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): fd or -errno */
   memfdCreate(name: string): number;
   /** fcntl(F_ADD_SEALS): 0 or -errno */

@@ -290,7 +290,9 @@ export class ProxyConnection extends EventEmitter {
    * Takes a bus message for the client while it keeps up (see
    * OUT_HIGH_WATER), then watches again: poll is level-triggered, so the next
    * 'readable' comes at once when more is queued, without a RECV that finds
-   * the queue empty (each RECV is a round trip to the bus).
+   * the queue empty (each RECV is a round trip to the bus). Not receiving
+   * (the client is behind) leaves the connection unwatched until flush()
+   * pumps again: kdbus's quotas then answer the senders.
    */
   private pump(): void {
     const k = this.kdbusConn;

@@ -153,6 +153,24 @@ const ops = {
     if (!m.peeked && !a.keep) m.free();
     return r;
   },
+  /**
+   * autoReceive off, as the proxy receives: each 'readable' takes one message in the
+   * handler while `limit` allows (a 'pumped' event each), then leaves one unanswered
+   */
+  pump(a) {
+    let left = a.limit;
+    conn.removeAllListeners('readable');
+    conn.on('readable', () => {
+      push({ kind: 'readable' });
+      if (left <= 0) return;
+      left--;
+      const m = conn.recv();
+      if (m) push({ kind: 'pumped', payload: m.payload.map(text) });
+      conn.resume();
+    });
+    return null;
+  },
+  resume() { conn.resume(); return null; },
   /** frees a held (view-mode) message; reads its payload first to show the view was live */
   free(a) {
     const m = held.get(a.offset);

@@ -128,3 +128,30 @@ t.test('manual receiving: priorities, PEEK, DROP', async (t) => {
   t.equal(await rx.do('recv', { opts: { drop: true } }), null, 'DROP discards the last one');
   t.equal(await rx.do('recv'), null, 'the queue is empty (EAGAIN)');
 });
+
+t.test('manual receiving in the handler, as the proxy: one message per readable, none told while unanswered', async (t) => {
+  const { dir } = await mountFresh(t, 'pump');
+  const newAgent = agents(t, agent);
+  const maker = await newAgent('maker');
+  const bus = await maker.do('makeBus', { name: '0-pump', opts: { root: dir, access: 'world' } });
+  const rx = await newAgent('rx');
+  const hr = await rx.do('connect', { bus: bus.path, opts: { autoReceive: false } });
+  await rx.do('pump', { limit: 2 });
+  const tx = await newAgent('tx');
+  await tx.do('connect', { bus: bus.path });
+  for (const body of ['one', 'two', 'three', 'four']) await tx.do('send', { opts: { dst: hr.id, payload: body } });
+  t.match(await rx.do('next', { kind: 'pumped' }), { payload: ['one'] }, 'the first taken in its readable');
+  t.match(await rx.do('next', { kind: 'pumped' }), { payload: ['two'] }, 'the watch kept on: the next readable takes the second');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(await rx.do('pending', { kind: 'readable' }), 3, 'a third readable, left unanswered');
+  t.equal(await rx.do('pending', { kind: 'pumped' }), 0, 'and nothing taken (the queue stays with kdbus)');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(await rx.do('pending', { kind: 'readable' }), 3, 'unanswered: not told again (no spinning on level-triggered poll)');
+  await rx.do('pump', { limit: 10 });
+  await rx.do('resume');
+  t.match(await rx.do('next', { kind: 'pumped' }), { payload: ['three'] }, 'resume(): told again, the third taken');
+  t.match(await rx.do('next', { kind: 'pumped' }), { payload: ['four'] }, 'then the fourth');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(await rx.do('pending', { kind: 'readable' }), 5, 'the queue empty: no readable more');
+  t.equal(await rx.do('recv'), null, 'nothing left (EAGAIN)');
+});

@@ -91,6 +91,35 @@ t.test('poll watches: readable, hangup, stop', async (t) => {
   t.equal(nat.pollStart(rd, () => undefined), -9, 'a watch on a closed fd: -EBADF');
 });
 
+t.test('poll watches: events off and on again on the same handle', async (t) => {
+  const fifo = join(tmp, 'fifo-active');
+  execFileSync('mkfifo', [fifo]);
+  const rd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  const wr = openSync(fifo, constants.O_WRONLY);
+  let events = 0;
+  let wake: (() => void) | null = null;
+  const w = nat.pollStart(rd, () => {
+    events++;
+    // off from inside the callback, the byte left unread: level-triggered, it would fire again
+    if (typeof w !== 'number') t.equal(nat.pollActive(w, false), 0, 'off in the callback: 0');
+    wake?.();
+  });
+  if (typeof w === 'number') return t.fail(`pollStart: ${w}`);
+  const first = new Promise<void>((r) => { wake = r; });
+  writeSync(wr, 'x');
+  await first;
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(events, 1, 'off: no more events while the byte waits unread');
+  const again = new Promise<void>((r) => { wake = r; });
+  t.equal(nat.pollActive(w, true), 0, 'on again: 0');
+  await again;
+  t.equal(events, 2, 'on again: the byte still queued is told');
+  nat.pollStop(w);
+  t.equal(nat.pollActive(w, true), -9, 'after pollStop: -EBADF');
+  closeSync(wr);
+  closeSync(rd);
+});
+
 t.test('poll watches tell whether the loop slept since the last event', async (t) => {
   const fifo = join(tmp, 'fifo-slept');
   execFileSync('mkfifo', [fifo]);
