@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { nodeForOtherUid } from '../helpers.js';
 import { needRootAndFuse, root, withTimeout } from '../harness.js';
-import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
+import { mountWithBus, NOBODY, stageClient } from './kdbus-harness.js';
 import { startEchoService } from './echo-service-process.js';
 
 t.setTimeout(120_000);
@@ -37,10 +37,7 @@ function runCaller(busPath: string): Promise<any> {
 }
 
 t.test('a Node client under another uid uses the example service', async (t) => {
-  const { dir } = await mountFresh(t, 'dbus');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-dbus', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'dbus');
   // anybody may talk to the service's name (a root connection otherwise refuses uid 65534)
   const holder = await newAgent('holder');
   await holder.do('connect', { bus: bus.path, opts: {

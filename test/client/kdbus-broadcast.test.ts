@@ -3,7 +3,7 @@
 // and dropped-broadcast counts, between processes of two uids.
 import t from 'tap';
 import { needRootAndFuse } from '../harness.js';
-import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
+import { mountWithBus, NOBODY, stageClient } from './kdbus-harness.js';
 
 t.setTimeout(120_000);
 needRootAndFuse();
@@ -19,10 +19,7 @@ function bloom(...bits: number[]): string {
 }
 
 t.test('broadcasts filtered by bloom masks, sender rules, MATCH_REPLACE and removal', async (t) => {
-  const { dir } = await mountFresh(t, 'bcast');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-bcast', opts: { root: dir, access: 'world', bloomSize: BLOOM, bloomHashes: 1 } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'bcast', { bloomSize: BLOOM, bloomHashes: 1 });
   // kdbus delivers a broadcast only to connections that may talk to its sender
   const holder = await newAgent('holder');
   await holder.do('connect', { bus: bus.path, opts: { kind: 'policy-holder', name: 'org.example.Tx', grants: [{ world: true, access: 'talk' }] } });
@@ -67,10 +64,7 @@ t.test('broadcasts filtered by bloom masks, sender rules, MATCH_REPLACE and remo
 });
 
 t.test('kernel notifications as events', async (t) => {
-  const { dir } = await mountFresh(t, 'notify');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-notify', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'notify');
   const watcher = await newAgent('watcher', NOBODY);
   await watcher.do('connect', { bus: bus.path });
   await watcher.do('addMatch', { cookie: 7, rule: { idAdd: {} } });
@@ -99,10 +93,7 @@ t.test('kernel notifications as events', async (t) => {
 });
 
 t.test('dropped broadcasts from another uid are counted and surfaced', async (t) => {
-  const { dir } = await mountFresh(t, 'drop');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-drop', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'drop');
   const slow = await newAgent('slow');
   await slow.do('connect', { bus: bus.path, opts: { autoReceive: false } });
   await slow.do('addMatch', { cookie: 1, rule: { bloomMask: bloom() } });

@@ -5,7 +5,7 @@
 import { realpathSync } from 'node:fs';
 import t from 'tap';
 import { needRootAndFuse, statOf, until } from '../harness.js';
-import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
+import { agents, mountFresh, mountWithBus, NOBODY, stageClient } from './kdbus-harness.js';
 
 t.setTimeout(120_000);
 needRootAndFuse();
@@ -55,10 +55,7 @@ t.test('names: acquire, queue, replace, release, list', async (t) => {
 });
 
 t.test('CONN_INFO and BUS_CREATOR_INFO metadata, CONN_UPDATE', async (t) => {
-  const { dir } = await mountFresh(t, 'info', 0x3fffn); // every item let through
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-info', opts: { root: dir, access: 'world', attachCreator: String(0x3fff) } });
+  const { newAgent, maker, bus } = await mountWithBus(t, agent, 'info', { attachCreator: String(0x3fff) }, 0x3fffn); // every item let through
   const holder = await newAgent('holder');
   await holder.do('connect', { bus: bus.path, opts: { kind: 'policy-holder', name: 'org.example.Info', grants: [{ world: true, access: 'own' }] } });
   const target = await newAgent('target', NOBODY);
@@ -111,10 +108,7 @@ t.test('CONN_INFO and BUS_CREATOR_INFO metadata, CONN_UPDATE', async (t) => {
 });
 
 t.test('custom endpoints with policies, monitors, BYEBYE, bus lifetime', async (t) => {
-  const { dir } = await mountFresh(t, 'ep');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-ep', opts: { root: dir, access: 'world' } });
+  const { dir, newAgent, maker, bus } = await mountWithBus(t, agent, 'ep');
   // the bus policy lets anybody own both names; the endpoint's narrows it
   for (const name of ['org.example.Guest', 'org.example.Other']) {
     const holder = await newAgent(`holder ${name}`);

@@ -57,6 +57,19 @@ export async function mountFresh(t: Tap, what: string, mask?: bigint): Promise<{
   return { dir, server };
 }
 
+/**
+ * mountFresh, then the bus `0-<what>` made by a root agent (world access,
+ * and makeOpts): the agent factory, the mount dir, the maker and the bus.
+ */
+export async function mountWithBus(t: Tap, agentPath: string, what: string, makeOpts: Record<string, unknown> = {},
+  mask?: bigint): Promise<{ dir: string; newAgent: (name: string, uid?: number) => Promise<Agent>; maker: Agent; bus: any }> {
+  const { dir } = await mountFresh(t, what, mask);
+  const newAgent = agents(t, agentPath);
+  const maker = await newAgent('maker');
+  const bus = await maker.do('makeBus', { name: `0-${what}`, opts: { root: dir, access: 'world', ...makeOpts } });
+  return { dir, newAgent, maker, bus };
+}
+
 /** One agent process. */
 export class Agent {
   readonly child: ChildProcess;

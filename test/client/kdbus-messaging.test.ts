@@ -6,7 +6,7 @@
 // sealed memfds both ways.
 import t from 'tap';
 import { needRootAndFuse } from '../harness.js';
-import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
+import { mountWithBus, NOBODY, stageClient } from './kdbus-harness.js';
 
 t.setTimeout(120_000);
 needRootAndFuse();
@@ -14,10 +14,7 @@ needRootAndFuse();
 const { agent } = stageClient();
 
 t.test('HELLO, unicast by id and by name, between uids', async (t) => {
-  const { dir } = await mountFresh(t, 'msg');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-msg', opts: { root: dir, access: 'world', bloomSize: 64, bloomHashes: 3 } });
+  const { dir, newAgent, bus } = await mountWithBus(t, agent, 'msg', { bloomSize: 64, bloomHashes: 3 });
   t.equal(bus.path, `${dir}/0-msg/bus`, 'the bus file of the new bus');
   const a = await newAgent('a');
   const b = await newAgent('b', NOBODY);
@@ -63,10 +60,7 @@ t.test('HELLO, unicast by id and by name, between uids', async (t) => {
 });
 
 t.test('calls: replies, REPLY_TIMEOUT, REPLY_DEAD, NO_AUTO_START, across uids', async (t) => {
-  const { dir } = await mountFresh(t, 'call');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-call', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'call');
   const holder = await newAgent('holder');
   await holder.do('connect', { bus: bus.path, opts: { kind: 'policy-holder', name: 'org.example.Echo', grants: [{ world: true, access: 'talk' }] } });
   const srv = await newAgent('srv');
@@ -105,10 +99,7 @@ t.test('calls: replies, REPLY_TIMEOUT, REPLY_DEAD, NO_AUTO_START, across uids', 
 });
 
 t.test('manual receiving: priorities, PEEK, DROP', async (t) => {
-  const { dir } = await mountFresh(t, 'prio');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-prio', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'prio');
   const rx = await newAgent('rx', NOBODY);
   const hr = await rx.do('connect', { bus: bus.path, opts: { autoReceive: false } });
   const tx = await newAgent('tx');
@@ -130,10 +121,7 @@ t.test('manual receiving: priorities, PEEK, DROP', async (t) => {
 });
 
 t.test('manual receiving in the handler, as the proxy: one message per readable, none told while unanswered', async (t) => {
-  const { dir } = await mountFresh(t, 'pump');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-pump', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'pump');
   const rx = await newAgent('rx');
   const hr = await rx.do('connect', { bus: bus.path, opts: { autoReceive: false } });
   await rx.do('pump', { limit: 2 });

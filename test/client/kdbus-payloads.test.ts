@@ -3,7 +3,7 @@
 // memfds in both directions, and the errors of a full receiver.
 import t from 'tap';
 import { needRootAndFuse } from '../harness.js';
-import { agents, mountFresh, NOBODY, stageClient } from './kdbus-harness.js';
+import { mountWithBus, NOBODY, stageClient } from './kdbus-harness.js';
 
 t.setTimeout(120_000);
 needRootAndFuse();
@@ -12,10 +12,7 @@ const { agent } = stageClient();
 const POOL = 64 * 1024;
 
 t.test('zero-copy views live until free(); copies free their slice at once', async (t) => {
-  const { dir } = await mountFresh(t, 'view');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-view', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'view');
   const viewer = await newAgent('viewer', NOBODY);
   const hv = await viewer.do('connect', { bus: bus.path, opts: { receive: 'view', poolSize: POOL } });
   const copier = await newAgent('copier', NOBODY);
@@ -46,10 +43,7 @@ t.test('zero-copy views live until free(); copies free their slice at once', asy
 });
 
 t.test('fds and sealed memfds both ways', async (t) => {
-  const { dir } = await mountFresh(t, 'fds');
-  const newAgent = agents(t, agent);
-  const maker = await newAgent('maker');
-  const bus = await maker.do('makeBus', { name: '0-fds', opts: { root: dir, access: 'world' } });
+  const { newAgent, bus } = await mountWithBus(t, agent, 'fds');
   const rootSide = await newAgent('root-side');
   const hr = await rootSide.do('connect', { bus: bus.path, opts: { names: ['org.example.Root'] } });
   const holder = await newAgent('holder');
