@@ -332,6 +332,12 @@ int FdInstaller::TracerMain(void* arg) {
   prctl(PR_SET_NAME, "kdbusfs-fdinst", 0, 0, 0);
   self->Loop();
   if (self->slot_) self->slot_->tracer = 0;
+  // The whole thread group: threads started from this task (the fd closer's
+  // supervisor and workers, when the task was the first to close through
+  // it) are of its group, and would outlive it, the server's fd table and
+  // memory with them (its stdio pipes kept open: a parent waiting for their
+  // end waited for good).
+  syscall(SYS_exit_group, 0);
   return 0;
 }
 
