@@ -539,22 +539,25 @@ Task* Post(long syscallNo, Job job, void* local, uint64_t addr, size_t len) {
   return t;
 }
 
-// A finished copy's answer: 0, its -errno, or -EFAULT for a short copy.
-int CopyResult(const Task* t, size_t len) {
-  long r = t->result;
-  if (r < 0) return static_cast<int>(r);
-  return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+// Runs a posted copy of len bytes: 0, its -errno, or -EFAULT for a short
+// copy or one given up.
+int RunCopy(Task* t, pid_t tid, uint64_t addr, size_t len) {
+  bool write = t->syscallNo == SYS_process_vm_writev;  // t may be freed by Bury
+  Task* stuck = nullptr;
+  if (Run(tid, &stuck)) {
+    long r = t->result;
+    if (r < 0) return static_cast<int>(r);
+    return static_cast<size_t>(r) == len ? 0 : -EFAULT;
+  }
+  Bury(stuck, tid);
+  LogGiveUp(write, tid, addr, len);
+  return -EFAULT;
 }
 
 int Copy(long syscallNo, pid_t tid, uint64_t addr, void* local, size_t len) {
   if (len == 0) return 0;
   if (int e = Prepare(tid)) return e;
-  Task* t = Post(syscallNo, Job::kCopy, local, addr, len);
-  Task* stuck = nullptr;
-  if (Run(tid, &stuck)) return CopyResult(t, len);
-  Bury(stuck, tid);
-  LogGiveUp(syscallNo == SYS_process_vm_writev, tid, addr, len);
-  return -EFAULT;
+  return RunCopy(Post(syscallNo, Job::kCopy, local, addr, len), tid, addr, len);
 }
 
 }  // namespace
@@ -568,11 +571,7 @@ int ReadIntoPool(pid_t tid, uint64_t addr, int fd, uint8_t* map, uint64_t off, s
   t->fd = fd;
   t->poolMap = map;
   t->fileOff = off;
-  Task* stuck = nullptr;
-  if (Run(tid, &stuck)) return CopyResult(t, len);
-  Bury(stuck, tid);
-  LogGiveUp(false, tid, addr, len);
-  return -EFAULT;
+  return RunCopy(t, tid, addr, len);
 }
 
 int ReadMessage(pid_t tid, uint64_t addr, size_t first, uint8_t* dst, size_t cap, StagedVec* vecs, int* nvecs,

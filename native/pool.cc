@@ -84,15 +84,13 @@ int Pool::Setup(uint64_t size) {
 
 bool Pool::ThroughMapping(uint64_t off, size_t len) {
   if (len < kPwriteMin) return true;
-  uint64_t first = off / kBlock, last = (off + len - 1) / kBlock;
   bool mapped = true;
-  for (uint64_t b = first; b <= last && mapped; b++) {
-    auto it = blockWrites_.find(b);
-    mapped = it != blockWrites_.end() && it->second >= kMapAfter;
-  }
-  for (uint64_t b = first; b <= last; b++) {
+  for (uint64_t b = off / kBlock, last = (off + len - 1) / kBlock; b <= last; b++) {
     uint8_t& n = blockWrites_[b];
-    if (n < kMapAfter) n++;
+    if (n < kMapAfter) {
+      mapped = false;
+      n++;
+    }
   }
   return mapped;
 }
